@@ -1,0 +1,74 @@
+/* A model's parameters in one contiguous block.
+ *
+ * Parameters are declared by name and shape (flash_params_add), then the
+ * block is allocated once (flash_params_finalize). data, grad, Adam's m and
+ * v, and the EMA copy all share that layout, so one loop updates everything
+ * and one write saves it. Each declared parameter is a flash_tensor view
+ * into the block (flags has FLASH_TENSOR_PARAM; .grad points into the grad
+ * block), so ops on the tape accumulate parameter gradients in place.
+ */
+#ifndef FLASH_PARAMS_H
+#define FLASH_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct flash_params flash_params;
+
+FLASH_EXPORT flash_params *flash_params_create(void);
+FLASH_EXPORT void flash_params_destroy(flash_params *p);
+/* Declares a parameter; the returned tensor is valid after finalize (its
+ * data pointer is set then). Names are copied. Returns NULL on a duplicate
+ * name, after finalize, or out of memory. */
+FLASH_EXPORT flash_tensor *flash_params_add(flash_params *p, const char *name, int ndim, const int *shape);
+FLASH_EXPORT flash_status flash_params_finalize(flash_params *p, flash_error *err);
+
+FLASH_EXPORT size_t flash_params_count(const flash_params *p); /* total scalars */
+FLASH_EXPORT size_t flash_params_n(const flash_params *p);     /* number of tensors */
+FLASH_EXPORT flash_tensor *flash_params_at(flash_params *p, size_t i);
+FLASH_EXPORT const char *flash_params_name(const flash_params *p, size_t i);
+FLASH_EXPORT flash_tensor *flash_params_find(flash_params *p, const char *name);
+/* The blocks (count floats each). m, v, ema are NULL until first used. */
+FLASH_EXPORT float *flash_params_data(flash_params *p);
+FLASH_EXPORT float *flash_params_grad(flash_params *p);
+FLASH_EXPORT float *flash_params_adam_m(flash_params *p);
+FLASH_EXPORT float *flash_params_adam_v(flash_params *p);
+FLASH_EXPORT float *flash_params_ema(flash_params *p);
+
+/* Initialisers (PyTorch's defaults: kaiming-uniform with a = sqrt(5), i.e.
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases alike). */
+FLASH_EXPORT void flash_init_uniform(flash_tensor *t, flash_rng *r, float bound);
+FLASH_EXPORT void flash_init_normal(flash_tensor *t, flash_rng *r, float std);
+FLASH_EXPORT void flash_init_const(flash_tensor *t, float v);
+FLASH_EXPORT void flash_init_fan_in(flash_tensor *t, flash_rng *r, int fan_in);
+
+FLASH_EXPORT void flash_params_zero_grad(flash_params *p);
+/* Global L2 norm of the gradient; scales it down to max_norm if above
+ * (max_norm <= 0: only measure). Returns the norm before clipping. */
+FLASH_EXPORT double flash_params_clip_grad(flash_params *p, double max_norm);
+/* true when every gradient is finite */
+FLASH_EXPORT bool flash_params_grad_finite(const flash_params *p);
+
+typedef struct flash_adam {
+    float lr, beta1, beta2, eps;
+    float weight_decay; /* decoupled (AdamW) when > 0 */
+} flash_adam;
+
+/* One Adam(W) step with bias correction; step counts from 1. */
+FLASH_EXPORT flash_status flash_adam_step(flash_params *p, const flash_adam *opt, int64_t step, flash_error *err);
+/* ema = decay * ema + (1 - decay) * data; the first call copies data. */
+FLASH_EXPORT flash_status flash_params_ema_update(flash_params *p, float decay, flash_error *err);
+/* Swaps data and ema blocks (sample with EMA weights, then swap back). */
+FLASH_EXPORT flash_status flash_params_swap_ema(flash_params *p, flash_error *err);
+/* Copies values (data only) from src into dst by name; shapes must match.
+ * Used to initialise a student from its teacher. */
+FLASH_EXPORT flash_status flash_params_copy(flash_params *dst, const flash_params *src, flash_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

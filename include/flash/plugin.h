@@ -1,0 +1,149 @@
+/* The plugin ABI.
+ *
+ * A plugin is a shared object exporting one symbol, flash_plugin_entry,
+ * returning a descriptor that lists any number of components. Every
+ * component starts with flash_component (the head); each kind extends it
+ * with its own function table (model.h, schedule.h, sampler.h, ...).
+ *
+ * Versioning: the loader requires desc->abi_major == FLASH_ABI_MAJOR and
+ * desc->abi_minor <= FLASH_ABI_MINOR, and head.size >= the size of the
+ * kind's struct in ABI 1.0 (fields are only ever appended, so a newer host
+ * reads an older plugin's struct up to its size). Duplicate (kind, name)
+ * pairs are refused. Libraries stay loaded until the process exits.
+ *
+ * Writing one (see CONTRIBUTING.md):
+ *
+ *   static const char *const keys[] = {"weight", NULL};
+ *   static const flash_loss_api my_loss = {
+ *       .head = {sizeof my_loss, FLASH_KIND_LOSS, "my_loss", "one line", keys,
+ *                my_create, my_destroy},
+ *       .compute = my_compute,
+ *   };
+ *   static const flash_component *const comps[] = {&my_loss.head};
+ *   static const flash_plugin_desc desc = {FLASH_ABI_MAJOR, FLASH_ABI_MINOR,
+ *       "my_plugin", "0.1", comps, 1};
+ *   FLASH_PLUGIN(desc)
+ */
+#ifndef FLASH_PLUGIN_H
+#define FLASH_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FLASH_ABI_MAJOR 1
+#define FLASH_ABI_MINOR 0
+#define FLASH_PLUGIN_ENTRY_SYMBOL "flash_plugin_entry"
+
+/* Component kinds. Values only grow at the end. */
+typedef enum flash_kind {
+    FLASH_KIND_MODEL = 0,
+    FLASH_KIND_SCHEDULE,
+    FLASH_KIND_SAMPLER,
+    FLASH_KIND_LOSS,
+    FLASH_KIND_STRATEGY,
+    FLASH_KIND_DATASET,
+    FLASH_KIND_METRIC,
+    FLASH_KIND_COUNT
+} flash_kind;
+
+typedef struct flash_env flash_env;
+
+typedef struct flash_component {
+    uint32_t size;            /* sizeof the kind's concrete struct */
+    flash_kind kind;
+    const char *name;         /* unique per kind: "ddim", "srl", "backward" */
+    const char *summary;      /* one line for `flash plugins` */
+    const char *const *keys;  /* accepted config keys, NULL-terminated ("plugin" is implicit) */
+    /* cfg is the component's slot map, borrowed for the call. On failure
+     * nothing stays allocated and err names the key. */
+    flash_status (*create)(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err);
+    void (*destroy)(void *self); /* destroy(NULL) is a no-op */
+} flash_component;
+
+typedef struct flash_plugin_desc {
+    uint16_t abi_major, abi_minor;
+    const char *name;    /* the plugin (shared object), e.g. "samplers" */
+    const char *version;
+    const flash_component *const *components;
+    size_t n_components;
+} flash_plugin_desc;
+
+typedef const flash_plugin_desc *(*flash_plugin_entry_fn)(void);
+
+#define FLASH_PLUGIN(desc) \
+    FLASH_EXPORT const flash_plugin_desc *flash_plugin_entry(void) { return &(desc); }
+
+/* A created component. The typed table is (const flash_<kind>_api *)comp. */
+typedef struct flash_instance {
+    const flash_component *comp;
+    void *self;
+} flash_instance;
+
+#define FLASH_API(inst, type) ((const type *)(inst)->comp)
+
+/* ---- the registry (host side) ----------------------------------------- */
+typedef struct flash_registry flash_registry;
+
+FLASH_EXPORT flash_registry *flash_registry_create(void);
+/* Destroys the table; shared objects stay loaded until exit. */
+FLASH_EXPORT void flash_registry_destroy(flash_registry *r);
+/* Validates and adds a descriptor; origin names it in messages (file path). */
+FLASH_EXPORT flash_status flash_registry_add(flash_registry *r, const flash_plugin_desc *d, const char *origin,
+                                             flash_error *err);
+/* dlopen one shared object and add its descriptor. */
+FLASH_EXPORT flash_status flash_registry_load_file(flash_registry *r, const char *path, flash_error *err);
+/* Every *.so in dir (sorted by name). A missing dir is not an error. */
+FLASH_EXPORT flash_status flash_registry_load_dir(flash_registry *r, const char *dir, flash_error *err);
+/* The built-in plugin directory, then each entry of $FLASH_PLUGIN_PATH
+ * (colon-separated dirs or files), then the config's `plugin_paths:` (a list,
+ * relative to the config file). root may be NULL. */
+FLASH_EXPORT flash_status flash_registry_load_default(flash_registry *r, const flash_cfg *root, flash_error *err);
+FLASH_EXPORT const flash_component *flash_registry_find(const flash_registry *r, flash_kind kind,
+                                                        const char *name);
+FLASH_EXPORT size_t flash_registry_count(const flash_registry *r);
+/* i-th component in load order; *origin gets its file (may be NULL). */
+FLASH_EXPORT const flash_component *flash_registry_at(const flash_registry *r, size_t i, const char **origin);
+/* The built-in plugin directory (set at build/install time, overridable by
+ * $FLASH_PLUGIN_DIR). */
+FLASH_EXPORT const char *flash_plugin_dir(void);
+
+FLASH_EXPORT const char *flash_kind_name(flash_kind k); /* "model", "sampler", ... */
+/* -1 when unknown */
+FLASH_EXPORT int flash_kind_parse(const char *name);
+
+/* ---- the environment a component is created in ------------------------- */
+struct flash_env {
+    uint32_t size;               /* sizeof(flash_env) of the host */
+    flash_registry *registry;
+    uint64_t seed;               /* the run's seed */
+    const char *run_dir;         /* may be NULL */
+    const flash_cfg *root;       /* the whole resolved config, for components that read shared keys */
+    flash_instance *schedule;    /* the pipeline's schedule once built, else NULL */
+    flash_instance *teacher;     /* the teacher model once built, else NULL */
+};
+
+/* Creates the component a slot names: slot is a map with `plugin: NAME` and
+ * its settings. Checks the plugin exists for kind (did-you-mean over the
+ * registered names) and that every key is one the component declares, then
+ * calls create. Errors carry file:line:col and the key path. */
+FLASH_EXPORT flash_status flash_instance_create(flash_env *env, flash_kind kind, const flash_cfg *slot,
+                                                flash_instance *out, flash_error *err);
+FLASH_EXPORT void flash_instance_destroy(flash_instance *inst);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include "flash/model.h"
+#include "flash/schedule.h"
+#include "flash/sampler.h"
+#include "flash/loss.h"
+#include "flash/strategy.h"
+#include "flash/dataset.h"
+#include "flash/metric.h"
+
+#endif
