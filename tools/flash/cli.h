@@ -1,0 +1,46 @@
+/* Shared plumbing of the flash subcommands: option parsing helpers, loading
+ * a config with its --set overrides, the plugin registry, run directories
+ * and the mapping from flash_status to exit codes (0 ok, 1 failure, 2 bad
+ * usage or config). Each subcommand lives in its own cmd_<name>.c. */
+#ifndef FLASH_TOOLS_CLI_H
+#define FLASH_TOOLS_CLI_H
+
+#include "flash/flash.h"
+
+/* Exit codes */
+enum { FLASH_EXIT_OK = 0, FLASH_EXIT_FAIL = 1, FLASH_EXIT_USAGE = 2 };
+
+/* Subcommand entry points: argv[0] is the subcommand name. */
+int flash_cmd_plugins(int argc, char **argv);
+int flash_cmd_check(int argc, char **argv);
+int flash_cmd_train(int argc, char **argv);
+int flash_cmd_distill(int argc, char **argv);
+int flash_cmd_sample(int argc, char **argv);
+int flash_cmd_eval(int argc, char **argv);
+int flash_cmd_run(int argc, char **argv);
+int flash_cmd_sweep(int argc, char **argv);
+int flash_cmd_bench(int argc, char **argv);
+int flash_cmd_report(int argc, char **argv);
+
+/* flash_status -> exit code */
+int flash_cli_exit_code(flash_status st);
+/* Prints "flash <cmd>: <message>" to stderr and returns the exit code. */
+int flash_cli_fail(const char *cmd, const flash_error *err);
+
+/* A loaded pipeline: the resolved config and a registry with the built-in
+ * plugins, $FLASH_PLUGIN_PATH and the config's plugin_paths loaded. */
+typedef struct flash_cli_pipeline {
+    flash_cfg *root;
+    flash_registry *registry;
+    const char *config_path;
+} flash_cli_pipeline;
+
+/* Loads path, applies each "--set k=v" (sets[0..n_sets)), loads plugins. */
+flash_status flash_cli_pipeline_load(flash_cli_pipeline *p, const char *path, char **sets, int n_sets,
+                                     flash_error *err);
+void flash_cli_pipeline_free(flash_cli_pipeline *p);
+
+/* True when argv[i] is "--help" or "-h" anywhere. */
+int flash_cli_wants_help(int argc, char **argv);
+
+#endif
