@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Nesting deeper than this is refused: libyaml has no limit of its own and
  * the parser recurses once per level. */
@@ -1416,10 +1418,42 @@ char *flash_cfg_to_yaml(const flash_cfg *n) {
     return o.data;
 }
 
+/* Temp file next to path, fsync, rename: a crash leaves the old file or
+ * the new one, never half of one. (Replaced by io.h's
+ * flash_write_file_atomic once the I/O module is in.) */
+static flash_status write_atomic(const char *path, const char *text, size_t n, flash_error *err) {
+    char *tmp = xasprintf("%s.tmp.XXXXXX", path);
+    if (!tmp) return nomem(err);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        flash_status st = flash_error_set(err, FLASH_ERR_IO, "%s: cannot create a temp file: %s", path, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    const char *what = NULL;
+    for (size_t off = 0; off < n && !what;) {
+        ssize_t w = write(fd, text + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) what = "write";
+        else off += (size_t)w;
+    }
+    if (!what && fchmod(fd, 0644)) what = "chmod";
+    if (!what && fsync(fd)) what = "fsync";
+    if (close(fd) && !what) what = "close";
+    if (!what && rename(tmp, path)) what = "rename";
+    flash_status st = FLASH_OK;
+    if (what) {
+        st = flash_error_set(err, FLASH_ERR_IO, "%s: %s failed: %s", path, what, strerror(errno));
+        unlink(tmp);
+    }
+    free(tmp);
+    return st;
+}
+
 flash_status flash_cfg_write(const flash_cfg *n, const char *path, flash_error *err) {
     char *text = flash_cfg_to_yaml(n);
     if (!text) return flash_error_set(err, FLASH_ERR_NOMEM, "%s: cannot serialise the config", path);
-    flash_status st = flash_write_file_atomic(path, text, strlen(text), err);
+    flash_status st = write_atomic(path, text, strlen(text), err);
     free(text);
     return st;
 }
