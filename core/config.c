@@ -35,6 +35,9 @@
 /* Nesting deeper than this is refused: libyaml has no limit of its own and
  * the parser recurses once per level. */
 #define CFG_MAX_DEPTH 256
+/* Nodes per file, aliases expanded: bounds the memory a hostile file can
+ * ask for. */
+#define CFG_MAX_NODES 100000
 /* Longest `extends` chain (cycles are caught separately, by name). */
 #define CFG_MAX_EXTENDS 64
 
@@ -325,6 +328,10 @@ static flash_status error_atv(flash_error *err, flash_status st, const char *fil
     char where[512], msg[900];
     where_at(file, line, col, where, sizeof where);
     vsnprintf(msg, sizeof msg, fmt, ap);
+    if (!where[0]) { /* a tree built in code without a name */
+        if (path && path[0]) return flash_error_set(err, st, "%s: %s", path, msg);
+        return flash_error_set(err, st, "%s", msg);
+    }
     if (path && path[0]) return flash_error_set(err, st, "%s: %s: %s", where, path, msg);
     return flash_error_set(err, st, "%s: %s", where, msg);
 }
@@ -692,6 +699,9 @@ typedef struct anchor {
 
 typedef struct parse_ctx {
     yaml_parser_t parser;
+    const char *text; /* the input, to place reader errors */
+    size_t len;
+    size_t nodes;     /* created so far, aliases expanded */
     const char *file;
     flash_error *err;
     anchor *anchors;
@@ -702,9 +712,21 @@ static flash_status syntax_error(parse_ctx *c) {
     yaml_parser_t *p = &c->parser;
     const char *problem = p->problem ? p->problem : "malformed YAML";
     if (p->error == YAML_MEMORY_ERROR) return nomem(c->err);
-    if (p->error == YAML_READER_ERROR)
-        return flash_error_set(c->err, FLASH_ERR_CONFIG, "%s: %s (byte offset %zu)", c->file, problem,
-                               p->problem_offset);
+    if (p->error == YAML_READER_ERROR) {
+        /* libyaml gives only a byte offset here: count lines and UTF-8
+         * lead bytes up to it. */
+        int line = 1, col = 1;
+        for (size_t i = 0; i < p->problem_offset && i < c->len; i++) {
+            unsigned char ch = (unsigned char)c->text[i];
+            if (ch == '\n') {
+                line++;
+                col = 1;
+            } else if ((ch & 0xC0) != 0x80) {
+                col++;
+            }
+        }
+        return flash_error_set(c->err, FLASH_ERR_CONFIG, "%s:%d:%d: %s", c->file, line, col, problem);
+    }
     int line = (int)p->problem_mark.line + 1, col = (int)p->problem_mark.column + 1;
     if (p->context)
         return flash_error_set(c->err, FLASH_ERR_CONFIG, "%s:%d:%d: %s (%s at line %d, column %d)", c->file, line,
@@ -734,6 +756,12 @@ static flash_status add_anchor(parse_ctx *c, const yaml_char_t *name, flash_cfg 
 }
 
 static flash_status parse_node(parse_ctx *c, yaml_event_t *ev, int depth, const char *path, flash_cfg **out);
+
+static size_t node_count(const flash_cfg *n) {
+    size_t k = 1;
+    for (size_t i = 0; i < n->n; i++) k += node_count(n->items[i]);
+    return k;
+}
 
 /* Consumes events up to the end of the collection opened by `start`. */
 static flash_status parse_collection(parse_ctx *c, flash_cfg *n, yaml_event_type_t end, int depth) {
@@ -807,11 +835,19 @@ static flash_status parse_node(parse_ctx *c, yaml_event_t *ev, int depth, const 
     flash_cfg *n = NULL;
     const yaml_char_t *anchor_name = NULL;
     flash_status st = FLASH_OK;
+    if (++c->nodes > CFG_MAX_NODES)
+        return error_at(c->err, FLASH_ERR_CONFIG, c->file, line, col, path, "more than %d nodes", CFG_MAX_NODES);
     switch (ev->type) {
     case YAML_ALIAS_EVENT: {
         const char *name = (const char *)ev->data.alias.anchor;
         for (size_t i = c->n_anchors; i-- > 0;)
             if (!strcmp(c->anchors[i].name, name)) {
+                /* Aliases of aliases grow exponentially ("billion laughs"):
+                 * count the copy before making it. */
+                c->nodes += node_count(c->anchors[i].node);
+                if (c->nodes > CFG_MAX_NODES)
+                    return error_at(c->err, FLASH_ERR_CONFIG, c->file, line, col, path,
+                                    "more than %d nodes once aliases are expanded", CFG_MAX_NODES);
                 if (!(n = flash_cfg_clone(c->anchors[i].node))) return nomem(c->err);
                 if (!relabel(n, path)) {
                     flash_cfg_free(n);
@@ -923,7 +959,7 @@ static void ctx_free(parse_ctx *c) {
 }
 
 static flash_status parse_text(const char *text, size_t len, const char *name, flash_cfg **out, flash_error *err) {
-    parse_ctx c = {.file = name, .err = err};
+    parse_ctx c = {.file = name, .err = err, .text = text, .len = len};
     if (!yaml_parser_initialize(&c.parser)) return nomem(err);
     yaml_parser_set_input_string(&c.parser, (const unsigned char *)text, len);
     flash_status st = parse_stream(&c, out);
@@ -999,7 +1035,7 @@ static flash_status extends_error_cycle(const flash_cfg *at, load_stack *stack, 
     for (int i = first; i < stack->n && len < sizeof chain; i++)
         len += (size_t)snprintf(chain + len, sizeof chain - len, "%s -> ", stack->shown[i]);
     if (len < sizeof chain) snprintf(chain + len, sizeof chain - len, "%s", shown);
-    return flash_cfg_error(at, err, "extends cycle: %s", chain);
+    return flash_cfg_error(at, err, "circular extends: %s", chain);
 }
 
 /* Resolves the `extends` key of root (a map read from `file`; file may be
@@ -1110,25 +1146,48 @@ static flash_status finish_root(flash_cfg **rootp, const char *file, load_stack 
     return FLASH_OK;
 }
 
-static flash_status load_file(const char *path, load_stack *stack, flash_cfg **out, flash_error *err) {
-    *out = NULL;
+/* The whole file in memory: configs are small, and the text lets a reader
+ * error (bad UTF-8) be located by line and column. */
+static flash_status read_text(const char *path, char **text, size_t *len, flash_error *err) {
+    *text = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return flash_error_set(err, FLASH_ERR_CONFIG, "%s: cannot open config: %s", path, strerror(errno));
-    parse_ctx c = {.file = path, .err = err};
-    if (!yaml_parser_initialize(&c.parser)) {
-        fclose(f);
-        return nomem(err);
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *more = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+        if (!more) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = more;
+        cap *= 2;
     }
-    yaml_parser_set_input_file(&c.parser, f);
-    flash_cfg *root;
-    flash_status st = parse_stream(&c, &root);
-    ctx_free(&c);
-    bool read_failed = ferror(f);
+    bool failed = ferror(f);
+    int e = errno;
     fclose(f);
-    if (!st && read_failed) {
-        flash_cfg_free(root);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: read error", path);
+    if (!buf) return nomem(err);
+    if (failed) {
+        free(buf);
+        return flash_error_set(err, FLASH_ERR_IO, "%s: read error: %s", path, strerror(e));
     }
+    *text = buf;
+    *len = n;
+    return FLASH_OK;
+}
+
+static flash_status load_file(const char *path, load_stack *stack, flash_cfg **out, flash_error *err) {
+    *out = NULL;
+    char *text;
+    size_t len;
+    flash_status st = read_text(path, &text, &len, err);
+    if (st) return st;
+    flash_cfg *root;
+    st = parse_text(text, len, path, &root, err);
+    free(text);
     if (st) return st;
     if ((st = finish_root(&root, path, stack, err))) {
         flash_cfg_free(root);

@@ -152,6 +152,42 @@ START_TEST(test_roots) {
 }
 END_TEST
 
+START_TEST(test_hostile_input) {
+    flash_error err = {0};
+    flash_cfg *r = (flash_cfg *)1;
+    /* Deep nesting is refused, not a stack overflow. */
+    char deep[2000];
+    memset(deep, '[', 1000);
+    memset(deep + 1000, ']', 999);
+    deep[1999] = '\0';
+    char *text = malloc(4000);
+    ck_assert_ptr_nonnull(text);
+    snprintf(text, 4000, "a: %s\n", deep);
+    ck_assert_int_eq(flash_cfg_parse_string(text, "deep", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_ptr_null(r);
+    ck_assert_msg(strstr(err.msg, "nesting deeper than") != NULL, "got: %s", err.msg);
+    free(text);
+    /* Exponential alias expansion is cut off. */
+    const char *laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                         "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                         "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                         "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                         "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+                         "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+                         "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+    ck_assert_int_eq(flash_cfg_parse_string(laughs, "laughs", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_msg(strstr(err.msg, "once aliases are expanded") != NULL, "got: %s", err.msg);
+    /* Invalid UTF-8 is placed by line and column. */
+    ck_assert_int_eq(flash_cfg_parse_string("a: 1\nb: \xc3\xa9\xff\n", "utf8", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "utf8:2:5: invalid leading UTF-8 octet");
+    /* Non-scalar keys and unknown aliases. */
+    ck_assert_int_eq(flash_cfg_parse_string("a:\n  ? [1]\n  : 2\n", "k", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "k:2:5: a: map keys must be plain strings, not maps or sequences");
+    ck_assert_int_eq(flash_cfg_parse_string("a: *nope\n", "al", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "al:1:4: a: unknown alias '*nope'");
+}
+END_TEST
+
 START_TEST(test_aliases) {
     flash_cfg *root = load_ok(DATA "aliases.yaml");
     const flash_cfg *steps = flash_cfg_path(root, "sampler.steps");
@@ -462,7 +498,7 @@ START_TEST(test_extends_cycle) {
     flash_cfg *r = NULL;
     ck_assert_int_eq(flash_cfg_load(DATA "cycle_a.yaml", &r, &err), FLASH_ERR_CONFIG);
     ck_assert_ptr_null(r);
-    ck_assert_str_eq(err.msg, DATA "cycle_b.yaml:1:10: extends: extends cycle: " DATA "cycle_a.yaml -> " DATA
+    ck_assert_str_eq(err.msg, DATA "cycle_b.yaml:1:10: extends: circular extends: " DATA "cycle_a.yaml -> " DATA
                                    "cycle_b.yaml -> " DATA "cycle_a.yaml");
 }
 END_TEST
@@ -557,6 +593,12 @@ START_TEST(test_build_and_clone) {
     flash_cfg_free(c);
     flash_cfg_free(m);
     ck_assert_ptr_null(flash_cfg_clone(NULL));
+
+    /* A tree built in code has no file: errors name just the key. */
+    flash_cfg *anon = flash_cfg_new_map(NULL);
+    ck_assert_int_eq(flash_cfg_put(anon, "steps", "x", &err), FLASH_OK);
+    EXPECT_ERR(flash_cfg_int(anon, "steps", 0, &l, err), "steps: expected an integer, got 'x'");
+    flash_cfg_free(anon);
 }
 END_TEST
 
@@ -653,6 +695,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_positions);
     tcase_add_test(tc, test_roots);
     tcase_add_test(tc, test_aliases);
+    tcase_add_test(tc, test_hostile_input);
     suite_add_tcase(s, tc);
     tc = tcase_create("getters");
     tcase_add_test(tc, test_getters);
