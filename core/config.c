@@ -44,6 +44,7 @@
 typedef struct cfg_key {
     char *name;
     int line, col; /* where the key itself is written (unknown-key errors point here) */
+    bool merged;   /* copied in by a `<<` merge key: an explicit key may replace it */
 } cfg_key;
 
 struct flash_cfg {
@@ -148,7 +149,7 @@ static bool node_append(flash_cfg *n, const char *key, int kline, int kcol, flas
     if (n->type == FLASH_CFG_MAP) {
         char *name = xstrdup(key);
         if (!name) return false;
-        n->keys[n->n] = (cfg_key){name, kline, kcol};
+        n->keys[n->n] = (cfg_key){name, kline, kcol, false};
     }
     n->items[n->n++] = child;
     return true;
@@ -763,6 +764,52 @@ static size_t node_count(const flash_cfg *n) {
     return k;
 }
 
+static const char *describe(const flash_cfg *n, char *buf, size_t size);
+
+/* YAML's merge key: `<<: *defaults` (or a list of them) copies in the keys
+ * of those maps that n does not have yet; later explicit keys override
+ * them. Sweeps and ablations use it to share blocks within one file. */
+static flash_status merge_key(parse_ctx *c, flash_cfg *n, int kline, int kcol, int depth) {
+    yaml_event_t ev;
+    flash_cfg *val = NULL;
+    flash_status st = next_event(c, &ev);
+    if (st) return st;
+    st = parse_node(c, &ev, depth + 1, n->path, &val);
+    yaml_event_delete(&ev);
+    if (st) return st;
+    size_t n_src = val->type == FLASH_CFG_SEQ ? val->n : 1;
+    for (size_t s = 0; s < n_src && !st; s++) {
+        const flash_cfg *src = val->type == FLASH_CFG_SEQ ? val->items[s] : val;
+        if (src->type != FLASH_CFG_MAP) {
+            char buf[96];
+            st = error_at(c->err, FLASH_ERR_CONFIG, c->file, kline, kcol, n->path,
+                          "'<<' merges maps (<<: *name or <<: [*a, *b]), got %s", describe(src, buf, sizeof buf));
+            break;
+        }
+        for (size_t i = 0; i < src->n && !st; i++) {
+            if (map_index(n, src->keys[i].name) >= 0) continue; /* earlier keys win */
+            c->nodes += node_count(src->items[i]);
+            if (c->nodes > CFG_MAX_NODES) {
+                st = error_at(c->err, FLASH_ERR_CONFIG, c->file, kline, kcol, n->path,
+                              "more than %d nodes once aliases are expanded", CFG_MAX_NODES);
+                break;
+            }
+            flash_cfg *copy = flash_cfg_clone(src->items[i]);
+            char *path = n->path[0] ? xasprintf("%s.%s", n->path, src->keys[i].name) : xstrdup(src->keys[i].name);
+            if (!copy || !path || !relabel(copy, path) ||
+                !node_append(n, src->keys[i].name, src->keys[i].line, src->keys[i].col, copy)) {
+                flash_cfg_free(copy);
+                st = nomem(c->err);
+            } else {
+                n->keys[n->n - 1].merged = true;
+            }
+            free(path);
+        }
+    }
+    flash_cfg_free(val);
+    return st;
+}
+
 /* Consumes events up to the end of the collection opened by `start`. */
 static flash_status parse_collection(parse_ctx *c, flash_cfg *n, yaml_event_type_t end, int depth) {
     for (;;) {
@@ -795,13 +842,36 @@ static flash_status parse_collection(parse_ctx *c, flash_cfg *n, yaml_event_type
                             ev.type == YAML_ALIAS_EVENT ? "aliases" : "maps or sequences");
         }
         char *key = xstrndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
+        bool merge = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !strcmp(key ? key : "", "<<");
         yaml_event_delete(&ev);
         if (!key) return nomem(c->err);
+        if (merge) {
+            free(key);
+            if ((st = merge_key(c, n, kline, kcol, depth))) return st;
+            continue;
+        }
         long dup = map_index(n, key);
         char *path = n->path[0] ? xasprintf("%s.%s", n->path, key) : xstrdup(key);
         if (!path) {
             free(key);
             return nomem(c->err);
+        }
+        if (dup >= 0 && n->keys[dup].merged) {
+            /* An explicit key overrides one brought in by `<<`. */
+            flash_cfg *val = NULL;
+            if (!(st = next_event(c, &ev))) {
+                st = parse_node(c, &ev, depth + 1, path, &val);
+                yaml_event_delete(&ev);
+            }
+            free(key);
+            free(path);
+            if (st) return st;
+            flash_cfg_free(n->items[dup]);
+            n->items[dup] = val;
+            n->keys[dup].line = kline;
+            n->keys[dup].col = kcol;
+            n->keys[dup].merged = false;
+            continue;
         }
         if (dup >= 0) {
             st = error_at(c->err, FLASH_ERR_CONFIG, c->file, kline, kcol, path,
@@ -1448,7 +1518,11 @@ static bool emit_node(yaml_emitter_t *e, const flash_cfg *n) {
             !yaml_emitter_emit(e, &ev))
             return false;
         for (size_t i = 0; i < n->n; i++)
-            if (!emit_scalar(e, n->keys[i].name, scalar_style(n->keys[i].name, true)) || !emit_node(e, n->items[i]))
+            /* A key named "<<" written plain would read back as a merge key. */
+            if (!emit_scalar(e, n->keys[i].name,
+                             strcmp(n->keys[i].name, "<<") ? scalar_style(n->keys[i].name, true)
+                                                           : YAML_DOUBLE_QUOTED_SCALAR_STYLE) ||
+                !emit_node(e, n->items[i]))
                 return false;
         return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(e, &ev);
     }

@@ -58,6 +58,16 @@ static void assert_at(const flash_cfg *root, const char *path, int line, int col
     ck_assert_str_eq(flash_cfg_keypath(n), path);
 }
 
+/* Runs a call that must fail and compares the whole message. */
+#define EXPECT_ERR(call, text)                                                                                     \
+    do {                                                                                                           \
+        flash_error err_ = {0};                                                                                    \
+        flash_error *err = &err_;                                                                                  \
+        ck_assert_int_eq((call), FLASH_ERR_CONFIG);                                                                \
+        ck_assert_int_eq(err_.status, FLASH_ERR_CONFIG);                                                           \
+        ck_assert_str_eq(err_.msg, text);                                                                          \
+    } while (0)
+
 /* ---- parsing and positions --------------------------------------------- */
 
 START_TEST(test_syntax_error) {
@@ -149,6 +159,33 @@ START_TEST(test_roots) {
     ck_assert_int_eq(flash_cfg_kind(NULL), FLASH_CFG_NULL);
     ck_assert_uint_eq(flash_cfg_len(NULL), 0);
     ck_assert_ptr_null(flash_cfg_get(NULL, "a"));
+}
+END_TEST
+
+START_TEST(test_merge_keys) {
+    flash_cfg *r = load_ok(DATA "merge_keys.yaml");
+    const flash_cfg *fast = flash_cfg_get(r, "fast");
+    ck_assert_uint_eq(flash_cfg_len(fast), 3);
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(fast, "plugin")), "ddim");
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(fast, "steps")), "2");
+    ck_assert_int_eq(flash_cfg_line(flash_cfg_get(fast, "steps")), 8);
+    ck_assert_str_eq(flash_cfg_keypath(flash_cfg_get(fast, "eta")), "fast.eta");
+    const flash_cfg *guided = flash_cfg_get(r, "guided");
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(guided, "steps")), "8");
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(guided, "scale")), "3.0");
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(guided, "plugin")), "ddim");
+    ck_assert_ptr_null(flash_cfg_get(guided, "<<"));
+    /* An unknown key inside the shared block is reported where it is written. */
+    static const char *const keys[] = {"steps", NULL};
+    EXPECT_ERR(flash_cfg_check_keys(fast, "sampler 'ddim'", keys, err),
+               DATA "merge_keys.yaml:5:3: fast.eta: sampler 'ddim' has no key 'eta' (known keys: steps)");
+    flash_cfg_free(r);
+    flash_error err = {0};
+    ck_assert_int_eq(flash_cfg_parse_string("a: 1\nb: {<<: 3}\n", "m", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "m:2:5: b: '<<' merges maps (<<: *name or <<: [*a, *b]), got '3'");
+    ck_assert_int_eq(flash_cfg_parse_string("a: {x: 1, \"<<\": 2}\n", "q", &r, &err), FLASH_OK);
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_path(r, "a.<<")), "2");
+    flash_cfg_free(r);
 }
 END_TEST
 
@@ -279,16 +316,6 @@ START_TEST(test_getters) {
     flash_cfg_free(r);
 }
 END_TEST
-
-/* Runs a getter that must fail and compares the whole message. */
-#define EXPECT_ERR(call, text)                                                                                     \
-    do {                                                                                                           \
-        flash_error err_ = {0};                                                                                    \
-        flash_error *err = &err_;                                                                                  \
-        ck_assert_int_eq((call), FLASH_ERR_CONFIG);                                                                \
-        ck_assert_int_eq(err_.status, FLASH_ERR_CONFIG);                                                           \
-        ck_assert_str_eq(err_.msg, text);                                                                          \
-    } while (0)
 
 START_TEST(test_getter_errors) {
     flash_cfg *r = load_ok(DATA "types.yaml");
@@ -696,6 +723,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_roots);
     tcase_add_test(tc, test_aliases);
     tcase_add_test(tc, test_hostile_input);
+    tcase_add_test(tc, test_merge_keys);
     suite_add_tcase(s, tc);
     tc = tcase_create("getters");
     tcase_add_test(tc, test_getters);
