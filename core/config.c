@@ -29,8 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* Nesting deeper than this is refused: libyaml has no limit of its own and
  * the parser recurses once per level. */
@@ -1216,44 +1214,17 @@ static flash_status finish_root(flash_cfg **rootp, const char *file, load_stack 
     return FLASH_OK;
 }
 
-/* The whole file in memory: configs are small, and the text lets a reader
- * error (bad UTF-8) be located by line and column. */
-static flash_status read_text(const char *path, char **text, size_t *len, flash_error *err) {
-    *text = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return flash_error_set(err, FLASH_ERR_CONFIG, "%s: cannot open config: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *more = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
-        if (!more) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = more;
-        cap *= 2;
-    }
-    bool failed = ferror(f);
-    int e = errno;
-    fclose(f);
-    if (!buf) return nomem(err);
-    if (failed) {
-        free(buf);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: read error: %s", path, strerror(e));
-    }
-    *text = buf;
-    *len = n;
-    return FLASH_OK;
-}
-
 static flash_status load_file(const char *path, load_stack *stack, flash_cfg **out, flash_error *err) {
     *out = NULL;
     char *text;
     size_t len;
-    flash_status st = read_text(path, &text, &len, err);
+    flash_status st = flash_read_file(path, &text, &len, err);
+    /* A config that cannot be read is a bad configuration (exit code 2),
+     * not a runtime failure. */
+    if (st == FLASH_ERR_IO) {
+        st = FLASH_ERR_CONFIG;
+        if (err) err->status = st;
+    }
     if (st) return st;
     flash_cfg *root;
     st = parse_text(text, len, path, &root, err);
@@ -1551,42 +1522,10 @@ char *flash_cfg_to_yaml(const flash_cfg *n) {
     return o.data;
 }
 
-/* Temp file next to path, fsync, rename: a crash leaves the old file or
- * the new one, never half of one. (Replaced by io.h's
- * flash_write_file_atomic once the I/O module is in.) */
-static flash_status write_atomic(const char *path, const char *text, size_t n, flash_error *err) {
-    char *tmp = xasprintf("%s.tmp.XXXXXX", path);
-    if (!tmp) return nomem(err);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        flash_status st = flash_error_set(err, FLASH_ERR_IO, "%s: cannot create a temp file: %s", path, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    const char *what = NULL;
-    for (size_t off = 0; off < n && !what;) {
-        ssize_t w = write(fd, text + off, n - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) what = "write";
-        else off += (size_t)w;
-    }
-    if (!what && fchmod(fd, 0644)) what = "chmod";
-    if (!what && fsync(fd)) what = "fsync";
-    if (close(fd) && !what) what = "close";
-    if (!what && rename(tmp, path)) what = "rename";
-    flash_status st = FLASH_OK;
-    if (what) {
-        st = flash_error_set(err, FLASH_ERR_IO, "%s: %s failed: %s", path, what, strerror(errno));
-        unlink(tmp);
-    }
-    free(tmp);
-    return st;
-}
-
 flash_status flash_cfg_write(const flash_cfg *n, const char *path, flash_error *err) {
     char *text = flash_cfg_to_yaml(n);
     if (!text) return flash_error_set(err, FLASH_ERR_NOMEM, "%s: cannot serialise the config", path);
-    flash_status st = write_atomic(path, text, strlen(text), err);
+    flash_status st = flash_write_file_atomic(path, text, strlen(text), err);
     free(text);
     return st;
 }
