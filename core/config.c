@@ -303,7 +303,7 @@ const flash_cfg *flash_cfg_path(const flash_cfg *n, const char *dotted) {
         size_t len = dot ? (size_t)(dot - s) : strlen(s);
         size_t name_len, idx[16];
         int k = split_segment(s, len, &name_len, idx, 16);
-        if (k < 0) return NULL;
+        if (k < 0 || (name_len == 0 && k == 0)) return NULL; /* "a..b" */
         if (name_len > 0) {
             const flash_cfg *next = NULL;
             if (n->type == FLASH_CFG_MAP)
@@ -705,6 +705,10 @@ typedef struct parse_ctx {
     flash_error *err;
     anchor *anchors;
     size_t n_anchors, cap_anchors;
+    /* Values of `<<` keys, copied into their maps but kept until the end:
+     * anchors defined inside them may still be referenced. */
+    flash_cfg **spent;
+    size_t n_spent, cap_spent;
 } parse_ctx;
 
 static flash_status syntax_error(parse_ctx *c) {
@@ -804,7 +808,17 @@ static flash_status merge_key(parse_ctx *c, flash_cfg *n, int kline, int kcol, i
             free(path);
         }
     }
-    flash_cfg_free(val);
+    if (c->n_spent == c->cap_spent) {
+        size_t cap = c->cap_spent ? 2 * c->cap_spent : 4;
+        flash_cfg **sp = realloc(c->spent, cap * sizeof *sp);
+        if (!sp) {
+            flash_cfg_free(val);
+            return nomem(c->err);
+        }
+        c->spent = sp;
+        c->cap_spent = cap;
+    }
+    c->spent[c->n_spent++] = val;
     return st;
 }
 
@@ -1023,6 +1037,8 @@ fail:
 static void ctx_free(parse_ctx *c) {
     for (size_t i = 0; i < c->n_anchors; i++) free(c->anchors[i].name);
     free(c->anchors);
+    for (size_t i = 0; i < c->n_spent; i++) flash_cfg_free(c->spent[i]);
+    free(c->spent);
     yaml_parser_delete(&c->parser);
 }
 

@@ -124,6 +124,9 @@ START_TEST(test_positions) {
     ck_assert_ptr_null(flash_cfg_path(root, "losses[2]"));
     ck_assert_ptr_null(flash_cfg_path(root, "model.nope"));
     ck_assert_ptr_null(flash_cfg_path(root, "model[0]"));
+    ck_assert_ptr_null(flash_cfg_path(root, "model..plugin"));
+    ck_assert_ptr_null(flash_cfg_path(root, "losses[x]"));
+    ck_assert_ptr_eq(flash_cfg_path(root, ""), root);
 
     const flash_cfg *model = flash_cfg_get(root, "model");
     ck_assert_uint_eq(flash_cfg_len(model), 2);
@@ -175,6 +178,9 @@ START_TEST(test_merge_keys) {
     ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(guided, "scale")), "3.0");
     ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(guided, "plugin")), "ddim");
     ck_assert_ptr_null(flash_cfg_get(guided, "<<"));
+    /* An anchor defined inside a merge key's value stays usable. */
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_path(r, "again.plugin")), "euler");
+    ck_assert_str_eq(flash_cfg_keypath(flash_cfg_path(r, "again.steps")), "again.steps");
     /* An unknown key inside the shared block is reported where it is written. */
     static const char *const keys[] = {"steps", NULL};
     EXPECT_ERR(flash_cfg_check_keys(fast, "sampler 'ddim'", keys, err),
