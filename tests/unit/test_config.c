@@ -586,12 +586,21 @@ START_TEST(test_set) {
     ck_assert_int_eq(flash_cfg_set(r, "=3", &err), FLASH_ERR_USAGE);
     ck_assert_int_eq(flash_cfg_set(r, "a..b=3", &err), FLASH_ERR_USAGE);
     ck_assert_int_eq(flash_cfg_set(r, "model.channels=[1, 2", &err), FLASH_ERR_CONFIG);
-    ck_assert_msg(strncmp(err.msg, "--set model.channels: bad YAML value '[1, 2': ", 46) == 0, "got: %s", err.msg);
+    ck_assert_str_eq(err.msg, "--set model.channels: bad YAML value '[1, 2' at the end: did not find expected ',' "
+                              "or ']' (while parsing a flow sequence at line 1, column 1)");
+    ck_assert_int_eq(flash_cfg_set(r, "a=x: y: z", &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "--set a: bad YAML value 'x: y: z' at column 5: mapping values are not allowed in this "
+                              "context");
+    ck_assert_int_eq(flash_cfg_set(r, "a=\xff", &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "--set a: bad YAML value '\xff' at column 1: invalid leading UTF-8 octet");
     ck_assert_int_eq(flash_cfg_set(r, "model.plugin.depth=3", &err), FLASH_ERR_CONFIG);
-    ck_assert_str_eq(err.msg, DATA "sub/../base.yaml:5:11: model.plugin: cannot set 'model.plugin.depth' inside "
-                                   "--set model.plugin.depth: this is 'unet', not a map");
+    ck_assert_str_eq(err.msg, DATA "sub/../base.yaml:5:11: model.plugin: --set model.plugin.depth needs a map here, "
+                                   "got 'unet'");
     ck_assert_int_eq(flash_cfg_set(r, "losses[5].weight=1", &err), FLASH_ERR_CONFIG);
-    ck_assert_msg(strstr(err.msg, "index 5 is out of range") != NULL, "got: %s", err.msg);
+    ck_assert_str_eq(err.msg, DATA "child.yaml:8:3: losses: --set losses[5].weight: index 5 is out of range (2 items)");
+    ck_assert_int_eq(flash_cfg_set(r, "model[0]=1", &err), FLASH_ERR_CONFIG);
+    ck_assert_msg(strstr(err.msg, "model: --set model[0] needs a sequence here, got a map") != NULL, "got: %s",
+                  err.msg);
     flash_cfg_free(r);
 }
 END_TEST
