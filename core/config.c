@@ -1388,8 +1388,8 @@ flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error 
                 snprintf(at, sizeof at, "at the end");
             else
                 snprintf(at, sizeof at, "at line %d, column %d", line, col);
-            st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG, "--set %s: bad YAML value '%s' %s: %s",
-                                 keypath, value, at, msg + used);
+            st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG,
+                                 "--set %s: bad YAML value '%s' %s: %s", keypath, value, at, msg + used);
         } else {
             if (!strncmp(msg, SET_FILE ": ", strlen(SET_FILE ": "))) msg += strlen(SET_FILE ": ");
             st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG,

@@ -152,7 +152,8 @@ START_TEST(test_roots) {
 
     flash_error err = {0};
     ck_assert_int_eq(flash_cfg_load(DATA "scalar_root.yaml", &root, &err), FLASH_ERR_CONFIG);
-    ck_assert_str_eq(err.msg, DATA "scalar_root.yaml:1:1: the top level of a config must be a map, got 'just a string'");
+    ck_assert_str_eq(err.msg,
+                     DATA "scalar_root.yaml:1:1: the top level of a config must be a map, got 'just a string'");
     ck_assert_int_eq(flash_cfg_load(DATA "no_such_file.yaml", &root, &err), FLASH_ERR_CONFIG);
     ck_assert_msg(strstr(err.msg, "no_such_file.yaml: cannot open: No such file") != NULL, "got: %s", err.msg);
     ck_assert_int_eq(flash_cfg_parse_string("a: 1\n---\nb: 2\n", "two", &root, &err), FLASH_ERR_CONFIG);
