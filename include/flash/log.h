@@ -18,9 +18,10 @@ extern "C" {
 typedef enum flash_log_level { FLASH_LOG_DEBUG = 0, FLASH_LOG_INFO, FLASH_LOG_WARN, FLASH_LOG_ERROR } flash_log_level;
 
 FLASH_EXPORT void flash_log_set_level(flash_log_level lvl);
-FLASH_EXPORT void flash_log(flash_log_level lvl, const char *fmt, ...) FLASH_PRINTF(2, 3);
-#define flash_info(...) flash_log(FLASH_LOG_INFO, __VA_ARGS__)
-#define flash_warn(...) flash_log(FLASH_LOG_WARN, __VA_ARGS__)
+/* (flash_log is the tensor op in tensor.h.) */
+FLASH_EXPORT void flash_logf(flash_log_level lvl, const char *fmt, ...) FLASH_PRINTF(2, 3);
+#define flash_info(...) flash_logf(FLASH_LOG_INFO, __VA_ARGS__)
+#define flash_warn(...) flash_logf(FLASH_LOG_WARN, __VA_ARGS__)
 
 /* Monotonic seconds. */
 FLASH_EXPORT double flash_now(void);

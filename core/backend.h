@@ -1,0 +1,119 @@
+/* The backend table: every kernel the tensor ops call, as function pointers.
+ *
+ * Ops (core/ops_*.c) check shapes, allocate outputs from the context arena,
+ * record tape entries and call these kernels; kernels only compute. A CUDA
+ * backend fills the same table with device kernels and slots in without
+ * touching the ops or any plugin. Pointers passed to kernels are backend
+ * memory (arena or flash_tensor_alloc); `double *scratch` arguments are
+ * arena memory of the stated size, so kernels never allocate.
+ *
+ * Conventions: outputs first; `acc` true means += into the output instead
+ * of overwriting it. Every kernel is deterministic for a fixed thread count
+ * (reductions use fixed partitions combined in a fixed order).
+ */
+#ifndef FLASH_BACKEND_H
+#define FLASH_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* b broadcast over a's shape, collapsed into rows: a is `outer` rows of
+ * `inner` contiguous elements. Along a row b is either constant
+ * (inner_scalar) or contiguous. Row r's offset into b is found by writing r
+ * in the mixed radix osize[0..n_outer) (outermost first) and summing
+ * digit * ostride. Made by flash_bcast_make (tensor.c). */
+typedef struct flash_bcast {
+    size_t outer, inner;
+    bool inner_scalar;
+    bool same;  /* b has a's shape: plain elementwise */
+    int n_outer;
+    size_t osize[4], ostride[4];
+    size_t a_numel, b_numel;
+} flash_bcast;
+
+static inline size_t flash_bcast_row_offset(const flash_bcast *bc, size_t r) {
+    size_t off = 0;
+    for (int g = bc->n_outer - 1; g >= 0; g--) {
+        off += (r % bc->osize[g]) * bc->ostride[g];
+        r /= bc->osize[g];
+    }
+    return off;
+}
+
+typedef enum flash_binop { FLASH_BIN_ADD, FLASH_BIN_SUB, FLASH_BIN_MUL, FLASH_BIN_DIV } flash_binop;
+
+/* Unary ops; a and b are scalar arguments where the op has them. */
+typedef enum flash_unop {
+    FLASH_UN_AFFINE,     /* a * x + b */
+    FLASH_UN_NEG,
+    FLASH_UN_EXP,
+    FLASH_UN_LOG,
+    FLASH_UN_SQRT,
+    FLASH_UN_SQUARE,
+    FLASH_UN_ABS,
+    FLASH_UN_SILU,
+    FLASH_UN_RELU,
+    FLASH_UN_LEAKY_RELU, /* slope a */
+    FLASH_UN_SOFTPLUS,
+    FLASH_UN_TANH,
+} flash_unop;
+
+typedef struct flash_backend {
+    const char *name;
+
+    /* ---- memory ---- */
+    void *(*alloc)(size_t bytes); /* 64-byte aligned; NULL on failure */
+    void (*free)(void *p);
+    void (*zero)(float *p, size_t n);
+    void (*copy)(float *dst, const float *src, size_t n);
+    void (*fill)(float *p, size_t n, float v);
+    /* dst[r * dst_ld + j] (+)= src[r * src_ld + j] for r < rows, j < cols */
+    void (*copy2d)(float *dst, size_t dst_ld, const float *src, size_t src_ld, size_t rows, size_t cols, bool acc);
+    /* host <-> backend transfers (plain copies on the CPU) */
+    void (*to_host)(float *host, const float *dev, size_t n);
+    void (*from_host)(float *dev, const float *host, size_t n);
+
+    /* ---- elementwise ---- */
+    /* y (+)= a op b, b broadcast per bc */
+    void (*binary)(flash_binop op, float *y, const float *a, const float *b, const flash_bcast *bc, bool acc);
+    /* gb[j] += scale * sum over a's positions mapping to b's j of x * w (w may
+     * be NULL); scratch: bc->outer doubles. */
+    void (*bcast_reduce)(float *gb, const float *x, const float *w, const flash_bcast *bc, float scale,
+                         double *scratch);
+    void (*unary)(flash_unop op, float *y, const float *x, size_t n, float a, float b);
+    /* gx += dy/dx * gy, given x and the forward output y */
+    void (*unary_backward)(flash_unop op, float *gx, const float *gy, const float *x, const float *y, size_t n,
+                           float a);
+    /* out[r, i] (+)= a[r] * x[r, i] + b[r] * y[r, i] over rows x inner;
+     * y and b may be NULL (then out (+)= a x). a, b are host arrays. */
+    void (*axpby)(float *out, const float *a, const float *x, const float *b, const float *y, size_t rows,
+                  size_t inner, bool acc);
+    /* out = mask != 0 ? a : b, mask broadcast per bc (a, b have bc's a shape) */
+    void (*where)(float *out, const float *mask, const float *a, const float *b, const flash_bcast *bc);
+    /* ga (+)= mask ? g : 0, gb (+)= mask ? 0 : g (either output may be NULL) */
+    void (*where_backward)(float *ga, float *gb, const float *mask, const float *g, const flash_bcast *bc);
+
+    /* ---- reductions ---- */
+    /* sum of x[i] * w[i] (w may be NULL), in double, fixed partitions */
+    double (*sum)(const float *x, const float *w, size_t n);
+    /* out[r] = sum_j x[r * len + j] */
+    void (*sum_rows)(double *out, const float *x, size_t rows, size_t len);
+    /* sum of (a - b)^2 */
+    double (*sq_diff_sum)(const float *a, const float *b, size_t n);
+    /* row-wise softmax of (rows, k); lse (optional, rows doubles) gets each
+     * row's log-sum-exp */
+    void (*softmax_rows)(float *p, double *lse, const float *x, size_t rows, size_t k);
+
+    /* ---- gathers ---- */
+    /* out[i, :] = table[idx[i], :] */
+    void (*gather_rows)(float *out, const float *table, const int *idx, size_t n, size_t d);
+    /* gtable[idx[i], :] += g[i, :] (in index order: deterministic) */
+    void (*scatter_add_rows)(float *gtable, const float *g, const int *idx, size_t n, size_t d);
+
+    /* ---- dense layers (linear, conv, norms) ---- */
+} flash_backend;
+
+extern const flash_backend flash_cpu_backend;
+
+#endif
