@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_cpu_nn.h"
 #include "tensor_internal.h"
 
 #define FLASH_SUM_BLOCK 16384
@@ -449,5 +450,15 @@ const flash_backend flash_cpu_backend = {
     .softmax_rows = cpu_softmax_rows,
     .gather_rows = cpu_gather_rows,
     .scatter_add_rows = cpu_scatter_add_rows,
-    /* dense layers (linear, conv, norms) */
+    /* dense layers (linear, conv, norms): backend_cpu_dnnl.c, backend_cpu_nn.c */
+    .sgemm = flash_cpu_sgemm,
+    .conv2d_workspace = flash_cpu_conv2d_workspace,
+    .conv2d_forward = flash_cpu_conv2d_forward,
+    .conv2d_backward = flash_cpu_conv2d_backward,
+    .group_norm_forward = flash_cpu_group_norm_forward,
+    .group_norm_backward = flash_cpu_group_norm_backward,
+    .upsample2x = flash_cpu_upsample2x,
+    .upsample2x_backward = flash_cpu_upsample2x_backward,
+    .avg_pool2d = flash_cpu_avg_pool2d,
+    .avg_pool2d_backward = flash_cpu_avg_pool2d_backward,
 };
