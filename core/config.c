@@ -303,7 +303,7 @@ const flash_cfg *flash_cfg_path(const flash_cfg *n, const char *dotted) {
         size_t len = dot ? (size_t)(dot - s) : strlen(s);
         size_t name_len, idx[16];
         int k = split_segment(s, len, &name_len, idx, 16);
-        if (k < 0) return NULL;
+        if (k < 0 || (name_len == 0 && k == 0)) return NULL; /* "a..b" */
         if (name_len > 0) {
             const flash_cfg *next = NULL;
             if (n->type == FLASH_CFG_MAP)
@@ -705,6 +705,10 @@ typedef struct parse_ctx {
     flash_error *err;
     anchor *anchors;
     size_t n_anchors, cap_anchors;
+    /* Values of `<<` keys, copied into their maps but kept until the end:
+     * anchors defined inside them may still be referenced. */
+    flash_cfg **spent;
+    size_t n_spent, cap_spent;
 } parse_ctx;
 
 static flash_status syntax_error(parse_ctx *c) {
@@ -804,7 +808,17 @@ static flash_status merge_key(parse_ctx *c, flash_cfg *n, int kline, int kcol, i
             free(path);
         }
     }
-    flash_cfg_free(val);
+    if (c->n_spent == c->cap_spent) {
+        size_t cap = c->cap_spent ? 2 * c->cap_spent : 4;
+        flash_cfg **sp = realloc(c->spent, cap * sizeof *sp);
+        if (!sp) {
+            flash_cfg_free(val);
+            return nomem(c->err);
+        }
+        c->spent = sp;
+        c->cap_spent = cap;
+    }
+    c->spent[c->n_spent++] = val;
     return st;
 }
 
@@ -1023,6 +1037,8 @@ fail:
 static void ctx_free(parse_ctx *c) {
     for (size_t i = 0; i < c->n_anchors; i++) free(c->anchors[i].name);
     free(c->anchors);
+    for (size_t i = 0; i < c->n_spent; i++) flash_cfg_free(c->spent[i]);
+    free(c->spent);
     yaml_parser_delete(&c->parser);
 }
 
@@ -1297,8 +1313,8 @@ static flash_status set_walk(flash_cfg *root, const char *keypath, flash_cfg ***
         if (n->type != FLASH_CFG_MAP) {
             char buf[96];
             free(name);
-            return flash_cfg_error(n, err, "cannot set '%s' inside --set %s: this is %s, not a map", keypath,
-                                   keypath, describe(n, buf, sizeof buf));
+            return flash_cfg_error(n, err, "--set %s needs a map here, got %s", keypath,
+                                   describe(n, buf, sizeof buf));
         }
         if (last) {
             *parent = n;
@@ -1326,8 +1342,11 @@ static flash_status set_walk(flash_cfg *root, const char *keypath, flash_cfg ***
         for (int j = 0; j < k; j++) {
             if ((*cur)->type != FLASH_CFG_SEQ || idx[j] >= (*cur)->n) {
                 char buf[96];
-                return flash_cfg_error(*cur, err, "--set %s: index %zu is out of range (this is %s with %zu items)",
-                                       keypath, idx[j], describe(*cur, buf, sizeof buf), flash_cfg_len(*cur));
+                if ((*cur)->type != FLASH_CFG_SEQ)
+                    return flash_cfg_error(*cur, err, "--set %s needs a sequence here, got %s", keypath,
+                                           describe(*cur, buf, sizeof buf));
+                return flash_cfg_error(*cur, err, "--set %s: index %zu is out of range (%zu items)", keypath, idx[j],
+                                       (*cur)->n);
             }
             cur = &(*cur)->items[idx[j]];
         }
@@ -1355,11 +1374,27 @@ flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error 
     flash_error perr = {0};
     flash_status st = parse_text(value, strlen(value), SET_FILE, &val, &perr);
     if (st) {
-        /* perr reads "--set:1:7: problem": keep libyaml's text, name the key. */
+        /* perr reads "--set:1:7: problem": keep libyaml's text and the
+         * column within the value, name the key. */
         const char *msg = perr.msg;
-        if (!strncmp(msg, SET_FILE ":", strlen(SET_FILE ":"))) msg += strlen(SET_FILE ":");
-        st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG, "--set %s: bad YAML value '%s': %s",
-                             keypath, value, msg);
+        int line, col, used = 0;
+        if (sscanf(msg, SET_FILE ":%d:%d: %n", &line, &col, &used) == 2 && used > 0) {
+            /* libyaml places a missing ']' or quote on the line after the
+             * last one. */
+            char at[64];
+            if (line == 1)
+                snprintf(at, sizeof at, "at column %d", col);
+            else if (!strchr(value, '\n'))
+                snprintf(at, sizeof at, "at the end");
+            else
+                snprintf(at, sizeof at, "at line %d, column %d", line, col);
+            st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG,
+                                 "--set %s: bad YAML value '%s' %s: %s", keypath, value, at, msg + used);
+        } else {
+            if (!strncmp(msg, SET_FILE ": ", strlen(SET_FILE ": "))) msg += strlen(SET_FILE ": ");
+            st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG,
+                                 "--set %s: bad YAML value '%s': %s", keypath, value, msg);
+        }
         free(keypath);
         return st;
     }
