@@ -303,7 +303,7 @@ const flash_cfg *flash_cfg_path(const flash_cfg *n, const char *dotted) {
         size_t len = dot ? (size_t)(dot - s) : strlen(s);
         size_t name_len, idx[16];
         int k = split_segment(s, len, &name_len, idx, 16);
-        if (k < 0) return NULL;
+        if (k < 0 || (name_len == 0 && k == 0)) return NULL; /* "a..b" */
         if (name_len > 0) {
             const flash_cfg *next = NULL;
             if (n->type == FLASH_CFG_MAP)
@@ -705,6 +705,10 @@ typedef struct parse_ctx {
     flash_error *err;
     anchor *anchors;
     size_t n_anchors, cap_anchors;
+    /* Values of `<<` keys, copied into their maps but kept until the end:
+     * anchors defined inside them may still be referenced. */
+    flash_cfg **spent;
+    size_t n_spent, cap_spent;
 } parse_ctx;
 
 static flash_status syntax_error(parse_ctx *c) {
@@ -804,7 +808,17 @@ static flash_status merge_key(parse_ctx *c, flash_cfg *n, int kline, int kcol, i
             free(path);
         }
     }
-    flash_cfg_free(val);
+    if (c->n_spent == c->cap_spent) {
+        size_t cap = c->cap_spent ? 2 * c->cap_spent : 4;
+        flash_cfg **sp = realloc(c->spent, cap * sizeof *sp);
+        if (!sp) {
+            flash_cfg_free(val);
+            return nomem(c->err);
+        }
+        c->spent = sp;
+        c->cap_spent = cap;
+    }
+    c->spent[c->n_spent++] = val;
     return st;
 }
 
@@ -1023,6 +1037,8 @@ fail:
 static void ctx_free(parse_ctx *c) {
     for (size_t i = 0; i < c->n_anchors; i++) free(c->anchors[i].name);
     free(c->anchors);
+    for (size_t i = 0; i < c->n_spent; i++) flash_cfg_free(c->spent[i]);
+    free(c->spent);
     yaml_parser_delete(&c->parser);
 }
 
@@ -1240,6 +1256,7 @@ static flash_status load_file(const char *path, load_stack *stack, flash_cfg **o
 
 flash_status flash_cfg_load(const char *path, flash_cfg **root, flash_error *err) {
     *root = NULL;
+    if (!path) return flash_error_set(err, FLASH_ERR_USAGE, "flash_cfg_load: no config path");
     load_stack stack = {.n = 0};
     char *canon = realpath(path, NULL);
     if (canon) {
@@ -1254,6 +1271,7 @@ flash_status flash_cfg_load(const char *path, flash_cfg **root, flash_error *err
 
 flash_status flash_cfg_parse_string(const char *text, const char *name, flash_cfg **root, flash_error *err) {
     *root = NULL;
+    if (!text) return flash_error_set(err, FLASH_ERR_USAGE, "flash_cfg_parse_string: no text");
     if (!name) name = "<string>";
     flash_cfg *r;
     flash_status st = parse_text(text, strlen(text), name, &r, err);
@@ -1297,8 +1315,8 @@ static flash_status set_walk(flash_cfg *root, const char *keypath, flash_cfg ***
         if (n->type != FLASH_CFG_MAP) {
             char buf[96];
             free(name);
-            return flash_cfg_error(n, err, "cannot set '%s' inside --set %s: this is %s, not a map", keypath,
-                                   keypath, describe(n, buf, sizeof buf));
+            return flash_cfg_error(n, err, "--set %s needs a map here, got %s", keypath,
+                                   describe(n, buf, sizeof buf));
         }
         if (last) {
             *parent = n;
@@ -1326,8 +1344,11 @@ static flash_status set_walk(flash_cfg *root, const char *keypath, flash_cfg ***
         for (int j = 0; j < k; j++) {
             if ((*cur)->type != FLASH_CFG_SEQ || idx[j] >= (*cur)->n) {
                 char buf[96];
-                return flash_cfg_error(*cur, err, "--set %s: index %zu is out of range (this is %s with %zu items)",
-                                       keypath, idx[j], describe(*cur, buf, sizeof buf), flash_cfg_len(*cur));
+                if ((*cur)->type != FLASH_CFG_SEQ)
+                    return flash_cfg_error(*cur, err, "--set %s needs a sequence here, got %s", keypath,
+                                           describe(*cur, buf, sizeof buf));
+                return flash_cfg_error(*cur, err, "--set %s: index %zu is out of range (%zu items)", keypath, idx[j],
+                                       (*cur)->n);
             }
             cur = &(*cur)->items[idx[j]];
         }
@@ -1341,6 +1362,7 @@ static flash_status set_walk(flash_cfg *root, const char *keypath, flash_cfg ***
 }
 
 flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error *err) {
+    if (!assignment) return flash_error_set(err, FLASH_ERR_USAGE, "--set: no assignment given");
     const char *eq = strchr(assignment, '=');
     if (!eq || eq == assignment)
         return flash_error_set(err, FLASH_ERR_USAGE, "--set '%s': expected KEY=VALUE (e.g. sampler.steps=3)",
@@ -1355,11 +1377,27 @@ flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error 
     flash_error perr = {0};
     flash_status st = parse_text(value, strlen(value), SET_FILE, &val, &perr);
     if (st) {
-        /* perr reads "--set:1:7: problem": keep libyaml's text, name the key. */
+        /* perr reads "--set:1:7: problem": keep libyaml's text and the
+         * column within the value, name the key. */
         const char *msg = perr.msg;
-        if (!strncmp(msg, SET_FILE ":", strlen(SET_FILE ":"))) msg += strlen(SET_FILE ":");
-        st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG, "--set %s: bad YAML value '%s': %s",
-                             keypath, value, msg);
+        int line, col, used = 0;
+        if (sscanf(msg, SET_FILE ":%d:%d: %n", &line, &col, &used) == 2 && used > 0) {
+            /* libyaml places a missing ']' or quote on the line after the
+             * last one. */
+            char at[64];
+            if (line == 1)
+                snprintf(at, sizeof at, "at column %d", col);
+            else if (!strchr(value, '\n'))
+                snprintf(at, sizeof at, "at the end");
+            else
+                snprintf(at, sizeof at, "at line %d, column %d", line, col);
+            st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG,
+                                 "--set %s: bad YAML value '%s' %s: %s", keypath, value, at, msg + used);
+        } else {
+            if (!strncmp(msg, SET_FILE ": ", strlen(SET_FILE ": "))) msg += strlen(SET_FILE ": ");
+            st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG,
+                                 "--set %s: bad YAML value '%s': %s", keypath, value, msg);
+        }
         free(keypath);
         return st;
     }
@@ -1395,6 +1433,7 @@ done:
 }
 
 flash_status flash_cfg_put(flash_cfg *map, const char *key, const char *scalar, flash_error *err) {
+    if (!key) return flash_error_set(err, FLASH_ERR_USAGE, "flash_cfg_put: no key");
     if (!map || map->type != FLASH_CFG_MAP)
         return flash_error_set(err, FLASH_ERR_USAGE, "flash_cfg_put: '%s' needs a map", key ? key : "(null)");
     flash_cfg *v = node_new(FLASH_CFG_SCALAR, map->file, map->line, map->col);
@@ -1524,7 +1563,9 @@ char *flash_cfg_to_yaml(const flash_cfg *n) {
 
 flash_status flash_cfg_write(const flash_cfg *n, const char *path, flash_error *err) {
     char *text = flash_cfg_to_yaml(n);
-    if (!text) return flash_error_set(err, FLASH_ERR_NOMEM, "%s: cannot serialise the config", path);
+    if (!text)
+        return flash_error_set(err, n ? FLASH_ERR_RUNTIME : FLASH_ERR_USAGE,
+                               "%s: cannot serialise the config (out of memory, or text that is not UTF-8)", path);
     flash_status st = flash_write_file_atomic(path, text, strlen(text), err);
     free(text);
     return st;

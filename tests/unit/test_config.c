@@ -124,6 +124,9 @@ START_TEST(test_positions) {
     ck_assert_ptr_null(flash_cfg_path(root, "losses[2]"));
     ck_assert_ptr_null(flash_cfg_path(root, "model.nope"));
     ck_assert_ptr_null(flash_cfg_path(root, "model[0]"));
+    ck_assert_ptr_null(flash_cfg_path(root, "model..plugin"));
+    ck_assert_ptr_null(flash_cfg_path(root, "losses[x]"));
+    ck_assert_ptr_eq(flash_cfg_path(root, ""), root);
 
     const flash_cfg *model = flash_cfg_get(root, "model");
     ck_assert_uint_eq(flash_cfg_len(model), 2);
@@ -149,7 +152,8 @@ START_TEST(test_roots) {
 
     flash_error err = {0};
     ck_assert_int_eq(flash_cfg_load(DATA "scalar_root.yaml", &root, &err), FLASH_ERR_CONFIG);
-    ck_assert_str_eq(err.msg, DATA "scalar_root.yaml:1:1: the top level of a config must be a map, got 'just a string'");
+    ck_assert_str_eq(err.msg,
+                     DATA "scalar_root.yaml:1:1: the top level of a config must be a map, got 'just a string'");
     ck_assert_int_eq(flash_cfg_load(DATA "no_such_file.yaml", &root, &err), FLASH_ERR_CONFIG);
     ck_assert_msg(strstr(err.msg, "no_such_file.yaml: cannot open: No such file") != NULL, "got: %s", err.msg);
     ck_assert_int_eq(flash_cfg_parse_string("a: 1\n---\nb: 2\n", "two", &root, &err), FLASH_ERR_CONFIG);
@@ -175,6 +179,9 @@ START_TEST(test_merge_keys) {
     ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(guided, "scale")), "3.0");
     ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(guided, "plugin")), "ddim");
     ck_assert_ptr_null(flash_cfg_get(guided, "<<"));
+    /* An anchor defined inside a merge key's value stays usable. */
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_path(r, "again.plugin")), "euler");
+    ck_assert_str_eq(flash_cfg_keypath(flash_cfg_path(r, "again.steps")), "again.steps");
     /* An unknown key inside the shared block is reported where it is written. */
     static const char *const keys[] = {"steps", NULL};
     EXPECT_ERR(flash_cfg_check_keys(fast, "sampler 'ddim'", keys, err),
@@ -520,6 +527,41 @@ START_TEST(test_extends_missing) {
 }
 END_TEST
 
+START_TEST(test_extends_bad_base) {
+    /* An error inside a base names the base file and its own line. */
+    flash_error err = {0};
+    flash_cfg *r = NULL;
+    ck_assert_int_eq(flash_cfg_load(DATA "extends_bad_base.yaml", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_ptr_null(r);
+    ck_assert_msg(strncmp(err.msg, DATA "syntax_error.yaml:3:15: ", strlen(DATA "syntax_error.yaml:3:15: ")) == 0,
+                  "got: %s", err.msg);
+    /* A base that is a list, not a map. */
+    ck_assert_int_eq(flash_cfg_parse_string("extends: " DATA "scalar_root.yaml\n", "s", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_msg(strstr(err.msg, "scalar_root.yaml:1:1: the top level of a config must be a map") != NULL, "got: %s",
+                  err.msg);
+}
+END_TEST
+
+START_TEST(test_extends_from_string) {
+    /* Text parsed from a string resolves bases against the current
+     * directory. */
+    char cwd[PATH_MAX];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    ck_assert_int_eq(chdir(DATA "sub"), 0);
+    flash_error err = {0};
+    flash_cfg *r = NULL;
+    flash_status st = flash_cfg_parse_string("extends: mid.yaml\nseed: 5\n", "cli", &r, &err);
+    ck_assert_int_eq(chdir(cwd), 0);
+    ck_assert_msg(st == FLASH_OK, "%s", err.msg);
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(r, "name")), "mid");
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(r, "seed")), "5");
+    ck_assert_str_eq(flash_cfg_file(flash_cfg_get(r, "seed")), "cli");
+    ck_assert_str_eq(flash_cfg_file(flash_cfg_get(r, "name")), "mid.yaml");
+    ck_assert_str_eq(flash_cfg_file(flash_cfg_path(r, "model.plugin")), "../base.yaml");
+    flash_cfg_free(r);
+}
+END_TEST
+
 START_TEST(test_extends_cycle) {
     flash_error err = {0};
     flash_cfg *r = NULL;
@@ -580,12 +622,21 @@ START_TEST(test_set) {
     ck_assert_int_eq(flash_cfg_set(r, "=3", &err), FLASH_ERR_USAGE);
     ck_assert_int_eq(flash_cfg_set(r, "a..b=3", &err), FLASH_ERR_USAGE);
     ck_assert_int_eq(flash_cfg_set(r, "model.channels=[1, 2", &err), FLASH_ERR_CONFIG);
-    ck_assert_msg(strncmp(err.msg, "--set model.channels: bad YAML value '[1, 2': ", 46) == 0, "got: %s", err.msg);
+    ck_assert_str_eq(err.msg, "--set model.channels: bad YAML value '[1, 2' at the end: did not find expected ',' "
+                              "or ']' (while parsing a flow sequence at line 1, column 1)");
+    ck_assert_int_eq(flash_cfg_set(r, "a=x: y: z", &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "--set a: bad YAML value 'x: y: z' at column 5: mapping values are not allowed in this "
+                              "context");
+    ck_assert_int_eq(flash_cfg_set(r, "a=\xff", &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "--set a: bad YAML value '\xff' at column 1: invalid leading UTF-8 octet");
     ck_assert_int_eq(flash_cfg_set(r, "model.plugin.depth=3", &err), FLASH_ERR_CONFIG);
-    ck_assert_str_eq(err.msg, DATA "sub/../base.yaml:5:11: model.plugin: cannot set 'model.plugin.depth' inside "
-                                   "--set model.plugin.depth: this is 'unet', not a map");
+    ck_assert_str_eq(err.msg, DATA "sub/../base.yaml:5:11: model.plugin: --set model.plugin.depth needs a map here, "
+                                   "got 'unet'");
     ck_assert_int_eq(flash_cfg_set(r, "losses[5].weight=1", &err), FLASH_ERR_CONFIG);
-    ck_assert_msg(strstr(err.msg, "index 5 is out of range") != NULL, "got: %s", err.msg);
+    ck_assert_str_eq(err.msg, DATA "child.yaml:8:3: losses: --set losses[5].weight: index 5 is out of range (2 items)");
+    ck_assert_int_eq(flash_cfg_set(r, "model[0]=1", &err), FLASH_ERR_CONFIG);
+    ck_assert_msg(strstr(err.msg, "model: --set model[0] needs a sequence here, got a map") != NULL, "got: %s",
+                  err.msg);
     flash_cfg_free(r);
 }
 END_TEST
@@ -706,6 +757,14 @@ START_TEST(test_write) {
     ck_assert_int_eq(count, 1);
     snprintf(path, sizeof path, "%s/missing_dir/x.yaml", dir);
     ck_assert_int_ne(flash_cfg_write(a, path, &err), FLASH_OK);
+    /* Text the emitter refuses is an error, not a truncated file. */
+    flash_cfg *bad = flash_cfg_new_map("built");
+    ck_assert_int_eq(flash_cfg_put(bad, "k", "\xff\xfe", &err), FLASH_OK);
+    ck_assert_ptr_null(flash_cfg_to_yaml(bad));
+    snprintf(path, sizeof path, "%s/bad.yaml", dir);
+    ck_assert_int_eq(flash_cfg_write(bad, path, &err), FLASH_ERR_RUNTIME);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    flash_cfg_free(bad);
     snprintf(path, sizeof path, "%s/resolved.yaml", dir);
     unlink(path);
     rmdir(dir);
@@ -738,6 +797,8 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_extends_list);
     tcase_add_test(tc, test_extends_missing);
     tcase_add_test(tc, test_extends_cycle);
+    tcase_add_test(tc, test_extends_bad_base);
+    tcase_add_test(tc, test_extends_from_string);
     tcase_add_test(tc, test_set);
     suite_add_tcase(s, tc);
     tc = tcase_create("emit");
