@@ -452,7 +452,7 @@ const flash_backend flash_cpu_backend = {
     .scatter_add_rows = cpu_scatter_add_rows,
     /* dense layers (linear, conv, norms): backend_cpu_dnnl.c, backend_cpu_nn.c */
     .sgemm = flash_cpu_sgemm,
-    .conv2d_workspace = flash_cpu_conv2d_workspace,
+    .conv2d_saved_bytes = flash_cpu_conv2d_saved_bytes,
     .conv2d_forward = flash_cpu_conv2d_forward,
     .conv2d_backward = flash_cpu_conv2d_backward,
     .group_norm_forward = flash_cpu_group_norm_forward,
