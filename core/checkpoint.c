@@ -170,9 +170,7 @@ static int parse_hex64(const char *s, const char **end, uint64_t *out)
             d = c - '0';
         else if (c >= 'a' && c <= 'f')
             d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
+        else /* lowercase only: the form written, so any change to the text is a change */
             break;
         v = v << 4 | (uint64_t)d;
     }
@@ -291,7 +289,7 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
     const char *sum = flash_safetensors_meta(sf, "checksum");
     uint64_t want;
     const char *end;
-    if (!sum || !parse_hex64(sum, &end, &want) || *end) {
+    if (!sum || strlen(sum) != 16 || !parse_hex64(sum, &end, &want) || *end) {
         st = flash_error_set(err, FLASH_ERR_IO, "%s: corrupted checkpoint: missing or malformed checksum", path);
         goto done;
     }
@@ -300,7 +298,7 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
     for (int i = 0; i < 4; i++)
         mv[i] = flash_safetensors_meta(sf, meta_keys[i]);
     uint64_t mwant;
-    if (!msum || !parse_hex64(msum, &end, &mwant) || *end || mwant != meta_hash(mv)) {
+    if (!msum || strlen(msum) != 16 || !parse_hex64(msum, &end, &mwant) || *end || mwant != meta_hash(mv)) {
         st = flash_error_set(err, FLASH_ERR_IO, "%s: corrupted checkpoint: metadata (step, rng, config) %s", path,
                              msum ? "fails its checksum" : "has no checksum");
         goto done;
