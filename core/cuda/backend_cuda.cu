@@ -44,7 +44,7 @@ void fail(const char *what, const char *detail, const char *file, int line) {
 bool failed() { return g_failed; }
 
 /* Grow-only device buffers, one per purpose. */
-enum { BUF_PARTIAL, BUF_OUT, BUF_STAGING, BUF_N };
+enum { BUF_PARTIAL, BUF_OUT, BUF_STAGING, BUF_WS, BUF_N };
 static void *g_buf[BUF_N];
 static size_t g_buf_size[BUF_N];
 
@@ -65,6 +65,7 @@ static void *dev_buf(int slot, size_t bytes) {
 
 double *partials(size_t n) { return (double *)dev_buf(BUF_OUT, n * sizeof(double)); }
 void *staging(size_t bytes) { return dev_buf(BUF_STAGING, bytes); }
+void *workspace(size_t bytes) { return dev_buf(BUF_WS, bytes); }
 
 static void *g_pinned;
 static size_t g_pinned_size;
@@ -603,9 +604,17 @@ static void cu_scatter_add_rows(float *gtable, const float *g, const int *idx, s
 
 /* ---- group norm --------------------------------------------------------------------- */
 
-/* One block per (sample, group): two-pass statistics in double. */
+/* silu and its derivative at z, as the CPU computes them */
+__device__ static float silu_grad(float z, float gy) {
+    const float s = sigmoid_f(z);
+    return gy * s * (1.0f + z * (1.0f - s));
+}
+
+/* One block per (sample, group): two-pass statistics in double; then
+ * y = x sc + sh (sc = rstd gamma, sh = beta - mean sc), through silu when
+ * fused. */
 __global__ static void k_gn_forward(float *y, double *stats, const float *x, const float *gamma, const float *beta,
-                                    int c, int hw, int groups, float eps) {
+                                    int c, int hw, int groups, float eps, int silu) {
     __shared__ double sh[32];
     const int t = blockIdx.x, s = t / groups, g = t % groups, cpg = c / groups;
     const size_t gsize = (size_t)cpg * hw, base = ((size_t)s * c + (size_t)g * cpg) * hw;
@@ -618,34 +627,36 @@ __global__ static void k_gn_forward(float *y, double *stats, const float *x, con
         const double d = xg[i] - mean;
         sq += d * d;
     }
-    const double var = block_sum(sq, sh) / (double)gsize;
-    const double rstd = 1.0 / sqrt(var + (double)eps);
+    const double rstd = 1.0 / sqrt(block_sum(sq, sh) / (double)gsize + (double)eps);
     if (threadIdx.x == 0) {
         stats[2 * t] = mean;
         stats[2 * t + 1] = rstd;
     }
-    const float fm = (float)mean, fr = (float)rstd;
     for (size_t i = threadIdx.x; i < gsize; i += blockDim.x) {
         const int cc = g * cpg + (int)(i / hw);
-        const float sc = fr * (gamma ? gamma[cc] : 1.0f);
-        const float shv = (beta ? beta[cc] : 0.0f) - fm * sc;
-        y[base + i] = xg[i] * sc + shv;
+        const float sc = (float)(rstd * (gamma ? gamma[cc] : 1.0f));
+        const float shv = (beta ? beta[cc] : 0.0f) - (float)mean * sc;
+        const float z = xg[i] * sc + shv;
+        y[base + i] = silu ? z * sigmoid_f(z) : z;
     }
 }
 
 static void cu_group_norm_forward(float *y, double *stats, const float *x, const float *gamma, const float *beta,
-                                  int n, int c, int hw, int groups, float eps) {
+                                  int n, int c, int hw, int groups, float eps, bool silu) {
     if (n <= 0) return;
     k_gn_forward<<<(unsigned)(n * groups), reduce_threads((size_t)(c / groups) * hw), 0, g_stream>>>(
-        y, stats, x, gamma, beta, c, hw, groups, eps);
+        y, stats, x, gamma, beta, c, hw, groups, eps, silu);
     FLASH_CU_LAUNCHED(k_gn_forward);
 }
 
 /* One block per (sample, group): per-channel sums for the parameter
  * gradients (to pg, pb) and the closed-form input gradient
- *   dx = rstd (gamma dy - m1 - xhat m2). */
+ *   dx = rstd (gamma dz - m1 - xhat m2),
+ * dz being the gradient at the norm's output (through silu when fused,
+ * recomputing z as the forward did). */
 __global__ static void k_gn_backward(float *gx, double *pg, double *pb, const float *gy, const float *x,
-                                     const double *stats, const float *gamma, int c, int hw, int groups) {
+                                     const double *stats, const float *gamma, const float *beta, int c, int hw,
+                                     int groups, int silu) {
     __shared__ double sh[32];
     const int t = blockIdx.x, s = t / groups, g = t % groups, cpg = c / groups;
     const size_t gsize = (size_t)cpg * hw, base = ((size_t)s * c + (size_t)g * cpg) * hw;
@@ -654,10 +665,13 @@ __global__ static void k_gn_backward(float *gx, double *pg, double *pb, const fl
     for (int ch = 0; ch < cpg; ch++) {
         const int cc = g * cpg + ch;
         const float *xc = x + base + (size_t)ch * hw, *gc = gy + base + (size_t)ch * hw;
+        const float sc = (float)(rstd * (gamma ? gamma[cc] : 1.0f));
+        const float shv = (beta ? beta[cc] : 0.0f) - (float)mean * sc;
         double a = 0, b = 0;
         for (int j = threadIdx.x; j < hw; j += blockDim.x) {
-            a += (double)gc[j] * xc[j];
-            b += gc[j];
+            const float dz = silu ? silu_grad(xc[j] * sc + shv, gc[j]) : gc[j];
+            a += (double)dz * xc[j];
+            b += dz;
         }
         a = block_sum(a, sh);
         b = block_sum(b, sh);
@@ -674,10 +688,13 @@ __global__ static void k_gn_backward(float *gx, double *pg, double *pb, const fl
     const double m1 = sum_dxhat / (double)gsize, m2 = sum_dxhat_xhat / (double)gsize;
     for (size_t i = threadIdx.x; i < gsize; i += blockDim.x) {
         const int cc = g * cpg + (int)(i / hw);
+        const float sc = (float)(rstd * (gamma ? gamma[cc] : 1.0f));
+        const float shv = (beta ? beta[cc] : 0.0f) - (float)mean * sc;
+        const float dz = silu ? silu_grad(x[base + i] * sc + shv, gy[base + i]) : gy[base + i];
         const float ka = (float)(rstd * (gamma ? gamma[cc] : 1.0));
         const float kb = (float)(-rstd * rstd * m2);
         const float kc = (float)(rstd * (mean * rstd * m2 - m1));
-        gx[base + i] += ka * gy[base + i] + kb * x[base + i] + kc;
+        gx[base + i] += ka * dz + kb * x[base + i] + kc;
     }
 }
 
@@ -695,12 +712,12 @@ __global__ static void k_gn_params(float *ggamma, float *gbeta, const double *pg
 }
 
 static void cu_group_norm_backward(float *gx, float *ggamma, float *gbeta, const float *gy, const float *x,
-                                   const double *stats, const float *gamma, int n, int c, int hw, int groups,
-                                   double *scratch) {
+                                   const double *stats, const float *gamma, const float *beta, int n, int c, int hw,
+                                   int groups, bool silu, double *scratch) {
     if (n <= 0) return;
     double *pg = scratch, *pb = scratch + (size_t)n * c;
-    k_gn_backward<<<(unsigned)(n * groups), reduce_threads((size_t)hw), 0, g_stream>>>(gx, pg, pb, gy, x, stats,
-                                                                                       gamma, c, hw, groups);
+    k_gn_backward<<<(unsigned)(n * groups), reduce_threads((size_t)hw), 0, g_stream>>>(
+        gx, pg, pb, gy, x, stats, gamma, beta, c, hw, groups, silu);
     FLASH_CU_LAUNCHED(k_gn_backward);
     if (ggamma || gbeta) {
         k_gn_params<<<flash_cu_blocks((size_t)c, 128), 128, 0, g_stream>>>(ggamma, gbeta, pg, pb, n, c);
@@ -874,7 +891,7 @@ extern "C" __attribute__((visibility("default"))) const flash_backend *flash_bac
     t->gather_rows = cu_gather_rows;
     t->scatter_add_rows = cu_scatter_add_rows;
     t->sgemm = sgemm;
-    t->conv2d_workspace = conv2d_workspace;
+    t->conv2d_saved_bytes = conv2d_saved_bytes;
     t->conv2d_forward = conv2d_forward;
     t->conv2d_backward = conv2d_backward;
     t->group_norm_forward = cu_group_norm_forward;

@@ -27,6 +27,8 @@ bool failed();
  * happens only while a run warms up. */
 double *partials(size_t n);
 void *staging(size_t bytes);
+/* The convolutions' transient workspace (grow-only, like the above). */
+void *workspace(size_t bytes);
 /* Pinned host buffer for small downloads. */
 void *host_pinned(size_t bytes);
 
@@ -38,11 +40,11 @@ void row_sums(double *out, const float *x, const float *w, bool sq_diff, size_t 
 /* The dense kernels (cuda_dnn.cu). */
 int sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
           float beta, float *c, int ldc);
-int conv2d_workspace(const flash_conv_geom *g, size_t *fwd_bytes, size_t *bwd_bytes, char *msg, size_t msg_size);
-int conv2d_forward(const flash_conv_geom *g, float *y, const float *x, const float *w, const float *b, void *fwd_ws,
+int conv2d_saved_bytes(const flash_conv_geom *g, size_t *saved_bytes, char *msg, size_t msg_size);
+int conv2d_forward(const flash_conv_geom *g, float *y, const float *x, const float *w, const float *b, void *saved,
                    char *msg, size_t msg_size);
 int conv2d_backward(const flash_conv_geom *g, float *gx, float *gw, float *gb, const float *gy, const float *x,
-                    const float *w, void *fwd_ws, void *bwd_ws, char *msg, size_t msg_size);
+                    const float *w, const void *saved, char *msg, size_t msg_size);
 /* Creates the cuBLAS and cuDNN handles on g_stream; false with msg set. */
 bool dnn_init(char *msg, size_t msg_size);
 

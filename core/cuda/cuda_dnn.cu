@@ -13,7 +13,8 @@
  * taking the first one that is deterministic, runs in plain float32 FMA
  * math and needs at most FLASH_CU_CONV_WS bytes of workspace; the choice
  * depends on the geometry and the device alone, so runs are reproducible.
- * Workspaces are the arena memory the op passes in. Gradients accumulate
+ * The transient workspace is the backend's own grow-only buffer, and
+ * nothing is saved between the forward and the backward. Gradients accumulate
  * through cuDNN's beta = 1; the bias gradient is a deterministic reduction
  * of our own (cuDNN's may use atomics).
  *
@@ -270,18 +271,24 @@ static void set_msg(char *msg, size_t n, const char *what, cudnnStatus_t st) {
     if (msg && n) snprintf(msg, n, "cuDNN %s: %s", what, cudnnGetErrorString(st));
 }
 
-int conv2d_workspace(const flash_conv_geom *g, size_t *fwd_bytes, size_t *bwd_bytes, char *msg, size_t msg_size) {
+/* cuDNN keeps nothing between the forward and the backward. */
+int conv2d_saved_bytes(const flash_conv_geom *g, size_t *saved_bytes, char *msg, size_t msg_size) {
     conv_plan *p = plan_get(g, msg, msg_size);
     if (!p) return 1;
-    if (fwd_bytes) *fwd_bytes = p->fwd_ws;
-    if (bwd_bytes) *bwd_bytes = p->data_ws > p->filter_ws ? p->data_ws : p->filter_ws;
+    if (saved_bytes) *saved_bytes = 0;
     return 0;
 }
 
-int conv2d_forward(const flash_conv_geom *g, float *y, const float *x, const float *w, const float *b, void *fwd_ws,
+int conv2d_forward(const flash_conv_geom *g, float *y, const float *x, const float *w, const float *b, void *saved,
                    char *msg, size_t msg_size) {
+    (void)saved;
     conv_plan *p = plan_get(g, msg, msg_size);
     if (!p) return 1;
+    void *fwd_ws = p->fwd_ws ? workspace(p->fwd_ws) : NULL;
+    if (p->fwd_ws && !fwd_ws) {
+        snprintf(msg, msg_size, "cannot allocate %zu bytes of convolution workspace", p->fwd_ws);
+        return 1;
+    }
     const float one = 1.0f, zero = 0.0f;
     cudnnStatus_t st = cudnnSetConvolutionMathType(p->conv, p->fwd_math);
     if (st == CUDNN_STATUS_SUCCESS)
@@ -316,10 +323,16 @@ __global__ static void k_bias_grad(float *gb, const float *gy, int n, int cout, 
 }
 
 int conv2d_backward(const flash_conv_geom *g, float *gx, float *gw, float *gb, const float *gy, const float *x,
-                    const float *w, void *fwd_ws, void *bwd_ws, char *msg, size_t msg_size) {
-    (void)fwd_ws; /* cuDNN keeps nothing between the passes */
+                    const float *w, const void *saved, char *msg, size_t msg_size) {
+    (void)saved;
     conv_plan *p = plan_get(g, msg, msg_size);
     if (!p) return 1;
+    const size_t bwd_bytes = p->data_ws > p->filter_ws ? p->data_ws : p->filter_ws;
+    void *bwd_ws = bwd_bytes ? workspace(bwd_bytes) : NULL;
+    if (bwd_bytes && !bwd_ws) {
+        snprintf(msg, msg_size, "cannot allocate %zu bytes of convolution workspace", bwd_bytes);
+        return 1;
+    }
     const float one = 1.0f;
     cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
     const char *what = "convolution backward-data";
