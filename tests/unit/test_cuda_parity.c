@@ -403,6 +403,11 @@ static flash_tensor *b_gn(flash_ctx *c, flash_tensor *const *in, void *ud) {
     return flash_group_norm(c, in[0], *groups, in[1], in[2], 1e-5f);
 }
 
+static flash_tensor *b_gn_silu(flash_ctx *c, flash_tensor *const *in, void *ud) {
+    const int *groups = ud;
+    return flash_group_norm_silu(c, in[0], *groups, in[1], in[2], 1e-5f);
+}
+
 START_TEST(test_group_norm) {
     trng g = {seed_of(__func__)};
     const int gs[3] = {1, 4, 8};
@@ -413,6 +418,8 @@ START_TEST(test_group_norm) {
         char name[32];
         snprintf(name, sizeof name, "group_norm/g%d", groups);
         parity(name, s, 3, b_gn, (void *)&gs[i], TOL_NORM, TOL_NORM, trng_next(&g));
+        snprintf(name, sizeof name, "group_norm_silu/g%d", groups);
+        parity(name, s, 3, b_gn_silu, (void *)&gs[i], TOL_NORM, TOL_NORM, trng_next(&g));
     }
 }
 END_TEST
@@ -515,7 +522,7 @@ static flash_tensor *tinynet_loss(tinynet *t, flash_ctx *c, flash_tensor *x, fla
     flash_tensor *h = flash_conv2d(c, x, t->c1w, t->c1b, 1, 1);
     flash_tensor *e = flash_silu(c, flash_linear(c, flash_embedding(c, t->emb, labels, n), t->lw, t->lb));
     h = flash_add_channel_bias(c, h, e);
-    h = flash_silu(c, flash_group_norm(c, h, 4, t->gng, t->gnb, 1e-5f));
+    h = flash_group_norm_silu(c, h, 4, t->gng, t->gnb, 1e-5f);
     flash_tensor *d = flash_conv2d(c, h, t->c2w, t->c2b, 2, 1);
     flash_tensor *u = flash_upsample_nearest2x(c, d);
     flash_tensor *y = flash_conv2d(c, flash_concat(c, u, h), t->c3w, t->c3b, 1, 0);
