@@ -268,6 +268,15 @@ START_TEST(test_npy_reads_numpy_files)
         ck_assert_float_eq(((float *)a.data)[k], (float)k * 0.25f - 1.0f);
     flash_array_free(&a);
 
+    /* The same array in format version 2.0 (u32 header length). */
+    ck_assert_msg(flash_npy_read(fixture("f32_v2.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
+    ck_assert_int_eq(a.ndim, 2);
+    ck_assert_int_eq(a.shape[0], 2);
+    ck_assert_int_eq(a.shape[1], 3);
+    for (int k = 0; k < 6; k++)
+        ck_assert_float_eq(((float *)a.data)[k], (float)k * 0.25f - 1.0f);
+    flash_array_free(&a);
+
     ck_assert_msg(flash_npy_read(fixture("f64_4.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
     ck_assert_int_eq(a.dtype, FLASH_F64);
     ck_assert_int_eq(a.ndim, 1);
@@ -354,6 +363,14 @@ START_TEST(test_npy_refuses_truncated_and_bad_magic)
     bad[n] = 0;
     write_bytes(p, bad, n + 1);
     assert_refused(flash_npy_read(p, &a, &err), &err, p, "trailing");
+
+    /* A damaged shape claiming petabytes reads as truncation. */
+    const char *huge = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000000,), }";
+    memcpy(bad, ref, n);
+    memset(bad + 10, ' ', 117);
+    memcpy(bad + 10, huge, strlen(huge));
+    write_bytes(p, bad, n);
+    assert_refused(flash_npy_read(p, &a, &err), &err, p, "truncated");
 
     /* A header that is not a dict. */
     memcpy(bad, ref, n);
@@ -641,6 +658,11 @@ START_TEST(test_idx_refuses_malformed)
     write_bytes(p, buf, n - 1);
     assert_refused(flash_idx_read(p, &a, &err), &err, p, "truncated");
 
+    /* Dimensions claiming petabytes read as truncation. */
+    unsigned char huge[20] = {0, 0, 8, 3, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x10, 0, 0, 0, 0x10, 0, 1, 2, 3, 4};
+    write_bytes(p, huge, sizeof huge);
+    assert_refused(flash_idx_read(p, &a, &err), &err, p, "truncated");
+
     /* Trailing garbage. */
     buf[n] = 1;
     write_bytes(p, buf, n + 1);
@@ -824,7 +846,8 @@ START_TEST(test_progress_tty_redraws)
 {
     /* stderr on a pseudo-terminal: one line redrawn with carriage returns. */
     int master, slave;
-    ck_assert_int_eq(openpty(&master, &slave, NULL, NULL, NULL), 0);
+    struct winsize ws = {.ws_row = 24, .ws_col = 60};
+    ck_assert_int_eq(openpty(&master, &slave, NULL, NULL, &ws), 0);
     fflush(stderr);
     ck_assert_int_eq(dup2(slave, STDERR_FILENO), STDERR_FILENO);
     flash_progress pr;
@@ -834,7 +857,8 @@ START_TEST(test_progress_tty_redraws)
     usleep(120000); /* past the redraw interval */
     flash_progress_update(&pr, 12, NULL);
     flash_progress_update(&pr, 13, NULL); /* within the interval: skipped */
-    flash_progress_update(&pr, 20, "done");
+    flash_info("a log line clears the progress line first");
+    flash_progress_update(&pr, 20, "done, and a long text that the terminal width cuts off here");
     flash_progress_end(&pr);
     fflush(stderr);
     char buf[4096];
@@ -848,7 +872,15 @@ START_TEST(test_progress_tty_redraws)
     ck_assert_ptr_nonnull(strstr(buf, "\rsample 12/20 | "));
     ck_assert_ptr_null(strstr(buf, "sample 13/20"));
     ck_assert_ptr_nonnull(strstr(buf, "\rsample 20/20 | "));
-    ck_assert_ptr_nonnull(strstr(buf, "ETA 0s | done"));
+    ck_assert_ptr_nonnull(strstr(buf, "\r\033[K[flash] info: a log line clears"));
+    ck_assert_ptr_nonnull(strstr(buf, "ETA 0s | done, and"));
+    ck_assert_ptr_null(strstr(buf, "cuts off here"));
+    /* Each drawn line fits in 59 columns. */
+    for (char *l = strstr(buf, "\rsample"); l; l = strstr(l + 1, "\rsample")) {
+        char *e = strstr(l, "\033[K");
+        ck_assert_ptr_nonnull(e);
+        ck_assert_int_le(e - l - 1, 59);
+    }
     ck_assert_ptr_nonnull(strstr(buf, "sample done in "));
     close(master);
     close(slave);
