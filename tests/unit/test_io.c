@@ -4,9 +4,11 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <png.h>
+#include <pty.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,9 @@ static const char *fixture(const char *name)
 
 static void write_bytes(const char *path, const void *buf, size_t n)
 {
+    /* Unlink first: truncating a file that has data makes ext4 flush it on
+     * close (auto_da_alloc), which makes thousands of rewrites slow. */
+    remove(path);
     FILE *f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(fwrite(buf, 1, n, f), n);
@@ -815,6 +820,41 @@ START_TEST(test_progress_plain_lines)
 }
 END_TEST
 
+START_TEST(test_progress_tty_redraws)
+{
+    /* stderr on a pseudo-terminal: one line redrawn with carriage returns. */
+    int master, slave;
+    ck_assert_int_eq(openpty(&master, &slave, NULL, NULL, NULL), 0);
+    fflush(stderr);
+    ck_assert_int_eq(dup2(slave, STDERR_FILENO), STDERR_FILENO);
+    flash_progress pr;
+    flash_progress_begin(&pr, "sample", 10, 20);
+    ck_assert_int_eq(pr.is_tty, 1);
+    flash_progress_update(&pr, 11, "fid %.1f", 12.5);
+    usleep(120000); /* past the redraw interval */
+    flash_progress_update(&pr, 12, NULL);
+    flash_progress_update(&pr, 13, NULL); /* within the interval: skipped */
+    flash_progress_update(&pr, 20, "done");
+    flash_progress_end(&pr);
+    fflush(stderr);
+    char buf[4096];
+    size_t n = 0;
+    ck_assert_int_eq(fcntl(master, F_SETFL, O_NONBLOCK), 0);
+    for (ssize_t r; n < sizeof buf - 1 && (r = read(master, buf + n, sizeof buf - 1 - n)) > 0;)
+        n += (size_t)r;
+    buf[n] = '\0';
+    ck_assert_msg(strstr(buf, "\rsample 11/20 | ") != NULL, "%s", buf);
+    ck_assert_ptr_nonnull(strstr(buf, "| fid 12.5\033[K"));
+    ck_assert_ptr_nonnull(strstr(buf, "\rsample 12/20 | "));
+    ck_assert_ptr_null(strstr(buf, "sample 13/20"));
+    ck_assert_ptr_nonnull(strstr(buf, "\rsample 20/20 | "));
+    ck_assert_ptr_nonnull(strstr(buf, "ETA 0s | done"));
+    ck_assert_ptr_nonnull(strstr(buf, "sample done in "));
+    close(master);
+    close(slave);
+}
+END_TEST
+
 START_TEST(test_now_monotonic)
 {
     double a = flash_now();
@@ -851,6 +891,7 @@ static Suite *io_suite(void)
     tcase_add_test(tc, test_png_grid_layout_and_values);
     tcase_add_test(tc, test_jsonl_appends_valid_lines);
     tcase_add_test(tc, test_progress_plain_lines);
+    tcase_add_test(tc, test_progress_tty_redraws);
     tcase_add_test(tc, test_now_monotonic);
     suite_add_tcase(s, tc);
     return s;
