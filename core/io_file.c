@@ -1,0 +1,243 @@
+/* Atomic file writes, whole-file reads and mkdir -p.
+ *
+ * An atomic write goes to a temp file created next to the target (rename is
+ * only atomic within one file system), is flushed and fsync'ed, renamed over
+ * the target, and then the directory is fsync'ed so the rename itself is
+ * durable. A crash at any point leaves either the old file or the new one.
+ */
+#include "flash/flash.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* Directory part of path ("." when there is none). */
+static void dir_of(const char *path, char *dir, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        snprintf(dir, size, ".");
+    } else if (slash == path) {
+        snprintf(dir, size, "/");
+    } else {
+        snprintf(dir, size, "%.*s", (int)(slash - path), path);
+    }
+}
+
+/* The rename is only durable once the directory entry is on disk. Some file
+ * systems refuse fsync on a directory (EINVAL): that is not an error. */
+static flash_status fsync_dir(const char *path, flash_error *err)
+{
+    char dir[4096];
+    dir_of(path, dir, sizeof dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return flash_error_set(err, FLASH_ERR_IO, "%s: cannot open directory to sync: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0 && e != EINVAL && e != EROFS)
+        return flash_error_set(err, FLASH_ERR_IO, "%s: fsync of directory failed: %s", dir, strerror(e));
+    return FLASH_OK;
+}
+
+flash_status flash_atomic_open(flash_atomic_file *af, const char *path, flash_error *err)
+{
+    memset(af, 0, sizeof *af);
+    if (!path || !*path)
+        return flash_error_set(err, FLASH_ERR_IO, "atomic write: empty path");
+    size_t len = strlen(path);
+    /* ".tmp.XXXXXX" is 11 characters */
+    if (len + 12 > sizeof af->tmp)
+        return flash_error_set(err, FLASH_ERR_IO, "%s: path too long", path);
+    memcpy(af->path, path, len + 1);
+    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.XXXXXX", path);
+    int fd = mkostemp(af->tmp, O_CLOEXEC);
+    if (fd < 0) {
+        flash_status st =
+            flash_error_set(err, FLASH_ERR_IO, "%s: cannot create temp file: %s", path, strerror(errno));
+        af->tmp[0] = '\0';
+        return st;
+    }
+    /* mkstemp makes the file 0600; outputs (checkpoints, images) should be
+     * readable like any other file. A fixed 0644 rather than the umask:
+     * reading the umask means setting it, which races with other threads. A
+     * failure here is not fatal: only the mode differs. */
+    (void)fchmod(fd, 0644);
+    af->f = fdopen(fd, "wb");
+    if (!af->f) {
+        flash_status st = flash_error_set(err, FLASH_ERR_IO, "%s: fdopen failed: %s", af->tmp, strerror(errno));
+        close(fd);
+        unlink(af->tmp);
+        af->tmp[0] = '\0';
+        return st;
+    }
+    return FLASH_OK;
+}
+
+void flash_atomic_abort(flash_atomic_file *af)
+{
+    if (!af)
+        return;
+    if (af->f) {
+        fclose(af->f);
+        af->f = NULL;
+    }
+    if (af->tmp[0]) {
+        unlink(af->tmp);
+        af->tmp[0] = '\0';
+    }
+}
+
+flash_status flash_atomic_commit(flash_atomic_file *af, flash_error *err)
+{
+    if (!af->f || !af->tmp[0])
+        return flash_error_set(err, FLASH_ERR_IO, "%s: atomic commit without an open file", af->path);
+    FILE *f = af->f;
+    af->f = NULL;
+    int bad = ferror(f), e = 0;
+    if (!bad && fflush(f) != 0) {
+        bad = 1;
+        e = errno;
+    }
+    if (!bad && fsync(fileno(f)) != 0) {
+        bad = 1;
+        e = errno;
+    }
+    if (fclose(f) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    if (bad) {
+        flash_status st = flash_error_set(err, FLASH_ERR_IO, "%s: write failed: %s", af->path,
+                                          e ? strerror(e) : "stream error");
+        unlink(af->tmp);
+        af->tmp[0] = '\0';
+        return st;
+    }
+    if (rename(af->tmp, af->path) != 0) {
+        flash_status st =
+            flash_error_set(err, FLASH_ERR_IO, "%s: cannot rename temp file into place: %s", af->path, strerror(errno));
+        unlink(af->tmp);
+        af->tmp[0] = '\0';
+        return st;
+    }
+    af->tmp[0] = '\0';
+    return fsync_dir(af->path, err);
+}
+
+flash_status flash_write_file_atomic(const char *path, const void *buf, size_t n, flash_error *err)
+{
+    flash_atomic_file af;
+    flash_status st = flash_atomic_open(&af, path, err);
+    if (st)
+        return st;
+    if (n > 0 && fwrite(buf, 1, n, af.f) != n) {
+        st = flash_error_set(err, FLASH_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        flash_atomic_abort(&af);
+        return st;
+    }
+    return flash_atomic_commit(&af, err);
+}
+
+flash_status flash_read_file(const char *path, char **buf, size_t *n, flash_error *err)
+{
+    *buf = NULL;
+    if (n)
+        *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return flash_error_set(err, FLASH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* Read in growing chunks rather than trusting the size from fstat, so
+     * pipes and files that change while being read are handled too. */
+    size_t cap = 0, len = 0;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0)
+        cap = (size_t)sb.st_size + 1;
+    if (cap < 4096)
+        cap = 4096;
+    char *data = malloc(cap);
+    if (!data) {
+        fclose(f);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, cap);
+    }
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap > SIZE_MAX / 2) {
+                free(data);
+                fclose(f);
+                return flash_error_set(err, FLASH_ERR_NOMEM, "%s: file too large", path);
+            }
+            char *grown = realloc(data, cap * 2);
+            if (!grown) {
+                free(data);
+                fclose(f);
+                return flash_error_set(err, FLASH_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, cap * 2);
+            }
+            data = grown;
+            cap *= 2;
+        }
+        size_t got = fread(data + len, 1, cap - 1 - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        int e = errno;
+        free(data);
+        fclose(f);
+        return flash_error_set(err, FLASH_ERR_IO, "%s: read failed: %s", path, strerror(e));
+    }
+    fclose(f);
+    data[len] = '\0';
+    *buf = data;
+    if (n)
+        *n = len;
+    return FLASH_OK;
+}
+
+static flash_status mkdir_one(const char *dir, const char *full, flash_error *err)
+{
+    if (mkdir(dir, 0777) == 0)
+        return FLASH_OK;
+    int e = errno;
+    struct stat sb;
+    if (e == EEXIST && stat(dir, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode))
+            return FLASH_OK;
+        return flash_error_set(err, FLASH_ERR_IO, "%s: cannot create directory: '%s' exists and is not a directory",
+                               full, dir);
+    }
+    return flash_error_set(err, FLASH_ERR_IO, "%s: cannot create directory '%s': %s", full, dir, strerror(e));
+}
+
+flash_status flash_mkdirs(const char *path, flash_error *err)
+{
+    if (!path || !*path)
+        return flash_error_set(err, FLASH_ERR_IO, "mkdir: empty path");
+    size_t len = strlen(path);
+    char *p = malloc(len + 1);
+    if (!p)
+        return flash_error_set(err, FLASH_ERR_NOMEM, "%s: out of memory", path);
+    memcpy(p, path, len + 1);
+    while (len > 1 && p[len - 1] == '/')
+        p[--len] = '\0';
+    flash_status st = FLASH_OK;
+    for (char *s = p + 1; *s && !st; s++) {
+        if (*s != '/' || s[-1] == '/')
+            continue;
+        *s = '\0';
+        st = mkdir_one(p, path, err);
+        *s = '/';
+    }
+    if (!st)
+        st = mkdir_one(p, path, err);
+    free(p);
+    return st;
+}
