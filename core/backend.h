@@ -41,6 +41,15 @@ static inline size_t flash_bcast_row_offset(const flash_bcast *bc, size_t r) {
     return off;
 }
 
+/* A 2-D convolution's geometry: x (n, cin, h, w), w (cout, cin, k, k),
+ * y (n, cout, ho, wo), symmetric zero padding. */
+typedef struct flash_conv_geom {
+    int n, cin, h, w;
+    int cout, k, stride, pad;
+    int ho, wo;
+    bool bias;
+} flash_conv_geom;
+
 typedef enum flash_binop { FLASH_BIN_ADD, FLASH_BIN_SUB, FLASH_BIN_MUL, FLASH_BIN_DIV } flash_binop;
 
 /* Unary ops; a and b are scalar arguments where the op has them. */
@@ -112,6 +121,39 @@ typedef struct flash_backend {
     void (*scatter_add_rows)(float *gtable, const float *g, const int *idx, size_t n, size_t d);
 
     /* ---- dense layers (linear, conv, norms) ---- */
+    /* c = alpha * op(a) @ op(b) + beta * c, row-major; op(a) is (m, k),
+     * op(b) (k, n), transposed when ta / tb. Returns 0, or nonzero when the
+     * library failed. */
+    int (*sgemm)(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                 int ldb, float beta, float *c, int ldc);
+    /* Convolutions need two workspaces of backend memory: the forward's
+     * (which must live until the backward: it holds x in the layout the
+     * backward reuses) and the backward's. The three calls return 0, or
+     * nonzero with a message in msg (msg_size bytes). */
+    int (*conv2d_workspace)(const flash_conv_geom *g, size_t *fwd_bytes, size_t *bwd_bytes, char *msg,
+                            size_t msg_size);
+    /* y (n, cout, ho, wo) = conv(x (n, cin, h, w), w (cout, cin, k, k)) + b (cout, or NULL if !g->bias) */
+    int (*conv2d_forward)(const flash_conv_geom *g, float *y, const float *x, const float *w, const float *b,
+                          void *fwd_ws, char *msg, size_t msg_size);
+    /* gx, gw, gb (+)= the gradients (each may be NULL); fwd_ws is the
+     * forward's workspace for these same x and w */
+    int (*conv2d_backward)(const flash_conv_geom *g, float *gx, float *gw, float *gb, const float *gy,
+                           const float *x, const float *w, void *fwd_ws, void *bwd_ws, char *msg, size_t msg_size);
+    /* x (n, c, hw) normalised per (sample, group of c/groups channels);
+     * stats: 2 * n * groups doubles (mean, 1/std) for the backward.
+     * gamma, beta (c) may be NULL. */
+    void (*group_norm_forward)(float *y, double *stats, const float *x, const float *gamma, const float *beta, int n,
+                               int c, int hw, int groups, float eps);
+    /* gx, ggamma, gbeta += (each may be NULL); scratch: 2 * n * c doubles */
+    void (*group_norm_backward)(float *gx, float *ggamma, float *gbeta, const float *gy, const float *x,
+                                const double *stats, const float *gamma, int n, int c, int hw, int groups,
+                                double *scratch);
+    /* nc planes of h x w <-> 2h x 2w; the backward accumulates */
+    void (*upsample2x)(float *y, const float *x, int nc, int h, int w);
+    void (*upsample2x_backward)(float *gx, const float *gy, int nc, int h, int w);
+    /* nc planes of h x w -> h/k x w/k means (h, w multiples of k); the backward accumulates */
+    void (*avg_pool2d)(float *y, const float *x, int nc, int h, int w, int k);
+    void (*avg_pool2d_backward)(float *gx, const float *gy, int nc, int h, int w, int k);
 } flash_backend;
 
 extern const flash_backend flash_cpu_backend;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_cpu_nn.h"
 #include "tensor_internal.h"
 
 #define FLASH_SUM_BLOCK 16384
@@ -138,8 +139,9 @@ static void cpu_sum_rows(double *out, const float *x, size_t rows, size_t len) {
 
 /* ---- elementwise ----------------------------------------------------- */
 
-/* One row: the switch is hoisted so each loop is a plain vectorisable one. */
-static void binary_row(flash_binop op, float *restrict y, const float *restrict a, const float *b, size_t n,
+/* One row: the switch is hoisted so each loop is a plain vectorisable one.
+ * No restrict: y may alias a (in-place accumulation). */
+static void binary_row(flash_binop op, float *y, const float *a, const float *b, size_t n,
                        bool scalar, bool acc) {
 #define FLASH_BIN_LOOP(EXPR)                                                                        \
     do {                                                                                            \
@@ -165,25 +167,20 @@ static void binary_row(flash_binop op, float *restrict y, const float *restrict 
 #undef FLASH_BIN_LOOP
 }
 
+/* Work items are (row, chunk of the row) pairs, so both many short rows and
+ * one long row spread over the threads. */
+#define FLASH_CHUNK 16384
+
 static void cpu_binary(flash_binop op, float *y, const float *a, const float *b, const flash_bcast *bc, bool acc) {
-    const size_t n = bc->a_numel;
-    if (bc->outer == 1) {
-        /* one long row: split it into fixed chunks */
-        const size_t chunk = FLASH_PAR_THRESHOLD;
-        const long long NC = (long long)((n + chunk - 1) / chunk);
-#pragma omp parallel for schedule(static) if (n > FLASH_PAR_THRESHOLD)
-        for (long long k = 0; k < NC; k++) {
-            size_t lo = (size_t)k * chunk, len = n - lo < chunk ? n - lo : chunk;
-            binary_row(op, y + lo, a + lo, bc->inner_scalar ? b : b + lo, len, bc->inner_scalar, acc);
-        }
-        return;
-    }
-    const long long R = (long long)bc->outer;
-    const size_t L = bc->inner;
-#pragma omp parallel for schedule(static) if (n > FLASH_PAR_THRESHOLD)
-    for (long long r = 0; r < R; r++) {
-        const size_t off = flash_bcast_row_offset(bc, (size_t)r);
-        binary_row(op, y + (size_t)r * L, a + (size_t)r * L, b + off, L, bc->inner_scalar, acc);
+    const size_t L = bc->inner, nch = (L + FLASH_CHUNK - 1) / FLASH_CHUNK;
+    const long long NW = (long long)(bc->outer * nch);
+#pragma omp parallel for schedule(static) if (bc->a_numel > FLASH_PAR_THRESHOLD && NW > 1)
+    for (long long k = 0; k < NW; k++) {
+        const size_t r = (size_t)k / nch, lo = ((size_t)k % nch) * FLASH_CHUNK;
+        const size_t len = L - lo < FLASH_CHUNK ? L - lo : FLASH_CHUNK;
+        const float *br = b + flash_bcast_row_offset(bc, r);
+        const size_t o = r * L + lo;
+        binary_row(op, y + o, a + o, bc->inner_scalar ? br : br + lo, len, bc->inner_scalar, acc);
     }
 }
 
@@ -240,7 +237,8 @@ static inline float sigmoid_f(float x) {
     return e / (1.0f + e);
 }
 
-static void unary_range(flash_unop op, float *restrict y, const float *restrict x, size_t n, float a, float b) {
+/* y may alias x (in-place) */
+static void unary_range(flash_unop op, float *y, const float *x, size_t n, float a, float b) {
     switch (op) {
     case FLASH_UN_AFFINE: for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b; break;
     case FLASH_UN_NEG: for (size_t i = 0; i < n; i++) y[i] = -x[i]; break;
@@ -305,24 +303,27 @@ static void cpu_unary_backward(flash_unop op, float *gx, const float *gy, const 
 
 static void cpu_axpby(float *out, const float *a, const float *x, const float *b, const float *y, size_t rows,
                       size_t inner, bool acc) {
-    const long long R = (long long)rows;
-#pragma omp parallel for schedule(static) if (rows * inner > FLASH_PAR_THRESHOLD)
-    for (long long r = 0; r < R; r++) {
-        float *o = out + (size_t)r * inner;
-        const float *xr = x + (size_t)r * inner;
+    const size_t nch = (inner + FLASH_CHUNK - 1) / FLASH_CHUNK;
+    const long long NW = (long long)(rows * nch);
+#pragma omp parallel for schedule(static) if (rows * inner > FLASH_PAR_THRESHOLD && NW > 1)
+    for (long long k = 0; k < NW; k++) {
+        const size_t r = (size_t)k / nch, lo = ((size_t)k % nch) * FLASH_CHUNK;
+        const size_t len = inner - lo < FLASH_CHUNK ? inner - lo : FLASH_CHUNK;
+        float *o = out + r * inner + lo;
+        const float *xr = x + r * inner + lo;
         const float av = a[r];
         if (y) {
-            const float *yr = y + (size_t)r * inner;
+            const float *yr = y + r * inner + lo;
             const float bv = b[r];
             if (acc)
-                for (size_t i = 0; i < inner; i++) o[i] += av * xr[i] + bv * yr[i];
+                for (size_t i = 0; i < len; i++) o[i] += av * xr[i] + bv * yr[i];
             else
-                for (size_t i = 0; i < inner; i++) o[i] = av * xr[i] + bv * yr[i];
+                for (size_t i = 0; i < len; i++) o[i] = av * xr[i] + bv * yr[i];
         } else {
             if (acc)
-                for (size_t i = 0; i < inner; i++) o[i] += av * xr[i];
+                for (size_t i = 0; i < len; i++) o[i] += av * xr[i];
             else
-                for (size_t i = 0; i < inner; i++) o[i] = av * xr[i];
+                for (size_t i = 0; i < len; i++) o[i] = av * xr[i];
         }
     }
 }
@@ -411,5 +412,15 @@ const flash_backend flash_cpu_backend = {
     .softmax_rows = cpu_softmax_rows,
     .gather_rows = cpu_gather_rows,
     .scatter_add_rows = cpu_scatter_add_rows,
-    /* dense layers (linear, conv, norms) */
+    /* dense layers (linear, conv, norms): backend_cpu_dnnl.c, backend_cpu_nn.c */
+    .sgemm = flash_cpu_sgemm,
+    .conv2d_workspace = flash_cpu_conv2d_workspace,
+    .conv2d_forward = flash_cpu_conv2d_forward,
+    .conv2d_backward = flash_cpu_conv2d_backward,
+    .group_norm_forward = flash_cpu_group_norm_forward,
+    .group_norm_backward = flash_cpu_group_norm_backward,
+    .upsample2x = flash_cpu_upsample2x,
+    .upsample2x_backward = flash_cpu_upsample2x_backward,
+    .avg_pool2d = flash_cpu_avg_pool2d,
+    .avg_pool2d_backward = flash_cpu_avg_pool2d_backward,
 };

@@ -29,18 +29,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* Nesting deeper than this is refused: libyaml has no limit of its own and
  * the parser recurses once per level. */
 #define CFG_MAX_DEPTH 256
+/* Nodes per file, aliases expanded: bounds the memory a hostile file can
+ * ask for. */
+#define CFG_MAX_NODES 100000
 /* Longest `extends` chain (cycles are caught separately, by name). */
 #define CFG_MAX_EXTENDS 64
 
 typedef struct cfg_key {
     char *name;
     int line, col; /* where the key itself is written (unknown-key errors point here) */
+    bool merged;   /* copied in by a `<<` merge key: an explicit key may replace it */
 } cfg_key;
 
 struct flash_cfg {
@@ -145,7 +147,7 @@ static bool node_append(flash_cfg *n, const char *key, int kline, int kcol, flas
     if (n->type == FLASH_CFG_MAP) {
         char *name = xstrdup(key);
         if (!name) return false;
-        n->keys[n->n] = (cfg_key){name, kline, kcol};
+        n->keys[n->n] = (cfg_key){name, kline, kcol, false};
     }
     n->items[n->n++] = child;
     return true;
@@ -301,7 +303,7 @@ const flash_cfg *flash_cfg_path(const flash_cfg *n, const char *dotted) {
         size_t len = dot ? (size_t)(dot - s) : strlen(s);
         size_t name_len, idx[16];
         int k = split_segment(s, len, &name_len, idx, 16);
-        if (k < 0) return NULL;
+        if (k < 0 || (name_len == 0 && k == 0)) return NULL; /* "a..b" */
         if (name_len > 0) {
             const flash_cfg *next = NULL;
             if (n->type == FLASH_CFG_MAP)
@@ -325,6 +327,10 @@ static flash_status error_atv(flash_error *err, flash_status st, const char *fil
     char where[512], msg[900];
     where_at(file, line, col, where, sizeof where);
     vsnprintf(msg, sizeof msg, fmt, ap);
+    if (!where[0]) { /* a tree built in code without a name */
+        if (path && path[0]) return flash_error_set(err, st, "%s: %s", path, msg);
+        return flash_error_set(err, st, "%s", msg);
+    }
     if (path && path[0]) return flash_error_set(err, st, "%s: %s: %s", where, path, msg);
     return flash_error_set(err, st, "%s: %s", where, msg);
 }
@@ -692,19 +698,38 @@ typedef struct anchor {
 
 typedef struct parse_ctx {
     yaml_parser_t parser;
+    const char *text; /* the input, to place reader errors */
+    size_t len;
+    size_t nodes;     /* created so far, aliases expanded */
     const char *file;
     flash_error *err;
     anchor *anchors;
     size_t n_anchors, cap_anchors;
+    /* Values of `<<` keys, copied into their maps but kept until the end:
+     * anchors defined inside them may still be referenced. */
+    flash_cfg **spent;
+    size_t n_spent, cap_spent;
 } parse_ctx;
 
 static flash_status syntax_error(parse_ctx *c) {
     yaml_parser_t *p = &c->parser;
     const char *problem = p->problem ? p->problem : "malformed YAML";
     if (p->error == YAML_MEMORY_ERROR) return nomem(c->err);
-    if (p->error == YAML_READER_ERROR)
-        return flash_error_set(c->err, FLASH_ERR_CONFIG, "%s: %s (byte offset %zu)", c->file, problem,
-                               p->problem_offset);
+    if (p->error == YAML_READER_ERROR) {
+        /* libyaml gives only a byte offset here: count lines and UTF-8
+         * lead bytes up to it. */
+        int line = 1, col = 1;
+        for (size_t i = 0; i < p->problem_offset && i < c->len; i++) {
+            unsigned char ch = (unsigned char)c->text[i];
+            if (ch == '\n') {
+                line++;
+                col = 1;
+            } else if ((ch & 0xC0) != 0x80) {
+                col++;
+            }
+        }
+        return flash_error_set(c->err, FLASH_ERR_CONFIG, "%s:%d:%d: %s", c->file, line, col, problem);
+    }
     int line = (int)p->problem_mark.line + 1, col = (int)p->problem_mark.column + 1;
     if (p->context)
         return flash_error_set(c->err, FLASH_ERR_CONFIG, "%s:%d:%d: %s (%s at line %d, column %d)", c->file, line,
@@ -734,6 +759,68 @@ static flash_status add_anchor(parse_ctx *c, const yaml_char_t *name, flash_cfg 
 }
 
 static flash_status parse_node(parse_ctx *c, yaml_event_t *ev, int depth, const char *path, flash_cfg **out);
+
+static size_t node_count(const flash_cfg *n) {
+    size_t k = 1;
+    for (size_t i = 0; i < n->n; i++) k += node_count(n->items[i]);
+    return k;
+}
+
+static const char *describe(const flash_cfg *n, char *buf, size_t size);
+
+/* YAML's merge key: `<<: *defaults` (or a list of them) copies in the keys
+ * of those maps that n does not have yet; later explicit keys override
+ * them. Sweeps and ablations use it to share blocks within one file. */
+static flash_status merge_key(parse_ctx *c, flash_cfg *n, int kline, int kcol, int depth) {
+    yaml_event_t ev;
+    flash_cfg *val = NULL;
+    flash_status st = next_event(c, &ev);
+    if (st) return st;
+    st = parse_node(c, &ev, depth + 1, n->path, &val);
+    yaml_event_delete(&ev);
+    if (st) return st;
+    size_t n_src = val->type == FLASH_CFG_SEQ ? val->n : 1;
+    for (size_t s = 0; s < n_src && !st; s++) {
+        const flash_cfg *src = val->type == FLASH_CFG_SEQ ? val->items[s] : val;
+        if (src->type != FLASH_CFG_MAP) {
+            char buf[96];
+            st = error_at(c->err, FLASH_ERR_CONFIG, c->file, kline, kcol, n->path,
+                          "'<<' merges maps (<<: *name or <<: [*a, *b]), got %s", describe(src, buf, sizeof buf));
+            break;
+        }
+        for (size_t i = 0; i < src->n && !st; i++) {
+            if (map_index(n, src->keys[i].name) >= 0) continue; /* earlier keys win */
+            c->nodes += node_count(src->items[i]);
+            if (c->nodes > CFG_MAX_NODES) {
+                st = error_at(c->err, FLASH_ERR_CONFIG, c->file, kline, kcol, n->path,
+                              "more than %d nodes once aliases are expanded", CFG_MAX_NODES);
+                break;
+            }
+            flash_cfg *copy = flash_cfg_clone(src->items[i]);
+            char *path = n->path[0] ? xasprintf("%s.%s", n->path, src->keys[i].name) : xstrdup(src->keys[i].name);
+            if (!copy || !path || !relabel(copy, path) ||
+                !node_append(n, src->keys[i].name, src->keys[i].line, src->keys[i].col, copy)) {
+                flash_cfg_free(copy);
+                st = nomem(c->err);
+            } else {
+                n->keys[n->n - 1].merged = true;
+            }
+            free(path);
+        }
+    }
+    if (c->n_spent == c->cap_spent) {
+        size_t cap = c->cap_spent ? 2 * c->cap_spent : 4;
+        flash_cfg **sp = realloc(c->spent, cap * sizeof *sp);
+        if (!sp) {
+            flash_cfg_free(val);
+            return nomem(c->err);
+        }
+        c->spent = sp;
+        c->cap_spent = cap;
+    }
+    c->spent[c->n_spent++] = val;
+    return st;
+}
 
 /* Consumes events up to the end of the collection opened by `start`. */
 static flash_status parse_collection(parse_ctx *c, flash_cfg *n, yaml_event_type_t end, int depth) {
@@ -767,13 +854,36 @@ static flash_status parse_collection(parse_ctx *c, flash_cfg *n, yaml_event_type
                             ev.type == YAML_ALIAS_EVENT ? "aliases" : "maps or sequences");
         }
         char *key = xstrndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
+        bool merge = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !strcmp(key ? key : "", "<<");
         yaml_event_delete(&ev);
         if (!key) return nomem(c->err);
+        if (merge) {
+            free(key);
+            if ((st = merge_key(c, n, kline, kcol, depth))) return st;
+            continue;
+        }
         long dup = map_index(n, key);
         char *path = n->path[0] ? xasprintf("%s.%s", n->path, key) : xstrdup(key);
         if (!path) {
             free(key);
             return nomem(c->err);
+        }
+        if (dup >= 0 && n->keys[dup].merged) {
+            /* An explicit key overrides one brought in by `<<`. */
+            flash_cfg *val = NULL;
+            if (!(st = next_event(c, &ev))) {
+                st = parse_node(c, &ev, depth + 1, path, &val);
+                yaml_event_delete(&ev);
+            }
+            free(key);
+            free(path);
+            if (st) return st;
+            flash_cfg_free(n->items[dup]);
+            n->items[dup] = val;
+            n->keys[dup].line = kline;
+            n->keys[dup].col = kcol;
+            n->keys[dup].merged = false;
+            continue;
         }
         if (dup >= 0) {
             st = error_at(c->err, FLASH_ERR_CONFIG, c->file, kline, kcol, path,
@@ -807,11 +917,19 @@ static flash_status parse_node(parse_ctx *c, yaml_event_t *ev, int depth, const 
     flash_cfg *n = NULL;
     const yaml_char_t *anchor_name = NULL;
     flash_status st = FLASH_OK;
+    if (++c->nodes > CFG_MAX_NODES)
+        return error_at(c->err, FLASH_ERR_CONFIG, c->file, line, col, path, "more than %d nodes", CFG_MAX_NODES);
     switch (ev->type) {
     case YAML_ALIAS_EVENT: {
         const char *name = (const char *)ev->data.alias.anchor;
         for (size_t i = c->n_anchors; i-- > 0;)
             if (!strcmp(c->anchors[i].name, name)) {
+                /* Aliases of aliases grow exponentially ("billion laughs"):
+                 * count the copy before making it. */
+                c->nodes += node_count(c->anchors[i].node);
+                if (c->nodes > CFG_MAX_NODES)
+                    return error_at(c->err, FLASH_ERR_CONFIG, c->file, line, col, path,
+                                    "more than %d nodes once aliases are expanded", CFG_MAX_NODES);
                 if (!(n = flash_cfg_clone(c->anchors[i].node))) return nomem(c->err);
                 if (!relabel(n, path)) {
                     flash_cfg_free(n);
@@ -919,11 +1037,13 @@ fail:
 static void ctx_free(parse_ctx *c) {
     for (size_t i = 0; i < c->n_anchors; i++) free(c->anchors[i].name);
     free(c->anchors);
+    for (size_t i = 0; i < c->n_spent; i++) flash_cfg_free(c->spent[i]);
+    free(c->spent);
     yaml_parser_delete(&c->parser);
 }
 
 static flash_status parse_text(const char *text, size_t len, const char *name, flash_cfg **out, flash_error *err) {
-    parse_ctx c = {.file = name, .err = err};
+    parse_ctx c = {.file = name, .err = err, .text = text, .len = len};
     if (!yaml_parser_initialize(&c.parser)) return nomem(err);
     yaml_parser_set_input_string(&c.parser, (const unsigned char *)text, len);
     flash_status st = parse_stream(&c, out);
@@ -999,7 +1119,7 @@ static flash_status extends_error_cycle(const flash_cfg *at, load_stack *stack, 
     for (int i = first; i < stack->n && len < sizeof chain; i++)
         len += (size_t)snprintf(chain + len, sizeof chain - len, "%s -> ", stack->shown[i]);
     if (len < sizeof chain) snprintf(chain + len, sizeof chain - len, "%s", shown);
-    return flash_cfg_error(at, err, "extends cycle: %s", chain);
+    return flash_cfg_error(at, err, "circular extends: %s", chain);
 }
 
 /* Resolves the `extends` key of root (a map read from `file`; file may be
@@ -1112,23 +1232,19 @@ static flash_status finish_root(flash_cfg **rootp, const char *file, load_stack 
 
 static flash_status load_file(const char *path, load_stack *stack, flash_cfg **out, flash_error *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return flash_error_set(err, FLASH_ERR_CONFIG, "%s: cannot open config: %s", path, strerror(errno));
-    parse_ctx c = {.file = path, .err = err};
-    if (!yaml_parser_initialize(&c.parser)) {
-        fclose(f);
-        return nomem(err);
+    char *text;
+    size_t len;
+    flash_status st = flash_read_file(path, &text, &len, err);
+    /* A config that cannot be read is a bad configuration (exit code 2),
+     * not a runtime failure. */
+    if (st == FLASH_ERR_IO) {
+        st = FLASH_ERR_CONFIG;
+        if (err) err->status = st;
     }
-    yaml_parser_set_input_file(&c.parser, f);
+    if (st) return st;
     flash_cfg *root;
-    flash_status st = parse_stream(&c, &root);
-    ctx_free(&c);
-    bool read_failed = ferror(f);
-    fclose(f);
-    if (!st && read_failed) {
-        flash_cfg_free(root);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: read error", path);
-    }
+    st = parse_text(text, len, path, &root, err);
+    free(text);
     if (st) return st;
     if ((st = finish_root(&root, path, stack, err))) {
         flash_cfg_free(root);
@@ -1197,8 +1313,8 @@ static flash_status set_walk(flash_cfg *root, const char *keypath, flash_cfg ***
         if (n->type != FLASH_CFG_MAP) {
             char buf[96];
             free(name);
-            return flash_cfg_error(n, err, "cannot set '%s' inside --set %s: this is %s, not a map", keypath,
-                                   keypath, describe(n, buf, sizeof buf));
+            return flash_cfg_error(n, err, "--set %s needs a map here, got %s", keypath,
+                                   describe(n, buf, sizeof buf));
         }
         if (last) {
             *parent = n;
@@ -1226,8 +1342,11 @@ static flash_status set_walk(flash_cfg *root, const char *keypath, flash_cfg ***
         for (int j = 0; j < k; j++) {
             if ((*cur)->type != FLASH_CFG_SEQ || idx[j] >= (*cur)->n) {
                 char buf[96];
-                return flash_cfg_error(*cur, err, "--set %s: index %zu is out of range (this is %s with %zu items)",
-                                       keypath, idx[j], describe(*cur, buf, sizeof buf), flash_cfg_len(*cur));
+                if ((*cur)->type != FLASH_CFG_SEQ)
+                    return flash_cfg_error(*cur, err, "--set %s needs a sequence here, got %s", keypath,
+                                           describe(*cur, buf, sizeof buf));
+                return flash_cfg_error(*cur, err, "--set %s: index %zu is out of range (%zu items)", keypath, idx[j],
+                                       (*cur)->n);
             }
             cur = &(*cur)->items[idx[j]];
         }
@@ -1255,11 +1374,27 @@ flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error 
     flash_error perr = {0};
     flash_status st = parse_text(value, strlen(value), SET_FILE, &val, &perr);
     if (st) {
-        /* perr reads "--set:1:7: problem": keep libyaml's text, name the key. */
+        /* perr reads "--set:1:7: problem": keep libyaml's text and the
+         * column within the value, name the key. */
         const char *msg = perr.msg;
-        if (!strncmp(msg, SET_FILE ":", strlen(SET_FILE ":"))) msg += strlen(SET_FILE ":");
-        st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG, "--set %s: bad YAML value '%s': %s",
-                             keypath, value, msg);
+        int line, col, used = 0;
+        if (sscanf(msg, SET_FILE ":%d:%d: %n", &line, &col, &used) == 2 && used > 0) {
+            /* libyaml places a missing ']' or quote on the line after the
+             * last one. */
+            char at[64];
+            if (line == 1)
+                snprintf(at, sizeof at, "at column %d", col);
+            else if (!strchr(value, '\n'))
+                snprintf(at, sizeof at, "at the end");
+            else
+                snprintf(at, sizeof at, "at line %d, column %d", line, col);
+            st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG,
+                                 "--set %s: bad YAML value '%s' %s: %s", keypath, value, at, msg + used);
+        } else {
+            if (!strncmp(msg, SET_FILE ": ", strlen(SET_FILE ": "))) msg += strlen(SET_FILE ": ");
+            st = flash_error_set(err, st == FLASH_ERR_NOMEM ? st : FLASH_ERR_CONFIG,
+                                 "--set %s: bad YAML value '%s': %s", keypath, value, msg);
+        }
         free(keypath);
         return st;
     }
@@ -1389,7 +1524,11 @@ static bool emit_node(yaml_emitter_t *e, const flash_cfg *n) {
             !yaml_emitter_emit(e, &ev))
             return false;
         for (size_t i = 0; i < n->n; i++)
-            if (!emit_scalar(e, n->keys[i].name, scalar_style(n->keys[i].name, true)) || !emit_node(e, n->items[i]))
+            /* A key named "<<" written plain would read back as a merge key. */
+            if (!emit_scalar(e, n->keys[i].name,
+                             strcmp(n->keys[i].name, "<<") ? scalar_style(n->keys[i].name, true)
+                                                           : YAML_DOUBLE_QUOTED_SCALAR_STYLE) ||
+                !emit_node(e, n->items[i]))
                 return false;
         return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(e, &ev);
     }
@@ -1418,42 +1557,10 @@ char *flash_cfg_to_yaml(const flash_cfg *n) {
     return o.data;
 }
 
-/* Temp file next to path, fsync, rename: a crash leaves the old file or
- * the new one, never half of one. (Replaced by io.h's
- * flash_write_file_atomic once the I/O module is in.) */
-static flash_status write_atomic(const char *path, const char *text, size_t n, flash_error *err) {
-    char *tmp = xasprintf("%s.tmp.XXXXXX", path);
-    if (!tmp) return nomem(err);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        flash_status st = flash_error_set(err, FLASH_ERR_IO, "%s: cannot create a temp file: %s", path, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    const char *what = NULL;
-    for (size_t off = 0; off < n && !what;) {
-        ssize_t w = write(fd, text + off, n - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) what = "write";
-        else off += (size_t)w;
-    }
-    if (!what && fchmod(fd, 0644)) what = "chmod";
-    if (!what && fsync(fd)) what = "fsync";
-    if (close(fd) && !what) what = "close";
-    if (!what && rename(tmp, path)) what = "rename";
-    flash_status st = FLASH_OK;
-    if (what) {
-        st = flash_error_set(err, FLASH_ERR_IO, "%s: %s failed: %s", path, what, strerror(errno));
-        unlink(tmp);
-    }
-    free(tmp);
-    return st;
-}
-
 flash_status flash_cfg_write(const flash_cfg *n, const char *path, flash_error *err) {
     char *text = flash_cfg_to_yaml(n);
     if (!text) return flash_error_set(err, FLASH_ERR_NOMEM, "%s: cannot serialise the config", path);
-    flash_status st = write_atomic(path, text, strlen(text), err);
+    flash_status st = flash_write_file_atomic(path, text, strlen(text), err);
     free(text);
     return st;
 }

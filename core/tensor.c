@@ -324,6 +324,25 @@ void flash_bcast_make(flash_bcast *bc, const flash_tensor *a, const flash_tensor
     }
 }
 
+void flash_bcast_rows(flash_bcast *bc, size_t rows, size_t inner) {
+    memset(bc, 0, sizeof *bc);
+    bc->a_numel = rows * inner;
+    bc->b_numel = rows;
+    bc->same = inner == 1;
+    bc->outer = rows;
+    bc->inner = inner;
+    bc->inner_scalar = true;
+    bc->n_outer = 1;
+    bc->osize[0] = rows;
+    bc->ostride[0] = 1;
+    if (inner == 1) { /* plain elementwise */
+        bc->outer = 1;
+        bc->inner = rows;
+        bc->inner_scalar = false;
+        bc->n_outer = 0;
+    }
+}
+
 /* ---- making tensors ------------------------------------------------------------ */
 
 flash_tensor *flash_tensor_view_of(flash_ctx *c, float *data, int ndim, const int *shape) {

@@ -58,6 +58,16 @@ static void assert_at(const flash_cfg *root, const char *path, int line, int col
     ck_assert_str_eq(flash_cfg_keypath(n), path);
 }
 
+/* Runs a call that must fail and compares the whole message. */
+#define EXPECT_ERR(call, text)                                                                                     \
+    do {                                                                                                           \
+        flash_error err_ = {0};                                                                                    \
+        flash_error *err = &err_;                                                                                  \
+        ck_assert_int_eq((call), FLASH_ERR_CONFIG);                                                                \
+        ck_assert_int_eq(err_.status, FLASH_ERR_CONFIG);                                                           \
+        ck_assert_str_eq(err_.msg, text);                                                                          \
+    } while (0)
+
 /* ---- parsing and positions --------------------------------------------- */
 
 START_TEST(test_syntax_error) {
@@ -114,6 +124,9 @@ START_TEST(test_positions) {
     ck_assert_ptr_null(flash_cfg_path(root, "losses[2]"));
     ck_assert_ptr_null(flash_cfg_path(root, "model.nope"));
     ck_assert_ptr_null(flash_cfg_path(root, "model[0]"));
+    ck_assert_ptr_null(flash_cfg_path(root, "model..plugin"));
+    ck_assert_ptr_null(flash_cfg_path(root, "losses[x]"));
+    ck_assert_ptr_eq(flash_cfg_path(root, ""), root);
 
     const flash_cfg *model = flash_cfg_get(root, "model");
     ck_assert_uint_eq(flash_cfg_len(model), 2);
@@ -139,9 +152,10 @@ START_TEST(test_roots) {
 
     flash_error err = {0};
     ck_assert_int_eq(flash_cfg_load(DATA "scalar_root.yaml", &root, &err), FLASH_ERR_CONFIG);
-    ck_assert_str_eq(err.msg, DATA "scalar_root.yaml:1:1: the top level of a config must be a map, got 'just a string'");
+    ck_assert_str_eq(err.msg,
+                     DATA "scalar_root.yaml:1:1: the top level of a config must be a map, got 'just a string'");
     ck_assert_int_eq(flash_cfg_load(DATA "no_such_file.yaml", &root, &err), FLASH_ERR_CONFIG);
-    ck_assert_msg(strstr(err.msg, "no_such_file.yaml: cannot open config: No such file") != NULL, "got: %s", err.msg);
+    ck_assert_msg(strstr(err.msg, "no_such_file.yaml: cannot open: No such file") != NULL, "got: %s", err.msg);
     ck_assert_int_eq(flash_cfg_parse_string("a: 1\n---\nb: 2\n", "two", &root, &err), FLASH_ERR_CONFIG);
     ck_assert_str_eq(err.msg, "two:2:1: a config file holds one YAML document, found a second one");
 
@@ -149,6 +163,72 @@ START_TEST(test_roots) {
     ck_assert_int_eq(flash_cfg_kind(NULL), FLASH_CFG_NULL);
     ck_assert_uint_eq(flash_cfg_len(NULL), 0);
     ck_assert_ptr_null(flash_cfg_get(NULL, "a"));
+}
+END_TEST
+
+START_TEST(test_merge_keys) {
+    flash_cfg *r = load_ok(DATA "merge_keys.yaml");
+    const flash_cfg *fast = flash_cfg_get(r, "fast");
+    ck_assert_uint_eq(flash_cfg_len(fast), 3);
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(fast, "plugin")), "ddim");
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(fast, "steps")), "2");
+    ck_assert_int_eq(flash_cfg_line(flash_cfg_get(fast, "steps")), 8);
+    ck_assert_str_eq(flash_cfg_keypath(flash_cfg_get(fast, "eta")), "fast.eta");
+    const flash_cfg *guided = flash_cfg_get(r, "guided");
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(guided, "steps")), "8");
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(guided, "scale")), "3.0");
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(guided, "plugin")), "ddim");
+    ck_assert_ptr_null(flash_cfg_get(guided, "<<"));
+    /* An anchor defined inside a merge key's value stays usable. */
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_path(r, "again.plugin")), "euler");
+    ck_assert_str_eq(flash_cfg_keypath(flash_cfg_path(r, "again.steps")), "again.steps");
+    /* An unknown key inside the shared block is reported where it is written. */
+    static const char *const keys[] = {"steps", NULL};
+    EXPECT_ERR(flash_cfg_check_keys(fast, "sampler 'ddim'", keys, err),
+               DATA "merge_keys.yaml:5:3: fast.eta: sampler 'ddim' has no key 'eta' (known keys: steps)");
+    flash_cfg_free(r);
+    flash_error err = {0};
+    ck_assert_int_eq(flash_cfg_parse_string("a: 1\nb: {<<: 3}\n", "m", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "m:2:5: b: '<<' merges maps (<<: *name or <<: [*a, *b]), got '3'");
+    ck_assert_int_eq(flash_cfg_parse_string("a: {x: 1, \"<<\": 2}\n", "q", &r, &err), FLASH_OK);
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_path(r, "a.<<")), "2");
+    flash_cfg_free(r);
+}
+END_TEST
+
+START_TEST(test_hostile_input) {
+    flash_error err = {0};
+    flash_cfg *r = (flash_cfg *)1;
+    /* Deep nesting is refused, not a stack overflow. */
+    char deep[2000];
+    memset(deep, '[', 1000);
+    memset(deep + 1000, ']', 999);
+    deep[1999] = '\0';
+    char *text = malloc(4000);
+    ck_assert_ptr_nonnull(text);
+    snprintf(text, 4000, "a: %s\n", deep);
+    ck_assert_int_eq(flash_cfg_parse_string(text, "deep", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_ptr_null(r);
+    ck_assert_msg(strstr(err.msg, "nesting deeper than") != NULL, "got: %s", err.msg);
+    free(text);
+    /* Exponential alias expansion is cut off. */
+    const char *laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                         "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                         "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                         "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                         "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+                         "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+                         "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+    ck_assert_int_eq(flash_cfg_parse_string(laughs, "laughs", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_msg(strstr(err.msg, "once aliases are expanded") != NULL, "got: %s", err.msg);
+    /* Invalid UTF-8 is placed by line and column. */
+    ck_assert_int_eq(flash_cfg_parse_string("a: 1\nb: \xc3\xa9\xff\n", "utf8", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "utf8:2:5: invalid leading UTF-8 octet");
+    /* Non-scalar keys and unknown aliases. */
+    ck_assert_int_eq(flash_cfg_parse_string("a:\n  ? [1]\n  : 2\n", "k", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "k:2:5: a: map keys must be plain strings, not maps or sequences");
+    ck_assert_int_eq(flash_cfg_parse_string("a: *nope\n", "al", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "al:1:4: a: unknown alias '*nope'");
 }
 END_TEST
 
@@ -243,16 +323,6 @@ START_TEST(test_getters) {
     flash_cfg_free(r);
 }
 END_TEST
-
-/* Runs a getter that must fail and compares the whole message. */
-#define EXPECT_ERR(call, text)                                                                                     \
-    do {                                                                                                           \
-        flash_error err_ = {0};                                                                                    \
-        flash_error *err = &err_;                                                                                  \
-        ck_assert_int_eq((call), FLASH_ERR_CONFIG);                                                                \
-        ck_assert_int_eq(err_.status, FLASH_ERR_CONFIG);                                                           \
-        ck_assert_str_eq(err_.msg, text);                                                                          \
-    } while (0)
 
 START_TEST(test_getter_errors) {
     flash_cfg *r = load_ok(DATA "types.yaml");
@@ -462,7 +532,7 @@ START_TEST(test_extends_cycle) {
     flash_cfg *r = NULL;
     ck_assert_int_eq(flash_cfg_load(DATA "cycle_a.yaml", &r, &err), FLASH_ERR_CONFIG);
     ck_assert_ptr_null(r);
-    ck_assert_str_eq(err.msg, DATA "cycle_b.yaml:1:10: extends: extends cycle: " DATA "cycle_a.yaml -> " DATA
+    ck_assert_str_eq(err.msg, DATA "cycle_b.yaml:1:10: extends: circular extends: " DATA "cycle_a.yaml -> " DATA
                                    "cycle_b.yaml -> " DATA "cycle_a.yaml");
 }
 END_TEST
@@ -517,12 +587,21 @@ START_TEST(test_set) {
     ck_assert_int_eq(flash_cfg_set(r, "=3", &err), FLASH_ERR_USAGE);
     ck_assert_int_eq(flash_cfg_set(r, "a..b=3", &err), FLASH_ERR_USAGE);
     ck_assert_int_eq(flash_cfg_set(r, "model.channels=[1, 2", &err), FLASH_ERR_CONFIG);
-    ck_assert_msg(strncmp(err.msg, "--set model.channels: bad YAML value '[1, 2': ", 46) == 0, "got: %s", err.msg);
+    ck_assert_str_eq(err.msg, "--set model.channels: bad YAML value '[1, 2' at the end: did not find expected ',' "
+                              "or ']' (while parsing a flow sequence at line 1, column 1)");
+    ck_assert_int_eq(flash_cfg_set(r, "a=x: y: z", &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "--set a: bad YAML value 'x: y: z' at column 5: mapping values are not allowed in this "
+                              "context");
+    ck_assert_int_eq(flash_cfg_set(r, "a=\xff", &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "--set a: bad YAML value '\xff' at column 1: invalid leading UTF-8 octet");
     ck_assert_int_eq(flash_cfg_set(r, "model.plugin.depth=3", &err), FLASH_ERR_CONFIG);
-    ck_assert_str_eq(err.msg, DATA "sub/../base.yaml:5:11: model.plugin: cannot set 'model.plugin.depth' inside "
-                                   "--set model.plugin.depth: this is 'unet', not a map");
+    ck_assert_str_eq(err.msg, DATA "sub/../base.yaml:5:11: model.plugin: --set model.plugin.depth needs a map here, "
+                                   "got 'unet'");
     ck_assert_int_eq(flash_cfg_set(r, "losses[5].weight=1", &err), FLASH_ERR_CONFIG);
-    ck_assert_msg(strstr(err.msg, "index 5 is out of range") != NULL, "got: %s", err.msg);
+    ck_assert_str_eq(err.msg, DATA "child.yaml:8:3: losses: --set losses[5].weight: index 5 is out of range (2 items)");
+    ck_assert_int_eq(flash_cfg_set(r, "model[0]=1", &err), FLASH_ERR_CONFIG);
+    ck_assert_msg(strstr(err.msg, "model: --set model[0] needs a sequence here, got a map") != NULL, "got: %s",
+                  err.msg);
     flash_cfg_free(r);
 }
 END_TEST
@@ -557,6 +636,12 @@ START_TEST(test_build_and_clone) {
     flash_cfg_free(c);
     flash_cfg_free(m);
     ck_assert_ptr_null(flash_cfg_clone(NULL));
+
+    /* A tree built in code has no file: errors name just the key. */
+    flash_cfg *anon = flash_cfg_new_map(NULL);
+    ck_assert_int_eq(flash_cfg_put(anon, "steps", "x", &err), FLASH_OK);
+    EXPECT_ERR(flash_cfg_int(anon, "steps", 0, &l, err), "steps: expected an integer, got 'x'");
+    flash_cfg_free(anon);
 }
 END_TEST
 
@@ -653,6 +738,8 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_positions);
     tcase_add_test(tc, test_roots);
     tcase_add_test(tc, test_aliases);
+    tcase_add_test(tc, test_hostile_input);
+    tcase_add_test(tc, test_merge_keys);
     suite_add_tcase(s, tc);
     tc = tcase_create("getters");
     tcase_add_test(tc, test_getters);

@@ -1,0 +1,167 @@
+/* 2-D convolution (cross-correlation, as in PyTorch's Conv2d): the op, its
+ * backward pass and the plain reference (ops_ref.h).
+ *
+ *   y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] x[n, c, i s - pad + p, j s - pad + q]
+ *
+ * with zeros outside x. The fast path is the backend's conv2d kernels; they
+ * need two workspaces, taken from the context arena: the forward's is kept
+ * by the tape entry because the backward reuses what it holds.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ops_ref.h"
+#include "tensor_internal.h"
+
+/* ---- reference -------------------------------------------------------- */
+
+void flash_ref_conv2d_forward(float *y, const float *x, const float *w, const float *b, const flash_conv_geom *g) {
+    for (int n = 0; n < g->n; n++)
+        for (int o = 0; o < g->cout; o++)
+            for (int i = 0; i < g->ho; i++)
+                for (int j = 0; j < g->wo; j++) {
+                    double acc = b ? b[o] : 0.0;
+                    for (int c = 0; c < g->cin; c++)
+                        for (int p = 0; p < g->k; p++) {
+                            int yi = i * g->stride - g->pad + p;
+                            if (yi < 0 || yi >= g->h) continue;
+                            for (int q = 0; q < g->k; q++) {
+                                int xj = j * g->stride - g->pad + q;
+                                if (xj < 0 || xj >= g->w) continue;
+                                acc += (double)w[(((size_t)o * g->cin + c) * g->k + p) * g->k + q] *
+                                       x[(((size_t)n * g->cin + c) * g->h + yi) * g->w + xj];
+                            }
+                        }
+                    y[(((size_t)n * g->cout + o) * g->ho + i) * g->wo + j] = (float)acc;
+                }
+}
+
+/* Each gradient is written as its own gather (a sum over the outputs that
+ * touch the element), not as a scatter, so it shares no code path with the
+ * forward loop above. */
+void flash_ref_conv2d_backward(float *gx, float *gw, float *gb, const float *gy, const float *x, const float *w,
+                               const flash_conv_geom *g) {
+    if (gx)
+        for (int n = 0; n < g->n; n++)
+            for (int c = 0; c < g->cin; c++)
+                for (int yi = 0; yi < g->h; yi++)
+                    for (int xj = 0; xj < g->w; xj++) {
+                        double acc = 0;
+                        for (int p = 0; p < g->k; p++) {
+                            int t = yi + g->pad - p; /* = i * stride */
+                            if (t < 0 || t % g->stride) continue;
+                            int i = t / g->stride;
+                            if (i >= g->ho) continue;
+                            for (int q = 0; q < g->k; q++) {
+                                int u = xj + g->pad - q;
+                                if (u < 0 || u % g->stride) continue;
+                                int j = u / g->stride;
+                                if (j >= g->wo) continue;
+                                for (int o = 0; o < g->cout; o++)
+                                    acc += (double)w[(((size_t)o * g->cin + c) * g->k + p) * g->k + q] *
+                                           gy[(((size_t)n * g->cout + o) * g->ho + i) * g->wo + j];
+                            }
+                        }
+                        gx[(((size_t)n * g->cin + c) * g->h + yi) * g->w + xj] += (float)acc;
+                    }
+    if (gw)
+        for (int o = 0; o < g->cout; o++)
+            for (int c = 0; c < g->cin; c++)
+                for (int p = 0; p < g->k; p++)
+                    for (int q = 0; q < g->k; q++) {
+                        double acc = 0;
+                        for (int n = 0; n < g->n; n++)
+                            for (int i = 0; i < g->ho; i++) {
+                                int yi = i * g->stride - g->pad + p;
+                                if (yi < 0 || yi >= g->h) continue;
+                                for (int j = 0; j < g->wo; j++) {
+                                    int xj = j * g->stride - g->pad + q;
+                                    if (xj < 0 || xj >= g->w) continue;
+                                    acc += (double)gy[(((size_t)n * g->cout + o) * g->ho + i) * g->wo + j] *
+                                           x[(((size_t)n * g->cin + c) * g->h + yi) * g->w + xj];
+                                }
+                            }
+                        gw[(((size_t)o * g->cin + c) * g->k + p) * g->k + q] += (float)acc;
+                    }
+    if (gb)
+        for (int o = 0; o < g->cout; o++) {
+            double acc = 0;
+            for (int n = 0; n < g->n; n++)
+                for (size_t i = 0; i < (size_t)g->ho * g->wo; i++)
+                    acc += gy[((size_t)n * g->cout + o) * g->ho * g->wo + i];
+            gb[o] += (float)acc;
+        }
+}
+
+/* ---- op --------------------------------------------------------------- */
+
+static void geom_from(flash_conv_geom *g, const flash_tensor *x, const flash_tensor *w, const flash_tensor *b,
+                      int stride, int pad) {
+    g->n = x->shape[0];
+    g->cin = x->shape[1];
+    g->h = x->shape[2];
+    g->w = x->shape[3];
+    g->cout = w->shape[0];
+    g->k = w->shape[2];
+    g->stride = stride;
+    g->pad = pad;
+    g->ho = (g->h + 2 * pad - g->k) / stride + 1;
+    g->wo = (g->w + 2 * pad - g->k) / stride + 1;
+    g->bias = b != NULL;
+}
+
+static void conv2d_backward(flash_ctx *c, flash_tape_entry *e) {
+    flash_tensor *x = e->in[0], *w = e->in[1], *b = e->in[2], *y = e->out;
+    flash_conv_geom g;
+    geom_from(&g, x, w, b, e->iarg[0], e->iarg[1]);
+    float *gx = flash_grad_of(c, x), *gw = flash_grad_of(c, w), *gb = flash_grad_of(c, b);
+    if (c->failed || (!gx && !gw && !gb)) return;
+    char msg[256] = "";
+    size_t fwd_bytes = 0, bwd_bytes = 0;
+    if (c->be->conv2d_workspace(&g, &fwd_bytes, &bwd_bytes, msg, sizeof msg)) {
+        flash_op_fail(c, "conv2d", "backward: %s", msg);
+        return;
+    }
+    void *ws = flash_arena_alloc(c, bwd_bytes);
+    if (!ws) return;
+    if (c->be->conv2d_backward(&g, gx, gw, gb, y->grad, x->data, w->data, e->saved, ws, msg, sizeof msg))
+        flash_op_fail(c, "conv2d", "backward: %s", msg);
+}
+
+flash_tensor *flash_conv2d(flash_ctx *c, flash_tensor *x, flash_tensor *w, flash_tensor *b, int stride, int pad) {
+    if (!c || !x || !w) return NULL;
+    if (c->failed) return NULL;
+    char sx[64], sw[64], sb[64];
+    bool ok = x->ndim == 4 && w->ndim == 4 && w->shape[1] == x->shape[1] && w->shape[2] == w->shape[3] &&
+              (!b || (b->ndim == 1 && b->numel == (size_t)w->shape[0]));
+    if (!ok)
+        return flash_op_fail(c, "conv2d", "expects x (N, Cin, H, W), w (Cout, Cin, k, k), b (Cout): got x %s, w %s, b %s",
+                             flash_tensor_shape_str(x, sx, sizeof sx), flash_tensor_shape_str(w, sw, sizeof sw),
+                             b ? flash_tensor_shape_str(b, sb, sizeof sb) : "none");
+    if (stride < 1 || pad < 0 || pad >= w->shape[2] || x->shape[2] + 2 * pad < w->shape[2] ||
+        x->shape[3] + 2 * pad < w->shape[3])
+        return flash_op_fail(c, "conv2d", "invalid stride %d / pad %d for x %s and a %dx%d kernel", stride, pad,
+                             flash_tensor_shape_str(x, sx, sizeof sx), w->shape[2], w->shape[3]);
+    flash_conv_geom g;
+    geom_from(&g, x, w, b, stride, pad);
+    flash_tensor *y = flash_tensor_4d(c, g.n, g.cout, g.ho, g.wo);
+    if (!y) return NULL;
+    char msg[256] = "";
+    size_t fwd_bytes = 0, bwd_bytes = 0;
+    if (c->be->conv2d_workspace(&g, &fwd_bytes, &bwd_bytes, msg, sizeof msg))
+        return flash_op_fail(c, "conv2d", "x %s, w %s: %s", flash_tensor_shape_str(x, sx, sizeof sx),
+                             flash_tensor_shape_str(w, sw, sizeof sw), msg);
+    void *ws = flash_arena_alloc(c, fwd_bytes);
+    if (!ws) return NULL;
+    if (c->be->conv2d_forward(&g, y->data, x->data, w->data, b ? b->data : NULL, ws, msg, sizeof msg))
+        return flash_op_fail(c, "conv2d", "x %s, w %s: %s", flash_tensor_shape_str(x, sx, sizeof sx),
+                             flash_tensor_shape_str(w, sw, sizeof sw), msg);
+    flash_tensor *ins[3] = {x, w, b};
+    flash_tape_entry *e = flash_tape_record(c, "conv2d", conv2d_backward, y, 3, ins);
+    if (e) {
+        e->iarg[0] = stride;
+        e->iarg[1] = pad;
+        e->saved = ws;
+    }
+    return y;
+}

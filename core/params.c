@@ -1,0 +1,251 @@
+/* Parameters in one contiguous block; grad, Adam moments and EMA share its
+ * layout (parameter i occupies [offset_i, offset_i + numel_i) in every
+ * block), so each update is one flat loop. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor_internal.h"
+
+typedef struct flash_param_entry {
+    char *name;
+    flash_tensor *t;
+    size_t offset;
+} flash_param_entry;
+
+struct flash_params {
+    flash_param_entry *e;
+    size_t n, cap;
+    size_t count;
+    bool finalized;
+    float *data, *grad, *m, *v, *ema;
+};
+
+static const flash_backend *be_of(void) { return &flash_cpu_backend; }
+
+flash_params *flash_params_create(void) { return calloc(1, sizeof(flash_params)); }
+
+void flash_params_destroy(flash_params *p) {
+    if (!p) return;
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->e[i].name);
+        free(p->e[i].t);
+    }
+    free(p->e);
+    const flash_backend *be = be_of();
+    be->free(p->data);
+    be->free(p->grad);
+    be->free(p->m);
+    be->free(p->v);
+    be->free(p->ema);
+    free(p);
+}
+
+flash_tensor *flash_params_add(flash_params *p, const char *name, int ndim, const int *shape) {
+    if (!p || !name || !shape || p->finalized || ndim < 1 || ndim > FLASH_MAX_DIMS) return NULL;
+    if (flash_params_find(p, name)) return NULL;
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 1) return NULL;
+        numel *= (size_t)shape[i];
+    }
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 16;
+        flash_param_entry *e = realloc(p->e, cap * sizeof *e);
+        if (!e) return NULL;
+        p->e = e;
+        p->cap = cap;
+    }
+    flash_tensor *t = calloc(1, sizeof *t);
+    char *nm = strdup(name);
+    if (!t || !nm) {
+        free(t);
+        free(nm);
+        return NULL;
+    }
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->numel = numel;
+    t->flags = FLASH_TENSOR_PARAM | FLASH_TENSOR_REQUIRES_GRAD;
+    p->e[p->n].name = nm;
+    p->e[p->n].t = t;
+    p->e[p->n].offset = p->count;
+    p->n++;
+    p->count += numel;
+    return t;
+}
+
+static void point_views(flash_params *p) {
+    for (size_t i = 0; i < p->n; i++) {
+        p->e[i].t->data = p->data + p->e[i].offset;
+        p->e[i].t->grad = p->grad + p->e[i].offset;
+    }
+}
+
+/* A zeroed block of count floats (at least one, so an empty model is valid). */
+static float *block_new(const flash_params *p) {
+    const flash_backend *be = be_of();
+    size_t n = p->count ? p->count : 1;
+    float *b = be->alloc(n * sizeof(float));
+    if (b) be->zero(b, n);
+    return b;
+}
+
+flash_status flash_params_finalize(flash_params *p, flash_error *err) {
+    if (!p) return flash_error_set(err, FLASH_ERR_RUNTIME, "params: NULL");
+    if (p->finalized) return flash_error_set(err, FLASH_ERR_RUNTIME, "params: finalized twice");
+    p->data = block_new(p);
+    p->grad = block_new(p);
+    if (!p->data || !p->grad) {
+        be_of()->free(p->data);
+        be_of()->free(p->grad);
+        p->data = p->grad = NULL;
+        return flash_error_set(err, FLASH_ERR_NOMEM, "params: cannot allocate %zu parameters", p->count);
+    }
+    point_views(p);
+    p->finalized = true;
+    return FLASH_OK;
+}
+
+size_t flash_params_count(const flash_params *p) { return p ? p->count : 0; }
+size_t flash_params_n(const flash_params *p) { return p ? p->n : 0; }
+flash_tensor *flash_params_at(flash_params *p, size_t i) { return p && i < p->n ? p->e[i].t : NULL; }
+const char *flash_params_name(const flash_params *p, size_t i) { return p && i < p->n ? p->e[i].name : NULL; }
+
+flash_tensor *flash_params_find(flash_params *p, const char *name) {
+    if (!p || !name) return NULL;
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->e[i].name, name) == 0) return p->e[i].t;
+    return NULL;
+}
+
+float *flash_params_data(flash_params *p) { return p ? p->data : NULL; }
+float *flash_params_grad(flash_params *p) { return p ? p->grad : NULL; }
+float *flash_params_adam_m(flash_params *p) { return p ? p->m : NULL; }
+float *flash_params_adam_v(flash_params *p) { return p ? p->v : NULL; }
+float *flash_params_ema(flash_params *p) { return p ? p->ema : NULL; }
+
+/* ---- initialisers ------------------------------------------------------------ */
+
+void flash_init_uniform(flash_tensor *t, flash_rng *r, float bound) {
+    if (t && t->data && r) flash_rng_fill_uniform(r, t->data, t->numel, -bound, bound);
+}
+
+void flash_init_normal(flash_tensor *t, flash_rng *r, float std) {
+    if (!t || !t->data || !r) return;
+    flash_rng_fill_normal(r, t->data, t->numel);
+    for (size_t i = 0; i < t->numel; i++) t->data[i] *= std;
+}
+
+void flash_init_const(flash_tensor *t, float v) {
+    if (t && t->data) be_of()->fill(t->data, t->numel, v);
+}
+
+void flash_init_fan_in(flash_tensor *t, flash_rng *r, int fan_in) {
+    flash_init_uniform(t, r, fan_in > 0 ? (float)(1.0 / sqrt((double)fan_in)) : 0.0f);
+}
+
+/* ---- gradients ---------------------------------------------------------------- */
+
+void flash_params_zero_grad(flash_params *p) {
+    if (p && p->grad) be_of()->zero(p->grad, p->count);
+}
+
+double flash_params_clip_grad(flash_params *p, double max_norm) {
+    if (!p || !p->grad) return 0.0;
+    const double norm = sqrt(be_of()->sum(p->grad, p->grad, p->count));
+    /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when < 1 */
+    if (max_norm > 0) {
+        const double coef = max_norm / (norm + 1e-6);
+        if (coef < 1.0) be_of()->unary(FLASH_UN_AFFINE, p->grad, p->grad, p->count, (float)coef, 0.0f);
+    }
+    return norm;
+}
+
+bool flash_params_grad_finite(const flash_params *p) {
+    if (!p || !p->grad) return true;
+    for (size_t i = 0; i < p->count; i++)
+        if (!isfinite(p->grad[i])) return false;
+    return true;
+}
+
+/* ---- optimiser and EMA ---------------------------------------------------------- */
+
+flash_status flash_adam_step(flash_params *p, const flash_adam *opt, int64_t step, flash_error *err) {
+    if (!p || !opt || !p->finalized) return flash_error_set(err, FLASH_ERR_RUNTIME, "adam: parameters not finalized");
+    if (step < 1) return flash_error_set(err, FLASH_ERR_RUNTIME, "adam: step counts from 1, got %lld", (long long)step);
+    if (!p->m) p->m = block_new(p);
+    if (!p->v) p->v = block_new(p);
+    if (!p->m || !p->v)
+        return flash_error_set(err, FLASH_ERR_NOMEM, "adam: cannot allocate moments for %zu parameters", p->count);
+    /* torch.optim.Adam/AdamW: decoupled decay first, then
+     * p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps) */
+    const float b1 = opt->beta1, b2 = opt->beta2, eps = opt->eps, lr = opt->lr;
+    const double bc1 = 1.0 - pow((double)b1, (double)step), bc2 = 1.0 - pow((double)b2, (double)step);
+    const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    const float decay = opt->weight_decay > 0 ? 1.0f - lr * opt->weight_decay : 1.0f;
+    float *restrict w = p->data, *restrict g = p->grad, *restrict m = p->m, *restrict v = p->v;
+    const long long n = (long long)p->count;
+#pragma omp parallel for schedule(static) if (n > FLASH_PAR_THRESHOLD)
+    for (long long i = 0; i < n; i++) {
+        const float gi = g[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        const float denom = sqrtf(v[i]) * inv_sqrt_bc2 + eps;
+        w[i] = w[i] * decay - step_size * m[i] / denom;
+    }
+    return FLASH_OK;
+}
+
+flash_status flash_params_ema_update(flash_params *p, float decay, flash_error *err) {
+    if (!p || !p->finalized) return flash_error_set(err, FLASH_ERR_RUNTIME, "ema: parameters not finalized");
+    if (!p->ema) {
+        p->ema = block_new(p);
+        if (!p->ema) return flash_error_set(err, FLASH_ERR_NOMEM, "ema: cannot allocate %zu parameters", p->count);
+        be_of()->copy(p->ema, p->data, p->count);
+        return FLASH_OK;
+    }
+    float *restrict e = p->ema;
+    const float *restrict w = p->data;
+    const float k = 1.0f - decay;
+    const long long n = (long long)p->count;
+#pragma omp parallel for schedule(static) if (n > FLASH_PAR_THRESHOLD)
+    for (long long i = 0; i < n; i++) e[i] = decay * e[i] + k * w[i];
+    return FLASH_OK;
+}
+
+flash_status flash_params_swap_ema(flash_params *p, flash_error *err) {
+    if (!p || !p->finalized) return flash_error_set(err, FLASH_ERR_RUNTIME, "ema: parameters not finalized");
+    if (!p->ema) return flash_error_set(err, FLASH_ERR_RUNTIME, "ema: no EMA weights yet (call flash_params_ema_update first)");
+    float *t = p->data;
+    p->data = p->ema;
+    p->ema = t;
+    point_views(p);
+    return FLASH_OK;
+}
+
+flash_status flash_params_copy(flash_params *dst, const flash_params *src, flash_error *err) {
+    if (!dst || !src || !dst->finalized || !src->finalized)
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "params copy: parameters not finalized");
+    for (size_t i = 0; i < dst->n; i++) {
+        const flash_param_entry *d = &dst->e[i];
+        const flash_param_entry *s = NULL;
+        for (size_t j = 0; j < src->n && !s; j++)
+            if (strcmp(src->e[j].name, d->name) == 0) s = &src->e[j];
+        if (!s) return flash_error_set(err, FLASH_ERR_RUNTIME, "params copy: source has no parameter '%s'", d->name);
+        if (!flash_tensor_same_shape(d->t, s->t)) {
+            char a[64], b[64];
+            return flash_error_set(err, FLASH_ERR_RUNTIME, "params copy: '%s' has shape %s, source has %s", d->name,
+                                   flash_tensor_shape_str(d->t, a, sizeof a), flash_tensor_shape_str(s->t, b, sizeof b));
+        }
+    }
+    for (size_t i = 0; i < dst->n; i++) {
+        flash_param_entry *d = &dst->e[i];
+        for (size_t j = 0; j < src->n; j++)
+            if (strcmp(src->e[j].name, d->name) == 0) {
+                be_of()->copy(d->t->data, src->e[j].t->data, d->t->numel);
+                break;
+            }
+    }
+    return FLASH_OK;
+}

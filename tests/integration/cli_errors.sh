@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# `flash check` on broken configs: each exits 2 and says file:line:col and
+# the key; usage errors exit 2; --help works on every subcommand.
+# Env (set by CTest): FLASH.
+set -euo pipefail
+: "${FLASH:?}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# expect RC NAME PATTERN... -- ARGS...: runs flash, checks exit code and stderr
+expect() {
+  local want=$1 name=$2
+  shift 2
+  local pats=()
+  while [[ $1 != -- ]]; do pats+=("$1"); shift; done
+  shift
+  local rc=0
+  "$FLASH" "$@" >out 2>err || rc=$?
+  ((rc == want)) || fail "$name: exit $rc, want $want: $(cat err)"
+  for p in "${pats[@]}"; do
+    grep -qE -- "$p" err || fail "$name: stderr lacks /$p/: $(cat err)"
+  done
+}
+
+printf 'dataset:\n  plugin: toy2d\n  kind: [checkerboard\nloss: {plugin: mse}\n' >syntax.yaml
+expect 2 "syntax error" 'syntax\.yaml:[0-9]+:[0-9]+' -- check syntax.yaml
+
+printf 'dataset: {plugin: toy2d}\nloss:\n  plugin: mse\n  wieght: 2\n' >unknown_key.yaml
+expect 2 "unknown key" 'unknown_key\.yaml:4:3' 'wieght' "did you mean 'weight'" -- check unknown_key.yaml
+
+printf 'dataset:\n  plugin: toy2d\n  n_train: lots\n' >wrong_type.yaml
+expect 2 "wrong type" 'wrong_type\.yaml:3:[0-9]+' 'n_train' -- check wrong_type.yaml
+
+printf 'dataset:\n  plugin: toy2e\n' >unknown_plugin.yaml
+expect 2 "unknown plugin" 'unknown_plugin\.yaml:2:[0-9]+' 'dataset' "no dataset named 'toy2e' \(did you mean 'toy2d'\?\)" \
+  -- check unknown_plugin.yaml
+
+printf 'dataset: {plugin: toy2d}\nplugin_paths:\n  - no/such/dir\n' >missing_file.yaml
+expect 2 "missing plugin path" 'missing_file\.yaml:3:[0-9]+' 'plugin_paths' 'no/such/dir' -- check missing_file.yaml
+
+printf 'extends: no_such_base.yaml\ndataset: {plugin: toy2d}\n' >missing_base.yaml
+expect 2 "missing base" 'missing_base\.yaml:1:[0-9]+' 'extends' 'no_such_base\.yaml' -- check missing_base.yaml
+
+printf 'dataset:\n  plugin: toy2d\n  kind: moons\n' >bad_value.yaml
+expect 2 "bad enum value" 'bad_value\.yaml:3:[0-9]+' 'kind' 'two_moons' -- check bad_value.yaml
+
+printf 'dataset: {plugin: toy2d}\nloss: {plugin: mse}\n' >good.yaml
+expect 0 "valid config" 'ok' -- check good.yaml
+grep -q 'plugin: toy2d' out || fail "resolved config not printed"
+expect 2 "--set unknown key" '--set' 'loss\.wieght' -- check good.yaml --set loss.wieght=2
+expect 0 "--set applied" -- check good.yaml --set loss.weight=0.25
+grep -q 'weight: 0.25' out || fail "--set not in the resolved config: $(cat out)"
+
+expect 2 "missing config" 'nope\.yaml' -- check nope.yaml
+expect 2 "no config" 'no config' -- check
+expect 2 "unknown option" "unknown option '--frobnicate'" -- check good.yaml --frobnicate
+expect 2 "unknown command" "did you mean 'check'" -- chekc good.yaml
+expect 2 "unknown kind" "unknown kind 'losses'" -- plugins --kind losses
+expect 2 "no arguments" 'usage' --
+
+for cmd in plugins check train distill sample eval run sweep bench report; do
+  expect 0 "$cmd --help" -- "$cmd" --help
+  grep -q "usage: flash $cmd" out || fail "$cmd --help: $(cat out)"
+  expect 0 "help $cmd" -- help "$cmd"
+  grep -q "usage: flash $cmd" out || fail "help $cmd: $(cat out)"
+done
+expect 0 "--version" -- --version
+grep -qE '^flash [0-9]+\.[0-9]+\.[0-9]+ \(plugin ABI [0-9]+\.[0-9]+\)$' out || fail "--version: $(cat out)"
+expect 0 "--help" -- --help
+grep -q 'check' out || fail "--help lacks the commands"
+echo "ok: config errors exit 2 with file:line:col and the key"

@@ -1,0 +1,251 @@
+/* flash check CONFIG [--set k=v]...: load, override, load plugins, create
+ * every component slot once (which validates its keys and values), print
+ * the resolved config. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char help[] =
+    "usage: flash check CONFIG [--set KEY=VALUE]...\n"
+    "\n"
+    "Validates a pipeline config: parses it (following extends:), applies the\n"
+    "--set overrides, loads the plugins (built-in, $FLASH_PLUGIN_PATH, the\n"
+    "config's plugin_paths), then creates every component slot once, which\n"
+    "checks its plugin name, its keys and their values. Prints the resolved\n"
+    "config as YAML on stdout.\n"
+    "\n"
+    "A slot is a top-level map with 'plugin: NAME' (sampler: {plugin: ddim}); a\n"
+    "top-level list of such maps is a list of components (losses: [...]). The\n"
+    "slot's key gives its kind (model, teacher, student, schedule, sampler,\n"
+    "loss, strategy, dataset, metric, ...); otherwise the plugin name does.\n"
+    "\n"
+    "  --set KEY=VALUE  override a key by dotted path, VALUE parsed as YAML\n"
+    "                   (--set sampler.steps=3); repeatable, applied in order\n"
+    "  -h, --help       this text\n"
+    "\n"
+    "Exit codes: 0 valid, 2 a config problem (reported as file:line:col: key:\n"
+    "message), 1 any other failure.\n";
+
+/* Slot keys with a fixed kind; other keys ending in "_<kind>" or "<kind>s"
+ * also name their kind (teacher_sampler, metrics). */
+static const struct {
+    const char *key;
+    flash_kind kind;
+} slot_kinds[] = {
+    {"model", FLASH_KIND_MODEL},         {"teacher", FLASH_KIND_MODEL},      {"student", FLASH_KIND_MODEL},
+    {"evaluator", FLASH_KIND_MODEL},     {"classifier", FLASH_KIND_MODEL},   {"discriminator", FLASH_KIND_MODEL},
+    {"schedule", FLASH_KIND_SCHEDULE},   {"sampler", FLASH_KIND_SAMPLER},    {"loss", FLASH_KIND_LOSS},
+    {"losses", FLASH_KIND_LOSS},         {"strategy", FLASH_KIND_STRATEGY},  {"dataset", FLASH_KIND_DATASET},
+    {"data", FLASH_KIND_DATASET},        {"metric", FLASH_KIND_METRIC},      {"metrics", FLASH_KIND_METRIC},
+};
+
+static int kind_of_key(const char *key)
+{
+    for (size_t i = 0; i < sizeof slot_kinds / sizeof slot_kinds[0]; i++)
+        if (strcmp(key, slot_kinds[i].key) == 0) return (int)slot_kinds[i].kind;
+    size_t kl = strlen(key);
+    for (int k = 0; k < FLASH_KIND_COUNT; k++) {
+        const char *kn = flash_kind_name((flash_kind)k);
+        size_t nl = strlen(kn);
+        if (kl > nl && strcmp(key + kl - nl, kn) == 0 && key[kl - nl - 1] == '_') return k;
+        if (kl == nl + 1 && strncmp(key, kn, nl) == 0 && key[nl] == 's') return k;
+    }
+    return -1;
+}
+
+static int is_slot(const flash_cfg *n)
+{
+    return flash_cfg_kind(n) == FLASH_CFG_MAP && flash_cfg_get(n, "plugin") != NULL;
+}
+
+/* The kind of a slot whose key does not say: the kind of its plugin, when
+ * exactly one kind has a component of that name. */
+static flash_status kind_of_plugin(const flash_registry *r, const flash_cfg *slot, int *kind, flash_error *err)
+{
+    const flash_cfg *pn = flash_cfg_get(slot, "plugin");
+    const char *name = flash_cfg_scalar(pn);
+    if (!name || !name[0]) return flash_cfg_error(pn, err, "expected a plugin name");
+    int found = -1, count = 0;
+    size_t n = flash_registry_count(r);
+    const char **names = calloc(n + 1, sizeof *names);
+    if (!names) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const flash_component *c = flash_registry_at(r, i, NULL);
+        names[i] = c->name;
+        if (strcmp(c->name, name) == 0) {
+            if (found != (int)c->kind) count++;
+            found = (int)c->kind;
+        }
+    }
+    flash_status st = FLASH_OK;
+    if (count == 0) {
+        const char *near = flash_did_you_mean(name, names);
+        st = near ? flash_cfg_error(pn, err, "no plugin component named '%s' (did you mean '%s'?)", name, near)
+                  : flash_cfg_error(pn, err, "no plugin component named '%s' (see 'flash plugins')", name);
+    } else if (count > 1) {
+        st = flash_cfg_error(pn, err,
+                             "'%s' names components of several kinds: name the slot after its kind "
+                             "(model, sampler, loss, ...)",
+                             name);
+    }
+    free(names);
+    *kind = found;
+    return st;
+}
+
+typedef struct check_item {
+    const flash_cfg *slot;
+    int kind;
+    int order; /* schedules first, then the teacher, then the rest */
+} check_item;
+
+static int cmp_item(const void *a, const void *b)
+{
+    const check_item *x = a, *y = b;
+    return x->order - y->order;
+}
+
+static flash_status collect(const flash_cli_pipeline *p, check_item **items, size_t *n, flash_error *err)
+{
+    size_t len = flash_cfg_len(p->root), cap = 0;
+    *items = NULL;
+    *n = 0;
+    if (flash_cfg_kind(p->root) != FLASH_CFG_MAP)
+        return flash_cfg_error(p->root, err, "a pipeline config is a map of keys (dataset:, sampler:, ...)");
+    for (size_t i = 0; i < len; i++) {
+        const char *key = flash_cfg_key_at(p->root, i);
+        const flash_cfg *v = flash_cfg_at(p->root, i);
+        size_t m = 0;
+        if (is_slot(v)) {
+            m = 1;
+        } else if (flash_cfg_kind(v) == FLASH_CFG_SEQ && flash_cfg_len(v) > 0) {
+            int all = 1;
+            for (size_t j = 0; j < flash_cfg_len(v); j++) all &= is_slot(flash_cfg_at(v, j));
+            if (all) m = flash_cfg_len(v);
+        }
+        for (size_t j = 0; j < m; j++) {
+            const flash_cfg *slot = m == 1 && is_slot(v) ? v : flash_cfg_at(v, j);
+            int kind = kind_of_key(key);
+            flash_status st = kind >= 0 ? FLASH_OK : kind_of_plugin(p->registry, slot, &kind, err);
+            if (st) {
+                free(*items);
+                *items = NULL;
+                return st;
+            }
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 16;
+                check_item *ni = realloc(*items, cap * sizeof *ni);
+                if (!ni) {
+                    free(*items);
+                    *items = NULL;
+                    return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+                }
+                *items = ni;
+            }
+            int order = kind == FLASH_KIND_SCHEDULE ? 0 : strcmp(key, "teacher") == 0 ? 1 : 2;
+            (*items)[(*n)++] = (check_item){slot, kind, order * 100000 + (int)*n};
+        }
+    }
+    if (*n) qsort(*items, *n, sizeof **items, cmp_item);
+    return FLASH_OK;
+}
+
+int flash_cmd_check(int argc, char **argv)
+{
+    if (flash_cli_wants_help(argc, argv)) {
+        fputs(help, stdout);
+        return FLASH_EXIT_OK;
+    }
+    const char *config = NULL;
+    char **sets = calloc((size_t)argc, sizeof *sets);
+    if (!sets) {
+        fprintf(stderr, "flash check: out of memory\n");
+        return FLASH_EXIT_FAIL;
+    }
+    int n_sets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--set") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "flash check: --set needs KEY=VALUE\n");
+                free(sets);
+                return FLASH_EXIT_USAGE;
+            }
+            sets[n_sets++] = argv[++i];
+        } else if (strncmp(argv[i], "--set=", 6) == 0) {
+            sets[n_sets++] = argv[i] + 6;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "flash check: unknown option '%s' (see 'flash check --help')\n", argv[i]);
+            free(sets);
+            return FLASH_EXIT_USAGE;
+        } else if (!config) {
+            config = argv[i];
+        } else {
+            fprintf(stderr, "flash check: one config at a time ('%s' and '%s')\n", config, argv[i]);
+            free(sets);
+            return FLASH_EXIT_USAGE;
+        }
+    }
+    if (!config) {
+        fprintf(stderr, "flash check: no config given (usage: flash check CONFIG [--set KEY=VALUE]...)\n");
+        free(sets);
+        return FLASH_EXIT_USAGE;
+    }
+    struct stat sb;
+    if (stat(config, &sb) != 0) {
+        fprintf(stderr, "flash check: %s: cannot open config: %s\n", config, strerror(errno));
+        free(sets);
+        return FLASH_EXIT_USAGE;
+    }
+
+    flash_error err = {0};
+    flash_cli_pipeline p;
+    flash_status st = flash_cli_pipeline_load(&p, config, sets, n_sets, &err);
+    free(sets);
+    if (st) {
+        /* A file the config names (extends:, plugin_paths:) that cannot be
+         * read is a problem of the config. */
+        if (st == FLASH_ERR_IO) err.status = FLASH_ERR_CONFIG;
+        return flash_cli_fail("check", &err);
+    }
+
+    check_item *items = NULL;
+    size_t n = 0;
+    flash_instance *inst = NULL;
+    size_t made = 0;
+    if ((st = collect(&p, &items, &n, &err))) goto done;
+    inst = calloc(n + 1, sizeof *inst);
+    if (!inst) {
+        st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    long seed;
+    if ((st = flash_cfg_int(p.root, "seed", 0, &seed, &err))) goto done;
+    flash_env env = {.size = sizeof env, .registry = p.registry, .seed = (uint64_t)seed, .root = p.root};
+    for (size_t i = 0; i < n; i++) {
+        if ((st = flash_instance_create(&env, (flash_kind)items[i].kind, items[i].slot, &inst[i], &err))) break;
+        made++;
+        if (items[i].kind == FLASH_KIND_SCHEDULE && !env.schedule) env.schedule = &inst[i];
+        if (items[i].order / 100000 == 1) env.teacher = &inst[i];
+    }
+    if (!st) {
+        char *yaml = flash_cfg_to_yaml(p.root);
+        if (!yaml) {
+            st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory writing the resolved config");
+        } else {
+            fputs(yaml, stdout);
+            free(yaml);
+            fprintf(stderr, "flash check: %s: ok, %zu component%s created\n", config, n, n == 1 ? "" : "s");
+        }
+    }
+done:
+    while (made > 0) flash_instance_destroy(&inst[--made]);
+    free(inst);
+    free(items);
+    flash_cli_pipeline_free(&p);
+    if (st == FLASH_ERR_IO) err.status = FLASH_ERR_CONFIG;
+    return st ? flash_cli_fail("check", &err) : FLASH_EXIT_OK;
+}

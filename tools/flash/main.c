@@ -1,0 +1,97 @@
+/* flash: the command-line front end. Dispatches to one cmd_<name>.c per
+ * subcommand; each parses its own options and answers --help. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct flash_subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} flash_subcommand;
+
+static const flash_subcommand commands[] = {
+    {"plugins", flash_cmd_plugins, "list the loaded components: kind, name, plugin file, summary"},
+    {"check", flash_cmd_check, "validate a pipeline config and print it resolved"},
+    {"train", flash_cmd_train, "train a model (teacher, evaluator) from a config"},
+    {"distill", flash_cmd_distill, "distill a teacher into a few-step student"},
+    {"sample", flash_cmd_sample, "draw samples from a model with a sampler"},
+    {"eval", flash_cmd_eval, "compute metrics of samples or of a checkpoint"},
+    {"run", flash_cmd_run, "run a whole pipeline: train, distill, sample, eval"},
+    {"sweep", flash_cmd_sweep, "run a grid of pipelines and collect the results"},
+    {"bench", flash_cmd_bench, "time the kernels and a training step"},
+    {"report", flash_cmd_report, "tables and an HTML report from run directories"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: flash [--version] [--help] COMMAND [ARGS]\n"
+            "\n"
+            "Few-step diffusion distillation, composed from plugins in YAML pipelines.\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f,
+            "\n"
+            "'flash help COMMAND' or 'flash COMMAND --help' describes a command.\n"
+            "Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.\n"
+            "Environment: FLASH_PLUGIN_PATH (extra plugin files or directories, ':'-separated),\n"
+            "             FLASH_PLUGIN_DIR (replaces the built-in plugin directory).\n");
+}
+
+static const flash_subcommand *find_command(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
+
+static int unknown_command(const char *name)
+{
+    const char *names[N_COMMANDS + 1];
+    for (size_t i = 0; i < N_COMMANDS; i++) names[i] = commands[i].name;
+    names[N_COMMANDS] = NULL;
+    const char *near = flash_did_you_mean(name, names);
+    if (near)
+        fprintf(stderr, "flash: unknown command '%s' (did you mean '%s'?)\n", name, near);
+    else
+        fprintf(stderr, "flash: unknown command '%s' (see 'flash --help')\n", name);
+    return FLASH_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return FLASH_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return FLASH_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("flash %s (plugin ABI %d.%d)\n", FLASH_VERSION_STRING, FLASH_ABI_MAJOR, FLASH_ABI_MINOR);
+        return FLASH_EXIT_OK;
+    }
+    if (strcmp(cmd, "help") == 0) {
+        if (argc < 3) {
+            usage(stdout);
+            return FLASH_EXIT_OK;
+        }
+        const flash_subcommand *c = find_command(argv[2]);
+        if (!c) return unknown_command(argv[2]);
+        char *help_argv[] = {argv[2], "--help", NULL};
+        return c->run(2, help_argv);
+    }
+    if (cmd[0] == '-') {
+        fprintf(stderr, "flash: unknown option '%s' (see 'flash --help')\n", cmd);
+        return FLASH_EXIT_USAGE;
+    }
+    const flash_subcommand *c = find_command(cmd);
+    if (!c) return unknown_command(cmd);
+    return c->run(argc - 1, argv + 1);
+}
