@@ -169,7 +169,7 @@ static flash_tensor *dn_step(void *self, flash_ctx *c, const flash_train_batch *
     flash_tensor *pred = out;
     if (tgt != mi.prediction) {
         for (int i = 0; i < n; i++) {
-            double al = d->alpha[i], sg = d->sigma[i], ax, bx, ae, be;
+            double al = d->alpha[i], sg = d->sigma[i], ax = 0, bx = 1, ae = 0, be = 1;
             to_x0(mi.prediction, al, sg, &ax, &bx);
             to_eps(mi.prediction, al, sg, &ae, &be);
             double a = tgt == FLASH_PRED_SAMPLE ? ax : tgt == FLASH_PRED_EPSILON ? ae : al * ae - sg * ax;

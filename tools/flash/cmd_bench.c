@@ -252,7 +252,7 @@ int flash_cmd_bench(int argc, char **argv)
     }
     b.adam = (flash_adam){.lr = 2e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
 
-    double train_s, b1_s, bN_s, gflops;
+    double train_s = 0, b1_s = 0, bN_s = 0, gflops = 0;
     if ((st = time_median(&b, train_fn, b.batch, (int)warmup, (int)repeats, &train_s, &err))) goto done;
     if ((st = time_median(&b, run_nfe, 1, (int)warmup * 5, (int)repeats * 10, &b1_s, &err))) goto done;
     if ((st = time_median(&b, run_nfe, b.batch, (int)warmup, (int)repeats * 2, &bN_s, &err))) goto done;

@@ -66,7 +66,7 @@ static void default_run_dir(const char *config, char *out, size_t n)
  * allowed (more steps, say) but said out loud. */
 static void compare_config(const char *run_dir, const char *yaml)
 {
-    char path[4096], *old = NULL;
+    char path[4200], *old = NULL;
     size_t n = 0;
     flash_error e = {0};
     snprintf(path, sizeof path, "%s/%s", run_dir, FLASH_RUN_CONFIG);
