@@ -1256,6 +1256,7 @@ static flash_status load_file(const char *path, load_stack *stack, flash_cfg **o
 
 flash_status flash_cfg_load(const char *path, flash_cfg **root, flash_error *err) {
     *root = NULL;
+    if (!path) return flash_error_set(err, FLASH_ERR_USAGE, "flash_cfg_load: no config path");
     load_stack stack = {.n = 0};
     char *canon = realpath(path, NULL);
     if (canon) {
@@ -1270,6 +1271,7 @@ flash_status flash_cfg_load(const char *path, flash_cfg **root, flash_error *err
 
 flash_status flash_cfg_parse_string(const char *text, const char *name, flash_cfg **root, flash_error *err) {
     *root = NULL;
+    if (!text) return flash_error_set(err, FLASH_ERR_USAGE, "flash_cfg_parse_string: no text");
     if (!name) name = "<string>";
     flash_cfg *r;
     flash_status st = parse_text(text, strlen(text), name, &r, err);
@@ -1360,6 +1362,7 @@ static flash_status set_walk(flash_cfg *root, const char *keypath, flash_cfg ***
 }
 
 flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error *err) {
+    if (!assignment) return flash_error_set(err, FLASH_ERR_USAGE, "--set: no assignment given");
     const char *eq = strchr(assignment, '=');
     if (!eq || eq == assignment)
         return flash_error_set(err, FLASH_ERR_USAGE, "--set '%s': expected KEY=VALUE (e.g. sampler.steps=3)",
@@ -1430,6 +1433,7 @@ done:
 }
 
 flash_status flash_cfg_put(flash_cfg *map, const char *key, const char *scalar, flash_error *err) {
+    if (!key) return flash_error_set(err, FLASH_ERR_USAGE, "flash_cfg_put: no key");
     if (!map || map->type != FLASH_CFG_MAP)
         return flash_error_set(err, FLASH_ERR_USAGE, "flash_cfg_put: '%s' needs a map", key ? key : "(null)");
     flash_cfg *v = node_new(FLASH_CFG_SCALAR, map->file, map->line, map->col);
@@ -1559,7 +1563,9 @@ char *flash_cfg_to_yaml(const flash_cfg *n) {
 
 flash_status flash_cfg_write(const flash_cfg *n, const char *path, flash_error *err) {
     char *text = flash_cfg_to_yaml(n);
-    if (!text) return flash_error_set(err, FLASH_ERR_NOMEM, "%s: cannot serialise the config", path);
+    if (!text)
+        return flash_error_set(err, n ? FLASH_ERR_RUNTIME : FLASH_ERR_USAGE,
+                               "%s: cannot serialise the config (out of memory, or text that is not UTF-8)", path);
     flash_status st = flash_write_file_atomic(path, text, strlen(text), err);
     free(text);
     return st;

@@ -45,6 +45,10 @@ typedef struct flash_model_api {
     flash_tensor *(*forward)(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond);
     /* optional: penultimate features (N, F) of an evaluator */
     flash_tensor *(*features)(void *self, flash_ctx *c, flash_tensor *x);
+    /* optional: the exact log-density of the data distribution at one clean
+     * sample x (shape...), for class `label` (num_classes or -1: all); only
+     * analytic models have it (plots of the true density, exact metrics) */
+    double (*log_density)(void *self, const float *x, int label);
 } flash_model_api;
 
 FLASH_EXPORT const char *flash_prediction_name(flash_prediction p);

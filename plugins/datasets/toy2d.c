@@ -1,8 +1,11 @@
 /* Dataset `toy2d`: the standard low-dimensional test distributions of the
  * diffusion and flow literature (checkerboard, two moons, swiss roll, eight
  * Gaussians, as in FFJORD's toy data) and samples of a Gaussian mixture
- * `gmm` (weights, means, stds) so a model can be trained on the data of the
- * exact analytic teacher. Points are generated once at create from `seed`
+ * `gmm` (weights, means, isotropic stds, optional classes: the keys of the
+ * exact `gmm` teacher) so a model can be trained on the teacher's data.
+ * Labels: with `classes`, the class of the drawn component (num_classes =
+ * max + 1); otherwise the dataset is unlabelled (num_classes 0) and labels
+ * carry the component, moon or Gaussian index for inspection. Points are generated once at create from `seed`
  * (train and test from separate streams), so a config always names the same
  * data. */
 #include "folder.h"
@@ -19,6 +22,7 @@ static const char *const toy_kinds[] = {"checkerboard", "two_moons", "swiss_roll
 
 typedef struct toy2d {
     int dim;
+    int num_classes; /* gmm with `classes`: labels are classes[component] */
     int64_t n[2];    /* train, test */
     float *x[2];     /* (n, dim) */
     int *label[2];   /* mixture component (gmm, eight_gaussians), else 0 */
@@ -30,9 +34,11 @@ typedef struct gmm_spec {
     double w[TOY_MAX_COMPONENTS];
     double mu[TOY_MAX_COMPONENTS * TOY_MAX_DIM];
     double sd[TOY_MAX_COMPONENTS];
+    long cls[TOY_MAX_COMPONENTS]; /* class of each component (with `classes`) */
+    int num_classes;              /* 0: unlabelled */
 } gmm_spec;
 
-static const char *const toy_keys[] = {"kind", "n_train", "n_test", "seed", "weights", "means", "stds", NULL};
+static const char *const toy_keys[] = {"kind", "n_train", "n_test", "seed", "weights", "means", "stds", "classes", NULL};
 
 static void toy_destroy(void *self)
 {
@@ -99,7 +105,7 @@ static void generate(int kind, const gmm_spec *g, flash_rng *r, int64_t n, float
             lab = pick_component(r, g->w, g->k);
             for (int d = 0; d < g->dim; d++)
                 x[i * g->dim + d] = (float)(g->mu[lab * g->dim + d] + g->sd[lab] * flash_rng_normal(r));
-            label[i] = lab;
+            label[i] = g->num_classes ? (int)g->cls[lab] : lab;
             continue;
         }
         }
@@ -143,6 +149,16 @@ static flash_status read_gmm(const flash_cfg *cfg, gmm_spec *g, flash_error *err
     }
     if (!(sum > 0)) return flash_cfg_error(flash_cfg_get(cfg, "weights"), err, "weights sum to zero");
     for (size_t i = 0; i < rows; i++) g->w[i] /= sum;
+    size_t nc = 0;
+    if ((st = flash_cfg_ints(cfg, "classes", g->cls, TOY_MAX_COMPONENTS, &nc, err))) return st;
+    if (nc && nc != rows)
+        return flash_cfg_error(flash_cfg_get(cfg, "classes"), err, "%zu classes for %zu components", nc, rows);
+    for (size_t i = 0; i < nc; i++) {
+        if (g->cls[i] < 0 || g->cls[i] >= TOY_MAX_COMPONENTS)
+            return flash_cfg_error(flash_cfg_get(cfg, "classes"), err, "classes must be in [0, %d)",
+                                   TOY_MAX_COMPONENTS);
+        if (g->cls[i] + 1 > g->num_classes) g->num_classes = (int)g->cls[i] + 1;
+    }
     return FLASH_OK;
 }
 
@@ -164,8 +180,8 @@ static flash_status toy_create(const flash_cfg *cfg, flash_env *env, void **self
     if (kind == TOY_GMM) {
         if ((st = read_gmm(cfg, &g, err))) return st;
     } else {
-        static const char *const gmm_only[] = {"weights", "means", "stds"};
-        for (int i = 0; i < 3; i++) {
+        static const char *const gmm_only[] = {"weights", "means", "stds", "classes"};
+        for (int i = 0; i < 4; i++) {
             const flash_cfg *n = flash_cfg_get(cfg, gmm_only[i]);
             if (n) return flash_cfg_error(n, err, "'%s' applies only to kind gmm, not %s", gmm_only[i], toy_kinds[kind]);
         }
@@ -174,6 +190,7 @@ static flash_status toy_create(const flash_cfg *cfg, flash_env *env, void **self
     toy2d *t = calloc(1, sizeof *t);
     if (!t) return flash_error_set(err, FLASH_ERR_NOMEM, "dataset 'toy2d': out of memory");
     t->dim = g.dim;
+    t->num_classes = g.num_classes;
     t->n[0] = n_train;
     t->n[1] = n_test;
     for (int s = 0; s < 2; s++) {
@@ -198,7 +215,7 @@ static void toy_info(void *self, flash_dataset_info *out)
     memset(out, 0, sizeof *out);
     out->ndim = 1;
     out->shape[0] = t->dim;
-    out->num_classes = 0;
+    out->num_classes = t->num_classes;
     out->n_train = t->n[0];
     out->n_test = t->n[1];
 }

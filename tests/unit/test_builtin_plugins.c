@@ -162,6 +162,35 @@ START_TEST(test_toy2d_gmm_moments)
 }
 END_TEST
 
+START_TEST(test_toy2d_gmm_classes)
+{
+    /* components 0 and 2 are class 1, component 1 is class 0; each
+     * component's points sit near its mean, so the label follows from x */
+    const char *yaml = "d:\n  plugin: toy2d\n  kind: gmm\n  n_train: 3000\n  n_test: 10\n"
+                       "  means: [[-5, 0], [0, 0], [5, 0]]\n  stds: [0.1, 0.1, 0.1]\n  classes: [1, 0, 1]\n";
+    flash_cfg *root;
+    flash_instance d;
+    ck_assert_msg(make(yaml, "d", FLASH_KIND_DATASET, &d, &root) == FLASH_OK, "%s", err.msg);
+    flash_dataset_info info;
+    FLASH_API(&d, flash_dataset_api)->info(d.self, &info);
+    ck_assert_int_eq(info.num_classes, 2);
+    int64_t n;
+    int *lab;
+    float *x = all_points(&d, FLASH_SPLIT_TRAIN, &n, &lab);
+    int count[2] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        ck_assert_int_eq(lab[i], fabsf(x[2 * i]) > 2.5f ? 1 : 0);
+        count[lab[i]]++;
+    }
+    /* equal weights by default: class 1 holds two thirds */
+    ck_assert_double_le(fabs(count[1] / (double)n - 2.0 / 3), 5 * sqrt(2.0 / 9 / (double)n));
+    free(x);
+    free(lab);
+    flash_instance_destroy(&d);
+    flash_cfg_free(root);
+}
+END_TEST
+
 START_TEST(test_toy2d_checkerboard_cells)
 {
     flash_cfg *root;
@@ -378,6 +407,7 @@ static Suite *builtin_suite(void)
     tcase_add_test(tc, test_mse_matches_double_sum);
     tcase_add_test(tc, test_toy2d_deterministic);
     tcase_add_test(tc, test_toy2d_gmm_moments);
+    tcase_add_test(tc, test_toy2d_gmm_classes);
     tcase_add_test(tc, test_toy2d_checkerboard_cells);
     tcase_add_test(tc, test_toy2d_config_errors);
     suite_add_tcase(s, tc);

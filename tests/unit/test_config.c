@@ -527,6 +527,41 @@ START_TEST(test_extends_missing) {
 }
 END_TEST
 
+START_TEST(test_extends_bad_base) {
+    /* An error inside a base names the base file and its own line. */
+    flash_error err = {0};
+    flash_cfg *r = NULL;
+    ck_assert_int_eq(flash_cfg_load(DATA "extends_bad_base.yaml", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_ptr_null(r);
+    ck_assert_msg(strncmp(err.msg, DATA "syntax_error.yaml:3:15: ", strlen(DATA "syntax_error.yaml:3:15: ")) == 0,
+                  "got: %s", err.msg);
+    /* A base that is a list, not a map. */
+    ck_assert_int_eq(flash_cfg_parse_string("extends: " DATA "scalar_root.yaml\n", "s", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_msg(strstr(err.msg, "scalar_root.yaml:1:1: the top level of a config must be a map") != NULL, "got: %s",
+                  err.msg);
+}
+END_TEST
+
+START_TEST(test_extends_from_string) {
+    /* Text parsed from a string resolves bases against the current
+     * directory. */
+    char cwd[PATH_MAX];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    ck_assert_int_eq(chdir(DATA "sub"), 0);
+    flash_error err = {0};
+    flash_cfg *r = NULL;
+    flash_status st = flash_cfg_parse_string("extends: mid.yaml\nseed: 5\n", "cli", &r, &err);
+    ck_assert_int_eq(chdir(cwd), 0);
+    ck_assert_msg(st == FLASH_OK, "%s", err.msg);
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(r, "name")), "mid");
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(r, "seed")), "5");
+    ck_assert_str_eq(flash_cfg_file(flash_cfg_get(r, "seed")), "cli");
+    ck_assert_str_eq(flash_cfg_file(flash_cfg_get(r, "name")), "mid.yaml");
+    ck_assert_str_eq(flash_cfg_file(flash_cfg_path(r, "model.plugin")), "../base.yaml");
+    flash_cfg_free(r);
+}
+END_TEST
+
 START_TEST(test_extends_cycle) {
     flash_error err = {0};
     flash_cfg *r = NULL;
@@ -722,6 +757,14 @@ START_TEST(test_write) {
     ck_assert_int_eq(count, 1);
     snprintf(path, sizeof path, "%s/missing_dir/x.yaml", dir);
     ck_assert_int_ne(flash_cfg_write(a, path, &err), FLASH_OK);
+    /* Text the emitter refuses is an error, not a truncated file. */
+    flash_cfg *bad = flash_cfg_new_map("built");
+    ck_assert_int_eq(flash_cfg_put(bad, "k", "\xff\xfe", &err), FLASH_OK);
+    ck_assert_ptr_null(flash_cfg_to_yaml(bad));
+    snprintf(path, sizeof path, "%s/bad.yaml", dir);
+    ck_assert_int_eq(flash_cfg_write(bad, path, &err), FLASH_ERR_RUNTIME);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    flash_cfg_free(bad);
     snprintf(path, sizeof path, "%s/resolved.yaml", dir);
     unlink(path);
     rmdir(dir);
@@ -754,6 +797,8 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_extends_list);
     tcase_add_test(tc, test_extends_missing);
     tcase_add_test(tc, test_extends_cycle);
+    tcase_add_test(tc, test_extends_bad_base);
+    tcase_add_test(tc, test_extends_from_string);
     tcase_add_test(tc, test_set);
     suite_add_tcase(s, tc);
     tc = tcase_create("emit");
