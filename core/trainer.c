@@ -350,15 +350,16 @@ static flash_status run_eval(trainer *T, int64_t step, flash_error *err)
 
 /* The guard: a non-finite loss or gradient stops the run before the
  * update, so the parameters and the last checkpoint stay good. */
-static flash_status guard_fail(trainer *T, int64_t step, const char *what, double value, flash_error *err)
+static flash_status guard_fail(trainer *T, int64_t step, const char *what, double v, flash_error *err)
 {
+    const char *value = isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf";
     if (T->last_ckpt > 0)
         return flash_error_set(err, FLASH_ERR_RUNTIME,
-                               "flash train: step %lld: %s is %g; stopped before updating. The last good checkpoint "
-                               "is %s (step %lld); lower train.lr or raise train.grad_clip's strictness and resume",
+                               "flash train: step %lld: %s is %s; stopped before updating. The last good checkpoint "
+                               "is %s (step %lld); check the data, lower train.lr or tighten train.grad_clip, then --resume",
                                (long long)step, what, value, T->ckpt_path, (long long)T->last_ckpt);
     return flash_error_set(err, FLASH_ERR_RUNTIME,
-                           "flash train: step %lld: %s is %g; stopped before updating (no checkpoint was written yet)",
+                           "flash train: step %lld: %s is %s; stopped before updating (no checkpoint was written yet)",
                            (long long)step, what, value);
 }
 
