@@ -126,28 +126,31 @@ typedef struct flash_backend {
      * library failed. */
     int (*sgemm)(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                  int ldb, float beta, float *c, int ldc);
-    /* Convolutions need two workspaces of backend memory: the forward's
-     * (which must live until the backward: it holds x in the layout the
-     * backward reuses) and the backward's. The three calls return 0, or
-     * nonzero with a message in msg (msg_size bytes). */
-    int (*conv2d_workspace)(const flash_conv_geom *g, size_t *fwd_bytes, size_t *bwd_bytes, char *msg,
-                            size_t msg_size);
+    /* Convolutions: the forward may keep data for the backward (x in the
+     * layout the backward reuses) in `saved`, saved_bytes of backend memory
+     * the caller provides and keeps until the backward; saved == NULL when
+     * no backward will follow. Transient buffers are the backend's own
+     * (reused between calls: no allocation in steady state). The three calls
+     * return 0, or nonzero with a message in msg (msg_size bytes). */
+    int (*conv2d_saved_bytes)(const flash_conv_geom *g, size_t *saved_bytes, char *msg, size_t msg_size);
     /* y (n, cout, ho, wo) = conv(x (n, cin, h, w), w (cout, cin, k, k)) + b (cout, or NULL if !g->bias) */
     int (*conv2d_forward)(const flash_conv_geom *g, float *y, const float *x, const float *w, const float *b,
-                          void *fwd_ws, char *msg, size_t msg_size);
-    /* gx, gw, gb (+)= the gradients (each may be NULL); fwd_ws is the
-     * forward's workspace for these same x and w */
+                          void *saved, char *msg, size_t msg_size);
+    /* gx, gw, gb (+)= the gradients (each may be NULL), given the forward's
+     * `saved` for these same x and w */
     int (*conv2d_backward)(const flash_conv_geom *g, float *gx, float *gw, float *gb, const float *gy,
-                           const float *x, const float *w, void *fwd_ws, void *bwd_ws, char *msg, size_t msg_size);
-    /* x (n, c, hw) normalised per (sample, group of c/groups channels);
-     * stats: 2 * n * groups doubles (mean, 1/std) for the backward.
-     * gamma, beta (c) may be NULL. */
+                           const float *x, const float *w, const void *saved, char *msg, size_t msg_size);
+    /* x (n, c, hw) normalised per (sample, group of c/groups channels),
+     * then y = silu(that) when `silu` (the norm-activation pair of U-Nets,
+     * fused: one pass, no intermediate tensor); stats: 2 * n * groups
+     * doubles (mean, 1/std) for the backward. gamma, beta (c) may be NULL. */
     void (*group_norm_forward)(float *y, double *stats, const float *x, const float *gamma, const float *beta, int n,
-                               int c, int hw, int groups, float eps);
-    /* gx, ggamma, gbeta += (each may be NULL); scratch: 2 * n * c doubles */
+                               int c, int hw, int groups, float eps, bool silu);
+    /* gx, ggamma, gbeta += (each may be NULL), gy being the gradient of the
+     * forward's y; scratch: 2 * n * c doubles */
     void (*group_norm_backward)(float *gx, float *ggamma, float *gbeta, const float *gy, const float *x,
-                                const double *stats, const float *gamma, int n, int c, int hw, int groups,
-                                double *scratch);
+                                const double *stats, const float *gamma, const float *beta, int n, int c, int hw,
+                                int groups, bool silu, double *scratch);
     /* nc planes of h x w <-> 2h x 2w; the backward accumulates */
     void (*upsample2x)(float *y, const float *x, int nc, int h, int w);
     void (*upsample2x_backward)(float *gx, const float *gy, int nc, int h, int w);

@@ -1,4 +1,5 @@
-/* CPU kernels for group norm, nearest 2x upsampling and average pooling.
+/* CPU kernels for group norm (optionally fused with SiLU), nearest 2x
+ * upsampling and average pooling.
  *
  * Group norm: one task per (sample, group), OpenMP across tasks. Statistics
  * are two-pass in double (a group of unet-s is at most 4 x 784 floats, in
@@ -8,30 +9,66 @@
  *   dxhat = dy * gamma,
  * with both means accumulated in double. Per-(sample, channel) partial sums
  * for dgamma and dbeta go to scratch and are reduced over samples in index
- * order: deterministic for any thread count.
+ * order: deterministic for any thread count. Fused with SiLU, the backward
+ * recomputes the pre-activation z from x and the statistics (in chunks that
+ * stay in L1) instead of storing it.
  */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "backend_cpu_nn.h"
 #include "tensor_internal.h"
 
+/* exp(x) without a libm call, so that loops over it vectorise: x = n ln2 + r
+ * with |r| <= ln2/2 (Cody-Waite, two-part ln2), e^r by its degree-7 Taylor
+ * polynomial (truncation < 2e-8 relative), 2^n by exponent bits. Inputs
+ * are clamped to [-87, 88], where e^x is a normal float; NaN propagates. */
+static inline float exp_f(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float n = (x * 1.44269504088896341f + magic) - magic;
+    float r = x - n * 0.693145751953125f;
+    r = r - n * 1.42860682030941723e-6f;
+    float p = 1.98412698e-4f;
+    p = p * r + 1.38888889e-3f;
+    p = p * r + 8.33333333e-3f;
+    p = p * r + 4.16666667e-2f;
+    p = p * r + 1.66666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    return p * scale;
+}
+
+static inline float sigmoid_f(float z) { return 1.0f / (1.0f + exp_f(-z)); }
+
+/* Sums in eight double lanes combined in a fixed order (vectorisable
+ * without reassociation flags). */
+static inline double lanes_sum(const double a[8]) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
 void flash_cpu_group_norm_forward(float *y, double *stats, const float *x, const float *gamma, const float *beta,
-                                  int n, int c, int hw, int groups, float eps) {
+                                  int n, int c, int hw, int groups, float eps, bool silu) {
     const int cpg = c / groups;
     const size_t gsize = (size_t)cpg * hw;
     const long long tasks = (long long)n * groups;
 #pragma omp parallel for schedule(static) if ((size_t)tasks * gsize > FLASH_PAR_THRESHOLD && tasks > 1)
     for (long long t = 0; t < tasks; t++) {
-        const int s = (int)(t / groups), g = (int)(t % groups);
-        const size_t base = ((size_t)s * c + (size_t)g * cpg) * hw;
+        const int g = (int)(t % groups);
+        const size_t base = ((size_t)(t / groups) * c + (size_t)g * cpg) * hw;
         const float *xg = x + base;
         double acc[8] = {0};
         size_t i = 0;
         for (; i + 8 <= gsize; i += 8)
             for (int l = 0; l < 8; l++) acc[l] += xg[i + l];
         for (; i < gsize; i++) acc[0] += xg[i];
-        double mean = (((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))) / (double)gsize;
+        const double mean = lanes_sum(acc) / (double)gsize;
         double sq[8] = {0};
         i = 0;
         for (; i + 8 <= gsize; i += 8)
@@ -43,58 +80,83 @@ void flash_cpu_group_norm_forward(float *y, double *stats, const float *x, const
             double d = xg[i] - mean;
             sq[0] += d * d;
         }
-        double var = (((sq[0] + sq[4]) + (sq[2] + sq[6])) + ((sq[1] + sq[5]) + (sq[3] + sq[7]))) / (double)gsize;
-        double rstd = 1.0 / sqrt(var + (double)eps);
+        const double rstd = 1.0 / sqrt(lanes_sum(sq) / (double)gsize + (double)eps);
         stats[2 * t] = mean;
         stats[2 * t + 1] = rstd;
-        const float fm = (float)mean, fr = (float)rstd;
         for (int ch = 0; ch < cpg; ch++) {
             const int cc = g * cpg + ch;
-            const float sc = fr * (gamma ? gamma[cc] : 1.0f);
-            const float sh = (beta ? beta[cc] : 0.0f) - fm * sc;
+            const float sc = (float)(rstd * (gamma ? gamma[cc] : 1.0f));
+            const float sh = (beta ? beta[cc] : 0.0f) - (float)mean * sc;
             const float *xc = xg + (size_t)ch * hw;
             float *yc = y + base + (size_t)ch * hw;
-            for (int j = 0; j < hw; j++) yc[j] = xc[j] * sc + sh;
+            if (silu)
+                for (int j = 0; j < hw; j++) {
+                    const float z = xc[j] * sc + sh;
+                    yc[j] = z * sigmoid_f(z);
+                }
+            else
+                for (int j = 0; j < hw; j++) yc[j] = xc[j] * sc + sh;
         }
     }
 }
 
+#define GN_CHUNK 256
+
+/* dz = d silu(z) / dz * gy with z = x sc + sh recomputed as in the forward */
+static inline void silu_grad_chunk(float *dz, const float *gy, const float *x, float sc, float sh, int len) {
+    for (int j = 0; j < len; j++) {
+        const float z = x[j] * sc + sh, s = sigmoid_f(z);
+        dz[j] = gy[j] * s * (1.0f + z * (1.0f - s));
+    }
+}
+
 void flash_cpu_group_norm_backward(float *gx, float *ggamma, float *gbeta, const float *gy, const float *x,
-                                   const double *stats, const float *gamma, int n, int c, int hw, int groups,
-                                   double *scratch) {
+                                   const double *stats, const float *gamma, const float *beta, int n, int c, int hw,
+                                   int groups, bool silu, double *scratch) {
     const int cpg = c / groups;
     const size_t gsize = (size_t)cpg * hw;
     const long long tasks = (long long)n * groups;
-    /* scratch: per (sample, channel) sum(dy * xhat) and sum(dy) */
+    /* scratch: per (sample, channel) sum(dz * xhat) and sum(dz), dz being
+     * the gradient at the norm's output (gy itself without silu) */
     double *pg = scratch, *pb = scratch + (size_t)n * c;
 #pragma omp parallel for schedule(static) if ((size_t)tasks * gsize > FLASH_PAR_THRESHOLD && tasks > 1)
     for (long long t = 0; t < tasks; t++) {
         const int s = (int)(t / groups), g = (int)(t % groups);
         const size_t base = ((size_t)s * c + (size_t)g * cpg) * hw;
         const double mean = stats[2 * t], rstd = stats[2 * t + 1];
-        /* per channel: a = sum(dy * x), b = sum(dy), giving
-         * sum(dy * xhat) = rstd * (a - mean * b) */
+        float buf[GN_CHUNK];
+        /* per channel: a = sum(dz x), b = sum(dz), so that
+         * sum(dz xhat) = rstd (a - mean b) */
         double sum_dxhat = 0, sum_dxhat_xhat = 0;
         for (int ch = 0; ch < cpg; ch++) {
             const int cc = g * cpg + ch;
             const float *xc = x + base + (size_t)ch * hw, *gc = gy + base + (size_t)ch * hw;
+            const float sc = (float)(rstd * (gamma ? gamma[cc] : 1.0f));
+            const float sh = (beta ? beta[cc] : 0.0f) - (float)mean * sc;
             double a[8] = {0}, b[8] = {0};
-            int j = 0;
-            for (; j + 8 <= hw; j += 8)
-                for (int l = 0; l < 8; l++) {
-                    a[l] += (double)gc[j + l] * xc[j + l];
-                    b[l] += gc[j + l];
+            for (int j0 = 0; j0 < hw; j0 += GN_CHUNK) {
+                const int len = hw - j0 < GN_CHUNK ? hw - j0 : GN_CHUNK;
+                const float *dz = gc + j0, *xj = xc + j0;
+                if (silu) {
+                    silu_grad_chunk(buf, gc + j0, xj, sc, sh, len);
+                    dz = buf;
                 }
-            for (; j < hw; j++) {
-                a[0] += (double)gc[j] * xc[j];
-                b[0] += gc[j];
+                int j = 0;
+                for (; j + 8 <= len; j += 8)
+                    for (int l = 0; l < 8; l++) {
+                        a[l] += (double)dz[j + l] * xj[j + l];
+                        b[l] += dz[j + l];
+                    }
+                for (; j < len; j++) {
+                    a[0] += (double)dz[j] * xj[j];
+                    b[0] += dz[j];
+                }
             }
-            double sa = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-            double sb = ((b[0] + b[4]) + (b[2] + b[6])) + ((b[1] + b[5]) + (b[3] + b[7]));
-            double dyxhat = rstd * (sa - mean * sb);
+            const double sa = lanes_sum(a), sb = lanes_sum(b);
+            const double dyxhat = rstd * (sa - mean * sb);
             pg[(size_t)s * c + cc] = dyxhat;
             pb[(size_t)s * c + cc] = sb;
-            double gm = gamma ? gamma[cc] : 1.0;
+            const double gm = gamma ? gamma[cc] : 1.0;
             sum_dxhat += gm * sb;
             sum_dxhat_xhat += gm * dyxhat;
         }
@@ -104,11 +166,22 @@ void flash_cpu_group_norm_backward(float *gx, float *ggamma, float *gbeta, const
             const int cc = g * cpg + ch;
             const float *xc = x + base + (size_t)ch * hw, *gc = gy + base + (size_t)ch * hw;
             float *dc = gx + base + (size_t)ch * hw;
-            /* dx = rstd * (gamma dy - m1 - (x - mean) rstd m2), as a*dy + b*x + c */
+            const float sc = (float)(rstd * (gamma ? gamma[cc] : 1.0f));
+            const float sh = (beta ? beta[cc] : 0.0f) - (float)mean * sc;
+            /* dx = rstd (gamma dz - m1 - (x - mean) rstd m2) = ka dz + kb x + kc */
             const float ka = (float)(rstd * (gamma ? gamma[cc] : 1.0));
             const float kb = (float)(-rstd * rstd * m2);
             const float kc = (float)(rstd * (mean * rstd * m2 - m1));
-            for (int j = 0; j < hw; j++) dc[j] += ka * gc[j] + kb * xc[j] + kc;
+            for (int j0 = 0; j0 < hw; j0 += GN_CHUNK) {
+                const int len = hw - j0 < GN_CHUNK ? hw - j0 : GN_CHUNK;
+                const float *dz = gc + j0, *xj = xc + j0;
+                if (silu) {
+                    silu_grad_chunk(buf, gc + j0, xj, sc, sh, len);
+                    dz = buf;
+                }
+                float *dj = dc + j0;
+                for (int j = 0; j < len; j++) dj[j] += ka * dz[j] + kb * xj[j] + kc;
+            }
         }
     }
     if (ggamma || gbeta)

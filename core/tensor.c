@@ -15,6 +15,18 @@
 
 #define FLASH_ARENA_DEFAULT (1u << 20)
 
+/* Under AddressSanitizer the arena poisons its free space and leaves a
+ * poisoned gap after every allocation, so an op that writes past its
+ * output is caught like a heap overflow. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define FLASH_REDZONE FLASH_ARENA_ALIGN
+#else
+#define ASAN_POISON_MEMORY_REGION(a, s) ((void)(a), (void)(s))
+#define ASAN_UNPOISON_MEMORY_REGION(a, s) ((void)(a), (void)(s))
+#define FLASH_REDZONE 0
+#endif
+
 static size_t align_up(size_t n) { return (n + FLASH_ARENA_ALIGN - 1) / FLASH_ARENA_ALIGN * FLASH_ARENA_ALIGN; }
 
 static flash_arena_chunk *chunk_new(const flash_backend *be, size_t size) {
@@ -28,12 +40,14 @@ static flash_arena_chunk *chunk_new(const flash_backend *be, size_t size) {
     k->size = size;
     k->used = 0;
     k->next = NULL;
+    ASAN_POISON_MEMORY_REGION(k->base, size);
     return k;
 }
 
 static void chunks_free(const flash_backend *be, flash_arena_chunk *k) {
     while (k) {
         flash_arena_chunk *n = k->next;
+        ASAN_UNPOISON_MEMORY_REGION(k->base, k->size);
         be->free(k->base);
         free(k);
         k = n;
@@ -82,9 +96,11 @@ void flash_ctx_reset(flash_ctx *c) {
         c->capacity = c->chunks ? total : 0;
         if (total > c->chunk_bytes) c->chunk_bytes = total;
     }
-    for (flash_arena_chunk *k = c->chunks; k; k = k->next) k->used = 0;
+    for (flash_arena_chunk *k = c->chunks; k; k = k->next) {
+        k->used = 0;
+        ASAN_POISON_MEMORY_REGION(k->base, k->size);
+    }
     c->cur = c->chunks;
-    c->peak_used = 0;
 }
 
 bool flash_ctx_ok(const flash_ctx *c) { return c && !c->failed; }
@@ -136,12 +152,13 @@ bool flash_grad_enabled(const flash_ctx *c) { return c && c->grad_on; }
 
 void *flash_arena_alloc(flash_ctx *c, size_t bytes) {
     if (!c) return NULL;
-    size_t sz = align_up(bytes ? bytes : 1);
+    size_t sz = align_up(bytes ? bytes : 1) + FLASH_REDZONE;
     for (;;) {
         flash_arena_chunk *k = c->cur;
         if (k && k->size - k->used >= sz) {
             void *p = k->base + k->used;
             k->used += sz;
+            ASAN_UNPOISON_MEMORY_REGION(p, bytes);
             return p;
         }
         if (k && k->next) {

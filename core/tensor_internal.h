@@ -76,7 +76,6 @@ struct flash_ctx {
     flash_arena_chunk *cur;    /* chunk allocations currently come from */
     size_t chunk_bytes;        /* size of a fresh chunk (grows with the arena) */
     size_t n_chunks, capacity;
-    size_t peak_used;          /* bytes in use at the high-water mark of this iteration */
     flash_tape_entry *tape;    /* newest entry */
     size_t tape_len;
     flash_leaf_grad *leaf_grads;

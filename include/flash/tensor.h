@@ -152,6 +152,10 @@ FLASH_EXPORT flash_tensor *flash_conv2d(flash_ctx *c, flash_tensor *x, flash_ten
 /* x (N, C, H, W), gamma/beta (C) or NULL; statistics per (sample, group). */
 FLASH_EXPORT flash_tensor *flash_group_norm(flash_ctx *c, flash_tensor *x, int groups, flash_tensor *gamma,
                                             flash_tensor *beta, float eps);
+/* silu(group_norm(x)) in one pass, without the intermediate tensor (the
+ * U-Net's norm-activation pair); same arguments as flash_group_norm. */
+FLASH_EXPORT flash_tensor *flash_group_norm_silu(flash_ctx *c, flash_tensor *x, int groups, flash_tensor *gamma,
+                                                 flash_tensor *beta, float eps);
 FLASH_EXPORT flash_tensor *flash_upsample_nearest2x(flash_ctx *c, flash_tensor *x);
 /* k x k window, stride k; k == H == W gives global average pooling. */
 FLASH_EXPORT flash_tensor *flash_avg_pool2d(flash_ctx *c, flash_tensor *x, int k);
