@@ -142,7 +142,7 @@ flash_tensor *flash_axpby(flash_ctx *c, const float *a, flash_tensor *x, const f
     flash_tensor *in[2] = {x, y};
     flash_tape_entry *e = flash_tape_record(c, "axpby", axpby_backward, out, 2, in);
     if (e) {
-        float *coef = flash_arena_alloc(c, 2 * rows * sizeof(float));
+        float *coef = flash_host_alloc(c, 2 * rows * sizeof(float));
         if (!coef) return NULL;
         for (size_t r = 0; r < rows; r++) {
             coef[r] = a[r];

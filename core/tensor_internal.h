@@ -82,12 +82,21 @@ struct flash_ctx {
     bool grad_on;
     bool failed;
     char err[1024];
+    /* Host memory for tensor headers, tape entries and host-side scratch:
+     * the context itself when the backend's memory is host memory (CPU),
+     * else a CPU context owned by this one (device backends). */
+    struct flash_ctx *host;
+    const char *device; /* "cpu" or "cuda" */
 };
 
 /* 64-byte aligned arena memory; on exhaustion (the backend allocator fails)
  * records the sticky error and returns NULL. bytes == 0 returns a valid
  * pointer. Valid until flash_ctx_reset. */
 void *flash_arena_alloc(flash_ctx *c, size_t bytes);
+/* Host memory valid until flash_ctx_reset (the arena itself on the CPU):
+ * for tensor headers, tape entries and anything the CPU reads or writes.
+ * On failure records the sticky error and returns NULL. */
+void *flash_host_alloc(flash_ctx *c, size_t bytes);
 /* Zeroed arena floats. */
 float *flash_arena_zeros(flash_ctx *c, size_t n);
 
