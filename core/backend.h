@@ -86,14 +86,14 @@ typedef struct flash_backend {
     /* ---- elementwise ---- */
     /* y (+)= a op b, b broadcast per bc */
     void (*binary)(flash_binop op, float *y, const float *a, const float *b, const flash_bcast *bc, bool acc);
-    /* gb[j] += scale * sum over a's positions mapping to b's j of x * w (w may
-     * be NULL); scratch: bc->outer doubles. */
+    /* gb[j] (+)= scale * sum over a's positions mapping to b's j of x * w (w
+     * may be NULL); scratch: bc->outer doubles. */
     void (*bcast_reduce)(float *gb, const float *x, const float *w, const flash_bcast *bc, float scale,
-                         double *scratch);
+                         double *scratch, bool acc);
     void (*unary)(flash_unop op, float *y, const float *x, size_t n, float a, float b);
-    /* gx += dy/dx * gy, given x and the forward output y */
+    /* gx (+)= dy/dx * gy, given x and the forward output y */
     void (*unary_backward)(flash_unop op, float *gx, const float *gy, const float *x, const float *y, size_t n,
-                           float a);
+                           float a, bool acc);
     /* out[r, i] (+)= a[r] * x[r, i] + b[r] * y[r, i] over rows x inner;
      * y and b may be NULL (then out (+)= a x). a, b are host arrays. */
     void (*axpby)(float *out, const float *a, const float *x, const float *b, const float *y, size_t rows,

@@ -15,6 +15,12 @@
 /* iarg[0]: offset of the view in the source (elements) */
 static void view_backward(flash_ctx *c, flash_tape_entry *e) {
     flash_tensor *x = e->in[0], *y = e->out;
+    if (y->numel == x->numel) { /* reshape, copy: the whole gradient */
+        bool acc;
+        float *gx = flash_grad_write(c, x, &acc);
+        if (gx) c->be->copy2d(gx, 0, y->grad, 0, 1, y->numel, acc);
+        return;
+    }
     float *gx = flash_grad_of(c, x);
     if (gx) c->be->copy2d(gx + (size_t)e->iarg[0], 0, y->grad, 0, 1, y->numel, true);
 }
@@ -85,10 +91,11 @@ flash_tensor *flash_copy(flash_ctx *c, flash_tensor *x) {
 static void concat_backward(flash_ctx *c, flash_tape_entry *e) {
     flash_tensor *a = e->in[0], *b = e->in[1], *y = e->out;
     const size_t rows = (size_t)y->shape[0], ia = a->numel / rows, ib = b->numel / rows;
-    float *ga = flash_grad_of(c, a);
-    if (ga) c->be->copy2d(ga, ia, y->grad, ia + ib, rows, ia, true);
-    float *gb = flash_grad_of(c, b);
-    if (gb) c->be->copy2d(gb, ib, y->grad + ia, ia + ib, rows, ib, true);
+    bool acc;
+    float *ga = flash_grad_write(c, a, &acc);
+    if (ga) c->be->copy2d(ga, ia, y->grad, ia + ib, rows, ia, acc);
+    float *gb = flash_grad_write(c, b, &acc);
+    if (gb) c->be->copy2d(gb, ib, y->grad + ia, ia + ib, rows, ib, acc);
 }
 
 flash_tensor *flash_concat(flash_ctx *c, flash_tensor *a, flash_tensor *b) {

@@ -24,10 +24,14 @@ static float host_scalar(flash_ctx *c, const float *dev) {
 /* farg[0]: the scale applied in forward (1 for sum, 1/n for mean) */
 static void sum_backward(flash_ctx *c, flash_tape_entry *e) {
     flash_tensor *x = e->in[0];
-    float *gx = flash_grad_of(c, x);
+    bool acc;
+    float *gx = flash_grad_write(c, x, &acc);
     if (!gx) return;
     const float g = host_scalar(c, e->out->grad) * e->farg[0];
-    c->be->unary(FLASH_UN_AFFINE, gx, gx, x->numel, 1.0f, g);
+    if (acc)
+        c->be->unary(FLASH_UN_AFFINE, gx, gx, x->numel, 1.0f, g);
+    else
+        c->be->fill(gx, x->numel, g);
 }
 
 static flash_tensor *reduce_all(flash_ctx *c, const char *name, flash_tensor *x, bool mean) {
@@ -86,10 +90,11 @@ static void mse_backward(flash_ctx *c, flash_tape_entry *e) {
     flash_tensor *a = e->in[0], *b = e->in[1];
     /* d/da mean((a-b)^2) = 2 (a - b) / n */
     const float k = 2.0f * host_scalar(c, e->out->grad) / (float)a->numel, mk = -k;
-    float *ga = flash_grad_of(c, a);
-    if (ga) c->be->axpby(ga, &k, a->data, &mk, b->data, 1, a->numel, true);
-    float *gb = flash_grad_of(c, b);
-    if (gb) c->be->axpby(gb, &mk, a->data, &k, b->data, 1, a->numel, true);
+    bool acc;
+    float *ga = flash_grad_write(c, a, &acc);
+    if (ga) c->be->axpby(ga, &k, a->data, &mk, b->data, 1, a->numel, acc);
+    float *gb = flash_grad_write(c, b, &acc);
+    if (gb) c->be->axpby(gb, &mk, a->data, &k, b->data, 1, a->numel, acc);
 }
 
 flash_tensor *flash_mse(flash_ctx *c, flash_tensor *a, flash_tensor *b) {

@@ -214,10 +214,8 @@ flash_tape_entry *flash_tape_record(flash_ctx *c, const char *opname, flash_back
     return e;
 }
 
-float *flash_grad_of(flash_ctx *c, flash_tensor *t) {
-    if (!c || !flash_needs_grad(t)) return NULL;
-    if (t->grad) return t->grad;
-    float *g = flash_arena_zeros(c, t->numel);
+static float *grad_new(flash_ctx *c, flash_tensor *t, bool zero) {
+    float *g = zero ? flash_arena_zeros(c, t->numel) : flash_arena_alloc(c, t->numel * sizeof(float));
     if (!g) return NULL;
     if (!(t->flags & FLASH_TENSOR_IN_ARENA)) {
         flash_leaf_grad *l = flash_arena_alloc(c, sizeof *l);
@@ -228,6 +226,19 @@ float *flash_grad_of(flash_ctx *c, flash_tensor *t) {
     }
     t->grad = g;
     return g;
+}
+
+float *flash_grad_of(flash_ctx *c, flash_tensor *t) {
+    if (!c || !flash_needs_grad(t)) return NULL;
+    return t->grad ? t->grad : grad_new(c, t, true);
+}
+
+float *flash_grad_write(flash_ctx *c, flash_tensor *t, bool *acc) {
+    *acc = true;
+    if (!c || !flash_needs_grad(t)) return NULL;
+    if (t->grad) return t->grad;
+    *acc = false;
+    return grad_new(c, t, false);
 }
 
 /* ---- shapes ---------------------------------------------------------------- */
@@ -421,8 +432,9 @@ flash_tensor *flash_full(flash_ctx *c, int ndim, const int *shape, float value) 
 
 flash_tensor *flash_tensor_per_sample(flash_ctx *c, const flash_tensor *like, const float *v) {
     if (!c || !like || !v) return NULL;
+    /* (n, 1, ..., 1) with like's rank, so it broadcasts against like */
     int s[4] = {like->shape[0], 1, 1, 1};
-    flash_tensor *t = flash_tensor_new(c, like->ndim == 2 ? 2 : (like->ndim == 1 ? 1 : 4), s);
+    flash_tensor *t = flash_tensor_new(c, like->ndim, s);
     if (t) c->be->from_host(t->data, v, t->numel);
     return t;
 }

@@ -102,6 +102,11 @@ flash_tape_entry *flash_tape_record(flash_ctx *c, const char *opname, flash_back
  * (parameters already have one). NULL when t does not require grad (or on
  * arena exhaustion, with the sticky error set). */
 float *flash_grad_of(flash_ctx *c, flash_tensor *t);
+/* For a backward that writes t's whole gradient with an overwrite-or-add
+ * kernel: when t has no gradient yet, returns fresh uninitialised memory
+ * and sets *acc = false (the caller must write every element), saving the
+ * zero fill and a read; otherwise returns t->grad with *acc = true. */
+float *flash_grad_write(flash_ctx *c, flash_tensor *t, bool *acc);
 static inline bool flash_needs_grad(const flash_tensor *t) {
     return t && (t->flags & FLASH_TENSOR_REQUIRES_GRAD);
 }
