@@ -149,13 +149,15 @@ void flash_ctx_reset(flash_ctx *c) {
     c->failed = false;
     c->err[0] = '\0';
     if (c->n_chunks > 1) {
-        /* coalesce: one chunk as large as everything this iteration needed */
-        size_t total = c->capacity;
+        /* coalesce: one chunk exactly as large as everything this iteration
+         * used, so the same sequence of allocations fits it next time */
+        size_t total = 0;
+        for (flash_arena_chunk *k = c->chunks; k; k = k->next) total += k->used;
+        if (total < c->chunks->size) total = c->chunks->size;
         chunks_free(c->be, c->chunks);
         c->chunks = chunk_new(c->be, total);
         c->n_chunks = c->chunks ? 1 : 0;
         c->capacity = c->chunks ? total : 0;
-        if (total > c->chunk_bytes) c->chunk_bytes = total;
     }
     for (flash_arena_chunk *k = c->chunks; k; k = k->next) {
         k->used = 0;
