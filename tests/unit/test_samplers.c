@@ -323,8 +323,15 @@ START_TEST(test_speed_10k_points)
     flash_tensor *x = pipe_sample(&p, xT, n, 2, NULL);
     double dt = flash_now() - t0;
     ck_assert_msg(x != NULL, "%s", flash_ctx_error(p.c));
-    fprintf(stderr, "dpmpp_2m, 25 steps, 10000 2-D points: %.3f s\n", dt);
-    ck_assert_msg(dt < 1.0, "took %.3f s", dt);
+    /* the 1 s budget is for optimised builds; sanitised or -O0 builds run
+     * several times slower and only get a loose bound */
+#if defined(__SANITIZE_ADDRESS__) || !defined(__OPTIMIZE__)
+    const double budget = 10.0;
+#else
+    const double budget = 1.0;
+#endif
+    fprintf(stderr, "dpmpp_2m, 25 steps, 10000 2-D points: %.3f s (budget %.0f s)\n", dt, budget);
+    ck_assert_msg(dt < budget, "took %.3f s", dt);
     free(xT);
     pipe_close(&p);
 }
