@@ -171,6 +171,8 @@ START_TEST(test_prediction_round_trip)
     ck_assert_ptr_nonnull(strstr(flash_ctx_error(c), "alpha_t = 0"));
     ck_assert_int_eq(flash_prediction_parse("v_prediction"), FLASH_PRED_V);
     ck_assert_int_eq(flash_prediction_parse("x0"), -1);
+    ck_assert_str_eq(flash_prediction_name(FLASH_PRED_SAMPLE), "sample");
+    ck_assert_str_eq(flash_prediction_name((flash_prediction)7), "unknown");
     flash_ctx_destroy(c);
 }
 END_TEST
