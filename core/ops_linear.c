@@ -103,7 +103,7 @@ static void linear_backward(flash_ctx *c, flash_tape_entry *e) {
         flash_bcast bc;
         flash_bcast_make(&bc, y, b);
         double *scratch = flash_arena_alloc(c, bc.outer * sizeof(double));
-        if (scratch) c->be->bcast_reduce(gb, y->grad, NULL, &bc, 1.0f, scratch);
+        if (scratch) c->be->bcast_reduce(gb, y->grad, NULL, &bc, 1.0f, scratch, true);
     }
 }
 
