@@ -10,15 +10,15 @@
  * Convolutions: a plan per geometry (shape, stride, pad, bias, thread
  * count) holds the forward, backward-data and backward-weights primitives,
  * the reorders between flash's NCHW/OIHW tensors and the primitives'
- * layouts, and the offsets of every intermediate buffer inside two
- * caller-provided workspaces (arena memory): no allocation after a plan is
- * made. Plans are made on first use and kept for the life of the process.
+ * layouts, and the offsets of every intermediate buffer. Plans are made on
+ * first use and kept for the life of the process.
  *
- *   forward workspace:  x and w in the primitive's layouts, y blocked,
- *                       scratchpad. Kept by the tape: the backward-weights
- *                       pass reuses the reordered x when the layouts agree.
- *   backward workspace: dy, w (backward-data layout), dx, dw blocked,
- *                       plain temporaries, scratchpad.
+ *   saved (caller's memory, kept by the tape until the backward): x in the
+ *       forward's layout, which the backward-weights pass reuses when the
+ *       layouts agree (they do for the blocked 3x3 convolutions);
+ *   transient (a per-thread buffer that grows to the largest plan and is
+ *       then reused: no allocation in steady state): w and y in the
+ *       forward's layouts, dy, w, dx, dw in the backward's, scratchpads.
  *
  * Gradients accumulate (+=): blocked results are reordered into the NCHW
  * gradient with a sum post-op; plain results go through a temporary.
@@ -27,7 +27,12 @@
  *
  * Determinism: oneDNN's CPU primitives and sgemm are run-to-run
  * reproducible for a fixed thread count; the plan key includes the count.
+ *
+ * Built with FLASH_BLAS=dnnl (the default); backend_cpu_blas.c provides the
+ * same kernels on OpenBLAS alone.
  */
+#if defined(FLASH_BLAS_DNNL)
+
 #include <dnnl.h>
 #include <omp.h>
 #include <pthread.h>
@@ -91,7 +96,7 @@ typedef struct conv_plan {
     int nthr;
     bool plain;
     dnnl_primitive_t fwd, bwd_data, bwd_w;
-    /* forward: x, w in; y out */
+    /* forward: x (offset in the saved block), w in; y out */
     conv_arg fx, fw, fy;
     /* backward data: dy, w in; dx out (accumulating reorder) */
     conv_arg dy, dw_w, dx;
@@ -101,8 +106,9 @@ typedef struct conv_plan {
     bool xw_shared, dyw_shared;
     dnnl_memory_t bias, dbias, f_scratch, b_scratch;
     size_t f_scratch_off, b_scratch_off;
-    size_t db_off, dx_tmp_off, gw_tmp_off; /* plain temporaries in the backward workspace */
-    size_t fwd_bytes, bwd_bytes;
+    size_t db_off, dx_tmp_off, gw_tmp_off; /* plain temporaries in the backward's transient buffer */
+    size_t saved_bytes;                    /* fx's blocked copy (0 when x is used in place) */
+    size_t fwd_bytes, bwd_bytes;           /* transient bytes of each pass */
     pthread_mutex_t lock; /* the memory objects' handles are set per call */
     struct conv_plan *next;
 } conv_plan;
@@ -247,8 +253,8 @@ static conv_plan *plan_make(const flash_conv_geom *g, int nthr, dnnl_status_t *s
         size_t s = pd_scratch(wpd);
         if (s > bscr) bscr = s;
     }
-    size_t fw = 0, bw = 0;
-    TRY(conv_arg_init(&p->fx, &x_user, pd_md(fpd, dnnl_query_src_md), true, false, &fw, &fscr), "reorder");
+    size_t fw = 0, bw = 0, sv = 0;
+    TRY(conv_arg_init(&p->fx, &x_user, pd_md(fpd, dnnl_query_src_md), true, false, &sv, &fscr), "reorder");
     TRY(conv_arg_init(&p->fw, &w_user, pd_md(fpd, dnnl_query_weights_md), true, false, &fw, &fscr), "reorder");
     TRY(conv_arg_init(&p->fy, &y_user, pd_md(fpd, dnnl_query_dst_md), false, false, &fw, &fscr), "reorder");
     TRY(conv_arg_init(&p->dy, &y_user, pd_md(dpd, dnnl_query_diff_dst_md), true, false, &bw, &bscr), "reorder");
@@ -289,6 +295,7 @@ static conv_plan *plan_make(const flash_conv_geom *g, int nthr, dnnl_status_t *s
     fw += align64(fscr > 0 ? fscr : 1);
     p->b_scratch_off = bw;
     bw += align64(bscr > 0 ? bscr : 1);
+    p->saved_bytes = sv;
     p->fwd_bytes = fw;
     p->bwd_bytes = bw;
     if (fpd) dnnl_primitive_desc_destroy(fpd);
@@ -338,13 +345,33 @@ static conv_plan *plan_get(const flash_conv_geom *g, char *msg, size_t msg_size)
 
 /* ---- convolution kernels -------------------------------------------------- */
 
-int flash_cpu_conv2d_workspace(const flash_conv_geom *g, size_t *fwd_bytes, size_t *bwd_bytes, char *msg,
-                               size_t msg_size) {
+int flash_cpu_conv2d_saved_bytes(const flash_conv_geom *g, size_t *saved_bytes, char *msg, size_t msg_size) {
     conv_plan *p = plan_get(g, msg, msg_size);
     if (!p) return 1;
-    if (fwd_bytes) *fwd_bytes = p->fwd_bytes;
-    if (bwd_bytes) *bwd_bytes = p->bwd_bytes;
+    *saved_bytes = p->saved_bytes;
     return 0;
+}
+
+/* The calling thread's transient buffer, grown to at least `bytes`. Kept
+ * for the life of the thread: after the first iteration it has reached the
+ * largest plan's size and no further allocation happens. */
+static _Thread_local struct {
+    void *p;
+    size_t cap;
+} t_scratch;
+
+static void *transient(size_t bytes, char *msg, size_t msg_size) {
+    if (bytes <= t_scratch.cap && t_scratch.p) return t_scratch.p;
+    size_t cap = bytes + bytes / 4 + 4096;
+    void *q = flash_cpu_backend.alloc(cap);
+    if (!q) {
+        if (msg && msg_size) snprintf(msg, msg_size, "out of memory for a %zu-byte convolution workspace", cap);
+        return NULL;
+    }
+    flash_cpu_backend.free(t_scratch.p);
+    t_scratch.p = q;
+    t_scratch.cap = cap;
+    return q;
 }
 
 static void *ws_at(void *ws, size_t off) { return (unsigned char *)ws + off; }
@@ -364,14 +391,20 @@ static dnnl_status_t arg_reorder(conv_arg *a, bool to_prim, dnnl_memory_t scratc
 }
 
 int flash_cpu_conv2d_forward(const flash_conv_geom *g, float *y, const float *x, const float *w, const float *b,
-                             void *fwd_ws, char *msg, size_t msg_size) {
+                             void *saved, char *msg, size_t msg_size) {
     conv_plan *p = plan_get(g, msg, msg_size);
     if (!p) return 1;
     pthread_mutex_lock(&p->lock);
-    arg_bind(&p->fx, x, fwd_ws);
-    arg_bind(&p->fw, w, fwd_ws);
-    arg_bind(&p->fy, y, fwd_ws);
-    dnnl_memory_set_data_handle(p->f_scratch, ws_at(fwd_ws, p->f_scratch_off));
+    /* without a backward to follow, x's blocked copy is transient too */
+    unsigned char *ws = transient(p->fwd_bytes + (saved ? 0 : p->saved_bytes), msg, msg_size);
+    if (!ws) {
+        pthread_mutex_unlock(&p->lock);
+        return 1;
+    }
+    arg_bind(&p->fx, x, saved ? saved : ws + p->fwd_bytes);
+    arg_bind(&p->fw, w, ws);
+    arg_bind(&p->fy, y, ws);
+    dnnl_memory_set_data_handle(p->f_scratch, ws_at(ws, p->f_scratch_off));
     if (g->bias) dnnl_memory_set_data_handle(p->bias, (void *)b);
     dnnl_status_t st = arg_reorder(&p->fx, true, p->f_scratch);
     if (st == dnnl_success) st = arg_reorder(&p->fw, true, p->f_scratch);
@@ -400,19 +433,27 @@ static void add_into(float *dst, const float *src, size_t n) {
 }
 
 int flash_cpu_conv2d_backward(const flash_conv_geom *g, float *gx, float *gw, float *gb, const float *gy,
-                              const float *x, const float *w, void *fwd_ws, void *bwd_ws, char *msg,
-                              size_t msg_size) {
+                              const float *x, const float *w, const void *saved, char *msg, size_t msg_size) {
     conv_plan *p = plan_get(g, msg, msg_size);
     if (!p) return 1;
+    if (p->saved_bytes && !saved) {
+        if (msg && msg_size) snprintf(msg, msg_size, "backward without the forward's saved data");
+        return 1;
+    }
     dnnl_status_t st = dnnl_success;
     const char *what = "convolution backward-data";
     pthread_mutex_lock(&p->lock);
-    dnnl_memory_set_data_handle(p->b_scratch, ws_at(bwd_ws, p->b_scratch_off));
+    unsigned char *ws = transient(p->bwd_bytes, msg, msg_size);
+    if (!ws) {
+        pthread_mutex_unlock(&p->lock);
+        return 1;
+    }
+    dnnl_memory_set_data_handle(p->b_scratch, ws_at(ws, p->b_scratch_off));
     if (gx) {
-        arg_bind(&p->dy, gy, bwd_ws);
-        arg_bind(&p->dw_w, w, bwd_ws);
+        arg_bind(&p->dy, gy, ws);
+        arg_bind(&p->dw_w, w, ws);
         /* a plain dx goes to a temporary and is added below */
-        arg_bind(&p->dx, p->dx.reorder ? gx : (float *)ws_at(bwd_ws, p->dx_tmp_off), bwd_ws);
+        arg_bind(&p->dx, p->dx.reorder ? gx : (float *)ws_at(ws, p->dx_tmp_off), ws);
         st = arg_reorder(&p->dy, true, p->b_scratch);
         if (st == dnnl_success) st = arg_reorder(&p->dw_w, true, p->b_scratch);
         if (st == dnnl_success) {
@@ -425,23 +466,22 @@ int flash_cpu_conv2d_backward(const flash_conv_geom *g, float *gx, float *gw, fl
         if (st == dnnl_success) st = arg_reorder(&p->dx, false, p->b_scratch);
         if (st == dnnl_success) st = dnnl_stream_wait(g_stream);
         if (st == dnnl_success && !p->dx.reorder)
-            add_into(gx, ws_at(bwd_ws, p->dx_tmp_off), (size_t)g->n * g->cin * g->h * g->w);
+            add_into(gx, ws_at(ws, p->dx_tmp_off), (size_t)g->n * g->cin * g->h * g->w);
     }
     if (st == dnnl_success && (gw || gb)) {
         what = "convolution backward-weights";
-        /* x in the primitive's layout: still in the forward workspace when
-         * the layouts agree (the forward reordered it there) */
-        if (p->xw_shared) arg_bind(&p->xw, x, fwd_ws);
-        else arg_bind(&p->xw, x, bwd_ws);
+        /* x in the primitive's layout: in `saved` when the layouts agree
+         * (the forward reordered it there) */
+        arg_bind(&p->xw, x, p->xw_shared ? (void *)saved : (void *)ws);
         /* dy: already reordered above when backward-data ran and the
          * layouts agree */
         bool dy_ready = p->dyw_shared && gx;
-        arg_bind(&p->dyw, gy, bwd_ws);
+        arg_bind(&p->dyw, gy, ws);
         /* gw may be NULL (frozen weights): the primitive still computes dw,
-         * into a temporary slot that is then dropped */
-        float *gw_user = gw ? gw : (float *)ws_at(bwd_ws, p->gw_tmp_off);
-        arg_bind(&p->gw, p->gw.reorder ? gw_user : (float *)ws_at(bwd_ws, p->gw_tmp_off), bwd_ws);
-        if (g->bias) dnnl_memory_set_data_handle(p->dbias, ws_at(bwd_ws, p->db_off));
+         * into a slot of the transient buffer that is then dropped */
+        float *gw_tmp = ws_at(ws, p->gw_tmp_off);
+        arg_bind(&p->gw, p->gw.reorder && gw ? gw : gw_tmp, ws);
+        if (g->bias) dnnl_memory_set_data_handle(p->dbias, ws_at(ws, p->db_off));
         if (!p->xw_shared) st = arg_reorder(&p->xw, true, p->b_scratch);
         if (st == dnnl_success && !dy_ready) st = arg_reorder(&p->dyw, true, p->b_scratch);
         if (st == dnnl_success) {
@@ -455,8 +495,8 @@ int flash_cpu_conv2d_backward(const flash_conv_geom *g, float *gx, float *gw, fl
         if (st == dnnl_success && gw) st = arg_reorder(&p->gw, false, p->b_scratch);
         if (st == dnnl_success) st = dnnl_stream_wait(g_stream);
         if (st == dnnl_success && gw && !p->gw.reorder)
-            add_into(gw, ws_at(bwd_ws, p->gw_tmp_off), (size_t)g->cout * g->cin * g->k * g->k);
-        if (st == dnnl_success && gb && g->bias) add_into(gb, ws_at(bwd_ws, p->db_off), (size_t)g->cout);
+            add_into(gw, gw_tmp, (size_t)g->cout * g->cin * g->k * g->k);
+        if (st == dnnl_success && gb && g->bias) add_into(gb, ws_at(ws, p->db_off), (size_t)g->cout);
     }
     pthread_mutex_unlock(&p->lock);
     if (st != dnnl_success) {
@@ -465,3 +505,5 @@ int flash_cpu_conv2d_backward(const flash_conv_geom *g, float *gx, float *gw, fl
     }
     return 0;
 }
+
+#endif

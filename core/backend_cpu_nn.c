@@ -1,100 +1,233 @@
-/* CPU kernels for group norm, nearest 2x upsampling and average pooling.
+/* CPU kernels for group norm (optionally fused with SiLU), nearest 2x
+ * upsampling and average pooling.
  *
  * Group norm: one task per (sample, group), OpenMP across tasks. Statistics
- * are two-pass in double (a group of unet-s is at most 4 x 784 floats, in
- * cache for the second pass), so the variance does not cancel. The
+ * are sums of deviations from a first estimate of the mean (the group's
+ * first element), so the variance does not cancel under a large common
+ * offset. The
  * backward uses the closed form
  *   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
  *   dxhat = dy * gamma,
  * with both means accumulated in double. Per-(sample, channel) partial sums
  * for dgamma and dbeta go to scratch and are reduced over samples in index
- * order: deterministic for any thread count.
+ * order: deterministic for any thread count. Fused with SiLU, the backward
+ * recomputes the pre-activation z from x and the statistics (in chunks that
+ * stay in L1) instead of storing it.
  */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "backend_cpu_nn.h"
 #include "tensor_internal.h"
 
+/* exp(x) without a libm call, so that loops over it vectorise: x = n ln2 + r
+ * with |r| <= ln2/2 (Cody-Waite, two-part ln2), e^r by its degree-7 Taylor
+ * polynomial (truncation < 2e-8 relative), 2^n by exponent bits. Inputs
+ * are clamped to [-87, 88], where e^x is a normal float; NaN propagates. */
+static inline float exp_f(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float n = (x * 1.44269504088896341f + magic) - magic;
+    float r = x - n * 0.693145751953125f;
+    r = r - n * 1.42860682030941723e-6f;
+    float p = 1.98412698e-4f;
+    p = p * r + 1.38888889e-3f;
+    p = p * r + 8.33333333e-3f;
+    p = p * r + 4.16666667e-2f;
+    p = p * r + 1.66666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    return p * scale;
+}
+
+static inline float sigmoid_f(float z) { return 1.0f / (1.0f + exp_f(-z)); }
+
+/* Sums over a group go through chunks of GN_CHUNK elements: 64 float lanes
+ * inside a chunk (four independent vector accumulators, so the loop is not
+ * bound by the add latency; exact enough for 256 terms), the chunk totals
+ * added in double, everything in a fixed order (deterministic). */
+#define GN_CHUNK 256
+#define GN_LANES 64
+
+static inline float lanes_total(float a[GN_LANES]) {
+    for (int l = 0; l < 16; l++) a[l] = (a[l] + a[l + 32]) + (a[l + 16] + a[l + 48]);
+    for (int l = 0; l < 8; l++) a[l] += a[l + 8];
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/* sum of d = x - m and of d^2 over x[0, len) */
+static void sum_dev(const float *x, size_t len, float m, double *s1, double *s2) {
+    double t1 = 0, t2 = 0;
+    for (size_t j0 = 0; j0 < len; j0 += GN_CHUNK) {
+        const size_t cl = len - j0 < GN_CHUNK ? len - j0 : GN_CHUNK;
+        const float *xj = x + j0;
+        float a[GN_LANES] = {0}, b[GN_LANES] = {0};
+        size_t j = 0;
+        for (; j + GN_LANES <= cl; j += GN_LANES)
+            for (int l = 0; l < GN_LANES; l++) {
+                const float d = xj[j + l] - m;
+                a[l] += d;
+                b[l] += d * d;
+            }
+        for (; j < cl; j++) {
+            const float d = xj[j] - m;
+            a[0] += d;
+            b[0] += d * d;
+        }
+        t1 += lanes_total(a);
+        t2 += lanes_total(b);
+    }
+    *s1 = t1;
+    *s2 = t2;
+}
+
+/* sum of dz (x - m) and of dz over [0, len), len <= GN_CHUNK */
+static void sum_dz(const float *dz, const float *x, int len, float m, double *sa, double *sb) {
+    float a[GN_LANES] = {0}, b[GN_LANES] = {0};
+    int j = 0;
+    for (; j + GN_LANES <= len; j += GN_LANES)
+        for (int l = 0; l < GN_LANES; l++) {
+            a[l] += dz[j + l] * (x[j + l] - m);
+            b[l] += dz[j + l];
+        }
+    for (; j < len; j++) {
+        a[0] += dz[j] * (x[j] - m);
+        b[0] += dz[j];
+    }
+    *sa += lanes_total(a);
+    *sb += lanes_total(b);
+}
+
+/* Statistics of one group: the mean estimate m = the first element is
+ * refined by the mean deviation from it, so the variance of data with a
+ * large common offset does not cancel (both sums are of small deviations). */
+static void group_stats(const float *xg, size_t gsize, float eps, double *mean, double *rstd) {
+    const float m0 = xg[0];
+    double s1, s2;
+    sum_dev(xg, gsize, m0, &s1, &s2);
+    const double dm = s1 / (double)gsize;
+    double var = s2 / (double)gsize - dm * dm;
+    if (var < 0) var = 0;
+    *mean = (double)m0 + dm;
+    *rstd = 1.0 / sqrt(var + (double)eps);
+}
+
+/* z = (x - m) sc + sh: the affine map of the forward, written around
+ * m = (float)mean so that it stays accurate with a large common offset;
+ * forward and backward compute it identically. */
+typedef struct gn_affine {
+    float m, sc, sh;
+} gn_affine;
+
+static inline gn_affine gn_affine_of(double mean, double rstd, const float *gamma, const float *beta, int cc) {
+    gn_affine a;
+    a.m = (float)mean;
+    const double sc = rstd * (gamma ? gamma[cc] : 1.0f);
+    a.sc = (float)sc;
+    a.sh = (float)((beta ? beta[cc] : 0.0f) - (mean - (double)a.m) * sc);
+    return a;
+}
+
 void flash_cpu_group_norm_forward(float *y, double *stats, const float *x, const float *gamma, const float *beta,
-                                  int n, int c, int hw, int groups, float eps) {
+                                  int n, int c, int hw, int groups, float eps, bool silu) {
     const int cpg = c / groups;
     const size_t gsize = (size_t)cpg * hw;
     const long long tasks = (long long)n * groups;
 #pragma omp parallel for schedule(static) if ((size_t)tasks * gsize > FLASH_PAR_THRESHOLD && tasks > 1)
     for (long long t = 0; t < tasks; t++) {
-        const int s = (int)(t / groups), g = (int)(t % groups);
-        const size_t base = ((size_t)s * c + (size_t)g * cpg) * hw;
-        const float *xg = x + base;
-        double acc[8] = {0};
-        size_t i = 0;
-        for (; i + 8 <= gsize; i += 8)
-            for (int l = 0; l < 8; l++) acc[l] += xg[i + l];
-        for (; i < gsize; i++) acc[0] += xg[i];
-        double mean = (((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))) / (double)gsize;
-        double sq[8] = {0};
-        i = 0;
-        for (; i + 8 <= gsize; i += 8)
-            for (int l = 0; l < 8; l++) {
-                double d = xg[i + l] - mean;
-                sq[l] += d * d;
-            }
-        for (; i < gsize; i++) {
-            double d = xg[i] - mean;
-            sq[0] += d * d;
-        }
-        double var = (((sq[0] + sq[4]) + (sq[2] + sq[6])) + ((sq[1] + sq[5]) + (sq[3] + sq[7]))) / (double)gsize;
-        double rstd = 1.0 / sqrt(var + (double)eps);
+        const int g = (int)(t % groups);
+        const size_t base = ((size_t)(t / groups) * c + (size_t)g * cpg) * hw;
+        double mean, rstd;
+        group_stats(x + base, gsize, eps, &mean, &rstd);
         stats[2 * t] = mean;
         stats[2 * t + 1] = rstd;
-        const float fm = (float)mean, fr = (float)rstd;
         for (int ch = 0; ch < cpg; ch++) {
-            const int cc = g * cpg + ch;
-            const float sc = fr * (gamma ? gamma[cc] : 1.0f);
-            const float sh = (beta ? beta[cc] : 0.0f) - fm * sc;
-            const float *xc = xg + (size_t)ch * hw;
+            const gn_affine a = gn_affine_of(mean, rstd, gamma, beta, g * cpg + ch);
+            const float *xc = x + base + (size_t)ch * hw;
             float *yc = y + base + (size_t)ch * hw;
-            for (int j = 0; j < hw; j++) yc[j] = xc[j] * sc + sh;
+            if (silu)
+                for (int j = 0; j < hw; j++) {
+                    const float z = (xc[j] - a.m) * a.sc + a.sh;
+                    yc[j] = z * sigmoid_f(z);
+                }
+            else
+                for (int j = 0; j < hw; j++) yc[j] = (xc[j] - a.m) * a.sc + a.sh;
         }
     }
 }
 
+/* dz = d silu(z) / dz * gy with z recomputed as in the forward */
+static inline void silu_grad(float *dz, const float *gy, const float *x, gn_affine a, int len) {
+    for (int j = 0; j < len; j++) {
+        const float z = (x[j] - a.m) * a.sc + a.sh, s = sigmoid_f(z);
+        dz[j] = gy[j] * s * (1.0f + z * (1.0f - s));
+    }
+}
+
+/* Each thread's buffer for one channel's dz (the SiLU backward), kept so
+ * that the second pass reads it instead of recomputing exp; grows to the
+ * largest H x W seen. */
+static _Thread_local struct {
+    float *p;
+    size_t cap;
+} t_dz;
+
+static float *dz_buffer(size_t n) {
+    if (t_dz.p && t_dz.cap >= n) return t_dz.p;
+    float *q = flash_cpu_backend.alloc(n * sizeof(float));
+    if (!q) return NULL;
+    flash_cpu_backend.free(t_dz.p);
+    t_dz.p = q;
+    t_dz.cap = n;
+    return q;
+}
+
 void flash_cpu_group_norm_backward(float *gx, float *ggamma, float *gbeta, const float *gy, const float *x,
-                                   const double *stats, const float *gamma, int n, int c, int hw, int groups,
-                                   double *scratch) {
+                                   const double *stats, const float *gamma, const float *beta, int n, int c, int hw,
+                                   int groups, bool silu, double *scratch) {
     const int cpg = c / groups;
     const size_t gsize = (size_t)cpg * hw;
     const long long tasks = (long long)n * groups;
-    /* scratch: per (sample, channel) sum(dy * xhat) and sum(dy) */
+    /* scratch: per (sample, channel) sum(dz * xhat) and sum(dz), dz being
+     * the gradient at the norm's output (gy itself without silu) */
     double *pg = scratch, *pb = scratch + (size_t)n * c;
 #pragma omp parallel for schedule(static) if ((size_t)tasks * gsize > FLASH_PAR_THRESHOLD && tasks > 1)
     for (long long t = 0; t < tasks; t++) {
         const int s = (int)(t / groups), g = (int)(t % groups);
         const size_t base = ((size_t)s * c + (size_t)g * cpg) * hw;
         const double mean = stats[2 * t], rstd = stats[2 * t + 1];
-        /* per channel: a = sum(dy * x), b = sum(dy), giving
-         * sum(dy * xhat) = rstd * (a - mean * b) */
+        /* the group's dz, when it fits the thread's buffer; else recomputed */
+        float *dzg = silu ? dz_buffer(gsize) : NULL;
+        float buf[GN_CHUNK];
         double sum_dxhat = 0, sum_dxhat_xhat = 0;
+        gn_affine af[64];
         for (int ch = 0; ch < cpg; ch++) {
             const int cc = g * cpg + ch;
             const float *xc = x + base + (size_t)ch * hw, *gc = gy + base + (size_t)ch * hw;
-            double a[8] = {0}, b[8] = {0};
-            int j = 0;
-            for (; j + 8 <= hw; j += 8)
-                for (int l = 0; l < 8; l++) {
-                    a[l] += (double)gc[j + l] * xc[j + l];
-                    b[l] += gc[j + l];
+            const gn_affine a = gn_affine_of(mean, rstd, gamma, beta, cc);
+            if (ch < 64) af[ch] = a;
+            /* sum(dz xhat) = rstd (sum(dz (x - m)) - (mean - m) sum(dz)) */
+            double sa = 0, sb = 0;
+            for (int j0 = 0; j0 < hw; j0 += GN_CHUNK) {
+                const int len = hw - j0 < GN_CHUNK ? hw - j0 : GN_CHUNK;
+                const float *dz = gc + j0;
+                if (silu) {
+                    float *dst = dzg ? dzg + (size_t)ch * hw + j0 : buf;
+                    silu_grad(dst, gc + j0, xc + j0, a, len);
+                    dz = dst;
                 }
-            for (; j < hw; j++) {
-                a[0] += (double)gc[j] * xc[j];
-                b[0] += gc[j];
+                sum_dz(dz, xc + j0, len, a.m, &sa, &sb);
             }
-            double sa = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-            double sb = ((b[0] + b[4]) + (b[2] + b[6])) + ((b[1] + b[5]) + (b[3] + b[7]));
-            double dyxhat = rstd * (sa - mean * sb);
+            const double dyxhat = rstd * (sa - (mean - (double)a.m) * sb);
             pg[(size_t)s * c + cc] = dyxhat;
             pb[(size_t)s * c + cc] = sb;
-            double gm = gamma ? gamma[cc] : 1.0;
+            const double gm = gamma ? gamma[cc] : 1.0;
             sum_dxhat += gm * sb;
             sum_dxhat_xhat += gm * dyxhat;
         }
@@ -104,11 +237,26 @@ void flash_cpu_group_norm_backward(float *gx, float *ggamma, float *gbeta, const
             const int cc = g * cpg + ch;
             const float *xc = x + base + (size_t)ch * hw, *gc = gy + base + (size_t)ch * hw;
             float *dc = gx + base + (size_t)ch * hw;
-            /* dx = rstd * (gamma dy - m1 - (x - mean) rstd m2), as a*dy + b*x + c */
+            const gn_affine a = ch < 64 ? af[ch] : gn_affine_of(mean, rstd, gamma, beta, cc);
+            /* dx = rstd (gamma dz - m1 - (x - mean) rstd m2)
+             *    = ka dz + kb (x - m) + kc,  x - mean = (x - m) - (mean - m) */
             const float ka = (float)(rstd * (gamma ? gamma[cc] : 1.0));
             const float kb = (float)(-rstd * rstd * m2);
-            const float kc = (float)(rstd * (mean * rstd * m2 - m1));
-            for (int j = 0; j < hw; j++) dc[j] += ka * gc[j] + kb * xc[j] + kc;
+            const float kc = (float)(rstd * ((mean - (double)a.m) * rstd * m2 - m1));
+            for (int j0 = 0; j0 < hw; j0 += GN_CHUNK) {
+                const int len = hw - j0 < GN_CHUNK ? hw - j0 : GN_CHUNK;
+                const float *dz = gc + j0, *xj = xc + j0;
+                if (silu) {
+                    if (dzg) {
+                        dz = dzg + (size_t)ch * hw + j0;
+                    } else {
+                        silu_grad(buf, gc + j0, xj, a, len);
+                        dz = buf;
+                    }
+                }
+                float *dj = dc + j0;
+                for (int j = 0; j < len; j++) dj[j] += ka * dz[j] + kb * (xj[j] - a.m) + kc;
+            }
         }
     }
     if (ggamma || gbeta)

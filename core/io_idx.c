@@ -82,12 +82,37 @@ flash_status flash_idx_read(const char *path, flash_array *out, flash_error *err
         }
         total *= v;
     }
-    uint8_t *data = malloc(total ? total : 1);
+    /* Read in growing chunks rather than allocating what the header claims
+     * up front: a damaged header then reads as truncation, not as a huge
+     * allocation. */
+    size_t cap = total < ((size_t)1 << 24) ? total : ((size_t)1 << 24);
+    uint8_t *data = malloc(cap ? cap : 1);
     if (!data) {
         gzclose(g);
-        return flash_error_set(err, FLASH_ERR_NOMEM, "%s: out of memory for %zu bytes", path, total);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "%s: out of memory for %zu bytes", path, cap);
     }
-    long long got = gz_read_all(g, data, total);
+    long long got = 0;
+    while ((size_t)got < total) {
+        if ((size_t)got == cap) {
+            size_t ncap = cap > total / 2 ? total : cap * 2;
+            uint8_t *grown = realloc(data, ncap);
+            if (!grown) {
+                free(data);
+                gzclose(g);
+                return flash_error_set(err, FLASH_ERR_NOMEM, "%s: out of memory for %zu bytes", path, ncap);
+            }
+            data = grown;
+            cap = ncap;
+        }
+        long long r = gz_read_all(g, data + got, cap - (size_t)got);
+        if (r < 0) {
+            got = -1;
+            break;
+        }
+        got += r;
+        if ((size_t)got < cap)
+            break; /* end of input */
+    }
     if (got < 0 || (size_t)got != total) {
         char what[128];
         if (got < 0)

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "flash's file formats are little-endian and are read and written by memcpy; a big-endian port must swap bytes"
@@ -353,6 +354,16 @@ flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err
     flash_dtype dt = known[found].t;
     if (shape_bytes(ndim, shape, flash_dtype_size(dt), &numel, &nbytes))
         return npy_fail(f, err, FLASH_ERR_IO, path, "shape too large");
+    /* Compare with the bytes present before allocating, so a damaged shape
+     * reads as truncation rather than a huge allocation. */
+    struct stat sb;
+    long here = ftell(f);
+    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && here >= 0 &&
+        (uint64_t)(sb.st_size - here) < (uint64_t)nbytes) {
+        fclose(f);
+        return flash_error_set(err, FLASH_ERR_IO, "%s: truncated .npy: %lld of %zu data bytes present", path,
+                               (long long)(sb.st_size - here), nbytes);
+    }
     void *data = malloc(nbytes ? nbytes : 1);
     if (!data) {
         fclose(f);

@@ -3,14 +3,20 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
 static flash_log_level g_level = FLASH_LOG_INFO;
+
+/* True while a progress line is drawn on a terminal without its newline:
+ * a log line then first clears it (the next update redraws it below). */
+static atomic_int g_progress_drawn;
 
 void flash_log_set_level(flash_log_level lvl)
 {
@@ -34,7 +40,8 @@ void flash_logf(flash_log_level lvl, const char *fmt, ...)
         return;
     /* One fputs per line, so lines from several threads do not interleave. */
     char line[2048];
-    int n = snprintf(line, sizeof line, "[flash] %s: ", level_name(lvl));
+    int clear = atomic_exchange(&g_progress_drawn, 0);
+    int n = snprintf(line, sizeof line, "%s[flash] %s: ", clear ? "\r\033[K" : "", level_name(lvl));
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
@@ -124,9 +131,14 @@ void flash_progress_update(flash_progress *p, int64_t step, const char *fmt, ...
     else
         snprintf(line, sizeof line, "%s %lld | %s%s%s", p->label, (long long)step, rate_s, text[0] ? " | " : "",
                  text);
-    if (p->is_tty)
+    if (p->is_tty) {
+        /* Cut to the terminal's width: a wrapped line cannot be redrawn. */
+        struct winsize ws;
+        if (ioctl(fileno(stderr), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && strlen(line) >= ws.ws_col)
+            line[ws.ws_col - 1] = '\0';
         fprintf(stderr, "\r%s\033[K", line); /* carriage return, then clear the rest of the line */
-    else
+        g_progress_drawn = 1;
+    } else
         fprintf(stderr, "%s\n", line);
     fflush(stderr);
 }
@@ -135,7 +147,7 @@ void flash_progress_end(flash_progress *p)
 {
     char took[32];
     fmt_duration(took, sizeof took, flash_now() - p->t0);
-    if (p->is_tty)
+    if (atomic_exchange(&g_progress_drawn, 0))
         fprintf(stderr, "\n");
     fprintf(stderr, "%s done in %s\n", p->label, took);
     fflush(stderr);

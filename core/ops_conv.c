@@ -3,9 +3,9 @@
  *
  *   y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] x[n, c, i s - pad + p, j s - pad + q]
  *
- * with zeros outside x. The fast path is the backend's conv2d kernels; they
- * need two workspaces, taken from the context arena: the forward's is kept
- * by the tape entry because the backward reuses what it holds.
+ * with zeros outside x. The fast path is the backend's conv2d kernels. When
+ * the op goes on the tape, the forward keeps data for the backward (x in the
+ * backend's layout) in arena memory held by the tape entry.
  */
 #include <stdio.h>
 #include <string.h>
@@ -117,14 +117,7 @@ static void conv2d_backward(flash_ctx *c, flash_tape_entry *e) {
     float *gx = flash_grad_of(c, x), *gw = flash_grad_of(c, w), *gb = flash_grad_of(c, b);
     if (c->failed || (!gx && !gw && !gb)) return;
     char msg[256] = "";
-    size_t fwd_bytes = 0, bwd_bytes = 0;
-    if (c->be->conv2d_workspace(&g, &fwd_bytes, &bwd_bytes, msg, sizeof msg)) {
-        flash_op_fail(c, "conv2d", "backward: %s", msg);
-        return;
-    }
-    void *ws = flash_arena_alloc(c, bwd_bytes);
-    if (!ws) return;
-    if (c->be->conv2d_backward(&g, gx, gw, gb, y->grad, x->data, w->data, e->saved, ws, msg, sizeof msg))
+    if (c->be->conv2d_backward(&g, gx, gw, gb, y->grad, x->data, w->data, e->saved, msg, sizeof msg))
         flash_op_fail(c, "conv2d", "backward: %s", msg);
 }
 
@@ -147,13 +140,18 @@ flash_tensor *flash_conv2d(flash_ctx *c, flash_tensor *x, flash_tensor *w, flash
     flash_tensor *y = flash_tensor_4d(c, g.n, g.cout, g.ho, g.wo);
     if (!y) return NULL;
     char msg[256] = "";
-    size_t fwd_bytes = 0, bwd_bytes = 0;
-    if (c->be->conv2d_workspace(&g, &fwd_bytes, &bwd_bytes, msg, sizeof msg))
-        return flash_op_fail(c, "conv2d", "x %s, w %s: %s", flash_tensor_shape_str(x, sx, sizeof sx),
-                             flash_tensor_shape_str(w, sw, sizeof sw), msg);
-    void *ws = flash_arena_alloc(c, fwd_bytes);
-    if (!ws) return NULL;
-    if (c->be->conv2d_forward(&g, y->data, x->data, w->data, b ? b->data : NULL, ws, msg, sizeof msg))
+    /* memory for the backward only when there will be one */
+    const bool taped = c->grad_on && (flash_needs_grad(x) || flash_needs_grad(w) || flash_needs_grad(b));
+    void *saved = NULL;
+    if (taped) {
+        size_t saved_bytes = 0;
+        if (c->be->conv2d_saved_bytes(&g, &saved_bytes, msg, sizeof msg))
+            return flash_op_fail(c, "conv2d", "x %s, w %s: %s", flash_tensor_shape_str(x, sx, sizeof sx),
+                                 flash_tensor_shape_str(w, sw, sizeof sw), msg);
+        saved = flash_arena_alloc(c, saved_bytes);
+        if (!saved) return NULL;
+    }
+    if (c->be->conv2d_forward(&g, y->data, x->data, w->data, b ? b->data : NULL, saved, msg, sizeof msg))
         return flash_op_fail(c, "conv2d", "x %s, w %s: %s", flash_tensor_shape_str(x, sx, sizeof sx),
                              flash_tensor_shape_str(w, sw, sizeof sw), msg);
     flash_tensor *ins[3] = {x, w, b};
@@ -161,7 +159,7 @@ flash_tensor *flash_conv2d(flash_ctx *c, flash_tensor *x, flash_tensor *w, flash
     if (e) {
         e->iarg[0] = stride;
         e->iarg[1] = pad;
-        e->saved = ws;
+        e->saved = saved;
     }
     return y;
 }

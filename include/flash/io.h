@@ -97,7 +97,8 @@ FLASH_EXPORT const char *flash_safetensors_meta(const flash_safetensors *st, con
  * EMA copy, Adam m and v under "ema.", "adam_m.", "adam_v." prefixes when
  * present) and, in __metadata__: format "flash-checkpoint-1", step, the RNG
  * state, the resolved config (YAML), and a checksum (FNV-1a 64 of all tensor
- * bytes) that load verifies. */
+ * bytes) that load verifies, plus meta_checksum over format, step, rng and
+ * config (see core/checkpoint.c). */
 typedef struct flash_ckpt_info {
     int64_t step;
     flash_rng rng;

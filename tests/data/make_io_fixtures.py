@@ -14,6 +14,7 @@ are closed-form so the C test can recompute them without reading this file:
   f32_empty.npy    float32 (0, 3)
   fortran.npy      float32 (2, 3) in Fortran order (refused)
   bigendian.npy    >f4 (3,)         (refused)
+  f32_v2.npy       float32 (2, 3) as f32_2x3.npy, in format version 2.0
 
 Run from the repository root: python3 tests/data/make_io_fixtures.py
 """
@@ -38,3 +39,7 @@ save("f32_scalar.npy", np.array(2.5, dtype=np.float32))
 save("f32_empty.npy", np.zeros((0, 3), dtype=np.float32))
 save("fortran.npy", np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3)))
 save("bigendian.npy", np.arange(3, dtype=">f4"))
+with open(os.path.join(out, "f32_v2.npy"), "wb") as f:
+    np.lib.format.write_array(
+        f, np.arange(6, dtype=np.float32).reshape(2, 3) * np.float32(0.25) - np.float32(1), version=(2, 0)
+    )

@@ -53,6 +53,12 @@ expect 2 "--set unknown key" '--set' 'loss\.wieght' -- check good.yaml --set los
 expect 0 "--set applied" -- check good.yaml --set loss.weight=0.25
 grep -q 'weight: 0.25' out || fail "--set not in the resolved config: $(cat out)"
 
+# slots inside plain maps and lists of slots are checked too
+printf 'group:\n  data: {plugin: toy2d, kind: two_moons}\n  inner:\n    losses: [{plugin: mse}, {plugin: mse, weight: 2}]\n' >nested.yaml
+expect 0 "nested slots" '3 components created' -- check nested.yaml
+printf 'group:\n  inner:\n    loss: {plugin: mse, wieght: 1}\n' >nested_bad.yaml
+expect 2 "nested unknown key" 'nested_bad\.yaml:3:[0-9]+' 'group\.inner\.loss\.wieght' -- check nested_bad.yaml
+
 expect 2 "missing config" 'nope\.yaml' -- check nope.yaml
 expect 2 "no config" 'no config' -- check
 expect 2 "unknown option" "unknown option '--frobnicate'" -- check good.yaml --frobnicate

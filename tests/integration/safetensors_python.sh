@@ -59,8 +59,36 @@ assert a.dtype == np.float32 and np.array_equal(a, want["w"])
 b = np.load(f"{d}/i64.npy", allow_pickle=False)
 assert b.dtype == np.int64 and np.array_equal(b, want["ids"])
 
+# A checkpoint (closed forms in tests/tools/io_interop.c).
+path = f"{d}/ckpt.safetensors"
+ck = load_file(path)
+bias = np.float32(0.5) - k(3, dtype=np.float32)
+g = k(15, dtype=np.float32) * np.float32(0.01) - np.float32(0.05)
+b1, b2 = np.float32(0.9), np.float32(0.999)
+m = (np.float32(1) - b1) * g
+v = (np.float32(1) - b2) * g * g
+assert sorted(ck) == sorted(p + n for p in ["", "ema.", "adam_m.", "adam_v."] for n in ["a.weight", "a.bias"]), sorted(ck)
+for prefix in ["", "ema."]:
+    assert ck[prefix + "a.weight"].dtype == np.float32 and ck[prefix + "a.weight"].shape == (3, 4)
+    assert np.array_equal(ck[prefix + "a.weight"], want["w"]), prefix
+    assert np.array_equal(ck[prefix + "a.bias"], bias), prefix
+for prefix, ref in [("adam_m.", m), ("adam_v.", v)]:
+    flat = np.concatenate([ck[prefix + "a.weight"].ravel(), ck[prefix + "a.bias"]])
+    assert np.allclose(flat, ref, rtol=1e-6, atol=0), (prefix, flat, ref)
+with safe_open(path, framework="np") as f:
+    cm = f.metadata()
+assert cm["format"] == "flash-checkpoint-1" and cm["step"] == "42", cm
+assert cm["config"] == "model: {plugin: mlp}\nsteps: 42\n", cm["config"]
+# The checksum: FNV-1a 64 over the data section (everything after the header).
+raw = open(path, "rb").read()
+n = int.from_bytes(raw[:8], "little")
+h = 0xCBF29CE484222325
+for byte in raw[8 + n:]:
+    h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+assert cm["checksum"] == f"{h:016x}", (cm["checksum"], f"{h:016x}")
+
 save_file(want, f"{d}/from_python.safetensors", metadata=meta)
-print("python: flash's safetensors and npy files match")
+print("python: flash's safetensors, npy and checkpoint files match")
 PYEOF
 
 "$TOOL" check "$DIR/from_python.safetensors"

@@ -13,6 +13,12 @@
  *   i    I32 (4,)     -1000 * k
  *   metadata: format "flash-test", note "h\u00e9llo \"quoted\"\n"
  * f32.npy is w with shape (3, 4); i64.npy is ids.
+ *
+ * DIR/ckpt.safetensors is a checkpoint (step 42, config CKPT_CONFIG) of
+ * params "a.weight" (3, 4) = w and "a.bias" (3,) = 0.5 - k, with the EMA
+ * taken right after setting them (so equal), then gradients g = k * 0.01 - 0.05
+ * (flat over the block) and one Adam step with lr 0, beta1 0.9, beta2 0.999:
+ * adam_m = 0.1 g, adam_v = 0.001 g^2, data unchanged.
  */
 #include "flash/flash.h"
 
@@ -41,6 +47,37 @@ static void fill(void)
         iv[k] = -1000 * k;
 }
 
+static const char *CKPT_CONFIG = "model: {plugin: mlp}\nsteps: 42\n";
+
+static flash_status write_ckpt(const char *path, flash_error *err)
+{
+    flash_params *p = flash_params_create();
+    if (!p)
+        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    flash_status st = FLASH_ERR_RUNTIME;
+    flash_tensor *tw = flash_params_add(p, "a.weight", 2, (int[]){3, 4});
+    flash_tensor *tb = flash_params_add(p, "a.bias", 1, (int[]){3});
+    if (!tw || !tb || (st = flash_params_finalize(p, err)))
+        goto done;
+    memcpy(tw->data, w, sizeof w);
+    for (int k = 0; k < 3; k++)
+        tb->data[k] = 0.5f - (float)k;
+    if ((st = flash_params_ema_update(p, 0.99f, err)))
+        goto done;
+    float *g = flash_params_grad(p);
+    for (size_t k = 0; k < flash_params_count(p); k++)
+        g[k] = (float)k * 0.01f - 0.05f;
+    flash_adam opt = {.lr = 0.0f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f};
+    if ((st = flash_adam_step(p, &opt, 1, err)))
+        goto done;
+    flash_ckpt_info info = {.step = 42, .config_yaml = (char *)CKPT_CONFIG};
+    flash_rng_seed(&info.rng, 5);
+    st = flash_checkpoint_save(path, p, &info, err);
+done:
+    flash_params_destroy(p);
+    return st;
+}
+
 static int write_all(const char *dir)
 {
     flash_error err = {0};
@@ -60,6 +97,9 @@ static int write_all(const char *dir)
         goto fail;
     snprintf(path, sizeof path, "%s/i64.npy", dir);
     if (flash_npy_write(path, FLASH_I64, 1, is, ids, &err))
+        goto fail;
+    snprintf(path, sizeof path, "%s/ckpt.safetensors", dir);
+    if (write_ckpt(path, &err))
         goto fail;
     return 0;
 fail:

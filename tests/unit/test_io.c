@@ -4,9 +4,11 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <png.h>
+#include <pty.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +39,9 @@ static void teardown(void)
 
 static const char *tmp_path(const char *name)
 {
-    static char buf[4][512];
+    static char buf[8][512];
     static int k;
-    char *p = buf[k++ % 4];
+    char *p = buf[k++ % 8];
     snprintf(p, 512, "%s/%s", g_dir, name);
     return p;
 }
@@ -54,6 +56,9 @@ static const char *fixture(const char *name)
 
 static void write_bytes(const char *path, const void *buf, size_t n)
 {
+    /* Unlink first: truncating a file that has data makes ext4 flush it on
+     * close (auto_da_alloc), which makes thousands of rewrites slow. */
+    remove(path);
     FILE *f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(fwrite(buf, 1, n, f), n);
@@ -263,6 +268,15 @@ START_TEST(test_npy_reads_numpy_files)
         ck_assert_float_eq(((float *)a.data)[k], (float)k * 0.25f - 1.0f);
     flash_array_free(&a);
 
+    /* The same array in format version 2.0 (u32 header length). */
+    ck_assert_msg(flash_npy_read(fixture("f32_v2.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
+    ck_assert_int_eq(a.ndim, 2);
+    ck_assert_int_eq(a.shape[0], 2);
+    ck_assert_int_eq(a.shape[1], 3);
+    for (int k = 0; k < 6; k++)
+        ck_assert_float_eq(((float *)a.data)[k], (float)k * 0.25f - 1.0f);
+    flash_array_free(&a);
+
     ck_assert_msg(flash_npy_read(fixture("f64_4.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
     ck_assert_int_eq(a.dtype, FLASH_F64);
     ck_assert_int_eq(a.ndim, 1);
@@ -349,6 +363,14 @@ START_TEST(test_npy_refuses_truncated_and_bad_magic)
     bad[n] = 0;
     write_bytes(p, bad, n + 1);
     assert_refused(flash_npy_read(p, &a, &err), &err, p, "trailing");
+
+    /* A damaged shape claiming petabytes reads as truncation. */
+    const char *huge = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000000,), }";
+    memcpy(bad, ref, n);
+    memset(bad + 10, ' ', 117);
+    memcpy(bad + 10, huge, strlen(huge));
+    write_bytes(p, bad, n);
+    assert_refused(flash_npy_read(p, &a, &err), &err, p, "truncated");
 
     /* A header that is not a dict. */
     memcpy(bad, ref, n);
@@ -636,6 +658,11 @@ START_TEST(test_idx_refuses_malformed)
     write_bytes(p, buf, n - 1);
     assert_refused(flash_idx_read(p, &a, &err), &err, p, "truncated");
 
+    /* Dimensions claiming petabytes read as truncation. */
+    unsigned char huge[20] = {0, 0, 8, 3, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x10, 0, 0, 0, 0x10, 0, 1, 2, 3, 4};
+    write_bytes(p, huge, sizeof huge);
+    assert_refused(flash_idx_read(p, &a, &err), &err, p, "truncated");
+
     /* Trailing garbage. */
     buf[n] = 1;
     write_bytes(p, buf, n + 1);
@@ -815,6 +842,51 @@ START_TEST(test_progress_plain_lines)
 }
 END_TEST
 
+START_TEST(test_progress_tty_redraws)
+{
+    /* stderr on a pseudo-terminal: one line redrawn with carriage returns. */
+    int master, slave;
+    struct winsize ws = {.ws_row = 24, .ws_col = 60};
+    ck_assert_int_eq(openpty(&master, &slave, NULL, NULL, &ws), 0);
+    fflush(stderr);
+    ck_assert_int_eq(dup2(slave, STDERR_FILENO), STDERR_FILENO);
+    flash_progress pr;
+    flash_progress_begin(&pr, "sample", 10, 20);
+    ck_assert_int_eq(pr.is_tty, 1);
+    flash_progress_update(&pr, 11, "fid %.1f", 12.5);
+    usleep(120000); /* past the redraw interval */
+    flash_progress_update(&pr, 12, NULL);
+    flash_progress_update(&pr, 13, NULL); /* within the interval: skipped */
+    flash_info("a log line clears the progress line first");
+    flash_progress_update(&pr, 20, "done, and a long text that the terminal width cuts off here");
+    flash_progress_end(&pr);
+    fflush(stderr);
+    char buf[4096];
+    size_t n = 0;
+    ck_assert_int_eq(fcntl(master, F_SETFL, O_NONBLOCK), 0);
+    for (ssize_t r; n < sizeof buf - 1 && (r = read(master, buf + n, sizeof buf - 1 - n)) > 0;)
+        n += (size_t)r;
+    buf[n] = '\0';
+    ck_assert_msg(strstr(buf, "\rsample 11/20 | ") != NULL, "%s", buf);
+    ck_assert_ptr_nonnull(strstr(buf, "| fid 12.5\033[K"));
+    ck_assert_ptr_nonnull(strstr(buf, "\rsample 12/20 | "));
+    ck_assert_ptr_null(strstr(buf, "sample 13/20"));
+    ck_assert_ptr_nonnull(strstr(buf, "\rsample 20/20 | "));
+    ck_assert_ptr_nonnull(strstr(buf, "\r\033[K[flash] info: a log line clears"));
+    ck_assert_ptr_nonnull(strstr(buf, "ETA 0s | done, and"));
+    ck_assert_ptr_null(strstr(buf, "cuts off here"));
+    /* Each drawn line fits in 59 columns. */
+    for (char *l = strstr(buf, "\rsample"); l; l = strstr(l + 1, "\rsample")) {
+        char *e = strstr(l, "\033[K");
+        ck_assert_ptr_nonnull(e);
+        ck_assert_int_le(e - l - 1, 59);
+    }
+    ck_assert_ptr_nonnull(strstr(buf, "sample done in "));
+    close(master);
+    close(slave);
+}
+END_TEST
+
 START_TEST(test_now_monotonic)
 {
     double a = flash_now();
@@ -851,6 +923,7 @@ static Suite *io_suite(void)
     tcase_add_test(tc, test_png_grid_layout_and_values);
     tcase_add_test(tc, test_jsonl_appends_valid_lines);
     tcase_add_test(tc, test_progress_plain_lines);
+    tcase_add_test(tc, test_progress_tty_redraws);
     tcase_add_test(tc, test_now_monotonic);
     suite_add_tcase(s, tc);
     return s;

@@ -27,8 +27,9 @@ UNET_S_PARAMS = 572449
 def timestep_embedding(t, dim=64, max_period=10000.0):
     # first half sin, second half cos, freq_i = exp(-ln(max_period) i / (dim/2))
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None, :]
+    dt = torch.get_default_dtype()
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dt) / half)
+    args = t.to(dt)[:, None] * freqs[None, :]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
 
@@ -42,46 +43,104 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
-    def forward(self, x, emb):
+    def forward(self, x, emb_act):
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(F.silu(emb))[:, :, None, None]
+        h = h + self.emb(emb_act)[:, :, None, None]
         h = self.conv2(F.silu(self.norm2(h)))
         return h + (self.skip(x) if self.skip is not None else x)
 
 
-class UNetS(nn.Module):
-    def __init__(self, num_classes=10):
+class UNet(nn.Module):
+    """plugins/models/unet.c in PyTorch, with the same parameter names
+    (state_dict keys), so weights move between the two unchanged. The
+    defaults are unet-s."""
+
+    def __init__(self, in_ch=1, base=32, mult=(1, 2), blocks=1, mid_blocks=2, groups=8, num_classes=10,
+                 time_dim=None, emb_dim=None):
         super().__init__()
-        self.time1 = nn.Linear(64, 128)
-        self.time2 = nn.Linear(128, 128)
-        self.label = nn.Embedding(num_classes + 1, 128)  # index num_classes = null class
-        self.conv_in = nn.Conv2d(1, 32, 3, padding=1)
-        self.down0 = ResBlock(32, 32)
-        self.ds0 = nn.Conv2d(32, 32, 3, stride=2, padding=1)
-        self.down1 = ResBlock(32, 64)
-        self.ds1 = nn.Conv2d(64, 64, 3, stride=2, padding=1)
-        self.mid0 = ResBlock(64, 64)
-        self.mid1 = ResBlock(64, 64)
-        self.us1 = nn.Conv2d(64, 64, 3, padding=1)
-        self.up1 = ResBlock(128, 64)
-        self.us0 = nn.Conv2d(64, 64, 3, padding=1)
-        self.up0 = ResBlock(96, 32)
-        self.norm_out = nn.GroupNorm(8, 32)
-        self.conv_out = nn.Conv2d(32, 1, 3, padding=1)
+        self.time_dim = time_dim or 2 * base
+        emb_dim = emb_dim or 4 * base
+        self.time = nn.ModuleDict({"lin1": nn.Linear(self.time_dim, emb_dim), "lin2": nn.Linear(emb_dim, emb_dim)})
+        # index num_classes is the null class of classifier-free guidance
+        self.label = nn.Embedding(num_classes + 1, emb_dim) if num_classes > 0 else None
+        self.conv_in = nn.Conv2d(in_ch, base, 3, padding=1)
+        self.down = nn.ModuleList()
+        ch = base
+        for m in mult:
+            cl = base * m
+            res = nn.ModuleList()
+            for b in range(blocks):
+                res.append(ResBlock(ch, cl, emb_dim, groups))
+                ch = cl
+            self.down.append(nn.ModuleDict({"res": res, "downsample": nn.Conv2d(ch, ch, 3, stride=2, padding=1)}))
+        self.mid = nn.ModuleDict({"res": nn.ModuleList([ResBlock(ch, ch, emb_dim, groups) for _ in range(mid_blocks)])})
+        up = [None] * len(mult)
+        for lvl in reversed(range(len(mult))):
+            cl = base * mult[lvl]
+            res = nn.ModuleList([ResBlock(ch + cl if b == 0 else cl, cl, emb_dim, groups) for b in range(blocks)])
+            up[lvl] = nn.ModuleDict({"upsample": nn.Conv2d(ch, ch, 3, padding=1), "res": res})
+            ch = cl
+        self.up = nn.ModuleList(up)
+        self.out = nn.ModuleDict({"norm": nn.GroupNorm(groups, ch), "conv": nn.Conv2d(ch, in_ch, 3, padding=1)})
+        self.groups = groups
 
     def forward(self, x, t, y):
-        emb = self.time2(F.silu(self.time1(timestep_embedding(t)))) + self.label(y)
+        emb = self.time["lin2"](F.silu(self.time["lin1"](timestep_embedding(t, self.time_dim))))
+        if self.label is not None:
+            emb = emb + self.label(y)
+        e = F.silu(emb)
         h = self.conv_in(x)
-        a = self.down0(h, emb)                      # 28x28
-        h = self.ds0(a)
-        b = self.down1(h, emb)                      # 14x14
-        h = self.ds1(b)
-        h = self.mid1(self.mid0(h, emb), emb)       # 7x7
-        h = self.us1(F.interpolate(h, scale_factor=2, mode="nearest"))
-        h = self.up1(torch.cat([h, b], dim=1), emb)
-        h = self.us0(F.interpolate(h, scale_factor=2, mode="nearest"))
-        h = self.up0(torch.cat([h, a], dim=1), emb)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        skips = []
+        for level in self.down:
+            for blk in level["res"]:
+                h = blk(h, e)
+            skips.append(h)
+            h = level["downsample"](h)
+        for blk in self.mid["res"]:
+            h = blk(h, e)
+        for lvl in reversed(range(len(self.up))):
+            h = self.up[lvl]["upsample"](F.interpolate(h, scale_factor=2, mode="nearest"))
+            h = torch.cat([h, skips[lvl]], dim=1)
+            for blk in self.up[lvl]["res"]:
+                h = blk(h, e)
+        return self.out["conv"](F.silu(self.out["norm"](h)))
+
+
+def forward_flops(model, x, t, y):
+    """Multiply-adds x 2 of the convolutions and linear layers of one forward."""
+    total = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.Conv2d):
+            total[0] += 2 * out.numel() * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, nn.Linear):
+            total[0] += 2 * out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    with torch.no_grad():
+        model(x, t, y)
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
+def reference(args):
+    """Prints the output of a small U-Net with weights and inputs given by
+    closed-form formulas; tests/unit/test_unet.c builds the same network in
+    flash and checks these numbers (an independent second implementation)."""
+    torch.set_default_dtype(torch.float64)
+    model = UNet(in_ch=1, base=8, mult=(1, 2), blocks=1, mid_blocks=1, groups=4, num_classes=3)
+    with torch.no_grad():
+        for name, p in model.state_dict().items():
+            h = sum((i + 1) * ord(c) for i, c in enumerate(name)) % 1000 / 100.0
+            j = torch.arange(p.numel(), dtype=torch.float64)
+            p.copy_((0.2 * torch.sin(0.7 * j + h)).reshape(p.shape))
+        x = torch.sin(0.3 * torch.arange(2 * 1 * 8 * 8, dtype=torch.float64)).reshape(2, 1, 8, 8)
+        out = model(x, torch.tensor([17.0, 503.0]), torch.tensor([1, 3]))
+    flat = out.flatten()
+    print(json.dumps({"params": sum(p.numel() for p in model.parameters()),
+                      "sum": flat.sum().item(), "sumsq": (flat * flat).sum().item(),
+                      "at": {str(i): flat[i].item() for i in (0, 5, 31, 64, 100, 127)}}))
 
 
 def median_time(fn, warmup, repeats):
@@ -102,11 +161,14 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference", action="store_true", help="print the values tests/unit/test_unet.c checks")
     args = ap.parse_args()
+    if args.reference:
+        return reference(args)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = UNetS()
+    model = UNet()
     params = sum(p.numel() for p in model.parameters())
     assert params == UNET_S_PARAMS, f"unet-s has {params} parameters, expected {UNET_S_PARAMS}"
     opt = torch.optim.Adam(model.parameters(), lr=2e-4)
@@ -134,6 +196,7 @@ def main():
 
     nfe_b1 = median_time(lambda: nfe(x1, t1, y1), args.warmup * 5, args.repeats * 10)
     nfe_b64 = median_time(lambda: nfe(x, t, y), args.warmup, args.repeats * 2)
+    flops_b1 = forward_flops(model, x1, t1, y1)
 
     print(json.dumps({
         "impl": "pytorch",
@@ -145,6 +208,7 @@ def main():
         "train_step_s": round(train_s, 6),
         "nfe_b1_s": round(nfe_b1, 6),
         "nfe_b64_s": round(nfe_b64, 6),
+        "fwd_gflop_per_sample": round(flops_b1 / 1e9, 6),
     }))
 
 

@@ -18,10 +18,12 @@ static const char help[] =
     "checks its plugin name, its keys and their values. Prints the resolved\n"
     "config as YAML on stdout.\n"
     "\n"
-    "A slot is a top-level map with 'plugin: NAME' (sampler: {plugin: ddim}); a\n"
-    "top-level list of such maps is a list of components (losses: [...]). The\n"
-    "slot's key gives its kind (model, teacher, student, schedule, sampler,\n"
-    "loss, strategy, dataset, metric, ...); otherwise the plugin name does.\n"
+    "A slot is a map with 'plugin: NAME' (sampler: {plugin: ddim}); a list of\n"
+    "such maps is a list of components (losses: [...]). Slots are found at the\n"
+    "top level and inside plain maps that group settings; a slot's own nested\n"
+    "slots are created by its component. The slot's key gives its kind (model,\n"
+    "teacher, student, schedule, sampler, loss, strategy, dataset, metric,\n"
+    "...); otherwise the plugin name does.\n"
     "\n"
     "  --set KEY=VALUE  override a key by dotted path, VALUE parsed as YAML\n"
     "                   (--set sampler.steps=3); repeatable, applied in order\n"
@@ -109,48 +111,70 @@ static int cmp_item(const void *a, const void *b)
     return x->order - y->order;
 }
 
+typedef struct item_list {
+    check_item *v;
+    size_t n, cap;
+} item_list;
+
+static flash_status add_slot(const flash_registry *r, item_list *l, const char *key, const flash_cfg *slot,
+                             int top, flash_error *err)
+{
+    int kind = kind_of_key(key);
+    flash_status st = kind >= 0 ? FLASH_OK : kind_of_plugin(r, slot, &kind, err);
+    if (st) return st;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        check_item *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+        l->v = v;
+        l->cap = cap;
+    }
+    int order = kind == FLASH_KIND_SCHEDULE ? 0 : top && strcmp(key, "teacher") == 0 ? 1 : 2;
+    l->v[l->n] = (check_item){slot, kind, order * 100000 + (int)l->n};
+    l->n++;
+    return FLASH_OK;
+}
+
+/* Slots of a map: its values that are slots, lists of slots, and (one level
+ * of grouping at a time) the slots inside plain maps such as
+ * `distill: {strategy: {plugin: backward}}`. A slot's own nested slots are
+ * its component's business. */
+static flash_status collect_map(const flash_registry *r, item_list *l, const flash_cfg *map, int top,
+                                flash_error *err)
+{
+    flash_status st = FLASH_OK;
+    for (size_t i = 0; i < flash_cfg_len(map) && !st; i++) {
+        const char *key = flash_cfg_key_at(map, i);
+        const flash_cfg *v = flash_cfg_at(map, i);
+        if (is_slot(v)) {
+            st = add_slot(r, l, key, v, top, err);
+        } else if (flash_cfg_kind(v) == FLASH_CFG_SEQ && flash_cfg_len(v) > 0) {
+            int all = 1;
+            for (size_t j = 0; j < flash_cfg_len(v); j++) all &= is_slot(flash_cfg_at(v, j));
+            for (size_t j = 0; all && j < flash_cfg_len(v) && !st; j++)
+                st = add_slot(r, l, key, flash_cfg_at(v, j), top, err);
+        } else if (flash_cfg_kind(v) == FLASH_CFG_MAP) {
+            st = collect_map(r, l, v, 0, err);
+        }
+    }
+    return st;
+}
+
 static flash_status collect(const flash_cli_pipeline *p, check_item **items, size_t *n, flash_error *err)
 {
-    size_t len = flash_cfg_len(p->root), cap = 0;
     *items = NULL;
     *n = 0;
     if (flash_cfg_kind(p->root) != FLASH_CFG_MAP)
         return flash_cfg_error(p->root, err, "a pipeline config is a map of keys (dataset:, sampler:, ...)");
-    for (size_t i = 0; i < len; i++) {
-        const char *key = flash_cfg_key_at(p->root, i);
-        const flash_cfg *v = flash_cfg_at(p->root, i);
-        size_t m = 0;
-        if (is_slot(v)) {
-            m = 1;
-        } else if (flash_cfg_kind(v) == FLASH_CFG_SEQ && flash_cfg_len(v) > 0) {
-            int all = 1;
-            for (size_t j = 0; j < flash_cfg_len(v); j++) all &= is_slot(flash_cfg_at(v, j));
-            if (all) m = flash_cfg_len(v);
-        }
-        for (size_t j = 0; j < m; j++) {
-            const flash_cfg *slot = m == 1 && is_slot(v) ? v : flash_cfg_at(v, j);
-            int kind = kind_of_key(key);
-            flash_status st = kind >= 0 ? FLASH_OK : kind_of_plugin(p->registry, slot, &kind, err);
-            if (st) {
-                free(*items);
-                *items = NULL;
-                return st;
-            }
-            if (*n == cap) {
-                cap = cap ? cap * 2 : 16;
-                check_item *ni = realloc(*items, cap * sizeof *ni);
-                if (!ni) {
-                    free(*items);
-                    *items = NULL;
-                    return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
-                }
-                *items = ni;
-            }
-            int order = kind == FLASH_KIND_SCHEDULE ? 0 : strcmp(key, "teacher") == 0 ? 1 : 2;
-            (*items)[(*n)++] = (check_item){slot, kind, order * 100000 + (int)*n};
-        }
+    item_list l = {0};
+    flash_status st = collect_map(p->registry, &l, p->root, 1, err);
+    if (st) {
+        free(l.v);
+        return st;
     }
-    if (*n) qsort(*items, *n, sizeof **items, cmp_item);
+    if (l.n) qsort(l.v, l.n, sizeof *l.v, cmp_item);
+    *items = l.v;
+    *n = l.n;
     return FLASH_OK;
 }
 

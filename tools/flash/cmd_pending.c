@@ -15,44 +15,6 @@ static int pending(const char *cmd, const char *help, int argc, char **argv)
     return FLASH_EXIT_FAIL;
 }
 
-int flash_cmd_train(int argc, char **argv)
-{
-    return pending("train",
-                   "usage: flash train CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume]\n"
-                   "\n"
-                   "Trains the config's model on its dataset (a diffusion teacher, or an\n"
-                   "evaluator classifier): Adam/AdamW, warmup and cosine/constant learning\n"
-                   "rate, gradient clipping, EMA, classifier-free-guidance label dropout,\n"
-                   "checkpoints every N steps and at the end, a progress line and a JSONL\n"
-                   "metrics log in RUNDIR.\n"
-                   "\n"
-                   "  --set KEY=VALUE  override a config key (repeatable)\n"
-                   "  --out RUNDIR     run directory (resolved config, logs, checkpoints)\n"
-                   "  --resume         continue from RUNDIR's last checkpoint, bit for bit\n"
-                   "  -h, --help       this text\n",
-                   argc, argv);
-}
-
-int flash_cmd_sample(int argc, char **argv)
-{
-    return pending("sample",
-                   "usage: flash sample CONFIG [--set KEY=VALUE]... [--ckpt FILE] [--noise xT.npy]\n"
-                   "                    [--labels y.npy] [--n N] [--seed S] --out x0.npy [--grid grid.png]\n"
-                   "\n"
-                   "Draws samples from the config's model with its sampler and schedule.\n"
-                   "\n"
-                   "  --set KEY=VALUE  override a config key (repeatable)\n"
-                   "  --ckpt FILE      model weights (a flash checkpoint)\n"
-                   "  --noise FILE     starting noise x_T (NPY) instead of fresh noise\n"
-                   "  --labels FILE    class labels (NPY, int64)\n"
-                   "  --n N            number of samples\n"
-                   "  --seed S         seed of the noise and labels\n"
-                   "  --out FILE       samples as NPY\n"
-                   "  --grid FILE      also a PNG grid of image samples\n"
-                   "  -h, --help       this text\n",
-                   argc, argv);
-}
-
 int flash_cmd_eval(int argc, char **argv)
 {
     return pending("eval",
@@ -85,20 +47,6 @@ int flash_cmd_sweep(int argc, char **argv)
                    "  --jobs N         runs at once (threads are split between them)\n"
                    "  --resume         skip completed runs, continue interrupted ones\n"
                    "  --dry-run        print the runs without starting them\n"
-                   "  -h, --help       this text\n",
-                   argc, argv);
-}
-
-int flash_cmd_bench(int argc, char **argv)
-{
-    return pending("bench",
-                   "usage: flash bench [--threads N] [--out FILE]\n"
-                   "\n"
-                   "Times the CPU kernels (sgemm, conv2d forward/backward) and a U-Net\n"
-                   "training step (forward, backward, Adam) on the reference shapes.\n"
-                   "\n"
-                   "  --threads N      threads to use\n"
-                   "  --out FILE       timings as JSON\n"
                    "  -h, --help       this text\n",
                    argc, argv);
 }

@@ -37,7 +37,7 @@ flash_status flash_cli_scatter_png(const char *path, const float *x, long n, con
             dmax = fmax(dmax, dens[r * W + c]);
         }
     for (int i = 0; i < W * W; i++) {
-        double v = dmax > 0 ? sqrt(dens[i] / dmax) : 0.0;
+        double v = dmax > 0 ? pow(dens[i] / dmax, 0.3) : 0.0;
         px[3 * i] = (uint8_t)(255 - 200 * v);
         px[3 * i + 1] = (uint8_t)(255 - 140 * v);
         px[3 * i + 2] = 255;

@@ -1,0 +1,105 @@
+/* Strategy `classify`: supervised training of the evaluator.
+ *
+ * The loss is the mean cross-entropy of the model's logits against the
+ * dataset labels. Training batches are augmented by random horizontal flips
+ * (probability 1/2 per image, from the strategy's RNG stream); evaluation
+ * batches are not. The batch accuracy is logged as `acc` (`test_acc` on the
+ * test split).
+ */
+#include "folder.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct classify {
+    int hflip;
+} classify;
+
+static void cl_destroy(void *self)
+{
+    free(self);
+}
+
+static flash_status cl_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    (void)env;
+    bool hflip;
+    flash_status st = flash_cfg_bool(cfg, "hflip", true, &hflip, err);
+    if (st) return st;
+    classify *s = calloc(1, sizeof *s);
+    if (!s) return flash_error_set(err, FLASH_ERR_NOMEM, "classify: out of memory");
+    s->hflip = hflip;
+    *self = s;
+    return FLASH_OK;
+}
+
+/* Mirrors sample i of an (N, C, H, W) tensor left-right, in place. */
+static void flip_sample(flash_tensor *x, int i)
+{
+    const int C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    float *p = x->data + (size_t)i * C * H * W;
+    for (int r = 0; r < C * H; r++) {
+        float *row = p + (size_t)r * W;
+        for (int a = 0, b = W - 1; a < b; a++, b--) {
+            float tmp = row[a];
+            row[a] = row[b];
+            row[b] = tmp;
+        }
+    }
+}
+
+static flash_tensor *cl_step(void *self, flash_ctx *c, const flash_train_batch *bt, int64_t iter)
+{
+    classify *s = self;
+    (void)iter;
+    flash_tensor *x = bt->x;
+    if (!x) return NULL;
+    if (!bt->labels) {
+        flash_ctx_fail(c, "classify: the dataset has no labels");
+        return NULL;
+    }
+    const flash_model_api *m = FLASH_API(bt->model, flash_model_api);
+    flash_model_info mi;
+    m->info(bt->model->self, &mi);
+    const int n = x->shape[0];
+    for (int i = 0; i < n; i++)
+        if (bt->labels[i] < 0 || bt->labels[i] >= mi.out_dim) {
+            flash_ctx_fail(c, "classify: label %d of sample %d outside the model's %d classes", bt->labels[i], i,
+                           mi.out_dim);
+            return NULL;
+        }
+    if (s->hflip && !bt->eval && x->ndim == 4)
+        for (int i = 0; i < n; i++)
+            if (flash_rng_u64(bt->rng) >> 63) flip_sample(x, i);
+
+    flash_tensor *logits = m->forward(bt->model->self, c, x, NULL);
+    flash_tensor *loss = flash_cross_entropy(c, logits, bt->labels);
+    if (!loss) return NULL;
+    if (bt->stats && bt->stats->n < FLASH_METRIC_MAX_VALUES) {
+        const int K = logits->shape[1];
+        int correct = 0;
+        for (int i = 0; i < n; i++) {
+            const float *row = logits->data + (size_t)i * K;
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (row[k] > row[best]) best = k;
+            correct += best == bt->labels[i];
+        }
+        flash_metric_result *r = bt->stats;
+        snprintf(r->name[r->n], sizeof r->name[r->n], "acc");
+        r->value[r->n++] = (double)correct / n;
+    }
+    return loss;
+}
+
+static const char *const cl_keys[] = {"hflip", NULL};
+
+static const flash_strategy_api classify_strategy = {
+    .head = {sizeof classify_strategy, FLASH_KIND_STRATEGY, "classify",
+             "evaluator training: cross-entropy on dataset labels, random horizontal flips", cl_keys, cl_create,
+             cl_destroy},
+    .step = NULL,
+    .train_step = cl_step,
+};
+FLASH_COMPONENT(classify_strategy)

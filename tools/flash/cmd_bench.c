@@ -1,0 +1,282 @@
+/* flash bench [CONFIG] [--set KEY=VALUE]...: times the configured model
+ * (default unet-s) the way tools/bench/unet_torch.py times its PyTorch
+ * peer, and prints one JSON line with the same fields. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+    "usage: flash bench [CONFIG] [--set KEY=VALUE]... [--threads N] [--batch B]\n"
+    "                   [--repeats R] [--warmup W] [--seed S] [--out FILE]\n"
+    "\n"
+    "Times the config's model (default: model: {plugin: unet}, i.e. unet-s):\n"
+    "  train_step_s  one training step on a batch of B (default 64): forward,\n"
+    "                MSE loss (cross-entropy for classifiers), backward, Adam\n"
+    "  nfe_b1_s      one no-grad forward of a batch of 1\n"
+    "  nfe_b64_s     one no-grad forward of a batch of B\n"
+    "each the median of R runs (b1: 10 R) after W warm-up runs, and\n"
+    "sgemm_gflops, the rate of a 1024^3 matrix product (flash_matmul), as the\n"
+    "peak to compare with. Prints one JSON line on stdout (tools/bench/bench.sh\n"
+    "puts it next to the PyTorch peer's and prints ratios).\n"
+    "\n"
+    "  --set KEY=VALUE  override a config key, e.g. --set model.base_channels=64\n"
+    "  --threads N      threads (default 2)\n"
+    "  --batch B        training and batched-NFE batch size (default 64)\n"
+    "  --repeats R      timed runs (default 10)\n"
+    "  --warmup W       untimed runs first (default 3)\n"
+    "  --seed S         seed of the weights and inputs (default 0)\n"
+    "  --out FILE       also write the JSON line to FILE\n"
+    "  -h, --help       this text\n";
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct bench {
+    flash_instance model;
+    const flash_model_api *api;
+    flash_model_info info;
+    flash_params *P;
+    flash_ctx *ctx;
+    flash_rng rng;
+    int batch;
+    float *t;
+    int *labels;
+    flash_adam adam;
+    int64_t adam_step;
+} bench;
+
+static flash_tensor *make_input(bench *b, int n)
+{
+    int shape[4] = {n, b->info.shape[0], b->info.shape[1], b->info.shape[2]};
+    return flash_randn(b->ctx, &b->rng, 1 + b->info.ndim, shape);
+}
+
+static flash_status run_train(bench *b, flash_error *err)
+{
+    flash_ctx *c = b->ctx;
+    flash_ctx_reset(c);
+    flash_tensor *x = make_input(b, b->batch);
+    flash_cond cond = {.n = b->batch, .t = b->t, .labels = b->info.num_classes > 0 ? b->labels : NULL};
+    flash_tensor *out = b->api->forward(b->model.self, c, x, &cond);
+    flash_tensor *loss;
+    if (b->info.out_dim > 0)
+        loss = flash_cross_entropy(c, out, b->labels);
+    else
+        loss = flash_mse(c, out, make_input(b, b->batch));
+    if (!loss || !flash_ctx_ok(c)) return flash_ctx_status(c, err);
+    flash_params_zero_grad(b->P);
+    flash_status st = flash_backward(c, loss, err);
+    if (st) return st;
+    return flash_adam_step(b->P, &b->adam, ++b->adam_step, err);
+}
+
+static flash_status run_nfe(bench *b, int n, flash_error *err)
+{
+    flash_ctx *c = b->ctx;
+    flash_ctx_reset(c);
+    bool was = flash_grad_set(c, false);
+    flash_tensor *x = make_input(b, n);
+    flash_cond cond = {.n = n, .t = b->t, .labels = b->info.num_classes > 0 ? b->labels : NULL};
+    flash_tensor *out = b->api->forward(b->model.self, c, x, &cond);
+    flash_grad_set(c, was);
+    if (!out) return flash_ctx_status(c, err);
+    return FLASH_OK;
+}
+
+typedef flash_status (*bench_fn)(bench *b, int n, flash_error *err);
+
+static flash_status train_fn(bench *b, int n, flash_error *err)
+{
+    (void)n;
+    return run_train(b, err);
+}
+
+static flash_status time_median(bench *b, bench_fn fn, int n, int warmup, int repeats, double *out,
+                                flash_error *err)
+{
+    flash_status st;
+    for (int i = 0; i < warmup; i++)
+        if ((st = fn(b, n, err))) return st;
+    double *v = malloc((size_t)repeats * sizeof *v);
+    if (!v) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < repeats; i++) {
+        double t0 = flash_now();
+        if ((st = fn(b, n, err))) {
+            free(v);
+            return st;
+        }
+        v[i] = flash_now() - t0;
+    }
+    *out = median(v, repeats);
+    free(v);
+    return FLASH_OK;
+}
+
+/* The matrix-product rate of this build on this machine: the ceiling a
+ * convolution lowered to GEMM can approach. */
+static flash_status sgemm_rate(bench *b, double *gflops, flash_error *err)
+{
+    const int n = 1024, reps = 5;
+    double v[5];
+    flash_ctx *c = b->ctx;
+    flash_ctx_reset(c);
+    bool was = flash_grad_set(c, false);
+    int s[2] = {n, n};
+    flash_tensor *A = flash_randn(c, &b->rng, 2, s), *B = flash_randn(c, &b->rng, 2, s);
+    for (int i = 0; i < reps + 1; i++) {
+        double t0 = flash_now();
+        flash_tensor *C = flash_matmul(c, A, B);
+        double dt = flash_now() - t0;
+        if (!C) break;
+        if (i > 0) v[i - 1] = dt;
+    }
+    flash_grad_set(c, was);
+    if (!flash_ctx_ok(c)) return flash_ctx_status(c, err);
+    *gflops = 2.0 * n * (double)n * n / median(v, reps) / 1e9;
+    return FLASH_OK;
+}
+
+static int parse_pos(const char *s, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < 1 || v > 1000000) return 0;
+    *out = v;
+    return 1;
+}
+
+int flash_cmd_bench(int argc, char **argv)
+{
+    if (flash_cli_wants_help(argc, argv)) {
+        fputs(help, stdout);
+        return FLASH_EXIT_OK;
+    }
+    const char *config = NULL, *out_path = NULL;
+    char **sets = calloc((size_t)argc, sizeof *sets);
+    int n_sets = 0;
+    long threads = 2, batch = 64, repeats = 10, warmup = 3, seed = 0;
+    if (!sets) return FLASH_EXIT_FAIL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        long *num = NULL;
+        if (strcmp(a, "--set") == 0 && i + 1 < argc)
+            sets[n_sets++] = argv[++i];
+        else if (strncmp(a, "--set=", 6) == 0)
+            sets[n_sets++] = argv[i] + 6;
+        else if (strcmp(a, "--out") == 0 && i + 1 < argc)
+            out_path = argv[++i];
+        else if (strcmp(a, "--threads") == 0)
+            num = &threads;
+        else if (strcmp(a, "--batch") == 0)
+            num = &batch;
+        else if (strcmp(a, "--repeats") == 0)
+            num = &repeats;
+        else if (strcmp(a, "--warmup") == 0)
+            num = &warmup;
+        else if (strcmp(a, "--seed") == 0)
+            num = &seed;
+        else if (a[0] == '-' || config) {
+            fprintf(stderr, "flash bench: unexpected argument '%s' (see flash bench --help)\n", a);
+            free(sets);
+            return FLASH_EXIT_USAGE;
+        } else
+            config = a;
+        if (num && (i + 1 >= argc || !parse_pos(argv[++i], num))) {
+            fprintf(stderr, "flash bench: %s takes a positive number\n", a);
+            free(sets);
+            return FLASH_EXIT_USAGE;
+        }
+    }
+
+    flash_error err = {0};
+    flash_cli_pipeline pl = {0};
+    bench b;
+    memset(&b, 0, sizeof b);
+    flash_status st;
+    if (config)
+        st = flash_cli_pipeline_load(&pl, config, sets, n_sets, &err);
+    else {
+        /* No file: the unet-s default, with the --set overrides applied. */
+        st = flash_cfg_parse_string("model: {plugin: unet}\n", "<flash bench default>", &pl.root, &err);
+        for (int i = 0; st == FLASH_OK && i < n_sets; i++) st = flash_cfg_set(pl.root, sets[i], &err);
+        if (st == FLASH_OK && !(pl.registry = flash_registry_create()))
+            st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory");
+        if (st == FLASH_OK) st = flash_registry_load_default(pl.registry, pl.root, &err);
+    }
+    free(sets);
+    if (st) goto done;
+    flash_set_threads((int)threads);
+
+    const flash_cfg *slot = flash_cfg_get(pl.root, "model");
+    if (!slot) {
+        st = flash_cfg_error(pl.root, &err, "flash bench: the config needs a 'model:' section");
+        goto done;
+    }
+    flash_env env = {.size = sizeof env, .registry = pl.registry, .seed = (uint64_t)seed, .root = pl.root};
+    if ((st = flash_instance_create(&env, FLASH_KIND_MODEL, slot, &b.model, &err))) goto done;
+    b.api = FLASH_API(&b.model, flash_model_api);
+    b.api->info(b.model.self, &b.info);
+    b.P = b.api->params ? b.api->params(b.model.self) : NULL;
+    if (!b.P) {
+        st = flash_error_set(&err, FLASH_ERR_CONFIG, "flash bench: model '%s' has no parameters to train",
+                             b.model.comp->name);
+        goto done;
+    }
+    b.batch = (int)batch;
+    b.t = malloc((size_t)batch * sizeof *b.t);
+    b.labels = malloc((size_t)batch * sizeof *b.labels);
+    b.ctx = flash_ctx_create((size_t)64 << 20);
+    if (!b.t || !b.labels || !b.ctx) {
+        st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    flash_rng_seed_stream(&b.rng, (uint64_t)seed, 0x62656e63ull);
+    /* Timesteps over [0, 999]; labels over the classes and the null class
+     * for denoisers, over the classes for classifiers. */
+    int nlab = b.info.out_dim > 0 ? b.info.out_dim : b.info.num_classes + 1;
+    for (long i = 0; i < batch; i++) {
+        b.t[i] = (float)flash_rng_below(&b.rng, 1000);
+        b.labels[i] = (int)flash_rng_below(&b.rng, (uint64_t)(nlab > 0 ? nlab : 1));
+    }
+    b.adam = (flash_adam){.lr = 2e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+
+    double train_s = 0, b1_s = 0, bN_s = 0, gflops = 0;
+    if ((st = time_median(&b, train_fn, b.batch, (int)warmup, (int)repeats, &train_s, &err))) goto done;
+    if ((st = time_median(&b, run_nfe, 1, (int)warmup * 5, (int)repeats * 10, &b1_s, &err))) goto done;
+    if ((st = time_median(&b, run_nfe, b.batch, (int)warmup, (int)repeats * 2, &bN_s, &err))) goto done;
+    if ((st = sgemm_rate(&b, &gflops, &err))) goto done;
+
+    char line[1024];
+    snprintf(line, sizeof line,
+             "{\"impl\": \"flash\", \"version\": \"%s\", \"model\": \"%s\", \"params\": %zu, \"threads\": %d, "
+             "\"batch\": %d, \"train_step_s\": %.6f, \"nfe_b1_s\": %.6f, \"nfe_b64_s\": %.6f, "
+             "\"sgemm_gflops\": %.1f}",
+             FLASH_VERSION_STRING, b.model.comp->name, flash_params_count(b.P), flash_get_threads(), b.batch,
+             train_s, b1_s, bN_s, gflops);
+    puts(line);
+    fflush(stdout);
+    if (out_path) {
+        size_t len = strlen(line);
+        line[len] = '\n';
+        st = flash_write_file_atomic(out_path, line, len + 1, &err);
+    }
+done:
+    flash_ctx_destroy(b.ctx);
+    free(b.t);
+    free(b.labels);
+    flash_instance_destroy(&b.model);
+    flash_cli_pipeline_free(&pl);
+    return st ? flash_cli_fail("bench", &err) : FLASH_EXIT_OK;
+}

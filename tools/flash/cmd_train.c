@@ -1,0 +1,174 @@
+/* flash train CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume]: the
+ * training loop of include/flash/trainer.h behind a command line. */
+#include "cli.h"
+#include "flash/trainer.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char help[] =
+    "usage: flash train CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume] [--threads N] [--quiet]\n"
+    "\n"
+    "Trains the config's model on its dataset with its strategy (denoise: a\n"
+    "diffusion teacher; classify: the evaluator): Adam/AdamW, warmup and\n"
+    "cosine/constant learning rate, gradient clipping, EMA, checkpoints every\n"
+    "train.ckpt_every steps and at the end, a progress line on stderr and JSONL\n"
+    "metrics. RUNDIR receives config.yaml (the resolved config),\n"
+    "checkpoint.safetensors and metrics.jsonl.\n"
+    "\n"
+    "  --set KEY=VALUE  override a config key (repeatable)\n"
+    "  --out RUNDIR     run directory (default: runs/<config name>)\n"
+    "  --resume         continue from RUNDIR's checkpoint, bit for bit\n"
+    "  --threads N      threads (default: the config's threads, else 2)\n"
+    "  --quiet          no progress line\n"
+    "  -h, --help       this text\n"
+    "\n"
+    "Exit codes: 0 done, 2 a usage or config problem, 1 any other failure\n"
+    "(including the non-finite loss guard, which keeps the last checkpoint).\n";
+
+/* Top-level keys a training pipeline may carry besides its slots. */
+static const char *const top_keys[] = {"seed", "threads", "plugin_paths", "train", "dataset", "model",
+                                       "schedule", "strategy", "name", "description", NULL};
+
+static flash_status check_top_keys(const flash_cfg *root, flash_error *err)
+{
+    for (size_t i = 0; i < flash_cfg_len(root); i++) {
+        const char *k = flash_cfg_key_at(root, i);
+        const flash_cfg *v = flash_cfg_at(root, i);
+        int known = 0;
+        for (size_t j = 0; top_keys[j]; j++) known |= strcmp(k, top_keys[j]) == 0;
+        /* Other component slots (a sampler or metrics used by flash eval on
+         * the same config) are not this command's business. */
+        if (known || (flash_cfg_kind(v) == FLASH_CFG_MAP && flash_cfg_get(v, "plugin")) ||
+            flash_cfg_kind(v) == FLASH_CFG_SEQ)
+            continue;
+        const char *dym = flash_did_you_mean(k, top_keys);
+        if (dym) return flash_cfg_error(v, err, "unknown top-level key '%s' (did you mean '%s'?)", k, dym);
+        return flash_cfg_error(v, err, "unknown top-level key '%s'", k);
+    }
+    return FLASH_OK;
+}
+
+static void default_run_dir(const char *config, char *out, size_t n)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", config);
+    char *base = basename(tmp);
+    char *dot = strrchr(base, '.');
+    if (dot && dot != base) *dot = '\0';
+    snprintf(out, n, "runs/%s", base);
+}
+
+/* On --resume, a config that differs from the one the run started with is
+ * allowed (more steps, say) but said out loud. */
+static void compare_config(const char *run_dir, const char *yaml)
+{
+    char path[4200], *old = NULL;
+    size_t n = 0;
+    flash_error e = {0};
+    snprintf(path, sizeof path, "%s/%s", run_dir, FLASH_RUN_CONFIG);
+    if (access(path, R_OK) != 0 || flash_read_file(path, &old, &n, &e) != FLASH_OK) return;
+    if (strcmp(old, yaml) != 0)
+        flash_warn("the resolved config differs from %s; continuing with the new one (bit-for-bit resume needs the "
+                   "same config)",
+                   path);
+    free(old);
+}
+
+int flash_cmd_train(int argc, char **argv)
+{
+    if (flash_cli_wants_help(argc, argv)) {
+        fputs(help, stdout);
+        return FLASH_EXIT_OK;
+    }
+    const char *config = NULL, *out = NULL;
+    char **sets = calloc((size_t)argc, sizeof *sets);
+    int n_sets = 0, resume = 0, quiet = 0;
+    long threads = 0;
+    if (!sets) {
+        fprintf(stderr, "flash train: out of memory\n");
+        return FLASH_EXIT_FAIL;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--set") == 0 && i + 1 < argc)
+            sets[n_sets++] = argv[++i];
+        else if (strncmp(a, "--set=", 6) == 0)
+            sets[n_sets++] = argv[i] + 6;
+        else if (strcmp(a, "--out") == 0 && i + 1 < argc)
+            out = argv[++i];
+        else if (strcmp(a, "--threads") == 0 && i + 1 < argc) {
+            char *end;
+            threads = strtol(argv[++i], &end, 10);
+            if (*end || threads < 1 || threads > 1024) {
+                fprintf(stderr, "flash train: --threads takes a positive count, not '%s'\n", argv[i]);
+                free(sets);
+                return FLASH_EXIT_USAGE;
+            }
+        } else if (strcmp(a, "--resume") == 0)
+            resume = 1;
+        else if (strcmp(a, "--quiet") == 0)
+            quiet = 1;
+        else if (a[0] == '-' || config) {
+            fprintf(stderr, "flash train: unexpected argument '%s' (see flash train --help)\n", a);
+            free(sets);
+            return FLASH_EXIT_USAGE;
+        } else
+            config = a;
+    }
+    if (!config) {
+        fprintf(stderr, "flash train: missing CONFIG (see flash train --help)\n");
+        free(sets);
+        return FLASH_EXIT_USAGE;
+    }
+
+    flash_error err = {0};
+    flash_cli_pipeline pl;
+    char run_dir[4096], path[4200];
+    char *yaml = NULL;
+    flash_status st = flash_cli_pipeline_load(&pl, config, sets, n_sets, &err);
+    free(sets);
+    if (st) return flash_cli_fail("train", &err);
+    if ((st = check_top_keys(pl.root, &err))) goto done;
+    if (threads == 0) {
+        if ((st = flash_cfg_int(pl.root, "threads", 2, &threads, &err))) goto done;
+        if (threads < 1 || threads > 1024) {
+            st = flash_cfg_error(flash_cfg_get(pl.root, "threads"), &err, "must be in [1, 1024]");
+            goto done;
+        }
+    }
+    flash_set_threads((int)threads);
+    if (out)
+        snprintf(run_dir, sizeof run_dir, "%s", out);
+    else
+        default_run_dir(config, run_dir, sizeof run_dir);
+
+    if (!(yaml = flash_cfg_to_yaml(pl.root))) {
+        st = flash_error_set(&err, FLASH_ERR_NOMEM, "cannot serialise the config");
+        goto done;
+    }
+    if (resume) compare_config(run_dir, yaml);
+    snprintf(path, sizeof path, "%s/%s", run_dir, FLASH_RUN_CHECKPOINT);
+    if (!resume && access(path, F_OK) == 0) {
+        /* Checked here too so a refused run leaves config.yaml untouched. */
+        st = flash_error_set(&err, FLASH_ERR_USAGE,
+                             "%s already holds a checkpoint; continue it with --resume or choose another --out",
+                             run_dir);
+        goto done;
+    }
+    if ((st = flash_mkdirs(run_dir, &err))) goto done;
+    snprintf(path, sizeof path, "%s/%s", run_dir, FLASH_RUN_CONFIG);
+    if ((st = flash_write_file_atomic(path, yaml, strlen(yaml), &err))) goto done;
+
+    flash_train_opts o = {.size = sizeof o, .root = pl.root, .registry = pl.registry, .run_dir = run_dir,
+                          .resume = resume, .progress = !quiet};
+    st = flash_train_run(&o, &err);
+    if (st == FLASH_OK) fprintf(stderr, "flash train: done; %s/%s\n", run_dir, FLASH_RUN_CHECKPOINT);
+done:
+    free(yaml);
+    flash_cli_pipeline_free(&pl);
+    return st ? flash_cli_fail("train", &err) : FLASH_EXIT_OK;
+}
