@@ -271,7 +271,7 @@ static flash_params *model_params(const flash_instance *m)
 
 static void clone_path(const loop *L, int i, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s/clone%d.safetensors", L->o->run_dir, i);
+    snprintf(buf, n, "%s/clone%d.safetensors", L->o->run_dir ? L->o->run_dir : ".", i);
 }
 
 static void loss_path(const loop *L, int i, char *buf, size_t n)
@@ -303,7 +303,7 @@ flash_status flash_distill_clone_student(flash_distill *d, flash_instance **out,
     char path[4200];
     clone_path(L, L->n_clones, path, sizeof path);
     struct stat sb;
-    if (L->resuming && stat(path, &sb) == 0)
+    if (L->resuming && L->o->run_dir && stat(path, &sb) == 0)
         st = flash_checkpoint_load(path, p, NULL, err);
     else
         st = flash_params_copy(p, L->P, err);
@@ -643,14 +643,15 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
             char line[2048];
             int len = snprintf(line, sizeof line,
                                "\"step\": %lld, \"loss\": %.9g, \"loss_avg\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
-                               "\"step_s\": %.5f, \"teacher_nfe\": %lld",
+                               "\"step_s\": %.5f, \"teacher_nfe\": %.9g",
                                (long long)step, lv, loss_acc / (double)n_acc, opt.lr, gnorm,
-                               (now - t_log) / (double)n_acc, (long long)(L->tden.nfe - tnfe0));
+                               (now - t_log) / (double)n_acc, (double)(L->tden.nfe - tnfe0) / (double)n_acc);
             for (int k = 0; k < stats.n && len > 0 && len < (int)sizeof line; k++)
                 len += snprintf(line + len, sizeof line - (size_t)len, ", \"%s\": %.9g", stats.name[k],
                                 stats.value[k]);
             flash_jsonl_write(&L->jl, "%s", line);
             t_log = now;
+            tnfe0 = L->tden.nfe;
             loss_acc = 0;
             n_acc = 0;
         }
@@ -715,4 +716,35 @@ out:
     loop_free(L);
     free(L);
     return st;
+}
+
+flash_status flash_distill_open(const flash_distill_opts *o, flash_distill **out, flash_error *err)
+{
+    *out = NULL;
+    if (!o || o->size < sizeof *o || !o->root || !o->registry)
+        return flash_error_set(err, FLASH_ERR_USAGE, "flash_distill_open: incomplete options");
+    loop *L = calloc(1, sizeof *L);
+    if (!L) return flash_error_set(err, FLASH_ERR_NOMEM, "flash distill: out of memory");
+    L->o = o;
+    flash_status st = loop_build(L, err);
+    if (st) {
+        loop_free(L);
+        free(L);
+        return st;
+    }
+    *out = &L->d;
+    return FLASH_OK;
+}
+
+void flash_distill_close(flash_distill *d)
+{
+    if (!d) return;
+    loop *L = d->priv;
+    loop_free(L);
+    free(L);
+}
+
+flash_instance *flash_distill_strategy(flash_distill *d)
+{
+    return d && d->priv ? &((loop *)d->priv)->strategy : NULL;
 }

@@ -40,7 +40,7 @@ typedef struct flash_distill_opts {
     uint32_t size;            /* sizeof(flash_distill_opts) of the caller */
     const flash_cfg *root;    /* the resolved pipeline */
     flash_registry *registry; /* plugins loaded */
-    const char *run_dir;      /* created if missing */
+    const char *run_dir;      /* created if missing (flash_distill_open: may be NULL) */
     bool resume;              /* continue from RUN_DIR's checkpoint */
     bool progress;            /* draw the progress line on stderr */
 } flash_distill_opts;
@@ -48,6 +48,14 @@ typedef struct flash_distill_opts {
 /* Distils to distill.steps. An existing checkpoint without resume is an
  * error (FLASH_ERR_USAGE). */
 FLASH_EXPORT flash_status flash_distill_run(const flash_distill_opts *o, flash_error *err);
+
+/* The context alone, built from the pipeline as flash_distill_run builds
+ * it, for tools and tests that drive iterations themselves (run_dir may be
+ * NULL: nothing is read or written). o is borrowed until close. */
+FLASH_EXPORT flash_status flash_distill_open(const flash_distill_opts *o, flash_distill **out, flash_error *err);
+FLASH_EXPORT void flash_distill_close(flash_distill *d); /* NULL-safe */
+/* The pipeline's strategy instance of an open context. */
+FLASH_EXPORT flash_instance *flash_distill_strategy(flash_distill *d);
 
 /* Loads a teacher's weights from the pipeline's `teacher_checkpoint` (a path
  * as given, else relative to the config file) into model, and puts its EMA

@@ -9,28 +9,34 @@
  * (eq. 8). No forward-noised ground truth enters the input at any t.
  *
  * Keys: step (-1: a uniformly drawn step index per iteration; else that
- * index every time). */
+ * index every time), plain_target (true: hand every loss the eq. 7 target
+ * as flash_loss_in.target; false saves its k teacher evaluations when no
+ * loss compares with it, e.g. SRL with an adversarial loss). */
 #include "distill_common.h"
 
 #include <stdlib.h>
 
 typedef struct backward {
     long step;
+    bool plain_target;
 } backward;
 
-static const char *const keys[] = {"step", NULL};
+static const char *const keys[] = {"step", "plain_target", NULL};
 
 static flash_status bw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
     (void)env;
     long step;
+    bool plain;
     flash_status st = flash_cfg_int(cfg, "step", -1, &step, err);
+    if (!st) st = flash_cfg_bool(cfg, "plain_target", true, &plain, err);
     if (st) return st;
     if (step < -1 || step >= FLASH_DISTILL_MAX_STEPS)
         return flash_cfg_error(flash_cfg_get(cfg, "step"), err, "strategy 'backward': step must be -1 or an index");
     backward *b = malloc(sizeof *b);
     if (!b) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'backward': out of memory");
     b->step = step;
+    b->plain_target = plain;
     *self = b;
     return FLASH_OK;
 }
@@ -65,7 +71,7 @@ static flash_tensor *bw_step(void *self, flash_ctx *c, flash_distill *d, int64_t
     const int *labels = flash_distill_labels(d, c, n);
     flash_tensor *x = rollout(d, c, x_T, labels, i);
     flash_cond cond;
-    return distill_student_losses(d, c, x, d->timesteps[i], labels, NULL, &cond);
+    return distill_student_losses(d, c, x, d->timesteps[i], labels, b->plain_target, &cond);
 }
 
 static const flash_strategy_api backward_api = {

@@ -33,14 +33,17 @@ static inline int distill_pick_step(flash_distill *d)
 }
 
 /* The student's x0-hat at (x_t, t) with gradients (eq. 5), then the
- * configured losses on it: the plain target (eq. 7) and the SRL target
- * (eq. 8) are computed by the losses that use them from x_t and the
- * prediction. cond_out receives the batch's condition (arena memory). */
+ * configured losses on it, handed the plain target of eq. (7) (k teacher
+ * DDIM steps from x_t) when plain_target is set; the SRL target (eq. 8)
+ * is made by the `srl` loss from the prediction. cond_out receives the
+ * batch's condition (arena memory). */
 static inline flash_tensor *distill_student_losses(flash_distill *d, flash_ctx *c, flash_tensor *x_t, double t,
-                                                   const int *labels, flash_tensor *target, flash_cond *cond_out)
+                                                   const int *labels, bool plain_target, flash_cond *cond_out)
 {
     flash_denoised s;
     if (!x_t || flash_denoise(d->student, c, x_t, NULL, t, labels, 1.0f, NULL, &s)) return NULL;
+    flash_tensor *target = plain_target ? flash_distill_target(d, c, x_t, t, labels) : NULL;
+    if (plain_target && !target) return NULL;
     *cond_out = distill_cond(d, c, x_t->shape[0], t, labels);
     flash_loss_in in = {.size = sizeof in, .pred = s.x0, .target = target, .x_t = x_t, .cond = cond_out,
                         .distill = d};

@@ -6,28 +6,33 @@
  * `backward`. Needs a `dataset:`. With a class-conditional teacher and
  * unlabelled data the labels are drawn uniformly.
  *
- * Keys: step (-1: a uniformly drawn step index per iteration). */
+ * Keys: step (-1: a uniformly drawn step index per iteration),
+ * plain_target (as for `backward`). */
 #include "distill_common.h"
 
 #include <stdlib.h>
 
 typedef struct forward {
     long step;
+    bool plain_target;
 } forward;
 
-static const char *const keys[] = {"step", NULL};
+static const char *const keys[] = {"step", "plain_target", NULL};
 
 static flash_status fw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
     (void)env;
     long step;
+    bool plain;
     flash_status st = flash_cfg_int(cfg, "step", -1, &step, err);
+    if (!st) st = flash_cfg_bool(cfg, "plain_target", true, &plain, err);
     if (st) return st;
     if (step < -1 || step >= FLASH_DISTILL_MAX_STEPS)
         return flash_cfg_error(flash_cfg_get(cfg, "step"), err, "strategy 'forward': step must be -1 or an index");
     forward *f = malloc(sizeof *f);
     if (!f) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'forward': out of memory");
     f->step = step;
+    f->plain_target = plain;
     *self = f;
     return FLASH_OK;
 }
@@ -55,7 +60,7 @@ static flash_tensor *fw_step(void *self, flash_ctx *c, flash_distill *d, int64_t
     /* eq. (1): x_t = alpha_t x0 + sigma_t eps */
     flash_tensor *x = flash_lincomb(c, a, x0, s, flash_distill_noise(d, c, n));
     flash_cond cond;
-    return distill_student_losses(d, c, x, t, labels, NULL, &cond);
+    return distill_student_losses(d, c, x, t, labels, f->plain_target, &cond);
 }
 
 static const flash_strategy_api forward_api = {
