@@ -329,7 +329,8 @@ __global__ static void k_bcast_gather(float *gb, const float *x, const float *w,
 }
 
 static void cu_bcast_reduce(float *gb, const float *x, const float *w, const flash_bcast *bc, float scale,
-                            double *scratch) {
+                            double *scratch, bool acc) {
+    if (!acc) cu_zero(gb, bc->b_numel); /* overwrite = accumulate into zeros */
     if (bc->same) {
         k_axpy_same<<<flash_cu_blocks(bc->a_numel, THREADS), THREADS, 0, g_stream>>>(gb, x, w, scale, bc->a_numel);
         FLASH_CU_LAUNCHED(k_axpy_same);
@@ -407,8 +408,9 @@ __global__ static void k_unary_backward(int op, float *gx, const float *gy, cons
 }
 
 static void cu_unary_backward(flash_unop op, float *gx, const float *gy, const float *x, const float *y, size_t n,
-                              float a) {
+                              float a, bool acc) {
     if (!n) return;
+    if (!acc) cu_zero(gx, n); /* overwrite = accumulate into zeros */
     k_unary_backward<<<flash_cu_blocks(n, THREADS), THREADS, 0, g_stream>>>((int)op, gx, gy, x, y, n, a);
     FLASH_CU_LAUNCHED(k_unary_backward);
 }
