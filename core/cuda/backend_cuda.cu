@@ -280,9 +280,11 @@ static void cu_binary(flash_binop op, float *y, const float *a, const float *b, 
     FLASH_CU_LAUNCHED(k_binary);
 }
 
-__global__ static void k_axpy_same(float *gb, const float *x, const float *w, float scale, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        gb[i] += scale * (w ? x[i] * w[i] : x[i]);
+__global__ static void k_axpy_same(float *gb, const float *x, const float *w, float scale, size_t n, int acc) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const float v = scale * (w ? x[i] * w[i] : x[i]);
+        gb[i] = acc ? gb[i] + v : v;
+    }
 }
 
 /* One thread per element q of b: visits the rows of a that map to q in
@@ -290,7 +292,7 @@ __global__ static void k_axpy_same(float *gb, const float *x, const float *w, fl
  * the CPU's loop does. With inner_scalar the contributions are the row
  * sums in `rowsum`, else x[r, j] (* w[r, j]) for q's column j. */
 __global__ static void k_bcast_gather(float *gb, const float *x, const float *w, const double *rowsum,
-                                      flash_bcast bc, float scale) {
+                                      flash_bcast bc, float scale, int accumulate) {
     const size_t L = bc.inner_scalar ? 1 : bc.inner;
     const size_t nb = bc.b_numel;
     for (size_t q = blockIdx.x * (size_t)blockDim.x + threadIdx.x; q < nb; q += (size_t)gridDim.x * blockDim.x) {
@@ -306,7 +308,7 @@ __global__ static void k_bcast_gather(float *gb, const float *x, const float *w,
                 nbc *= bc.osize[g];
             }
         }
-        float acc = gb[q];
+        float acc = accumulate ? gb[q] : 0.0f;
         for (size_t k = 0; k < nbc; k++) {
             /* k's digits fill the broadcast groups, outermost first, so r grows with k */
             size_t rem = k;
@@ -330,15 +332,15 @@ __global__ static void k_bcast_gather(float *gb, const float *x, const float *w,
 
 static void cu_bcast_reduce(float *gb, const float *x, const float *w, const flash_bcast *bc, float scale,
                             double *scratch, bool acc) {
-    if (!acc) cu_zero(gb, bc->b_numel); /* overwrite = accumulate into zeros */
     if (bc->same) {
-        k_axpy_same<<<flash_cu_blocks(bc->a_numel, THREADS), THREADS, 0, g_stream>>>(gb, x, w, scale, bc->a_numel);
+        k_axpy_same<<<flash_cu_blocks(bc->a_numel, THREADS), THREADS, 0, g_stream>>>(gb, x, w, scale, bc->a_numel,
+                                                                                     acc);
         FLASH_CU_LAUNCHED(k_axpy_same);
         return;
     }
     if (bc->inner_scalar) row_sums(scratch, x, w, false, bc->outer, bc->inner);
     k_bcast_gather<<<flash_cu_blocks(bc->b_numel, THREADS), THREADS, 0, g_stream>>>(
-        gb, x, w, bc->inner_scalar ? scratch : NULL, *bc, scale);
+        gb, x, w, bc->inner_scalar ? scratch : NULL, *bc, scale, acc);
     FLASH_CU_LAUNCHED(k_bcast_gather);
 }
 
@@ -381,7 +383,7 @@ static void cu_unary(flash_unop op, float *y, const float *x, size_t n, float a,
 }
 
 __global__ static void k_unary_backward(int op, float *gx, const float *gy, const float *x, const float *y, size_t n,
-                                        float a) {
+                                        float a, int acc) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         const float g = gy[i];
         float d;
@@ -403,15 +405,14 @@ __global__ static void k_unary_backward(int op, float *gx, const float *gy, cons
         case FLASH_UN_SOFTPLUS: d = g * sigmoid_f(x[i]); break;
         default: d = g * (1.0f - y[i] * y[i]); break;
         }
-        gx[i] += d;
+        gx[i] = acc ? gx[i] + d : d;
     }
 }
 
 static void cu_unary_backward(flash_unop op, float *gx, const float *gy, const float *x, const float *y, size_t n,
                               float a, bool acc) {
     if (!n) return;
-    if (!acc) cu_zero(gx, n); /* overwrite = accumulate into zeros */
-    k_unary_backward<<<flash_cu_blocks(n, THREADS), THREADS, 0, g_stream>>>((int)op, gx, gy, x, y, n, a);
+    k_unary_backward<<<flash_cu_blocks(n, THREADS), THREADS, 0, g_stream>>>((int)op, gx, gy, x, y, n, a, acc);
     FLASH_CU_LAUNCHED(k_unary_backward);
 }
 
