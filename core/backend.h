@@ -5,7 +5,9 @@
  * backend fills the same table with device kernels and slots in without
  * touching the ops or any plugin. Pointers passed to kernels are backend
  * memory (arena or flash_tensor_alloc); `double *scratch` arguments are
- * arena memory of the stated size, so kernels never allocate.
+ * arena memory of the stated size, so kernels never allocate. Arguments
+ * marked "host" are host memory on every backend (a device backend copies
+ * them in or out itself).
  *
  * Conventions: outputs first; `acc` true means += into the output instead
  * of overwriting it. Every kernel is deterministic for a fixed thread count
@@ -86,14 +88,14 @@ typedef struct flash_backend {
     /* ---- elementwise ---- */
     /* y (+)= a op b, b broadcast per bc */
     void (*binary)(flash_binop op, float *y, const float *a, const float *b, const flash_bcast *bc, bool acc);
-    /* gb[j] += scale * sum over a's positions mapping to b's j of x * w (w may
-     * be NULL); scratch: bc->outer doubles. */
+    /* gb[j] (+)= scale * sum over a's positions mapping to b's j of x * w (w
+     * may be NULL); scratch: bc->outer doubles. */
     void (*bcast_reduce)(float *gb, const float *x, const float *w, const flash_bcast *bc, float scale,
-                         double *scratch);
+                         double *scratch, bool acc);
     void (*unary)(flash_unop op, float *y, const float *x, size_t n, float a, float b);
-    /* gx += dy/dx * gy, given x and the forward output y */
+    /* gx (+)= dy/dx * gy, given x and the forward output y */
     void (*unary_backward)(flash_unop op, float *gx, const float *gy, const float *x, const float *y, size_t n,
-                           float a);
+                           float a, bool acc);
     /* out[r, i] (+)= a[r] * x[r, i] + b[r] * y[r, i] over rows x inner;
      * y and b may be NULL (then out (+)= a x). a, b are host arrays. */
     void (*axpby)(float *out, const float *a, const float *x, const float *b, const float *y, size_t rows,
@@ -106,18 +108,18 @@ typedef struct flash_backend {
     /* ---- reductions ---- */
     /* sum of x[i] * w[i] (w may be NULL), in double, fixed partitions */
     double (*sum)(const float *x, const float *w, size_t n);
-    /* out[r] = sum_j x[r * len + j] */
+    /* out[r] = sum_j x[r * len + j]; out is host memory */
     void (*sum_rows)(double *out, const float *x, size_t rows, size_t len);
     /* sum of (a - b)^2 */
     double (*sq_diff_sum)(const float *a, const float *b, size_t n);
-    /* row-wise softmax of (rows, k); lse (optional, rows doubles) gets each
-     * row's log-sum-exp */
+    /* row-wise softmax of (rows, k); lse (optional, rows host doubles) gets
+     * each row's log-sum-exp */
     void (*softmax_rows)(float *p, double *lse, const float *x, size_t rows, size_t k);
 
     /* ---- gathers ---- */
-    /* out[i, :] = table[idx[i], :] */
+    /* out[i, :] = table[idx[i], :]; idx is host memory */
     void (*gather_rows)(float *out, const float *table, const int *idx, size_t n, size_t d);
-    /* gtable[idx[i], :] += g[i, :] (in index order: deterministic) */
+    /* gtable[idx[i], :] += g[i, :] (in index order: deterministic); idx host */
     void (*scatter_add_rows)(float *gtable, const float *g, const int *idx, size_t n, size_t d);
 
     /* ---- dense layers (linear, conv, norms) ---- */
@@ -157,8 +159,34 @@ typedef struct flash_backend {
     /* nc planes of h x w -> h/k x w/k means (h, w multiples of k); the backward accumulates */
     void (*avg_pool2d)(float *y, const float *x, int nc, int h, int w, int k);
     void (*avg_pool2d_backward)(float *gx, const float *gy, int nc, int h, int w, int k);
+
+    /* ---- optional: device backends (NULL on the CPU) ---- */
+    /* One Adam(W) step over n parameters (params.c states the formula):
+     * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * w = w * decay - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps) */
+    void (*adam)(float *w, const float *g, float *m, float *v, size_t n, float b1, float b2, float eps,
+                 float step_size, float inv_sqrt_bc2, float decay);
+    /* e = decay * e + (1 - decay) * w */
+    void (*ema)(float *e, const float *w, size_t n, float decay);
+    /* The first asynchronous failure (a kernel launch, a library call), or
+     * NULL: kernels return void, so a device backend records its errors
+     * and the context reports them (flash_ctx_ok, flash_ctx_status). */
+    const char *(*last_error)(void);
+    /* Waits for queued work (timing); 0, or nonzero on a device error. */
+    int (*sync)(void);
 } flash_backend;
 
 extern const flash_backend flash_cpu_backend;
+
+/* The backend of a device name: "cpu", or "cuda" (core/cuda/, loaded from
+ * libflash_cuda.so on first use; see core/backend_load.c). NULL with a
+ * message in msg when the name is unknown or the device unusable. */
+const flash_backend *flash_backend_for(const char *device, char *msg, size_t msg_size);
+
+/* The entry symbol of a device backend's shared object: fills msg and
+ * returns NULL when no device is usable. */
+typedef const flash_backend *(*flash_backend_entry_fn)(char *msg, size_t msg_size);
+#define FLASH_BACKEND_ENTRY "flash_backend_entry"
+
 
 #endif

@@ -185,14 +185,19 @@ static void cpu_binary(flash_binop op, float *y, const float *a, const float *b,
 }
 
 static void cpu_bcast_reduce(float *gb, const float *x, const float *w, const flash_bcast *bc, float scale,
-                             double *scratch) {
+                             double *scratch, bool acc) {
     const size_t L = bc->inner, R = bc->outer;
     if (bc->same) {
         const long long N = (long long)bc->a_numel;
 #pragma omp parallel for schedule(static) if (N > FLASH_PAR_THRESHOLD)
-        for (long long i = 0; i < N; i++) gb[i] += scale * (w ? x[i] * w[i] : x[i]);
+        for (long long i = 0; i < N; i++) {
+            const float v = scale * (w ? x[i] * w[i] : x[i]);
+            gb[i] = acc ? gb[i] + v : v;
+        }
         return;
     }
+    /* b is smaller than a here: zeroing it first costs little */
+    if (!acc) cpu_zero(gb, bc->b_numel);
     if (bc->inner_scalar) {
         /* each row reduces to one element of b: row sums in parallel, then
          * added to b in row order */
@@ -293,30 +298,33 @@ static void unary_range(flash_unop op, float *y, const float *x, size_t n, float
     }
 }
 
+/* gx (+)= d; the switch picks the loop, acc picks store or add-store */
+#define FLASH_UB_LOOP(D)                                                          \
+    do {                                                                          \
+        if (acc)                                                                  \
+            for (size_t i = 0; i < n; i++) gx[i] += (D);                          \
+        else                                                                      \
+            for (size_t i = 0; i < n; i++) gx[i] = (D);                           \
+    } while (0)
+
 static void unary_backward_range(flash_unop op, float *restrict gx, const float *restrict gy, const float *x,
-                                 const float *y, size_t n, float a) {
+                                 const float *y, size_t n, float a, bool acc) {
     switch (op) {
-    case FLASH_UN_AFFINE: for (size_t i = 0; i < n; i++) gx[i] += a * gy[i]; break;
-    case FLASH_UN_NEG: for (size_t i = 0; i < n; i++) gx[i] -= gy[i]; break;
-    case FLASH_UN_EXP: for (size_t i = 0; i < n; i++) gx[i] += gy[i] * y[i]; break;
-    case FLASH_UN_LOG: for (size_t i = 0; i < n; i++) gx[i] += gy[i] / x[i]; break;
-    case FLASH_UN_SQRT: for (size_t i = 0; i < n; i++) gx[i] += gy[i] * 0.5f / y[i]; break;
-    case FLASH_UN_SQUARE: for (size_t i = 0; i < n; i++) gx[i] += 2.0f * x[i] * gy[i]; break;
-    case FLASH_UN_ABS:
-        for (size_t i = 0; i < n; i++) gx[i] += x[i] > 0 ? gy[i] : (x[i] < 0 ? -gy[i] : 0.0f);
-        break;
-    case FLASH_UN_SILU:
-        for (size_t i = 0; i < n; i++) {
-            float s = sigmoid_f(x[i]);
-            gx[i] += gy[i] * s * (1.0f + x[i] * (1.0f - s));
-        }
-        break;
-    case FLASH_UN_RELU: for (size_t i = 0; i < n; i++) gx[i] += x[i] > 0 ? gy[i] : 0.0f; break;
-    case FLASH_UN_LEAKY_RELU: for (size_t i = 0; i < n; i++) gx[i] += x[i] > 0 ? gy[i] : a * gy[i]; break;
-    case FLASH_UN_SOFTPLUS: for (size_t i = 0; i < n; i++) gx[i] += gy[i] * sigmoid_f(x[i]); break;
-    case FLASH_UN_TANH: for (size_t i = 0; i < n; i++) gx[i] += gy[i] * (1.0f - y[i] * y[i]); break;
+    case FLASH_UN_AFFINE: FLASH_UB_LOOP(a * gy[i]); break;
+    case FLASH_UN_NEG: FLASH_UB_LOOP(-gy[i]); break;
+    case FLASH_UN_EXP: FLASH_UB_LOOP(gy[i] * y[i]); break;
+    case FLASH_UN_LOG: FLASH_UB_LOOP(gy[i] / x[i]); break;
+    case FLASH_UN_SQRT: FLASH_UB_LOOP(gy[i] * 0.5f / y[i]); break;
+    case FLASH_UN_SQUARE: FLASH_UB_LOOP(2.0f * x[i] * gy[i]); break;
+    case FLASH_UN_ABS: FLASH_UB_LOOP(x[i] > 0 ? gy[i] : (x[i] < 0 ? -gy[i] : 0.0f)); break;
+    case FLASH_UN_SILU: FLASH_UB_LOOP(gy[i] * sigmoid_f(x[i]) * (1.0f + x[i] * (1.0f - sigmoid_f(x[i])))); break;
+    case FLASH_UN_RELU: FLASH_UB_LOOP(x[i] > 0 ? gy[i] : 0.0f); break;
+    case FLASH_UN_LEAKY_RELU: FLASH_UB_LOOP(x[i] > 0 ? gy[i] : a * gy[i]); break;
+    case FLASH_UN_SOFTPLUS: FLASH_UB_LOOP(gy[i] * sigmoid_f(x[i])); break;
+    case FLASH_UN_TANH: FLASH_UB_LOOP(gy[i] * (1.0f - y[i] * y[i])); break;
     }
 }
+#undef FLASH_UB_LOOP
 
 static void cpu_unary(flash_unop op, float *y, const float *x, size_t n, float a, float b) {
     const size_t chunk = FLASH_PAR_THRESHOLD;
@@ -329,13 +337,13 @@ static void cpu_unary(flash_unop op, float *y, const float *x, size_t n, float a
 }
 
 static void cpu_unary_backward(flash_unop op, float *gx, const float *gy, const float *x, const float *y, size_t n,
-                               float a) {
+                               float a, bool acc) {
     const size_t chunk = FLASH_PAR_THRESHOLD;
     const long long NC = (long long)((n + chunk - 1) / chunk);
 #pragma omp parallel for schedule(static) if (n > FLASH_PAR_THRESHOLD)
     for (long long k = 0; k < NC; k++) {
         size_t lo = (size_t)k * chunk, len = n - lo < chunk ? n - lo : chunk;
-        unary_backward_range(op, gx + lo, gy + lo, x ? x + lo : NULL, y ? y + lo : NULL, len, a);
+        unary_backward_range(op, gx + lo, gy + lo, x ? x + lo : NULL, y ? y + lo : NULL, len, a, acc);
     }
 }
 

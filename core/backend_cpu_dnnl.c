@@ -27,7 +27,12 @@
  *
  * Determinism: oneDNN's CPU primitives and sgemm are run-to-run
  * reproducible for a fixed thread count; the plan key includes the count.
+ *
+ * Built with FLASH_BLAS=dnnl (the default); backend_cpu_blas.c provides the
+ * same kernels on OpenBLAS alone.
  */
+#if defined(FLASH_BLAS_DNNL)
+
 #include <dnnl.h>
 #include <omp.h>
 #include <pthread.h>
@@ -500,3 +505,5 @@ int flash_cpu_conv2d_backward(const flash_conv_geom *g, float *gx, float *gw, fl
     }
     return 0;
 }
+
+#endif

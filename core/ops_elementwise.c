@@ -15,29 +15,30 @@ static void binary_backward(flash_ctx *c, flash_tape_entry *e) {
     flash_bcast bc;
     flash_bcast_make(&bc, a, b);
     const float *gy = y->grad;
-    float *ga = flash_grad_of(c, a);
+    bool acc;
+    float *ga = flash_grad_write(c, a, &acc);
     if (ga) {
         switch (op) {
-        case FLASH_BIN_ADD: be->unary_backward(FLASH_UN_AFFINE, ga, gy, NULL, NULL, a->numel, 1.0f); break;
-        case FLASH_BIN_SUB: be->unary_backward(FLASH_UN_AFFINE, ga, gy, NULL, NULL, a->numel, 1.0f); break;
-        case FLASH_BIN_MUL: be->binary(FLASH_BIN_MUL, ga, gy, b->data, &bc, true); break;
-        case FLASH_BIN_DIV: be->binary(FLASH_BIN_DIV, ga, gy, b->data, &bc, true); break;
+        case FLASH_BIN_ADD:
+        case FLASH_BIN_SUB: be->unary_backward(FLASH_UN_AFFINE, ga, gy, NULL, NULL, a->numel, 1.0f, acc); break;
+        case FLASH_BIN_MUL: be->binary(FLASH_BIN_MUL, ga, gy, b->data, &bc, acc); break;
+        case FLASH_BIN_DIV: be->binary(FLASH_BIN_DIV, ga, gy, b->data, &bc, acc); break;
         }
     }
-    float *gb = flash_grad_of(c, b);
+    float *gb = flash_grad_write(c, b, &acc);
     if (!gb) return;
     double *scratch = flash_arena_alloc(c, bc.outer * sizeof(double));
     if (!scratch) return;
     switch (op) {
-    case FLASH_BIN_ADD: be->bcast_reduce(gb, gy, NULL, &bc, 1.0f, scratch); break;
-    case FLASH_BIN_SUB: be->bcast_reduce(gb, gy, NULL, &bc, -1.0f, scratch); break;
-    case FLASH_BIN_MUL: be->bcast_reduce(gb, gy, a->data, &bc, 1.0f, scratch); break;
+    case FLASH_BIN_ADD: be->bcast_reduce(gb, gy, NULL, &bc, 1.0f, scratch, acc); break;
+    case FLASH_BIN_SUB: be->bcast_reduce(gb, gy, NULL, &bc, -1.0f, scratch, acc); break;
+    case FLASH_BIN_MUL: be->bcast_reduce(gb, gy, a->data, &bc, 1.0f, scratch, acc); break;
     case FLASH_BIN_DIV: {
         /* d(a/b)/db = -a/b^2 = -(y/b): reduce -(gy/b) * y */
         float *t = flash_arena_alloc(c, a->numel * sizeof(float));
         if (!t) return;
         be->binary(FLASH_BIN_DIV, t, gy, b->data, &bc, false);
-        be->bcast_reduce(gb, t, y->data, &bc, -1.0f, scratch);
+        be->bcast_reduce(gb, t, y->data, &bc, -1.0f, scratch, acc);
         break;
     }
     }
@@ -74,8 +75,10 @@ flash_tensor *flash_div(flash_ctx *c, flash_tensor *a, flash_tensor *b) {
 
 static void unary_backward(flash_ctx *c, flash_tape_entry *e) {
     flash_tensor *x = e->in[0], *y = e->out;
-    float *gx = flash_grad_of(c, x);
-    if (gx) c->be->unary_backward((flash_unop)e->iarg[0], gx, y->grad, x->data, y->data, x->numel, e->farg[0]);
+    bool acc;
+    float *gx = flash_grad_write(c, x, &acc);
+    if (gx)
+        c->be->unary_backward((flash_unop)e->iarg[0], gx, y->grad, x->data, y->data, x->numel, e->farg[0], acc);
 }
 
 static flash_tensor *unary(flash_ctx *c, const char *name, flash_unop op, flash_tensor *x, float a, float b) {
@@ -121,10 +124,11 @@ static void axpby_backward(flash_ctx *c, flash_tape_entry *e) {
     flash_tensor *x = e->in[0], *y = e->in[1], *out = e->out;
     const float *coef = e->saved;
     const size_t rows = (size_t)out->shape[0], inner = out->numel / rows;
-    float *gx = flash_grad_of(c, x);
-    if (gx) c->be->axpby(gx, coef, out->grad, NULL, NULL, rows, inner, true);
-    float *gy = y ? flash_grad_of(c, y) : NULL;
-    if (gy) c->be->axpby(gy, coef + rows, out->grad, NULL, NULL, rows, inner, true);
+    bool acc;
+    float *gx = flash_grad_write(c, x, &acc);
+    if (gx) c->be->axpby(gx, coef, out->grad, NULL, NULL, rows, inner, acc);
+    float *gy = y ? flash_grad_write(c, y, &acc) : NULL;
+    if (gy) c->be->axpby(gy, coef + rows, out->grad, NULL, NULL, rows, inner, acc);
 }
 
 flash_tensor *flash_axpby(flash_ctx *c, const float *a, flash_tensor *x, const float *b, flash_tensor *y) {
@@ -138,7 +142,7 @@ flash_tensor *flash_axpby(flash_ctx *c, const float *a, flash_tensor *x, const f
     flash_tensor *in[2] = {x, y};
     flash_tape_entry *e = flash_tape_record(c, "axpby", axpby_backward, out, 2, in);
     if (e) {
-        float *coef = flash_arena_alloc(c, 2 * rows * sizeof(float));
+        float *coef = flash_host_alloc(c, 2 * rows * sizeof(float));
         if (!coef) return NULL;
         for (size_t r = 0; r < rows; r++) {
             coef[r] = a[r];

@@ -96,9 +96,14 @@ static void linear_backward(flash_ctx *c, flash_tape_entry *e) {
     float *gx = flash_grad_of(c, x), *gw = flash_grad_of(c, w), *gb = flash_grad_of(c, b);
     if (gx && !gemm(c, "linear", false, false, n, in, out, y->grad, out, w->data, in, 1.0f, gx, in)) return;
     if (gw && !gemm(c, "linear", true, false, out, in, n, y->grad, out, x->data, in, 1.0f, gw, in)) return;
-    if (gb) {
+    if (gb && c->host == c) {
         double *scratch = flash_arena_alloc(c, (size_t)out * sizeof(double));
         if (scratch) col_sums_acc(gb, y->grad, n, out, scratch);
+    } else if (gb) { /* device memory: the backend's broadcast reduction */
+        flash_bcast bc;
+        flash_bcast_make(&bc, y, b);
+        double *scratch = flash_arena_alloc(c, bc.outer * sizeof(double));
+        if (scratch) c->be->bcast_reduce(gb, y->grad, NULL, &bc, 1.0f, scratch, true);
     }
 }
 
@@ -115,8 +120,7 @@ flash_tensor *flash_linear(flash_ctx *c, flash_tensor *x, flash_tensor *w, flash
     flash_tensor *y = flash_tensor_2d(c, n, out);
     if (!y) return NULL;
     /* the bias goes in first and sgemm accumulates onto it */
-    if (b)
-        for (int i = 0; i < n; i++) c->be->copy(y->data + (size_t)i * out, b->data, (size_t)out);
+    if (b) c->be->copy2d(y->data, (size_t)out, b->data, 0, (size_t)n, (size_t)out, false);
     if (!gemm(c, "linear", false, true, n, out, in, x->data, in, w->data, in, b ? 1.0f : 0.0f, y->data, out))
         return NULL;
     flash_tensor *ins[3] = {x, w, b};

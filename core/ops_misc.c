@@ -15,6 +15,12 @@
 /* iarg[0]: offset of the view in the source (elements) */
 static void view_backward(flash_ctx *c, flash_tape_entry *e) {
     flash_tensor *x = e->in[0], *y = e->out;
+    if (y->numel == x->numel) { /* reshape, copy: the whole gradient */
+        bool acc;
+        float *gx = flash_grad_write(c, x, &acc);
+        if (gx) c->be->copy2d(gx, 0, y->grad, 0, 1, y->numel, acc);
+        return;
+    }
     float *gx = flash_grad_of(c, x);
     if (gx) c->be->copy2d(gx + (size_t)e->iarg[0], 0, y->grad, 0, 1, y->numel, true);
 }
@@ -85,10 +91,11 @@ flash_tensor *flash_copy(flash_ctx *c, flash_tensor *x) {
 static void concat_backward(flash_ctx *c, flash_tape_entry *e) {
     flash_tensor *a = e->in[0], *b = e->in[1], *y = e->out;
     const size_t rows = (size_t)y->shape[0], ia = a->numel / rows, ib = b->numel / rows;
-    float *ga = flash_grad_of(c, a);
-    if (ga) c->be->copy2d(ga, ia, y->grad, ia + ib, rows, ia, true);
-    float *gb = flash_grad_of(c, b);
-    if (gb) c->be->copy2d(gb, ib, y->grad + ia, ia + ib, rows, ib, true);
+    bool acc;
+    float *ga = flash_grad_write(c, a, &acc);
+    if (ga) c->be->copy2d(ga, ia, y->grad, ia + ib, rows, ia, acc);
+    float *gb = flash_grad_write(c, b, &acc);
+    if (gb) c->be->copy2d(gb, ib, y->grad + ia, ia + ib, rows, ib, acc);
 }
 
 flash_tensor *flash_concat(flash_ctx *c, flash_tensor *a, flash_tensor *b) {
@@ -139,7 +146,7 @@ flash_tensor *flash_embedding(flash_ctx *c, flash_tensor *table, const int *idx,
     c->be->gather_rows(y->data, table->data, idx, (size_t)n, (size_t)table->shape[1]);
     flash_tape_entry *e = flash_tape_record(c, "embedding", embedding_backward, y, 1, &table);
     if (e) {
-        int *saved = flash_arena_alloc(c, (size_t)n * sizeof(int));
+        int *saved = flash_host_alloc(c, (size_t)n * sizeof(int));
         if (!saved) return NULL;
         memcpy(saved, idx, (size_t)n * sizeof(int));
         e->saved = saved;
@@ -155,7 +162,7 @@ flash_tensor *flash_timestep_embedding(flash_ctx *c, const float *t, int n, int 
     if (n < 1 || dim < 1) return flash_op_fail(c, "timestep_embedding", "bad size n=%d dim=%d", n, dim);
     flash_tensor *y = flash_tensor_2d(c, n, dim);
     if (!y) return NULL;
-    float *h = flash_arena_alloc(c, (size_t)n * (size_t)dim * sizeof(float));
+    float *h = flash_host_alloc(c, (size_t)n * (size_t)dim * sizeof(float));
     if (!h) return NULL;
     const int half = dim / 2;
     for (int r = 0; r < n; r++) {
@@ -187,6 +194,13 @@ flash_tensor *flash_randn(flash_ctx *c, flash_rng *r, int ndim, const int *shape
     if (!c || !r) return NULL;
     flash_tensor *t = flash_tensor_new(c, ndim, shape);
     if (!t) return NULL;
-    flash_rng_fill_normal(r, t->data, t->numel);
+    if (c->host == c) {
+        flash_rng_fill_normal(r, t->data, t->numel);
+        return t;
+    }
+    float *h = flash_host_alloc(c, t->numel * sizeof(float)); /* device memory: draw on the host, copy in */
+    if (!h) return NULL;
+    flash_rng_fill_normal(r, h, t->numel);
+    c->be->from_host(t->data, h, t->numel);
     return t;
 }

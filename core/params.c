@@ -19,9 +19,13 @@ struct flash_params {
     size_t count;
     bool finalized;
     float *data, *grad, *m, *v, *ema;
+    const flash_backend *be; /* where the blocks live; NULL: the CPU */
 };
 
-static const flash_backend *be_of(void) { return &flash_cpu_backend; }
+static const flash_backend *be_of_p(const flash_params *p) {
+    return p && p->be ? p->be : &flash_cpu_backend;
+}
+#define be_of() be_of_p(p)
 
 flash_params *flash_params_create(void) { return calloc(1, sizeof(flash_params)); }
 
@@ -138,7 +142,7 @@ void flash_init_normal(flash_tensor *t, flash_rng *r, float std) {
 }
 
 void flash_init_const(flash_tensor *t, float v) {
-    if (t && t->data) be_of()->fill(t->data, t->numel, v);
+    if (t && t->data) flash_cpu_backend.fill(t->data, t->numel, v);
 }
 
 void flash_init_fan_in(flash_tensor *t, flash_rng *r, int fan_in) {
@@ -164,6 +168,8 @@ double flash_params_clip_grad(flash_params *p, double max_norm) {
 
 bool flash_params_grad_finite(const flash_params *p) {
     if (!p || !p->grad) return true;
+    if (p->be && p->be != &flash_cpu_backend) /* on a device: the sum of squares is finite iff every element is */
+        return isfinite(p->be->sum(p->grad, p->grad, p->count));
     for (size_t i = 0; i < p->count; i++)
         if (!isfinite(p->grad[i])) return false;
     return true;
@@ -184,6 +190,10 @@ flash_status flash_adam_step(flash_params *p, const flash_adam *opt, int64_t ste
     const double bc1 = 1.0 - pow((double)b1, (double)step), bc2 = 1.0 - pow((double)b2, (double)step);
     const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     const float decay = opt->weight_decay > 0 ? 1.0f - lr * opt->weight_decay : 1.0f;
+    if (be_of()->adam) {
+        be_of()->adam(p->data, p->grad, p->m, p->v, p->count, b1, b2, eps, step_size, inv_sqrt_bc2, decay);
+        return FLASH_OK;
+    }
     float *restrict w = p->data, *restrict g = p->grad, *restrict m = p->m, *restrict v = p->v;
     const long long n = (long long)p->count;
 #pragma omp parallel for schedule(static) if (n > FLASH_PAR_THRESHOLD)
@@ -203,6 +213,10 @@ flash_status flash_params_ema_update(flash_params *p, float decay, flash_error *
         p->ema = block_new(p);
         if (!p->ema) return flash_error_set(err, FLASH_ERR_NOMEM, "ema: cannot allocate %zu parameters", p->count);
         be_of()->copy(p->ema, p->data, p->count);
+        return FLASH_OK;
+    }
+    if (be_of()->ema) {
+        be_of()->ema(p->ema, p->data, p->count, decay);
         return FLASH_OK;
     }
     float *restrict e = p->ema;
@@ -243,9 +257,62 @@ flash_status flash_params_copy(flash_params *dst, const flash_params *src, flash
         flash_param_entry *d = &dst->e[i];
         for (size_t j = 0; j < src->n; j++)
             if (strcmp(src->e[j].name, d->name) == 0) {
-                be_of()->copy(d->t->data, src->e[j].t->data, d->t->numel);
+                be_of_p(dst)->copy(d->t->data, src->e[j].t->data, d->t->numel);
                 break;
             }
     }
+    return FLASH_OK;
+}
+
+/* ---- devices ------------------------------------------------------------------ */
+
+/* Copies one block to `to` (through host memory when neither side is the CPU's). */
+static float *block_move(const flash_backend *from, const flash_backend *to, const float *src, size_t n,
+                         float *host) {
+    float *dst = to->alloc(n * sizeof(float));
+    if (!dst) return NULL;
+    from->to_host(host, src, n);
+    to->from_host(dst, host, n);
+    return dst;
+}
+
+flash_status flash_params_to_device(flash_params *p, const char *device, flash_error *err) {
+    if (!p || !p->finalized) return flash_error_set(err, FLASH_ERR_RUNTIME, "params: not finalized");
+    char msg[512] = "";
+    const flash_backend *to = flash_backend_for(device, msg, sizeof msg);
+    if (!to) return flash_error_set(err, FLASH_ERR_RUNTIME, "params: device '%s': %s", device ? device : "(null)", msg);
+    const flash_backend *from = be_of();
+    if (to == from) return FLASH_OK;
+    const size_t n = p->count ? p->count : 1;
+    float *host = malloc(n * sizeof(float));
+    float **blocks[5] = {&p->data, &p->grad, &p->m, &p->v, &p->ema};
+    float *moved[5] = {0};
+    bool ok = host != NULL;
+    for (int i = 0; ok && i < 5; i++)
+        if (*blocks[i]) ok = (moved[i] = block_move(from, to, *blocks[i], n, host)) != NULL;
+    free(host);
+    const char *dev_err = to->last_error ? to->last_error() : NULL;
+    if (!ok || dev_err) {
+        for (int i = 0; i < 5; i++) to->free(moved[i]);
+        if (dev_err) return flash_error_set(err, FLASH_ERR_RUNTIME, "params: moving to %s: %s", to->name, dev_err);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "params: cannot allocate %zu parameters on %s", p->count, to->name);
+    }
+    for (int i = 0; i < 5; i++)
+        if (*blocks[i]) {
+            from->free(*blocks[i]);
+            *blocks[i] = moved[i];
+        }
+    p->be = to;
+    point_views(p);
+    return FLASH_OK;
+}
+
+const char *flash_params_device(const flash_params *p) { return p ? be_of()->name : NULL; }
+
+flash_status flash_params_to_host(const flash_params *p, float *host, flash_error *err) {
+    if (!p || !p->finalized || !host) return flash_error_set(err, FLASH_ERR_RUNTIME, "params: not finalized");
+    be_of()->to_host(host, p->data, p->count);
+    const char *m = be_of()->last_error ? be_of()->last_error() : NULL;
+    if (m) return flash_error_set(err, FLASH_ERR_RUNTIME, "params: %s", m);
     return FLASH_OK;
 }

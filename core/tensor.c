@@ -54,10 +54,12 @@ static void chunks_free(const flash_backend *be, flash_arena_chunk *k) {
     }
 }
 
-flash_ctx *flash_ctx_create(size_t arena_bytes) {
+static flash_ctx *ctx_create_with(const flash_backend *be, size_t arena_bytes) {
     flash_ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->be = &flash_cpu_backend;
+    c->be = be;
+    c->host = c;
+    c->device = "cpu";
     c->chunk_bytes = align_up(arena_bytes ? arena_bytes : FLASH_ARENA_DEFAULT);
     c->chunks = chunk_new(c->be, c->chunk_bytes);
     if (!c->chunks) {
@@ -71,10 +73,69 @@ flash_ctx *flash_ctx_create(size_t arena_bytes) {
     return c;
 }
 
+flash_ctx *flash_ctx_create(size_t arena_bytes) { return ctx_create_with(&flash_cpu_backend, arena_bytes); }
+
+/* ---- device contexts (see flash_ctx_create_on in tensor.h) ---------------- */
+
+#define FLASH_HOST_ARENA_DEFAULT (1u << 20)
+
+flash_ctx *flash_ctx_create_on(const char *device, size_t arena_bytes, flash_error *err) {
+    char msg[512] = "";
+    const flash_backend *be = flash_backend_for(device, msg, sizeof msg);
+    if (!be) {
+        flash_error_set(err, FLASH_ERR_RUNTIME, "device '%s': %s", device ? device : "(null)", msg);
+        return NULL;
+    }
+    if (be == &flash_cpu_backend) {
+        flash_ctx *c = flash_ctx_create(arena_bytes);
+        if (!c) flash_error_set(err, FLASH_ERR_NOMEM, "device 'cpu': cannot allocate a %zu-byte arena", arena_bytes);
+        return c;
+    }
+    flash_ctx *c = ctx_create_with(be, arena_bytes);
+    flash_ctx *h = c ? ctx_create_with(&flash_cpu_backend, FLASH_HOST_ARENA_DEFAULT) : NULL;
+    if (!h) {
+        flash_ctx_destroy(c);
+        flash_error_set(err, FLASH_ERR_NOMEM, "device '%s': cannot allocate a %zu-byte arena", device, arena_bytes);
+        return NULL;
+    }
+    c->host = h;
+    c->device = be->name;
+    return c;
+}
+
+const char *flash_ctx_device(const flash_ctx *c) { return c ? c->device : NULL; }
+
+flash_status flash_tensor_to_host(flash_ctx *c, const flash_tensor *t, float *host, flash_error *err) {
+    if (!c || !t || !host) return flash_error_set(err, FLASH_ERR_RUNTIME, "tensor_to_host: NULL argument");
+    c->be->to_host(host, t->data, t->numel);
+    const char *m = c->be->last_error ? c->be->last_error() : NULL;
+    if (m) return flash_error_set(err, FLASH_ERR_RUNTIME, "%s: %s", c->device, m);
+    return FLASH_OK;
+}
+
+flash_status flash_tensor_from_host(flash_ctx *c, flash_tensor *t, const float *host, flash_error *err) {
+    if (!c || !t || !host) return flash_error_set(err, FLASH_ERR_RUNTIME, "tensor_from_host: NULL argument");
+    c->be->from_host(t->data, host, t->numel);
+    const char *m = c->be->last_error ? c->be->last_error() : NULL;
+    if (m) return flash_error_set(err, FLASH_ERR_RUNTIME, "%s: %s", c->device, m);
+    return FLASH_OK;
+}
+
+int flash_ctx_sync(flash_ctx *c) { return c && c->be->sync ? c->be->sync() : 0; }
+
+void *flash_host_alloc(flash_ctx *c, size_t bytes) {
+    if (!c) return NULL;
+    if (c->host == c) return flash_arena_alloc(c, bytes);
+    void *p = flash_arena_alloc(c->host, bytes);
+    if (!p) flash_ctx_fail(c, "%s", c->host->err);
+    return p;
+}
+
 void flash_ctx_destroy(flash_ctx *c) {
     if (!c) return;
     for (flash_leaf_grad *l = c->leaf_grads; l; l = l->prev) l->t->grad = NULL;
     chunks_free(c->be, c->chunks);
+    if (c->host != c) flash_ctx_destroy(c->host);
     free(c);
 }
 
@@ -88,25 +149,32 @@ void flash_ctx_reset(flash_ctx *c) {
     c->failed = false;
     c->err[0] = '\0';
     if (c->n_chunks > 1) {
-        /* coalesce: one chunk as large as everything this iteration needed */
-        size_t total = c->capacity;
+        /* coalesce: one chunk exactly as large as everything this iteration
+         * used, so the same sequence of allocations fits it next time */
+        size_t total = 0;
+        for (flash_arena_chunk *k = c->chunks; k; k = k->next) total += k->used;
+        if (total < c->chunks->size) total = c->chunks->size;
         chunks_free(c->be, c->chunks);
         c->chunks = chunk_new(c->be, total);
         c->n_chunks = c->chunks ? 1 : 0;
         c->capacity = c->chunks ? total : 0;
-        if (total > c->chunk_bytes) c->chunk_bytes = total;
     }
     for (flash_arena_chunk *k = c->chunks; k; k = k->next) {
         k->used = 0;
         ASAN_POISON_MEMORY_REGION(k->base, k->size);
     }
     c->cur = c->chunks;
+    if (c->host != c) flash_ctx_reset(c->host);
 }
 
-bool flash_ctx_ok(const flash_ctx *c) { return c && !c->failed; }
+/* A device backend's asynchronous failure becomes the context's error. */
+static const char *backend_error(const flash_ctx *c) { return c->be->last_error ? c->be->last_error() : NULL; }
+
+bool flash_ctx_ok(const flash_ctx *c) { return c && !c->failed && !backend_error(c); }
 
 const char *flash_ctx_error(const flash_ctx *c) {
     if (!c) return "no context";
+    if (!c->failed && backend_error(c)) return backend_error(c);
     return c->failed ? c->err : "";
 }
 
@@ -132,6 +200,8 @@ void *flash_op_fail(flash_ctx *c, const char *op, const char *fmt, ...) {
 
 flash_status flash_ctx_status(const flash_ctx *c, flash_error *err) {
     if (!c) return flash_error_set(err, FLASH_ERR_RUNTIME, "tensor: no context");
+    if (!c->failed && backend_error(c))
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "%s: %s", c->device, backend_error(c));
     if (!c->failed) return FLASH_OK;
     return flash_error_set(err, FLASH_ERR_RUNTIME, "%s", c->err);
 }
@@ -198,7 +268,7 @@ flash_tape_entry *flash_tape_record(flash_ctx *c, const char *opname, flash_back
     bool any = false;
     for (int i = 0; i < n_in; i++) any = any || flash_needs_grad(in[i]);
     if (!any) return NULL;
-    flash_tape_entry *e = flash_arena_alloc(c, sizeof *e);
+    flash_tape_entry *e = flash_host_alloc(c, sizeof *e);
     if (!e) return NULL;
     memset(e, 0, sizeof *e);
     e->name = opname;
@@ -214,13 +284,11 @@ flash_tape_entry *flash_tape_record(flash_ctx *c, const char *opname, flash_back
     return e;
 }
 
-float *flash_grad_of(flash_ctx *c, flash_tensor *t) {
-    if (!c || !flash_needs_grad(t)) return NULL;
-    if (t->grad) return t->grad;
-    float *g = flash_arena_zeros(c, t->numel);
+static float *grad_new(flash_ctx *c, flash_tensor *t, bool zero) {
+    float *g = zero ? flash_arena_zeros(c, t->numel) : flash_arena_alloc(c, t->numel * sizeof(float));
     if (!g) return NULL;
     if (!(t->flags & FLASH_TENSOR_IN_ARENA)) {
-        flash_leaf_grad *l = flash_arena_alloc(c, sizeof *l);
+        flash_leaf_grad *l = flash_host_alloc(c, sizeof *l);
         if (!l) return NULL;
         l->t = t;
         l->prev = c->leaf_grads;
@@ -228,6 +296,19 @@ float *flash_grad_of(flash_ctx *c, flash_tensor *t) {
     }
     t->grad = g;
     return g;
+}
+
+float *flash_grad_of(flash_ctx *c, flash_tensor *t) {
+    if (!c || !flash_needs_grad(t)) return NULL;
+    return t->grad ? t->grad : grad_new(c, t, true);
+}
+
+float *flash_grad_write(flash_ctx *c, flash_tensor *t, bool *acc) {
+    *acc = true;
+    if (!c || !flash_needs_grad(t)) return NULL;
+    if (t->grad) return t->grad;
+    *acc = false;
+    return grad_new(c, t, false);
 }
 
 /* ---- shapes ---------------------------------------------------------------- */
@@ -370,7 +451,7 @@ flash_tensor *flash_tensor_view_of(flash_ctx *c, float *data, int ndim, const in
         shape_fmt(ndim >= 0 && ndim <= FLASH_MAX_DIMS ? ndim : 0, shape, s, sizeof s);
         return flash_op_fail(c, "tensor", "invalid shape %s (ndim %d)", s, ndim);
     }
-    flash_tensor *t = flash_arena_alloc(c, sizeof *t);
+    flash_tensor *t = flash_host_alloc(c, sizeof *t);
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
     t->data = data;
@@ -421,8 +502,9 @@ flash_tensor *flash_full(flash_ctx *c, int ndim, const int *shape, float value) 
 
 flash_tensor *flash_tensor_per_sample(flash_ctx *c, const flash_tensor *like, const float *v) {
     if (!c || !like || !v) return NULL;
+    /* (n, 1, ..., 1) with like's rank, so it broadcasts against like */
     int s[4] = {like->shape[0], 1, 1, 1};
-    flash_tensor *t = flash_tensor_new(c, like->ndim == 2 ? 2 : (like->ndim == 1 ? 1 : 4), s);
+    flash_tensor *t = flash_tensor_new(c, like->ndim, s);
     if (t) c->be->from_host(t->data, v, t->numel);
     return t;
 }

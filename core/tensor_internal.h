@@ -82,12 +82,21 @@ struct flash_ctx {
     bool grad_on;
     bool failed;
     char err[1024];
+    /* Host memory for tensor headers, tape entries and host-side scratch:
+     * the context itself when the backend's memory is host memory (CPU),
+     * else a CPU context owned by this one (device backends). */
+    struct flash_ctx *host;
+    const char *device; /* "cpu" or "cuda" */
 };
 
 /* 64-byte aligned arena memory; on exhaustion (the backend allocator fails)
  * records the sticky error and returns NULL. bytes == 0 returns a valid
  * pointer. Valid until flash_ctx_reset. */
 void *flash_arena_alloc(flash_ctx *c, size_t bytes);
+/* Host memory valid until flash_ctx_reset (the arena itself on the CPU):
+ * for tensor headers, tape entries and anything the CPU reads or writes.
+ * On failure records the sticky error and returns NULL. */
+void *flash_host_alloc(flash_ctx *c, size_t bytes);
 /* Zeroed arena floats. */
 float *flash_arena_zeros(flash_ctx *c, size_t n);
 
@@ -102,6 +111,11 @@ flash_tape_entry *flash_tape_record(flash_ctx *c, const char *opname, flash_back
  * (parameters already have one). NULL when t does not require grad (or on
  * arena exhaustion, with the sticky error set). */
 float *flash_grad_of(flash_ctx *c, flash_tensor *t);
+/* For a backward that writes t's whole gradient with an overwrite-or-add
+ * kernel: when t has no gradient yet, returns fresh uninitialised memory
+ * and sets *acc = false (the caller must write every element), saving the
+ * zero fill and a read; otherwise returns t->grad with *acc = true. */
+float *flash_grad_write(flash_ctx *c, flash_tensor *t, bool *acc);
 static inline bool flash_needs_grad(const flash_tensor *t) {
     return t && (t->flags & FLASH_TENSOR_REQUIRES_GRAD);
 }

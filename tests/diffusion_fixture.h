@@ -11,7 +11,7 @@
 
 #include "flash/diffusion.h"
 
-typedef struct pipe {
+typedef struct dpipe {
     flash_registry *r;
     flash_cfg *root;
     flash_env env;
@@ -19,11 +19,11 @@ typedef struct pipe {
     flash_denoiser den;
     flash_ctx *c;
     flash_error err;
-} pipe;
+} dpipe;
 
 /* Creates `schedule`, `model` and (when present) `sampler` of yaml; fails
  * the test on any error. */
-static inline void pipe_open(pipe *p, const char *yaml) {
+static inline void pipe_open(dpipe *p, const char *yaml) {
     memset(p, 0, sizeof *p);
     p->r = flash_registry_create();
     ck_assert_ptr_nonnull(p->r);
@@ -46,7 +46,7 @@ static inline void pipe_open(pipe *p, const char *yaml) {
     ck_assert_ptr_nonnull(p->c);
 }
 
-static inline void pipe_close(pipe *p) {
+static inline void pipe_close(dpipe *p) {
     flash_ctx_destroy(p->c);
     flash_denoiser_release(&p->den);
     flash_instance_destroy(&p->sampler);
@@ -58,7 +58,7 @@ static inline void pipe_close(pipe *p) {
 
 /* Runs the sampler from the (n, d) noise xT; returns the arena result or
  * NULL (the context's error says why). */
-static inline flash_tensor *pipe_sample_ex(pipe *p, const float *xT, int n, int d, const int *labels, double stop_at,
+static inline flash_tensor *pipe_sample_ex(dpipe *p, const float *xT, int n, int d, const int *labels, double stop_at,
                                     const double *ts, int nts) {
     flash_tensor *x = flash_tensor_2d(p->c, n, d);
     ck_assert_ptr_nonnull(x);
@@ -68,7 +68,7 @@ static inline flash_tensor *pipe_sample_ex(pipe *p, const float *xT, int n, int 
     return FLASH_API(&p->sampler, flash_sampler_api)->sample(p->sampler.self, p->c, &rq);
 }
 
-static inline flash_tensor *pipe_sample(pipe *p, const float *xT, int n, int d, const int *labels) {
+static inline flash_tensor *pipe_sample(dpipe *p, const float *xT, int n, int d, const int *labels) {
     return pipe_sample_ex(p, xT, n, d, labels, -1.0, NULL, 0);
 }
 

@@ -22,12 +22,13 @@
  * A sampler's create reads the shared keys with flash_sampler_opts_parse, its
  * sample() builds a plan and loops:
  *
- *   flash_plan p;
- *   if (flash_plan_make(&p, req, &self->opts, FLASH_GRID_DDIM, 1.0, 0.0, c)) return NULL;
- *   for (int i = 0; i < p.n; i++) {
+ *   flash_plan *p = malloc(sizeof *p);   // large: FLASH_MAX_STEPS entries
+ *   if (flash_plan_make(p, req, &self->opts, FLASH_GRID_DDIM, 1.0, 0.0, c)) ...
+ *   flash_tensor *x = req->x;
+ *   for (int i = 0; i < p->n; i++) {
  *       flash_denoised d;
- *       if (flash_plan_denoise(&p, c, i, x, &d)) return NULL;
- *       x = flash_axpby(c, alpha_next, d.x0, sigma_next, d.eps);    // eq. (4)
+ *       if (flash_plan_denoise(p, c, i, x, &d)) ...
+ *       x = flash_lincomb(c, p->alpha[i + 1], d.x0, p->sigma[i + 1], d.eps);   // eq. (4)
  *   }
  *
  * Conventions: t is a training timestep in [0, T-1] (fractional allowed),

@@ -46,6 +46,17 @@ FLASH_EXPORT void flash_init_normal(flash_tensor *t, flash_rng *r, float std);
 FLASH_EXPORT void flash_init_const(flash_tensor *t, float v);
 FLASH_EXPORT void flash_init_fan_in(flash_tensor *t, flash_rng *r, int fan_in);
 
+/* Moves every block (data, grad, and m, v, ema when present) to `device`
+ * ("cpu" or "cuda", see flash_ctx_create_on) and repoints the parameter
+ * views. Parameters start on the CPU: initialise them there, then move;
+ * train with a context on the same device; move back (or copy with
+ * flash_params_to_host) before reading values on the host. On failure the
+ * parameters stay where they were. */
+FLASH_EXPORT flash_status flash_params_to_device(flash_params *p, const char *device, flash_error *err);
+FLASH_EXPORT const char *flash_params_device(const flash_params *p);
+/* Copies the data block (count floats) to host memory, wherever it lives. */
+FLASH_EXPORT flash_status flash_params_to_host(const flash_params *p, float *host, flash_error *err);
+
 FLASH_EXPORT void flash_params_zero_grad(flash_params *p);
 /* Global L2 norm of the gradient; scales it down to max_norm if above
  * (max_norm <= 0: only measure). Returns the norm before clipping. */

@@ -58,6 +58,23 @@ typedef struct flash_ctx flash_ctx;
 /* arena_bytes is a first chunk size; the arena grows by chunks when needed. */
 FLASH_EXPORT flash_ctx *flash_ctx_create(size_t arena_bytes);
 FLASH_EXPORT void flash_ctx_destroy(flash_ctx *c);
+/* A context whose arena and kernels live on `device`: "cpu" (the same as
+ * flash_ctx_create) or "cuda" (the first GPU, through libflash_cuda.so,
+ * loaded on first use; an error names what is missing when no GPU or no
+ * CUDA build is there). Tensor data of such a context is device memory:
+ * read and write it only through flash_tensor_to_host/_from_host (and
+ * flash_tensor_from, flash_tensor_per_sample, which copy host data in). */
+FLASH_EXPORT flash_ctx *flash_ctx_create_on(const char *device, size_t arena_bytes, flash_error *err);
+/* "cpu" or "cuda". */
+FLASH_EXPORT const char *flash_ctx_device(const flash_ctx *c);
+/* True when a context can be created on `device` (loads the backend). */
+FLASH_EXPORT bool flash_device_available(const char *device);
+/* Copies t's numel floats to / from host memory. */
+FLASH_EXPORT flash_status flash_tensor_to_host(flash_ctx *c, const flash_tensor *t, float *host, flash_error *err);
+FLASH_EXPORT flash_status flash_tensor_from_host(flash_ctx *c, flash_tensor *t, const float *host, flash_error *err);
+/* Waits for the device's queued work (for timing); 0, or nonzero after a
+ * device error. A no-op on the CPU. */
+FLASH_EXPORT int flash_ctx_sync(flash_ctx *c);
 /* Drops every arena tensor and the tape; clears the sticky error. */
 FLASH_EXPORT void flash_ctx_reset(flash_ctx *c);
 FLASH_EXPORT bool flash_ctx_ok(const flash_ctx *c);

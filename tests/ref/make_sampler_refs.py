@@ -20,8 +20,11 @@ float32 inside step() ("upcast"), so their references carry float32 rounding
 (about 1e-6 relative); a float64 re-derivation of DPM-Solver++(2M) from the
 paper, also here, checks that bound.
 
-Usage (diffusers 0.31 with torch 1.13; see the venv note in the test):
-  python3 tests/ref/make_sampler_refs.py [OUTDIR]
+Usage (made with diffusers 0.31.0, torch 1.13 and numpy 1.24; newer
+diffusers need a newer torch):
+  python3 -m venv --system-site-packages venv-ref
+  venv-ref/bin/pip install diffusers==0.31.0
+  venv-ref/bin/python tests/ref/make_sampler_refs.py [OUTDIR]
 """
 import os
 import sys

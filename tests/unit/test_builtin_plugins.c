@@ -128,7 +128,7 @@ END_TEST
 
 START_TEST(test_toy2d_gmm_moments)
 {
-    const char *yaml = "d:\n  plugin: toy2d\n  kind: gmm\n  n_train: 40000\n  n_test: 10\n"
+    const char *yaml = "d:\n  plugin: toy2d\n  kind: gmm\n  n_train: 20000\n  n_test: 10\n"
                        "  weights: [1, 3]\n  means: [[2.0, 0.0], [-2.0, 1.0]]\n  stds: [0.5, 0.25]\n";
     flash_cfg *root;
     flash_instance d;
@@ -329,8 +329,8 @@ START_TEST(test_sw_shift_in_two_dimensions)
     }
     const char *p = write_npy("ref2d.npy", y, N, 2);
     ck_assert_double_eq_tol(sw_of(p, 64, y, N, 2), 0, 1e-9);
-    double v = sw_of(p, 8192, x, N, 2);
-    ck_assert_double_eq_tol(v, 2 / M_PI * 5, 0.02 * 2 / M_PI * 5);
+    double v = sw_of(p, 2048, x, N, 2);
+    ck_assert_double_eq_tol(v, 2 / M_PI * 5, 0.04 * 2 / M_PI * 5);
 }
 END_TEST
 
@@ -338,7 +338,7 @@ START_TEST(test_sw_dataset_reference_and_errors)
 {
     /* a reference drawn from a toy2d gmm with a tiny spread around (1, -1):
      * samples at (1, -1) are near 0, samples at the origin near (2/pi) sqrt(2) */
-    const char *yaml = "m:\n  plugin: sliced_wasserstein\n  projections: 4096\n"
+    const char *yaml = "m:\n  plugin: sliced_wasserstein\n  projections: 2048\n"
                        "  reference: {plugin: toy2d, kind: gmm, means: [[1, -1]], stds: [0.001], n_test: 500}\n";
     flash_cfg *root;
     flash_instance m;
@@ -352,7 +352,7 @@ START_TEST(test_sw_dataset_reference_and_errors)
     ck_assert_double_lt(res.value[0], 0.002);
     memset(t->data, 0, 8 * sizeof(float));
     ck_assert_int_eq(api->compute(m.self, NULL, t, NULL, &res, &err), FLASH_OK);
-    ck_assert_double_eq_tol(res.value[1], 2 / M_PI * sqrt(2), 0.03);
+    ck_assert_double_eq_tol(res.value[1], 2 / M_PI * sqrt(2), 0.05);
     flash_tensor_free(t);
     /* samples of the wrong width are refused */
     int s3[2] = {2, 3};

@@ -40,9 +40,9 @@ static void teardown(void)
 
 static const char *tmp_path(const char *name)
 {
-    static char buf[2][512];
+    static char buf[8][512];
     static int k;
-    char *p = buf[k++ % 2];
+    char *p = buf[k++ % 8];
     snprintf(p, 512, "%s/%s", g_dir, name);
     return p;
 }
@@ -151,6 +151,21 @@ START_TEST(test_roundtrip_bit_for_bit)
     /* Loading again into the now-populated model, and weights only. */
     ck_assert_int_eq(flash_checkpoint_load(path, q, NULL, &err), FLASH_OK);
     assert_blocks_equal(p, q);
+
+    /* No config: none comes back. */
+    flash_ckpt_info bare = {.step = 3, .rng = r, .config_yaml = NULL};
+    const char *path2 = tmp_path("bare.safetensors");
+    ck_assert_int_eq(flash_checkpoint_save(path2, p, &bare, &err), FLASH_OK);
+    ck_assert_int_eq(flash_checkpoint_load(path2, q, &info, &err), FLASH_OK);
+    ck_assert_ptr_null(info.config_yaml);
+    ck_assert_int_eq(info.step, 3);
+
+    /* A failed save (no such directory) names the path and leaves the
+     * existing checkpoint alone. */
+    const char *nowhere = tmp_path("missing/dir/c.safetensors");
+    ck_assert_int_ne(flash_checkpoint_save(nowhere, p, &bare, &err), FLASH_OK);
+    ck_assert_ptr_nonnull(strstr(err.msg, nowhere));
+    ck_assert_int_eq(flash_checkpoint_load(path, q, NULL, &err), FLASH_OK);
     flash_params_destroy(p);
     flash_params_destroy(q);
 }

@@ -2,11 +2,13 @@
  * Tweedie's formula on an independently written diffused density
  * (eps* = -sigma grad log p_t, x0* = (x + sigma^2 grad log p_t) / alpha, by
  * finite differences), its class subsets; `mlp`'s shapes, parameter
- * gradients by finite differences and that it learns a denoiser; `gmm_nll`
+ * gradients by finite differences, that it learns a denoiser and that its
+ * weights round-trip through a checkpoint; `gmm_nll`
  * against the Gaussian log-density. */
 #include "diffusion_fixture.h"
 
 #include <stdio.h>
+#include <unistd.h>
 
 static const double W3[3] = {0.5, 0.3, 0.2}, MU3[3][2] = {{-2, 0}, {2, 1}, {0, -2.5}}, SD3[3] = {0.3, 0.5, 0.2};
 
@@ -27,7 +29,7 @@ static double log_pt(const double *x, double a, double s, int only) {
 static void check_tweedie(const char *pred, int label) {
     char yaml[1024];
     snprintf(yaml, sizeof yaml, SCHED_SD "model: " GMM3 ", classes: [0, 1, 2], prediction_type: %s}\n", pred);
-    pipe p;
+    dpipe p;
     pipe_open(&p, yaml);
     const int n = 8;
     flash_rng r;
@@ -109,7 +111,7 @@ START_TEST(test_gmm_config_errors)
 END_TEST
 
 /* mean((mlp(x_t, t) - eps)^2) on a fixed batch of the single Gaussian */
-static flash_tensor *mlp_loss(pipe *p, const float *x0, const float *eps, const float *t, int n, const int *labels) {
+static flash_tensor *mlp_loss(dpipe *p, const float *x0, const float *eps, const float *t, int n, const int *labels) {
     float al[256], sg[256], xt[512];
     for (int i = 0; i < n; i++) {
         double a, s;
@@ -127,7 +129,7 @@ static flash_tensor *mlp_loss(pipe *p, const float *x0, const float *eps, const 
 
 START_TEST(test_mlp_gradients_and_training)
 {
-    pipe p;
+    dpipe p;
     pipe_open(&p, SCHED_SD "model: {plugin: mlp, hidden: 32, layers: 2, time_dim: 16, num_classes: 3}\n");
     ck_assert_int_eq(p.den.info.num_classes, 3);
     flash_params *prm = FLASH_API(&p.model, flash_model_api)->params(p.model.self);
@@ -196,7 +198,7 @@ END_TEST
 
 START_TEST(test_mlp_unconditional_rejects_labels)
 {
-    pipe p;
+    dpipe p;
     pipe_open(&p, SCHED_SD "model: {plugin: mlp, hidden: 8, layers: 1, time_dim: 4}\n");
     float x[4] = {0}, t[2] = {10, 20};
     int lab[2] = {0, 0};
@@ -205,6 +207,38 @@ START_TEST(test_mlp_unconditional_rejects_labels)
     ck_assert_ptr_null(FLASH_API(&p.model, flash_model_api)->forward(p.model.self, p.c, xt, &cond));
     ck_assert_ptr_nonnull(strstr(flash_ctx_error(p.c), "unconditional"));
     pipe_close(&p);
+}
+END_TEST
+
+START_TEST(test_mlp_checkpoint_round_trip)
+{
+    /* weights saved from one seed and loaded into another reproduce its outputs */
+    dpipe a, b;
+    pipe_open(&a, SCHED_SD "model: {plugin: mlp, hidden: 16, layers: 2, time_dim: 8, num_classes: 2, seed: 1}\n");
+    pipe_open(&b, SCHED_SD "model: {plugin: mlp, hidden: 16, layers: 2, time_dim: 8, num_classes: 2, seed: 2}\n");
+    char path[] = "/tmp/flash_mlp_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    flash_ckpt_info info = {.step = 3};
+    ck_assert_msg(flash_checkpoint_save(path, FLASH_API(&a.model, flash_model_api)->params(a.model.self), &info,
+                                        &a.err) == FLASH_OK,
+                  "%s", a.err.msg);
+    ck_assert_msg(flash_checkpoint_load(path, FLASH_API(&b.model, flash_model_api)->params(b.model.self), NULL,
+                                        &b.err) == FLASH_OK,
+                  "%s", b.err.msg);
+    unlink(path);
+    float x[6] = {0.1f, -0.2f, 1.0f, 0.5f, -1.5f, 2.0f}, t[3] = {10, 500, 990};
+    int lab[3] = {0, 1, 2};
+    flash_cond cond = {.n = 3, .t = t, .labels = lab};
+    flash_tensor *oa = FLASH_API(&a.model, flash_model_api)->forward(a.model.self, a.c,
+                                                                     flash_tensor_from(a.c, 2, (int[]){3, 2}, x), &cond);
+    flash_tensor *ob = FLASH_API(&b.model, flash_model_api)->forward(b.model.self, b.c,
+                                                                     flash_tensor_from(b.c, 2, (int[]){3, 2}, x), &cond);
+    ck_assert(oa && ob);
+    for (int i = 0; i < 6; i++) ck_assert(oa->data[i] == ob->data[i]);
+    pipe_close(&a);
+    pipe_close(&b);
 }
 END_TEST
 
@@ -257,6 +291,7 @@ static Suite *denoisers_suite(void) {
     tcase_add_test(tc, test_gmm_config_errors);
     tcase_add_test(tc, test_mlp_gradients_and_training);
     tcase_add_test(tc, test_mlp_unconditional_rejects_labels);
+    tcase_add_test(tc, test_mlp_checkpoint_round_trip);
     tcase_add_test(tc, test_gmm_nll);
     suite_add_tcase(s, tc);
     return s;

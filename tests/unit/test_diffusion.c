@@ -22,7 +22,7 @@ START_TEST(test_schedule_matches_diffusers)
     ck_assert_int_eq(rows, 4);
     ck_assert_int_eq(cols, 1000);
     for (int k = 0; k < 4; k++) {
-        pipe p;
+        dpipe p;
         pipe_open(&p, acp_cfgs[k]);
         ck_assert_int_eq(flash_schedule_T(&p.sched), 1000);
         double worst = 0;
@@ -38,7 +38,7 @@ START_TEST(test_schedule_matches_diffusers)
         pipe_close(&p);
     }
     /* rescaled: exactly zero terminal SNR */
-    pipe p;
+    dpipe p;
     pipe_open(&p, acp_cfgs[3]);
     double a, s;
     flash_schedule_eval(&p.sched, 999, &a, &s);
@@ -51,7 +51,7 @@ END_TEST
 
 START_TEST(test_schedule_fractional)
 {
-    pipe p;
+    dpipe p;
     pipe_open(&p, SCHED_SD "model: " GMM3 "}\n");
     double prev = INFINITY;
     for (double t = 0; t <= 999; t += 0.37) {
@@ -171,6 +171,8 @@ START_TEST(test_prediction_round_trip)
     ck_assert_ptr_nonnull(strstr(flash_ctx_error(c), "alpha_t = 0"));
     ck_assert_int_eq(flash_prediction_parse("v_prediction"), FLASH_PRED_V);
     ck_assert_int_eq(flash_prediction_parse("x0"), -1);
+    ck_assert_str_eq(flash_prediction_name(FLASH_PRED_SAMPLE), "sample");
+    ck_assert_str_eq(flash_prediction_name((flash_prediction)7), "unknown");
     flash_ctx_destroy(c);
 }
 END_TEST
@@ -179,7 +181,7 @@ END_TEST
 
 START_TEST(test_guidance_one_batched_call)
 {
-    pipe p;
+    dpipe p;
     pipe_open(&p, SCHED_SD "model: " GMM3C "}\n");
     ck_assert_int_eq(p.den.info.num_classes, 3);
     const int n = 6;
@@ -214,6 +216,62 @@ START_TEST(test_guidance_one_batched_call)
 }
 END_TEST
 
+/* An image-shaped test model: out = x * (1 + label) (the null class is
+ * num_classes = 3), recording the batch it was called with. */
+static int img_calls, img_last_n, img_last_labels[16];
+static void img_info(void *self, flash_model_info *out) {
+    (void)self;
+    *out = (flash_model_info){.ndim = 3, .shape = {2, 3, 3}, .num_classes = 3, .prediction = FLASH_PRED_EPSILON};
+}
+static flash_tensor *img_forward(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond) {
+    (void)self;
+    img_calls++;
+    img_last_n = cond->n;
+    float f[16];
+    for (int i = 0; i < cond->n && i < 16; i++) {
+        img_last_labels[i] = cond->labels ? cond->labels[i] : -1;
+        f[i] = 1.0f + (float)(cond->labels ? cond->labels[i] : 3);
+    }
+    return flash_mul(c, x, flash_tensor_per_sample(c, x, f));
+}
+static const flash_model_api img_model = {
+    .head = {sizeof img_model, FLASH_KIND_MODEL, "t_img", "test", NULL, NULL, NULL},
+    .info = img_info,
+    .forward = img_forward,
+};
+
+START_TEST(test_guidance_images)
+{
+    dpipe p;
+    pipe_open(&p, SCHED_SD "model: " GMM3 "}\n");
+    flash_instance img = {.comp = &img_model.head, .self = NULL};
+    flash_denoiser d;
+    ck_assert_int_eq(flash_denoiser_init(&d, &img, &p.sched, &p.err), FLASH_OK);
+    flash_rng r;
+    flash_rng_seed(&r, 2);
+    flash_tensor *x = flash_randn(p.c, &r, 4, (int[]){4, 2, 3, 3});
+    int labels[4] = {0, 1, 2, 1};
+    flash_denoised g;
+    ck_assert_msg(flash_denoise(&d, p.c, x, NULL, 300, labels, 2.5f, NULL, &g) == FLASH_OK, "%s",
+                  flash_ctx_error(p.c));
+    ck_assert_int_eq(img_calls, 1);
+    ck_assert_int_eq(img_last_n, 8);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(img_last_labels[i], labels[i]);
+        ck_assert_int_eq(img_last_labels[4 + i], 3);
+    }
+    ck_assert_int_eq(g.out->ndim, 4);
+    ck_assert_int_eq(g.out->shape[0], 4);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 18; j++) {
+            float xv = x->data[i * 18 + j], cond = xv * (1 + labels[i]), unc = xv * 4;
+            ck_assert_float_eq_tol(g.out->data[i * 18 + j], unc + 2.5f * (cond - unc), 1e-5f);
+        }
+    flash_denoiser_release(&d);
+    pipe_close(&p);
+}
+END_TEST
+
 /* Imagine Flash eq. (9): the first update of a trajectory from x_T is
  * alpha_next x0-hat + sigma_next x_T, for every sampler. */
 START_TEST(test_noise_correction_first_update)
@@ -225,7 +283,7 @@ START_TEST(test_noise_correction_first_update)
                  SCHED_SD "model: " GMM3 "}\nsampler: {plugin: %s, steps: 4, timestep_spacing: trailing, "
                           "noise_correction: true}\n",
                  samplers[k]);
-        pipe p;
+        dpipe p;
         pipe_open(&p, yaml);
         double ts[4];
         ck_assert_int_eq(FLASH_API(&p.sampler, flash_sampler_api)->timesteps(p.sampler.self, 1000, ts, 4), 4);
@@ -284,7 +342,7 @@ START_TEST(test_zero_terminal_snr)
                      SCHED_ZSNR "model: " GMM3 "}\nsampler: {plugin: %s, steps: 5, timestep_spacing: trailing, "
                                 "noise_correction: %s}\n",
                      k ? "dpmpp_2m" : "ddim", corr ? "true" : "false");
-            pipe p;
+            dpipe p;
             pipe_open(&p, yaml);
             ck_assert_ptr_null(pipe_sample(&p, xT, 64, 2, NULL));
             const char *m = flash_ctx_error(p.c);
@@ -306,7 +364,7 @@ START_TEST(test_zero_terminal_snr)
     for (int k = 0; k < 3; k++) {
         char yaml[1024];
         snprintf(yaml, sizeof yaml, SCHED_ZSNR "%s", ok[k]);
-        pipe p;
+        dpipe p;
         pipe_open(&p, yaml);
         flash_tensor *x0 = pipe_sample(&p, xT, 64, 2, NULL);
         ck_assert_msg(x0 != NULL, "case %d: %s", k, flash_ctx_error(p.c));
@@ -339,6 +397,7 @@ static Suite *diffusion_suite(void) {
     tcase_add_test(tc, test_timestep_options);
     tcase_add_test(tc, test_prediction_round_trip);
     tcase_add_test(tc, test_guidance_one_batched_call);
+    tcase_add_test(tc, test_guidance_images);
     tcase_add_test(tc, test_noise_correction_first_update);
     tcase_add_test(tc, test_zero_terminal_snr);
     suite_add_tcase(s, tc);

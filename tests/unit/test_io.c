@@ -39,9 +39,9 @@ static void teardown(void)
 
 static const char *tmp_path(const char *name)
 {
-    static char buf[4][512];
+    static char buf[8][512];
     static int k;
-    char *p = buf[k++ % 4];
+    char *p = buf[k++ % 8];
     snprintf(p, 512, "%s/%s", g_dir, name);
     return p;
 }

@@ -44,7 +44,7 @@ static double pf_ode_slope(const char *sampler, double *errs_out) {
     load_bank(xT);
     double errs[5];
     for (int k = 0; k < 5; k++) {
-        pipe p;
+        dpipe p;
         pipe_open(&p, yaml);
         double ts[50];
         for (int i = 0; i < ns[k]; i++) ts[i] = 999.0 - i * (500.0 / ns[k]);
@@ -118,7 +118,7 @@ START_TEST(test_diffusers_agreement)
     const ref_case *rc = &cases[_i];
     char yaml[2048];
     snprintf(yaml, sizeof yaml, SCHED_SD "model: %s\nsampler: %s\n", rc->model, rc->sampler);
-    pipe p;
+    dpipe p;
     pipe_open(&p, yaml);
     float xT[128];
     load_bank(xT);
@@ -190,7 +190,7 @@ START_TEST(test_guidance_moves_to_class)
                           "[0.0, -2.5]], stds: [1.2, 1.2, 1.2], classes: [0, 1, 2]}\n"
                           "sampler: {plugin: dpmpp_2m, steps: 25, guidance_scale: %g}\n",
                  (double)ws[k]);
-        pipe p;
+        dpipe p;
         pipe_open(&p, yaml);
         flash_tensor *x = pipe_sample(&p, xT, n, 2, labels);
         ck_assert_msg(x != NULL, "%s", flash_ctx_error(p.c));
@@ -213,7 +213,7 @@ START_TEST(test_ddim_eta_marginals)
 {
     /* eta = 1 (DDPM-like ancestral steps) on N(mu, s^2): the samples' mean
      * and std match the data's */
-    pipe p;
+    dpipe p;
     pipe_open(&p, SCHED_SD "model: {plugin: gmm, weights: [1.0], means: [[1.5, -0.5]], stds: [0.5]}\n"
                            "sampler: {plugin: ddim, steps: 50, eta: 1.0}\n");
     const int n = 4000;
@@ -241,7 +241,7 @@ START_TEST(test_lcm)
 {
     /* a near-point mass: every consistency step predicts mu; the stop
      * returns the re-noised x_t ~ N(alpha_t mu, sigma_t^2) */
-    pipe p;
+    dpipe p;
     pipe_open(&p, SCHED_SD "model: {plugin: gmm, weights: [1.0], means: [[1.0, 2.0]], stds: [0.001], "
                            "prediction_type: sample}\nsampler: {plugin: lcm, timesteps: [999, 759, 519, 279]}\n");
     const int n = 4000;
@@ -271,7 +271,7 @@ END_TEST
 
 START_TEST(test_sampler_errors)
 {
-    pipe p;
+    dpipe p;
     pipe_open(&p, SCHED_SD "model: " GMM3 "}\nsampler: {plugin: ddim, steps: 5}\n");
     float xT[4] = {0, 0, 1, 1};
     double bad[2] = {500, 700};
@@ -312,7 +312,7 @@ END_TEST
 
 START_TEST(test_speed_10k_points)
 {
-    pipe p;
+    dpipe p;
     pipe_open(&p, SCHED_SD "model: " GMM3 "}\nsampler: {plugin: dpmpp_2m, steps: 25}\n");
     const int n = 10000;
     float *xT = malloc(2 * n * sizeof *xT);
@@ -323,8 +323,15 @@ START_TEST(test_speed_10k_points)
     flash_tensor *x = pipe_sample(&p, xT, n, 2, NULL);
     double dt = flash_now() - t0;
     ck_assert_msg(x != NULL, "%s", flash_ctx_error(p.c));
-    fprintf(stderr, "dpmpp_2m, 25 steps, 10000 2-D points: %.3f s\n", dt);
-    ck_assert_msg(dt < 1.0, "took %.3f s", dt);
+    /* the 1 s budget is for optimised builds; sanitised or -O0 builds run
+     * several times slower and only get a loose bound */
+#if defined(__SANITIZE_ADDRESS__) || !defined(__OPTIMIZE__)
+    const double budget = 10.0;
+#else
+    const double budget = 1.0;
+#endif
+    fprintf(stderr, "dpmpp_2m, 25 steps, 10000 2-D points: %.3f s (budget %.0f s)\n", dt, budget);
+    ck_assert_msg(dt < budget, "took %.3f s", dt);
     free(xT);
     pipe_close(&p);
 }

@@ -31,26 +31,6 @@ int flash_cmd_distill(int argc, char **argv)
                    argc, argv);
 }
 
-int flash_cmd_sample(int argc, char **argv)
-{
-    return pending("sample",
-                   "usage: flash sample CONFIG [--set KEY=VALUE]... [--ckpt FILE] [--noise xT.npy]\n"
-                   "                    [--labels y.npy] [--n N] [--seed S] --out x0.npy [--grid grid.png]\n"
-                   "\n"
-                   "Draws samples from the config's model with its sampler and schedule.\n"
-                   "\n"
-                   "  --set KEY=VALUE  override a config key (repeatable)\n"
-                   "  --ckpt FILE      model weights (a flash checkpoint)\n"
-                   "  --noise FILE     starting noise x_T (NPY) instead of fresh noise\n"
-                   "  --labels FILE    class labels (NPY, int64)\n"
-                   "  --n N            number of samples\n"
-                   "  --seed S         seed of the noise and labels\n"
-                   "  --out FILE       samples as NPY\n"
-                   "  --grid FILE      also a PNG grid of image samples\n"
-                   "  -h, --help       this text\n",
-                   argc, argv);
-}
-
 int flash_cmd_eval(int argc, char **argv)
 {
     return pending("eval",

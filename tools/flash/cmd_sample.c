@@ -1,0 +1,372 @@
+/* flash sample CONFIG [--set k=v]... [--ckpt FILE] [--noise xT.npy]
+ *              [--labels y.npy] [--n N] [--seed S] --out x0.npy [--grid grid.png]
+ *
+ * Builds the config's schedule, model and sampler, draws (or reads) the
+ * starting noise and the labels, samples in batches with grad mode off and
+ * writes the samples as NPY; --grid also draws them: 2-D points as a scatter
+ * plot over the model's true density when it has one, images as a grid. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flash/diffusion.h"
+
+static const char help[] =
+    "usage: flash sample CONFIG [--set KEY=VALUE]... [--ckpt FILE] [--noise xT.npy]\n"
+    "                    [--labels y.npy] [--n N] [--seed S] --out x0.npy [--grid grid.png]\n"
+    "\n"
+    "Draws samples from the config's model (the `model` slot, else `student`,\n"
+    "else `teacher`) with its `sampler` and `schedule`, and writes them as a\n"
+    "float32 NPY of shape (N, ...). The sampler's settings (steps,\n"
+    "timestep_spacing, steps_offset or timesteps, guidance_scale,\n"
+    "noise_correction) come from the config or --set. Reports the NFEs.\n"
+    "\n"
+    "  --set KEY=VALUE  override a config key (repeatable)\n"
+    "  --ckpt FILE      model weights (a flash checkpoint)\n"
+    "  --noise FILE     starting noise x_T (NPY, float32/64, (N, ...)) instead of\n"
+    "                   fresh noise: compare methods on identical noise\n"
+    "  --labels FILE    class labels (NPY, int64/int32, (N)); a class-conditional\n"
+    "                   model without them gets uniform random labels\n"
+    "  --n N            number of samples (default: the noise file's, else 64)\n"
+    "  --seed S         seed of the noise and labels (default: the config's seed, else 0)\n"
+    "  --out FILE       samples as NPY (required)\n"
+    "  --grid FILE      also a PNG: a scatter plot over the true density for 2-D\n"
+    "                   points, a grid for images\n"
+    "  -h, --help       this text\n"
+    "\n"
+    "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n";
+
+#define SAMPLE_BATCH 4096
+#define MAX_SETS 256
+
+typedef struct sample_args {
+    const char *config, *ckpt, *noise, *labels, *out, *grid;
+    char *sets[MAX_SETS];
+    int n_sets;
+    long n;
+    long long seed;
+    int has_seed;
+} sample_args;
+
+static int usage_error(const char *fmt, const char *arg) {
+    fputs("flash sample: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\n(see 'flash sample --help')\n", stderr);
+    return FLASH_EXIT_USAGE;
+}
+
+static int parse_args(int argc, char **argv, sample_args *a) {
+    memset(a, 0, sizeof *a);
+    a->n = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        const char **slot = NULL;
+        if (o[0] != '-' || o[1] == 0) {
+            if (a->config) return usage_error("unexpected argument '%s'", o);
+            a->config = o;
+            continue;
+        }
+        if (i + 1 >= argc) return usage_error("%s needs a value", o);
+        const char *v = argv[++i];
+        if (strcmp(o, "--set") == 0) {
+            if (a->n_sets == MAX_SETS) return usage_error("too many --set (%s)", v);
+            a->sets[a->n_sets++] = (char *)v;
+            continue;
+        }
+        if (strcmp(o, "--n") == 0 || strcmp(o, "--seed") == 0) {
+            char *end;
+            long long x = strtoll(v, &end, 10);
+            if (*end || end == v || x < 0) return usage_error("expected a non-negative integer, got '%s'", v);
+            if (o[2] == 'n') {
+                if (x < 1 || x > 100000000) return usage_error("--n must be in [1, 1e8], got '%s'", v);
+                a->n = (long)x;
+            } else {
+                a->seed = x;
+                a->has_seed = 1;
+            }
+            continue;
+        }
+        if (strcmp(o, "--ckpt") == 0) slot = &a->ckpt;
+        else if (strcmp(o, "--noise") == 0) slot = &a->noise;
+        else if (strcmp(o, "--labels") == 0) slot = &a->labels;
+        else if (strcmp(o, "--out") == 0) slot = &a->out;
+        else if (strcmp(o, "--grid") == 0) slot = &a->grid;
+        else return usage_error("unknown option '%s'", o);
+        *slot = v;
+    }
+    if (!a->config) return usage_error("%s", "missing CONFIG");
+    if (!a->out) return usage_error("%s", "missing --out FILE");
+    return FLASH_EXIT_OK;
+}
+
+/* The model slot: model, else student, else teacher. */
+static const flash_cfg *model_slot(const flash_cfg *root) {
+    static const char *const keys[] = {"model", "student", "teacher"};
+    for (int i = 0; i < 3; i++)
+        if (flash_cfg_get(root, keys[i])) return flash_cfg_get(root, keys[i]);
+    return NULL;
+}
+
+/* Noise from an NPY: float32 or float64, shape (rows, sample shape...). */
+static flash_status read_noise(const char *path, const flash_model_info *mi, long *n, float **out, flash_error *err) {
+    flash_array a;
+    flash_status st = flash_npy_read(path, &a, err);
+    if (st) return st;
+    size_t per = 1;
+    int ok = (a.dtype == FLASH_F32 || a.dtype == FLASH_F64) && a.ndim == 1 + mi->ndim && a.shape[0] >= 1;
+    for (int j = 0; ok && j < mi->ndim; j++) {
+        ok = a.shape[1 + j] == mi->shape[j];
+        per *= (size_t)mi->shape[j];
+    }
+    if (!ok) {
+        flash_array_free(&a);
+        if (mi->ndim == 1)
+            return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected float noise of shape (N, %d)", path,
+                                   mi->shape[0]);
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected float noise of shape (N, %d, %d, %d)", path,
+                               mi->shape[0], mi->shape[1], mi->shape[2]);
+    }
+    if (*n < 0) *n = (long)a.shape[0];
+    if (*n > a.shape[0]) {
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s holds %lld samples, --n asks for %ld", path,
+                               (long long)a.shape[0], *n);
+    }
+    float *x = malloc((size_t)*n * per * sizeof *x);
+    if (!x) {
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for %ld noise samples", *n);
+    }
+    for (size_t i = 0; i < (size_t)*n * per; i++)
+        x[i] = a.dtype == FLASH_F32 ? ((const float *)a.data)[i] : (float)((const double *)a.data)[i];
+    flash_array_free(&a);
+    *out = x;
+    return FLASH_OK;
+}
+
+static flash_status read_labels(const char *path, long n, int num_classes, int **out, flash_error *err) {
+    flash_array a;
+    flash_status st = flash_npy_read(path, &a, err);
+    if (st) return st;
+    if ((a.dtype != FLASH_I64 && a.dtype != FLASH_I32) || a.ndim != 1 || a.shape[0] < n) {
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected integer labels of shape (N) with N >= %ld", path,
+                               n);
+    }
+    int *y = malloc((size_t)n * sizeof *y);
+    if (!y) {
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for %ld labels", n);
+    }
+    for (long i = 0; i < n; i++) {
+        long long v = a.dtype == FLASH_I64 ? ((const int64_t *)a.data)[i] : ((const int32_t *)a.data)[i];
+        if (v < 0 || v > num_classes) {
+            free(y);
+            flash_array_free(&a);
+            return flash_error_set(err, FLASH_ERR_USAGE, "%s: label %lld of sample %ld is outside [0, %d] (%d is the "
+                                   "null class)", path, v, i, num_classes, num_classes);
+        }
+        y[i] = (int)v;
+    }
+    flash_array_free(&a);
+    *out = y;
+    return FLASH_OK;
+}
+
+/* 2-D points over the density of the model's data distribution (white to
+ * blue by density^0.3, so wide components show), samples as red dots. */
+static flash_status scatter_png(const char *path, const float *x, long n, const flash_instance *model,
+                                flash_error *err) {
+    enum { W = 512 };
+    double lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+    for (long i = 0; i < n; i++)
+        for (int j = 0; j < 2; j++)
+            if (isfinite(x[2 * i + j])) {
+                lo[j] = fmin(lo[j], x[2 * i + j]);
+                hi[j] = fmax(hi[j], x[2 * i + j]);
+            }
+    if (!(lo[0] <= hi[0] && lo[1] <= hi[1])) return flash_error_set(err, FLASH_ERR_RUNTIME, "no finite samples to plot");
+    double cx = 0.5 * (lo[0] + hi[0]), cy = 0.5 * (lo[1] + hi[1]);
+    double half = 0.6 * fmax(fmax(hi[0] - lo[0], hi[1] - lo[1]), 1e-3);
+    uint8_t *px = malloc((size_t)W * W * 3);
+    double *dens = malloc((size_t)W * W * sizeof *dens);
+    if (!px || !dens) {
+        free(px);
+        free(dens);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for the plot");
+    }
+    const flash_model_api *m = FLASH_API(model, flash_model_api);
+    int has_density = model->comp->size >= offsetof(flash_model_api, log_density) + sizeof(void *) &&
+                      m->log_density != NULL;
+    double dmax = 0;
+    for (int r = 0; r < W; r++)
+        for (int c = 0; c < W; c++) {
+            float p[2] = {(float)(cx - half + 2 * half * (c + 0.5) / W), (float)(cy + half - 2 * half * (r + 0.5) / W)};
+            double d = has_density ? exp(m->log_density(model->self, p, -1)) : 0.0;
+            dens[r * W + c] = isfinite(d) ? d : 0.0;
+            dmax = fmax(dmax, dens[r * W + c]);
+        }
+    for (int i = 0; i < W * W; i++) {
+        double v = dmax > 0 ? pow(dens[i] / dmax, 0.3) : 0.0;
+        px[3 * i] = (uint8_t)(255 - 200 * v);
+        px[3 * i + 1] = (uint8_t)(255 - 140 * v);
+        px[3 * i + 2] = 255;
+    }
+    for (long i = 0; i < n; i++) {
+        if (!isfinite(x[2 * i]) || !isfinite(x[2 * i + 1])) continue;
+        int c = (int)((x[2 * i] - (cx - half)) / (2 * half) * W), r = (int)(((cy + half) - x[2 * i + 1]) / (2 * half) * W);
+        for (int dr = -1; dr <= 1; dr++)
+            for (int dc = -1; dc <= 1; dc++) {
+                int rr = r + dr, cc = c + dc;
+                if (rr < 0 || rr >= W || cc < 0 || cc >= W) continue;
+                uint8_t *q = px + 3 * ((size_t)rr * W + cc);
+                q[0] = 200;
+                q[1] = 20;
+                q[2] = 20;
+            }
+    }
+    flash_status st = flash_png_write(path, W, W, 3, px, err);
+    free(px);
+    free(dens);
+    return st;
+}
+
+int flash_cmd_sample(int argc, char **argv) {
+    if (flash_cli_wants_help(argc, argv)) {
+        fputs(help, stdout);
+        return FLASH_EXIT_OK;
+    }
+    sample_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+
+    flash_error err = {0};
+    flash_cli_pipeline p;
+    flash_instance sched = {0}, model = {0}, sampler = {0};
+    flash_denoiser den = {0};
+    flash_ctx *c = NULL;
+    float *xT = NULL, *xs = NULL;
+    int *labels = NULL;
+    flash_status st = flash_cli_pipeline_load(&p, a.config, a.sets, a.n_sets, &err);
+    if (st) return flash_cli_fail("sample", &err);
+
+    long seed = 0;
+    if (a.has_seed) {
+        seed = (long)a.seed;
+    } else if ((st = flash_cfg_int(p.root, "seed", 0, &seed, &err))) {
+        goto done;
+    }
+    flash_env env = {.size = sizeof env, .registry = p.registry, .seed = (uint64_t)seed, .root = p.root};
+    const flash_cfg *ms = model_slot(p.root);
+    if (!flash_cfg_get(p.root, "schedule") || !ms || !flash_cfg_get(p.root, "sampler")) {
+        st = flash_error_set(&err, FLASH_ERR_CONFIG, "%s: sampling needs `schedule`, `model` and `sampler` slots",
+                             a.config);
+        goto done;
+    }
+    if ((st = flash_instance_create(&env, FLASH_KIND_SCHEDULE, flash_cfg_get(p.root, "schedule"), &sched, &err)))
+        goto done;
+    env.schedule = &sched;
+    if ((st = flash_instance_create(&env, FLASH_KIND_MODEL, ms, &model, &err))) goto done;
+    if ((st = flash_instance_create(&env, FLASH_KIND_SAMPLER, flash_cfg_get(p.root, "sampler"), &sampler, &err)))
+        goto done;
+    if (a.ckpt) {
+        const flash_model_api *mapi = FLASH_API(&model, flash_model_api);
+        flash_params *prm = mapi->params ? mapi->params(model.self) : NULL;
+        if (!prm) {
+            st = flash_error_set(&err, FLASH_ERR_USAGE, "--ckpt: model '%s' has no parameters to load",
+                                 model.comp->name);
+            goto done;
+        }
+        if ((st = flash_checkpoint_load(a.ckpt, prm, NULL, &err))) goto done;
+    }
+    if ((st = flash_denoiser_init(&den, &model, &sched, &err))) goto done;
+
+    const flash_model_info *mi = &den.info;
+    size_t per = 1;
+    for (int j = 0; j < mi->ndim; j++) per *= (size_t)mi->shape[j];
+    long n = a.n;
+    flash_rng rng;
+    if (a.noise) {
+        if ((st = read_noise(a.noise, mi, &n, &xT, &err))) goto done;
+    } else {
+        if (n < 0) n = 64;
+        if (!(xT = malloc((size_t)n * per * sizeof *xT))) {
+            st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory for %ld samples", n);
+            goto done;
+        }
+        flash_rng_seed_stream(&rng, (uint64_t)seed, 1);
+        flash_rng_fill_normal(&rng, xT, (size_t)n * per);
+    }
+    if (a.labels) {
+        if (mi->num_classes <= 0) {
+            st = flash_error_set(&err, FLASH_ERR_USAGE, "--labels: model '%s' is unconditional", model.comp->name);
+            goto done;
+        }
+        if ((st = read_labels(a.labels, n, mi->num_classes, &labels, &err))) goto done;
+    } else if (mi->num_classes > 0) {
+        if (!(labels = malloc((size_t)n * sizeof *labels))) {
+            st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory for %ld labels", n);
+            goto done;
+        }
+        flash_rng_seed_stream(&rng, (uint64_t)seed, 2);
+        for (long i = 0; i < n; i++) labels[i] = (int)flash_rng_below(&rng, (uint64_t)mi->num_classes);
+    }
+    if (!(xs = malloc((size_t)n * per * sizeof *xs)) || !(c = flash_ctx_create((size_t)64 << 20))) {
+        st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory for %ld samples", n);
+        goto done;
+    }
+    flash_grad_set(c, false);
+    const flash_sampler_api *sapi = FLASH_API(&sampler, flash_sampler_api);
+    int shape[FLASH_MAX_DIMS];
+    for (int j = 0; j < mi->ndim; j++) shape[1 + j] = mi->shape[j];
+    double t0 = flash_now();
+    for (long b = 0; b < n; b += SAMPLE_BATCH) {
+        int nb = (int)(n - b < SAMPLE_BATCH ? n - b : SAMPLE_BATCH);
+        flash_ctx_reset(c);
+        shape[0] = nb;
+        flash_tensor *x = flash_tensor_from(c, 1 + mi->ndim, shape, xT + (size_t)b * per);
+        flash_sample_request rq = {.size = sizeof rq, .den = &den, .x = x, .labels = labels ? labels + b : NULL,
+                                   .stop_at = -1.0};
+        flash_tensor *y = x ? sapi->sample(sampler.self, c, &rq) : NULL;
+        if (!y || !flash_ctx_ok(c)) {
+            flash_ctx_status(c, &err);
+            flash_error_prefix(&err, "sampler '%s'", sampler.comp->name);
+            st = FLASH_ERR_RUNTIME;
+            goto done;
+        }
+        memcpy(xs + (size_t)b * per, y->data, (size_t)nb * per * sizeof *xs);
+    }
+    double secs = flash_now() - t0;
+    int64_t oshape[1 + 3] = {n, mi->shape[0], mi->shape[1], mi->shape[2]};
+    if ((st = flash_npy_write(a.out, FLASH_F32, 1 + mi->ndim, oshape, xs, &err))) goto done;
+    if (a.grid) {
+        if (mi->ndim == 1 && mi->shape[0] == 2) {
+            st = scatter_png(a.grid, xs, n, &model, &err);
+        } else if (mi->ndim == 3) {
+            int cols = (int)ceil(sqrt((double)n));
+            st = flash_png_grid(a.grid, xs, (int)n, mi->shape[0], mi->shape[1], mi->shape[2], cols, &err);
+        } else {
+            st = flash_error_set(&err, FLASH_ERR_USAGE, "--grid draws 2-D points or images, not samples of %zu values",
+                                 per);
+        }
+        if (st) goto done;
+    }
+    long batches = (n + SAMPLE_BATCH - 1) / SAMPLE_BATCH;
+    fprintf(stderr, "flash sample: %ld samples with '%s' in %.3f s, %.4g NFE per sample (%lld model calls)\n", n,
+            sampler.comp->name, secs, (double)den.nfe / (double)batches, (long long)den.calls);
+
+done:
+    free(xT);
+    free(xs);
+    free(labels);
+    flash_ctx_destroy(c);
+    flash_denoiser_release(&den);
+    flash_instance_destroy(&sampler);
+    flash_instance_destroy(&model);
+    flash_instance_destroy(&sched);
+    flash_cli_pipeline_free(&p);
+    return st ? flash_cli_fail("sample", &err) : FLASH_EXIT_OK;
+}
