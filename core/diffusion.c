@@ -29,6 +29,10 @@ double flash_schedule_log_snr(const flash_instance *sched, double t) {
 
 const char *const flash_prediction_names[] = {"epsilon", "v_prediction", "sample", NULL};
 
+const char *flash_prediction_name(flash_prediction p) {
+    return (int)p >= 0 && p <= FLASH_PRED_SAMPLE ? flash_prediction_names[p] : "unknown";
+}
+
 int flash_prediction_parse(const char *name) {
     for (int i = 0; flash_prediction_names[i]; i++)
         if (name && strcmp(name, flash_prediction_names[i]) == 0) return i;
