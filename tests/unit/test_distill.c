@@ -88,8 +88,41 @@ static const flash_model_api spy_api = {
     .params = spy_params,
     .forward = spy_forward,
 };
-static const flash_component *const spy_comps[] = {&spy_api.head};
-static const flash_plugin_desc spy_desc = {FLASH_ABI_MAJOR, FLASH_ABI_MINOR, "test_distill", "1", spy_comps, 1};
+static const flash_loss_api sl_api;
+static const flash_component *const spy_comps[] = {&spy_api.head, &sl_api.head};
+static const flash_plugin_desc spy_desc = {FLASH_ABI_MAJOR, FLASH_ABI_MINOR, "test_distill", "1", spy_comps, 2};
+
+/* ---- a spy loss: records what it is handed -------------------------------- */
+
+typedef struct loss_rec {
+    int n;
+    double t;
+    float target[2 * 64], x_t[2 * 64];
+} loss_rec;
+static loss_rec loss_log;
+
+static flash_status sl_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    (void)cfg, (void)env, (void)err;
+    *self = NULL;
+    return FLASH_OK;
+}
+static void sl_destroy(void *self) { (void)self; }
+static flash_tensor *sl_compute(void *self, flash_ctx *c, const flash_loss_in *in)
+{
+    (void)self;
+    loss_log.n = in->target->shape[0] <= 64 ? in->target->shape[0] : 64;
+    loss_log.t = in->cond->t[0];
+    memcpy(loss_log.target, in->target->data, (size_t)loss_log.n * 2 * sizeof(float));
+    memcpy(loss_log.x_t, in->x_t->data, (size_t)loss_log.n * 2 * sizeof(float));
+    return flash_mse(c, in->pred, in->target);
+}
+static const char *const sl_keys[] = {NULL};
+static const flash_loss_api sl_api = {
+    .head = {sizeof sl_api, FLASH_KIND_LOSS, "spy_loss", "test loss recording its inputs", sl_keys, sl_create,
+             sl_destroy},
+    .compute = sl_compute,
+};
 
 /* ---- fixture -------------------------------------------------------------- */
 
@@ -127,18 +160,25 @@ static void fx_close(fx *f)
     flash_registry_destroy(f->r);
 }
 
-static const char *base_yaml(const char *student, const char *strategy, const char *target)
+static const char *yaml_with(const char *student, const char *strategy, const char *target, const char *losses)
 {
     static char buf[4096];
     snprintf(buf, sizeof buf,
              "seed: 5\n" SCHED GMM "student: %s\n"
              "sampler: {plugin: ddim, timesteps: [999, 750, 500], noise_correction: true}\n"
              "strategy: %s\n"
-             "losses: [{plugin: reconstruction}]\n"
+             "losses: %s\n"
              "target: %s\n"
+             "dataset: {plugin: toy2d, kind: gmm, weights: [0.5, 0.5], means: [[-1.5, 0.5], [1.0, -1.0]], "
+             "stds: [0.3, 0.5], n_train: 256, n_test: 16}\n"
              "distill: {steps: 10, batch_size: 16}\n",
-             student, strategy, target);
+             student, strategy, losses, target);
     return buf;
+}
+
+static const char *base_yaml(const char *student, const char *strategy, const char *target)
+{
+    return yaml_with(student, strategy, target, "[{plugin: reconstruction}]");
 }
 
 /* The ddim sampler plugin from x at the given timesteps down to clean data. */
@@ -335,6 +375,67 @@ START_TEST(test_consistency_boundary)
 }
 END_TEST
 
+/* Progressive distillation (Salimans & Ho 2022, Algorithm 2): the
+ * student's target x~ makes its one DDIM step from z_t land where two
+ * teacher DDIM steps land, t -> midpoint -> next grid point. */
+START_TEST(test_progressive_target_two_ddim_steps)
+{
+    fx f;
+    fx_open(&f, yaml_with("{plugin: spy}", "{plugin: progressive, teacher_steps: 8, final_steps: 4, snr_weight: false}",
+                          "{k: 2}", "[{plugin: spy_loss}]"));
+    flash_instance *strat = flash_distill_strategy(f.d);
+    int seen_last = 0, seen_inner = 0;
+    for (int it = 1; it <= 12 && !(seen_last && seen_inner); it++) {
+        flash_ctx_reset(f.c);
+        flash_tensor *loss = FLASH_API(strat, flash_strategy_api)->step(strat->self, f.c, f.d, it);
+        ck_assert_msg(loss && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+        /* the student's 4-step trailing grid 999, 749, 499, 249; the
+         * teacher's 8-step grid adds 874, 624, 374, 124 */
+        const double t = loss_log.t;
+        double tm, t2;
+        if (t == 999) tm = 874, t2 = 749;
+        else if (t == 749) tm = 624, t2 = 499;
+        else if (t == 499) tm = 374, t2 = 249;
+        else {
+            ck_assert_double_eq(t, 249);
+            tm = 124, t2 = -1;
+        }
+        const int n = loss_log.n;
+        flash_tensor *z = flash_tensor_2d(f.c, n, 2);
+        memcpy(z->data, loss_log.x_t, (size_t)n * 2 * sizeof(float));
+        flash_cfg *sc = NULL;
+        ck_assert(flash_cfg_parse_string("{plugin: ddim}", "ref.yaml", &sc, &f.err) == FLASH_OK);
+        flash_instance smp = {0};
+        ck_assert(flash_instance_create(f.d->env, FLASH_KIND_SAMPLER, sc, &smp, &f.err) == FLASH_OK);
+        const double ts[2] = {t, tm};
+        flash_sample_request rq = {.size = sizeof rq, .den = f.d->teacher, .x = z, .stop_at = t2, .timesteps = ts,
+                                   .n_timesteps = 2, .mid_trajectory = true};
+        flash_tensor *zz = FLASH_API(&smp, flash_sampler_api)->sample(smp.self, f.c, &rq);
+        ck_assert_msg(zz && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+        flash_instance_destroy(&smp);
+        flash_cfg_free(sc);
+        double a, s, a2 = 1, s2 = 0;
+        flash_schedule_eval(f.d->teacher->schedule, t, &a, &s);
+        if (t2 >= 0) flash_schedule_eval(f.d->teacher->schedule, t2, &a2, &s2);
+        double worst = 0;
+        for (int i = 0; i < 2 * n; i++) {
+            const double r = s2 / s, want = (zz->data[i] - r * z->data[i]) / (a2 - r * a);
+            worst = fmax(worst, fabs(want - loss_log.target[i]) / fmax(1.0, fabs(want)));
+        }
+        ck_assert_msg(worst < 1e-4, "t = %g: relative error %g", t, worst);
+        /* the student's DDIM step from z with x0-hat = target reaches zz */
+        for (int i = 0; i < 2 * n && t2 >= 0; i++) {
+            const double eps = (z->data[i] - a * loss_log.target[i]) / s;
+            ck_assert_double_eq_tol(a2 * loss_log.target[i] + s2 * eps, zz->data[i], 1e-3);
+        }
+        if (t2 < 0) seen_last = 1;
+        else seen_inner = 1;
+    }
+    ck_assert(seen_last && seen_inner);
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *distill_suite(void)
 {
     Suite *s = suite_create("distill");
@@ -345,6 +446,7 @@ static Suite *distill_suite(void)
     tcase_add_test(tc, test_srl_target_from_renoised_x0);
     tcase_add_test(tc, test_backward_rollout_stop_gradient);
     tcase_add_test(tc, test_consistency_boundary);
+    tcase_add_test(tc, test_progressive_target_two_ddim_steps);
     suite_add_tcase(s, tc);
     return s;
 }

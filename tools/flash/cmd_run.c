@@ -37,7 +37,7 @@ static const char help[] =
     "    noise_seed: 1234      # its seed (and the labels')\n"
     "    batch: 4096           # samples per sampler call\n"
     "    plots: true\n"
-    "    threads: 1            # 0: OpenMP's default; small models run best on one\n"
+
     "    variants:\n"
     "      - {name: teacher_dpmpp_25, model: teacher,\n"
     "         set: [\"sampler={plugin: dpmpp_2m, steps: 25, timestep_spacing: trailing}\"]}\n"
@@ -48,6 +48,8 @@ static const char help[] =
     "  --set KEY=VALUE  override a config key (repeatable)\n"
     "  --out RUNDIR     output directory (default runs/run)\n"
     "  --resume         continue interrupted distillations (the default)\n"
+    "  (the config's top-level `threads:` sets the threads, default 2; small\n"
+    "  models such as the 2-D quickstart's run fastest on 1)\n"
     "  -h, --help       this text\n"
     "\n"
     "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n";
@@ -56,7 +58,7 @@ static const char help[] =
 #define MAX_VARIANTS 64
 #define MAX_VARIANT_SETS 32
 
-static const char *const run_keys[] = {"samples", "noise_seed", "batch", "plots", "threads", "variants", NULL};
+static const char *const run_keys[] = {"samples", "noise_seed", "batch", "plots", "variants", NULL};
 static const char *const variant_keys[] = {"name", "model", "from", "set", NULL};
 
 typedef struct result {
@@ -497,9 +499,7 @@ int flash_cmd_run(int argc, char **argv)
         (st = flash_cfg_int(run, "noise_seed", 1234, &R->noise_seed, &err)) ||
         (st = flash_cfg_int(run, "batch", 4096, &R->batch, &err)) || (st = flash_cfg_bool(run, "plots", true, &R->plots, &err)))
         goto done;
-    long threads;
-    if ((st = flash_cfg_int(run, "threads", 0, &threads, &err))) goto done;
-    if (threads > 0) flash_set_threads((int)threads);
+    if ((st = flash_cli_threads(R->p.root, &err))) goto done;
     if (R->n < 1 || R->n > 100000000 || R->batch < 1) {
         st = flash_cfg_error(run, &err, "run: samples must be in [1, 1e8] and batch >= 1");
         goto done;
