@@ -20,7 +20,7 @@
 static const char *const train_keys[] = {"steps",        "batch_size", "optimizer",   "lr",         "beta1",
                                          "beta2",        "eps",        "weight_decay", "warmup_steps", "lr_schedule",
                                          "min_lr",       "grad_clip",  "ema_decay",   "ckpt_every", "log_every",
-                                         "eval_every",   "eval_batches", NULL};
+                                         "eval_every",   "eval_batches", "device",     NULL};
 
 flash_status flash_train_config_read(const flash_cfg *t, flash_train_config *o, flash_error *err)
 {
@@ -58,6 +58,11 @@ flash_status flash_train_config_read(const flash_cfg *t, flash_train_config *o, 
     } while (0)
     if ((st = flash_cfg_enum(t, "optimizer", optimizers, 0, &opt, err))) return st;
     if ((st = flash_cfg_enum(t, "lr_schedule", schedules, 0, &sched, err))) return st;
+    /* where the context and the parameters live (see flash_ctx_create_on) */
+    static const char *const devices[] = {"cpu", "cuda", NULL};
+    int dev = 0;
+    if ((st = flash_cfg_enum(t, "device", devices, 0, &dev, err))) return st;
+    snprintf(o->device, sizeof o->device, "%s", devices[dev]);
     o->lr_schedule = (flash_lr_schedule)sched;
     FLOAT_KEY("lr", 2e-4, 0.0, 10.0, adam.lr);
     FLOAT_KEY("beta1", 0.9, 0.0, 0.999999, adam.beta1);
@@ -210,8 +215,14 @@ static flash_status trainer_build(trainer *T, flash_error *err)
     T->xbuf = malloc(B * T->per * sizeof(float));
     T->lbuf = malloc(B * sizeof(int));
     T->idx = malloc(B * sizeof(int64_t));
-    T->ctx = flash_ctx_create((size_t)64 << 20);
-    if (!T->xbuf || !T->lbuf || !T->idx || !T->ctx)
+    T->ctx = flash_ctx_create_on(T->tc.device, (size_t)64 << 20, err);
+    if (!T->ctx) {
+        const flash_cfg *key = flash_cfg_get(flash_cfg_get(root, "train"), "device");
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return key ? flash_cfg_error(key, err, "%s", why) : FLASH_ERR_RUNTIME;
+    }
+    if (!T->xbuf || !T->lbuf || !T->idx)
         return flash_error_set(err, FLASH_ERR_NOMEM, "flash train: out of memory for a batch of %zu", B);
 
     flash_rng s;
@@ -251,7 +262,19 @@ static flash_status save_ckpt(trainer *T, int64_t step, flash_error *err)
 {
     flash_ckpt_info info = {.step = step, .rng = T->rng, .config_yaml = flash_cfg_to_yaml(T->o->root)};
     if (!info.config_yaml) return flash_error_set(err, FLASH_ERR_NOMEM, "flash train: cannot serialise the config");
-    flash_status st = flash_checkpoint_save(T->ckpt_path, T->P, &info, err);
+    /* checkpoints are written from host memory: parameters on a device
+     * visit the CPU for the write */
+    const bool dev = strcmp(T->tc.device, "cpu") != 0;
+    flash_status st = dev ? flash_params_to_device(T->P, "cpu", err) : FLASH_OK;
+    if (st == FLASH_OK) st = flash_checkpoint_save(T->ckpt_path, T->P, &info, err);
+    if (dev) {
+        flash_error e2 = {0};
+        flash_status s2 = flash_params_to_device(T->P, T->tc.device, &e2);
+        if (st == FLASH_OK && s2) {
+            *err = e2;
+            st = s2;
+        }
+    }
     free(info.config_yaml);
     if (st == FLASH_OK) T->last_ckpt = step;
     return st;
@@ -313,7 +336,9 @@ static flash_status run_eval(trainer *T, int64_t step, flash_error *err)
             flash_error_prefix(err, "flash train: evaluation at step %lld", (long long)step);
             break;
         }
-        loss_sum += (double)loss->data[0] * nb;
+        float lh = 0;
+        if ((st = flash_tensor_to_host(T->ctx, loss, &lh, err))) break;
+        loss_sum += (double)lh * nb;
         for (int k = 0; k < stats.n; k++) {
             if (k >= acc.n) {
                 memcpy(acc.name[k], stats.name[k], sizeof acc.name[k]);
@@ -393,7 +418,9 @@ static flash_status trainer_loop(trainer *T, int64_t start, flash_error *err)
             flash_error_prefix(err, "flash train: step %lld", (long long)step);
             break;
         }
-        const double lv = loss->data[0];
+        float lh = 0;
+        if ((st = flash_tensor_to_host(T->ctx, loss, &lh, err))) break;
+        const double lv = lh;
         if (!isfinite(lv)) {
             st = guard_fail(T, step, "the loss", lv, err);
             break;
@@ -486,10 +513,12 @@ flash_status flash_train_run(const flash_train_opts *o, flash_error *err)
             goto out;
         }
     }
+    /* after a resume's load, which writes the parameters on the host */
+    if ((st = flash_params_to_device(T.P, T.tc.device, err))) goto out;
     if ((st = flash_jsonl_open(&T.jl, T.metrics_path, err))) goto out;
-    flash_info("training %s (%zu parameters) on %s with %s: %lld steps of %d, %d threads", T.model.comp->name,
-               flash_params_count(T.P), T.data.comp->name, T.strategy.comp->name, (long long)T.tc.steps,
-               T.tc.batch_size, flash_get_threads());
+    flash_info("training %s (%zu parameters) on %s with %s: %lld steps of %d, %d threads, device %s",
+               T.model.comp->name, flash_params_count(T.P), T.data.comp->name, T.strategy.comp->name,
+               (long long)T.tc.steps, T.tc.batch_size, flash_get_threads(), T.tc.device);
     if (start >= T.tc.steps) {
         flash_info("the checkpoint is at step %lld: nothing left to train", (long long)start);
         goto out;

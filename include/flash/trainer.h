@@ -59,6 +59,7 @@ typedef struct flash_train_config {
     double grad_clip;
     float ema_decay;
     int64_t ckpt_every, log_every, eval_every, eval_batches;
+    char device[8];          /* "cpu" (default) or "cuda": where the context and the parameters live */
 } flash_train_config;
 
 /* Reads the `train:` map (NULL: all defaults); unknown keys are errors. */

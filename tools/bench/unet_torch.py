@@ -28,7 +28,7 @@ def timestep_embedding(t, dim=64, max_period=10000.0):
     # first half sin, second half cos, freq_i = exp(-ln(max_period) i / (dim/2))
     half = dim // 2
     dt = torch.get_default_dtype()
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dt) / half)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dt, device=t.device) / half)
     args = t.to(dt)[:, None] * freqs[None, :]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
@@ -162,28 +162,43 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reference", action="store_true", help="print the values tests/unit/test_unet.c checks")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (each timed run ends with a synchronize)")
+    ap.add_argument("--tf32", action="store_true",
+                    help="on cuda, let cuDNN and cuBLAS use TF32 (PyTorch's default for convolutions); "
+                         "off by default, to compare float32 with float32")
     args = ap.parse_args()
     if args.reference:
         return reference(args)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.benchmark = True
     model = UNet()
     params = sum(p.numel() for p in model.parameters())
     assert params == UNET_S_PARAMS, f"unet-s has {params} parameters, expected {UNET_S_PARAMS}"
+    model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4)
 
     B = args.batch
-    x = torch.randn(B, 1, 28, 28)
-    eps = torch.randn(B, 1, 28, 28)
-    t = torch.randint(0, 1000, (B,))
-    y = torch.randint(0, 11, (B,))
+    x = torch.randn(B, 1, 28, 28).to(dev)
+    eps = torch.randn(B, 1, 28, 28).to(dev)
+    t = torch.randint(0, 1000, (B,)).to(dev)
+    y = torch.randint(0, 11, (B,)).to(dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
 
     def train_step():
         opt.zero_grad(set_to_none=False)
         loss = F.mse_loss(model(x, t, y), eps)
         loss.backward()
         opt.step()
+        sync()
 
     train_s = median_time(train_step, args.warmup, args.repeats)
 
@@ -193,6 +208,7 @@ def main():
     def nfe(xx, tt, yy):
         with torch.no_grad():
             model(xx, tt, yy)
+        sync()
 
     nfe_b1 = median_time(lambda: nfe(x1, t1, y1), args.warmup * 5, args.repeats * 10)
     nfe_b64 = median_time(lambda: nfe(x, t, y), args.warmup, args.repeats * 2)
@@ -201,6 +217,7 @@ def main():
     print(json.dumps({
         "impl": "pytorch",
         "version": torch.__version__,
+        "device": args.device + ("-tf32" if dev.type == "cuda" and args.tf32 else ""),
         "model": "unet-s",
         "params": params,
         "threads": torch.get_num_threads(),

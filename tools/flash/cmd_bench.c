@@ -11,6 +11,7 @@
 static const char help[] =
     "usage: flash bench [CONFIG] [--set KEY=VALUE]... [--threads N] [--batch B]\n"
     "                   [--repeats R] [--warmup W] [--seed S] [--out FILE]\n"
+    "                   [--device cpu|cuda]\n"
     "\n"
     "Times the config's model (default: model: {plugin: unet}, i.e. unet-s):\n"
     "  train_step_s  one training step on a batch of B (default 64): forward,\n"
@@ -29,6 +30,8 @@ static const char help[] =
     "  --warmup W       untimed runs first (default 3)\n"
     "  --seed S         seed of the weights and inputs (default 0)\n"
     "  --out FILE       also write the JSON line to FILE\n"
+    "  --device D       cpu (default) or cuda: the context and the parameters\n"
+    "                   live there; each timed run ends with a device sync\n"
     "  -h, --help       this text\n";
 
 static int cmp_double(const void *a, const void *b)
@@ -79,7 +82,8 @@ static flash_status run_train(bench *b, flash_error *err)
     flash_params_zero_grad(b->P);
     flash_status st = flash_backward(c, loss, err);
     if (st) return st;
-    return flash_adam_step(b->P, &b->adam, ++b->adam_step, err);
+    if ((st = flash_adam_step(b->P, &b->adam, ++b->adam_step, err))) return st;
+    return flash_ctx_sync(c) ? flash_ctx_status(c, err) : FLASH_OK;
 }
 
 static flash_status run_nfe(bench *b, int n, flash_error *err)
@@ -91,7 +95,7 @@ static flash_status run_nfe(bench *b, int n, flash_error *err)
     flash_cond cond = {.n = n, .t = b->t, .labels = b->info.num_classes > 0 ? b->labels : NULL};
     flash_tensor *out = b->api->forward(b->model.self, c, x, &cond);
     flash_grad_set(c, was);
-    if (!out) return flash_ctx_status(c, err);
+    if (!out || flash_ctx_sync(c)) return flash_ctx_status(c, err);
     return FLASH_OK;
 }
 
@@ -138,6 +142,7 @@ static flash_status sgemm_rate(bench *b, double *gflops, flash_error *err)
     for (int i = 0; i < reps + 1; i++) {
         double t0 = flash_now();
         flash_tensor *C = flash_matmul(c, A, B);
+        flash_ctx_sync(c);
         double dt = flash_now() - t0;
         if (!C) break;
         if (i > 0) v[i - 1] = dt;
@@ -163,7 +168,7 @@ int flash_cmd_bench(int argc, char **argv)
         fputs(help, stdout);
         return FLASH_EXIT_OK;
     }
-    const char *config = NULL, *out_path = NULL;
+    const char *config = NULL, *out_path = NULL, *device = "cpu";
     char **sets = calloc((size_t)argc, sizeof *sets);
     int n_sets = 0;
     long threads = 2, batch = 64, repeats = 10, warmup = 3, seed = 0;
@@ -177,6 +182,8 @@ int flash_cmd_bench(int argc, char **argv)
             sets[n_sets++] = argv[i] + 6;
         else if (strcmp(a, "--out") == 0 && i + 1 < argc)
             out_path = argv[++i];
+        else if (strcmp(a, "--device") == 0 && i + 1 < argc)
+            device = argv[++i];
         else if (strcmp(a, "--threads") == 0)
             num = &threads;
         else if (strcmp(a, "--batch") == 0)
@@ -237,8 +244,13 @@ int flash_cmd_bench(int argc, char **argv)
     b.batch = (int)batch;
     b.t = malloc((size_t)batch * sizeof *b.t);
     b.labels = malloc((size_t)batch * sizeof *b.labels);
-    b.ctx = flash_ctx_create((size_t)64 << 20);
-    if (!b.t || !b.labels || !b.ctx) {
+    if ((st = flash_params_to_device(b.P, device, &err))) goto done;
+    b.ctx = flash_ctx_create_on(device, (size_t)64 << 20, &err);
+    if (!b.ctx) {
+        st = FLASH_ERR_RUNTIME;
+        goto done;
+    }
+    if (!b.t || !b.labels) {
         st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -260,10 +272,10 @@ int flash_cmd_bench(int argc, char **argv)
 
     char line[1024];
     snprintf(line, sizeof line,
-             "{\"impl\": \"flash\", \"version\": \"%s\", \"model\": \"%s\", \"params\": %zu, \"threads\": %d, "
+             "{\"impl\": \"flash\", \"version\": \"%s\", \"device\": \"%s\", \"model\": \"%s\", \"params\": %zu, \"threads\": %d, "
              "\"batch\": %d, \"train_step_s\": %.6f, \"nfe_b1_s\": %.6f, \"nfe_b64_s\": %.6f, "
              "\"sgemm_gflops\": %.1f}",
-             FLASH_VERSION_STRING, b.model.comp->name, flash_params_count(b.P), flash_get_threads(), b.batch,
+             FLASH_VERSION_STRING, flash_ctx_device(b.ctx), b.model.comp->name, flash_params_count(b.P), flash_get_threads(), b.batch,
              train_s, b1_s, bN_s, gflops);
     puts(line);
     fflush(stdout);

@@ -11,6 +11,7 @@
 
 static const char help[] =
     "usage: flash train CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume] [--threads N] [--quiet]\n"
+    "                  [--device cpu|cuda]\n"
     "\n"
     "Trains the config's model on its dataset with its strategy (denoise: a\n"
     "diffusion teacher; classify: the evaluator): Adam/AdamW, warmup and\n"
@@ -24,6 +25,7 @@ static const char help[] =
     "  --resume         continue from RUNDIR's checkpoint, bit for bit\n"
     "  --threads N      threads (default: the config's threads, else 2)\n"
     "  --quiet          no progress line\n"
+    "  --device D       train on cpu or cuda (the same as --set train.device=D)\n"
     "  -h, --help       this text\n"
     "\n"
     "Exit codes: 0 done, 2 a usage or config problem, 1 any other failure\n"
@@ -87,6 +89,7 @@ int flash_cmd_train(int argc, char **argv)
     const char *config = NULL, *out = NULL;
     char **sets = calloc((size_t)argc, sizeof *sets);
     int n_sets = 0, resume = 0, quiet = 0;
+    char device_set[64];
     long threads = 0;
     if (!sets) {
         fprintf(stderr, "flash train: out of memory\n");
@@ -100,7 +103,10 @@ int flash_cmd_train(int argc, char **argv)
             sets[n_sets++] = argv[i] + 6;
         else if (strcmp(a, "--out") == 0 && i + 1 < argc)
             out = argv[++i];
-        else if (strcmp(a, "--threads") == 0 && i + 1 < argc) {
+        else if (strcmp(a, "--device") == 0 && i + 1 < argc) {
+            snprintf(device_set, sizeof device_set, "train.device=%.40s", argv[++i]);
+            sets[n_sets++] = device_set;
+        } else if (strcmp(a, "--threads") == 0 && i + 1 < argc) {
             char *end;
             threads = strtol(argv[++i], &end, 10);
             if (*end || threads < 1 || threads > 1024) {

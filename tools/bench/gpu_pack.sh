@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Packs a CUDA build for tools/bench/gpu.sh on a GPU machine that lacks
+# flash's build dependencies: the build tree's bin/ and lib/ (libflash,
+# libflash_cuda, plugins, the flash command, test_cuda_parity) plus the
+# shared libraries they need that are not part of the C runtime or CUDA
+# (oneDNN, OpenBLAS, libyaml, cJSON, libpng, ...), into
+# .devpkg/flash-gpu.tar.xz.
+#
+#   bash tools/bench/gpu_pack.sh [BUILD_DIR]   (default build-gpu, configured
+#                                              with -DFLASH_CUDA=ON -DFLASH_NATIVE=OFF)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-$root/build-gpu}
+[ -f "$build/lib/libflash_cuda.so" ] || { echo "gpu_pack.sh: $build has no libflash_cuda.so" >&2; exit 1; }
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/build" "$stage/deps"
+cp -a "$build/bin" "$build/lib" "$stage/build/"
+# the build tree's tests live under bin/ already; keep only what gpu.sh runs
+find "$stage/build/bin" -type f ! -name flash ! -name test_cuda_parity -delete
+# dependencies outside glibc, the compiler runtime and CUDA
+for f in "$stage/build/bin/flash" "$stage/build/bin/test_cuda_parity" "$stage/build/lib/"*.so*; do
+  ldd "$f" 2>/dev/null | awk '/=> \//{print $3}'
+done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcudnn|libcublas|libcudart)[.-]' \
+  | grep -v "$build" | while read -r lib; do cp -L "$lib" "$stage/deps/"; done
+ls -la "$stage/deps"
+mkdir -p "$root/.devpkg"
+tar -cJf "$root/.devpkg/flash-gpu.tar.xz" -C "$stage" build deps
+ls -la "$root/.devpkg/flash-gpu.tar.xz"
