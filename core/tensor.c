@@ -3,8 +3,8 @@
  *
  * The arena is a list of chunks bump-allocated in order. flash_ctx_reset
  * rewinds it; when an iteration needed more than one chunk, reset replaces
- * them with a single chunk of the total size, so after one warm-up
- * iteration a steady training loop allocates nothing.
+ * them with a single chunk as large as the bytes that iteration used, so
+ * after one warm-up iteration a steady training loop allocates nothing.
  */
 #include <stdarg.h>
 #include <stdio.h>
