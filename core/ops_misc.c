@@ -160,6 +160,8 @@ flash_tensor *flash_embedding(flash_ctx *c, flash_tensor *table, const int *idx,
 flash_tensor *flash_timestep_embedding(flash_ctx *c, const float *t, int n, int dim, float max_period) {
     if (!c || !t) return NULL;
     if (n < 1 || dim < 1) return flash_op_fail(c, "timestep_embedding", "bad size n=%d dim=%d", n, dim);
+    if (!(max_period > 0.0f))
+        return flash_op_fail(c, "timestep_embedding", "max_period must be positive, got %g", (double)max_period);
     flash_tensor *y = flash_tensor_2d(c, n, dim);
     if (!y) return NULL;
     float *h = flash_host_alloc(c, (size_t)n * (size_t)dim * sizeof(float));

@@ -3,8 +3,8 @@
  *
  * The arena is a list of chunks bump-allocated in order. flash_ctx_reset
  * rewinds it; when an iteration needed more than one chunk, reset replaces
- * them with a single chunk of the total size, so after one warm-up
- * iteration a steady training loop allocates nothing.
+ * them with a single chunk as large as the bytes that iteration used, so
+ * after one warm-up iteration a steady training loop allocates nothing.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +26,15 @@
 #define ASAN_UNPOISON_MEMORY_REGION(a, s) ((void)(a), (void)(s))
 #define FLASH_REDZONE 0
 #endif
+/* only host memory has shadow memory to poison */
+#define ARENA_POISON(be, a, s)                                      \
+    do {                                                            \
+        if ((be) == &flash_cpu_backend) ASAN_POISON_MEMORY_REGION(a, s); \
+    } while (0)
+#define ARENA_UNPOISON(be, a, s)                                      \
+    do {                                                              \
+        if ((be) == &flash_cpu_backend) ASAN_UNPOISON_MEMORY_REGION(a, s); \
+    } while (0)
 
 static size_t align_up(size_t n) { return (n + FLASH_ARENA_ALIGN - 1) / FLASH_ARENA_ALIGN * FLASH_ARENA_ALIGN; }
 
@@ -40,14 +49,14 @@ static flash_arena_chunk *chunk_new(const flash_backend *be, size_t size) {
     k->size = size;
     k->used = 0;
     k->next = NULL;
-    ASAN_POISON_MEMORY_REGION(k->base, size);
+    ARENA_POISON(be, k->base, size);
     return k;
 }
 
 static void chunks_free(const flash_backend *be, flash_arena_chunk *k) {
     while (k) {
         flash_arena_chunk *n = k->next;
-        ASAN_UNPOISON_MEMORY_REGION(k->base, k->size);
+        ARENA_UNPOISON(be, k->base, k->size);
         be->free(k->base);
         free(k);
         k = n;
@@ -161,7 +170,7 @@ void flash_ctx_reset(flash_ctx *c) {
     }
     for (flash_arena_chunk *k = c->chunks; k; k = k->next) {
         k->used = 0;
-        ASAN_POISON_MEMORY_REGION(k->base, k->size);
+        ARENA_POISON(c->be, k->base, k->size);
     }
     c->cur = c->chunks;
     if (c->host != c) flash_ctx_reset(c->host);
@@ -228,7 +237,7 @@ void *flash_arena_alloc(flash_ctx *c, size_t bytes) {
         if (k && k->size - k->used >= sz) {
             void *p = k->base + k->used;
             k->used += sz;
-            ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+            ARENA_UNPOISON(c->be, p, bytes);
             return p;
         }
         if (k && k->next) {

@@ -9,8 +9,10 @@
  * model outputs. `classes: [c_0, ..., c_{K-1}]` assigns each component to a
  * class: label c conditions on the components of class c, the null class
  * (num_classes) on the whole mixture, so classifier-free guidance acts on
- * exact conditional and unconditional scores. Needs alpha_t and sigma_t in
- * the condition (the denoiser fills them). Host loops in double. */
+ * exact conditional and unconditional scores. `shape: [C, H, W]` presents
+ * the D = C*H*W values of each point as an image, so image pipelines can be
+ * tested against an exact teacher. Needs alpha_t and sigma_t in the
+ * condition (the denoiser fills them). Host loops in double. */
 #include "folder.h"
 
 #include <stdlib.h>
@@ -21,9 +23,10 @@
 typedef struct gmm_model {
     gmm_params g;
     flash_prediction pred;
+    int ndim, shape[3]; /* (D) or (C, H, W) */
 } gmm_model;
 
-static const char *const gmm_keys[] = {"weights", "means", "stds", "classes", "prediction_type", NULL};
+static const char *const gmm_keys[] = {"weights", "means", "stds", "classes", "prediction_type", "shape", NULL};
 
 static void gmm_destroy(void *self) {
     gmm_model *m = self;
@@ -44,23 +47,47 @@ static flash_status gmm_create(const flash_cfg *cfg, flash_env *env, void **self
         return st;
     }
     m->pred = (flash_prediction)pred;
+    long shape[4];
+    size_t ns = 0;
+    if ((st = flash_cfg_ints(cfg, "shape", shape, 4, &ns, err))) {
+        gmm_destroy(m);
+        return st;
+    }
+    if (ns == 0) {
+        m->ndim = 1;
+        m->shape[0] = m->g.D;
+    } else if (ns == 3 && shape[0] > 0 && shape[1] > 0 && shape[2] > 0 && shape[0] * shape[1] * shape[2] == m->g.D) {
+        m->ndim = 3;
+        for (int j = 0; j < 3; j++) m->shape[j] = (int)shape[j];
+    } else {
+        int d = m->g.D;
+        gmm_destroy(m);
+        return flash_cfg_error(flash_cfg_get(cfg, "shape"), err,
+                               "model 'gmm': shape must be [C, H, W] with C*H*W = %d, the length of each mean", d);
+    }
     *self = m;
     return FLASH_OK;
 }
 
 static void gmm_info(void *self, flash_model_info *out) {
     const gmm_model *m = self;
-    *out = (flash_model_info){.ndim = 1, .shape = {m->g.D, 0, 0}, .num_classes = m->g.num_classes,
-                              .prediction = m->pred, .out_dim = 0};
+    *out = (flash_model_info){.ndim = m->ndim, .shape = {m->shape[0], m->shape[1], m->shape[2]},
+                              .num_classes = m->g.num_classes, .prediction = m->pred, .out_dim = 0};
 }
 
 static flash_tensor *gmm_forward(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond) {
     const gmm_model *m = self;
     if (!x) return NULL;
     const int D = m->g.D, K = m->g.K;
-    if (x->ndim != 2 || x->shape[1] != D) {
+    int same = x->ndim == 1 + m->ndim;
+    for (int j = 0; same && j < m->ndim; j++) same = x->shape[1 + j] == m->shape[j];
+    if (!same) {
         char b[64];
-        flash_ctx_fail(c, "model 'gmm': input %s is not (N, %d)", flash_tensor_shape_str(x, b, sizeof b), D);
+        if (m->ndim == 1)
+            flash_ctx_fail(c, "model 'gmm': input %s is not (N, %d)", flash_tensor_shape_str(x, b, sizeof b), D);
+        else
+            flash_ctx_fail(c, "model 'gmm': input %s is not (N, %d, %d, %d)", flash_tensor_shape_str(x, b, sizeof b),
+                           m->shape[0], m->shape[1], m->shape[2]);
         return NULL;
     }
     const int n = x->shape[0];
@@ -68,7 +95,7 @@ static flash_tensor *gmm_forward(void *self, flash_ctx *c, flash_tensor *x, cons
         flash_ctx_fail(c, "model 'gmm': needs alpha_t and sigma_t for each of the %d samples", n);
         return NULL;
     }
-    flash_tensor *y = flash_tensor_2d(c, n, D);
+    flash_tensor *y = flash_tensor_new(c, x->ndim, x->shape);
     double *buf = malloc((size_t)(K + 3 * D) * sizeof *buf);
     if (!y || !buf) {
         free(buf);

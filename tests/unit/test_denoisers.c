@@ -90,9 +90,10 @@ START_TEST(test_gmm_config_errors)
         "model: {plugin: gmm, means: [[0, 0], [1, 1]], stds: [1, 1], classes: [1, 1]}\n",
         "model: {plugin: gmm, weights: [1]}\n",
         "model: {plugin: gmm, means: [[0, 0]], stds: [1], prediction_type: x0}\n",
+        "model: {plugin: gmm, means: [[0, 0, 0]], stds: [1], shape: [1, 2, 2]}\n",
     };
     static const char *const want[] = {"1 means but 2 weights", "must be > 0", "class 0 has no component", "means",
-                                       "prediction_type"};
+                                       "prediction_type", "C*H*W = 3"};
     flash_registry *r = flash_registry_create();
     flash_error e = {0};
     ck_assert_int_eq(flash_registry_load_default(r, NULL, &e), FLASH_OK);

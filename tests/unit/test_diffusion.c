@@ -317,6 +317,35 @@ START_TEST(test_noise_correction_first_update)
 }
 END_TEST
 
+/* A trajectory that starts mid-way (an x_t, not the noise) gets no noise
+ * correction: the same as running with the setting off. */
+START_TEST(test_noise_correction_not_mid_trajectory)
+{
+    float x[128];
+    flash_rng r;
+    flash_rng_seed(&r, 8);
+    flash_rng_fill_normal(&r, x, 128);
+    const double ts[3] = {600, 400, 200};
+    flash_tensor *out[2];
+    dpipe p[2];
+    for (int k = 0; k < 2; k++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, SCHED_SD "model: " GMM3 "}\nsampler: {plugin: dpmpp_2m, noise_correction: %s}\n",
+                 k ? "true" : "false");
+        pipe_open(&p[k], yaml);
+        flash_tensor *xt = flash_tensor_from(p[k].c, 2, (int[]){64, 2}, x);
+        flash_sample_request rq = {.size = sizeof rq, .den = &p[k].den, .x = xt, .stop_at = -1, .timesteps = ts,
+                                   .n_timesteps = 3, .mid_trajectory = true};
+        out[k] = FLASH_API(&p[k].sampler, flash_sampler_api)->sample(p[k].sampler.self, p[k].c, &rq);
+        ck_assert_msg(out[k] != NULL, "%s", flash_ctx_error(p[k].c));
+        ck_assert_int_eq(p[k].den.nfe, 3);
+    }
+    for (int i = 0; i < 128; i++) ck_assert(out[0]->data[i] == out[1]->data[i]);
+    pipe_close(&p[0]);
+    pipe_close(&p[1]);
+}
+END_TEST
+
 #define SCHED_ZSNR \
     "schedule: {plugin: discrete, beta_schedule: scaled_linear, beta_start: 0.00085, beta_end: 0.012, " \
     "rescale_betas_zero_snr: true}\n"
@@ -399,6 +428,7 @@ static Suite *diffusion_suite(void) {
     tcase_add_test(tc, test_guidance_one_batched_call);
     tcase_add_test(tc, test_guidance_images);
     tcase_add_test(tc, test_noise_correction_first_update);
+    tcase_add_test(tc, test_noise_correction_not_mid_trajectory);
     tcase_add_test(tc, test_zero_terminal_snr);
     suite_add_tcase(s, tc);
     return s;

@@ -97,6 +97,27 @@ START_TEST(test_binary_broadcast) {
 }
 END_TEST
 
+/* random ranks, sizes (1 included) and broadcast patterns */
+START_TEST(test_binary_broadcast_fuzz) {
+    flash_rng r;
+    flash_rng_seed(&r, seed_of(__func__));
+    for (int it = 0; it < 60; it++) {
+        gc_input s[2];
+        s[0] = (gc_input){.ndim = 1 + (int)flash_rng_below(&r, 4), .lo = -2, .hi = 2};
+        for (int k = 0; k < s[0].ndim; k++) s[0].shape[k] = 1 + (int)flash_rng_below(&r, 4);
+        s[1] = (gc_input){.ndim = 1 + (int)flash_rng_below(&r, (uint64_t)s[0].ndim), .lo = 0.5f, .hi = 2};
+        for (int k = 0; k < s[1].ndim; k++) {
+            int ak = s[0].shape[s[0].ndim - s[1].ndim + k];
+            s[1].shape[k] = flash_rng_below(&r, 2) ? ak : 1;
+        }
+        binop_t op = (binop_t)flash_rng_below(&r, 4);
+        gc_result res;
+        bool ok = gc_check(s, 2, b_bin, r_bin, &op, seed_of(__func__) + (uint64_t)it, TOL, &res);
+        ck_assert_msg(ok, "case %d (op %d, a ndim %d, b ndim %d): %s", it, (int)op, s[0].ndim, s[1].ndim, res.msg);
+    }
+}
+END_TEST
+
 static flash_tensor *b_mul_self(flash_ctx *c, flash_tensor *const *in, void *ud) {
     (void)ud;
     return flash_mul(c, in[0], in[0]);
@@ -701,6 +722,7 @@ static Suite *ops_suite(void) {
     Suite *s = suite_create("ops");
     TCase *tc = tcase_create("elementwise");
     tcase_add_test(tc, test_binary_broadcast);
+    tcase_add_test(tc, test_binary_broadcast_fuzz);
     tcase_add_test(tc, test_binary_same_input);
     tcase_add_test(tc, test_broadcast_mismatch);
     tcase_add_test(tc, test_unary);

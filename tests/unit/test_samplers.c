@@ -310,6 +310,41 @@ START_TEST(test_sampler_errors)
 }
 END_TEST
 
+START_TEST(test_image_shaped_gmm)
+{
+    /* the same mixture as (N, 4) vectors and as (N, 1, 2, 2) images, guided:
+     * identical samples */
+    const char *m = "{plugin: gmm, weights: [0.6, 0.4], means: [[1, 0, -1, 0.5], [-1, 1, 0, -0.5]], "
+                    "stds: [0.4, 0.3], classes: [0, 1]";
+    float xT[64];
+    int labels[16];
+    flash_rng r;
+    flash_rng_seed(&r, 17);
+    flash_rng_fill_normal(&r, xT, 64);
+    for (int i = 0; i < 16; i++) labels[i] = i % 3; /* 2 = the null class */
+    flash_tensor *out[2];
+    dpipe p[2];
+    for (int k = 0; k < 2; k++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, SCHED_SD "model: %s%s}\nsampler: {plugin: dpmpp_2m, steps: 8, guidance_scale: 2}\n",
+                 m, k ? ", shape: [1, 2, 2]" : "");
+        pipe_open(&p[k], yaml);
+        ck_assert_int_eq(p[k].den.info.ndim, k ? 3 : 1);
+        int shape[4] = {16, 4, 0, 0};
+        if (k) shape[1] = 1, shape[2] = 2, shape[3] = 2;
+        flash_tensor *x = flash_tensor_from(p[k].c, k ? 4 : 2, shape, xT);
+        flash_sample_request rq = {.size = sizeof rq, .den = &p[k].den, .x = x, .labels = labels, .stop_at = -1};
+        out[k] = FLASH_API(&p[k].sampler, flash_sampler_api)->sample(p[k].sampler.self, p[k].c, &rq);
+        ck_assert_msg(out[k] != NULL, "%s", flash_ctx_error(p[k].c));
+        ck_assert_int_eq(out[k]->ndim, k ? 4 : 2);
+        ck_assert_int_eq(p[k].den.nfe, 16);
+    }
+    for (int i = 0; i < 64; i++) ck_assert(out[0]->data[i] == out[1]->data[i]);
+    pipe_close(&p[0]);
+    pipe_close(&p[1]);
+}
+END_TEST
+
 START_TEST(test_speed_10k_points)
 {
     dpipe p;
@@ -348,6 +383,7 @@ static Suite *samplers_suite(void) {
     tcase_add_test(tc, test_ddim_eta_marginals);
     tcase_add_test(tc, test_lcm);
     tcase_add_test(tc, test_sampler_errors);
+    tcase_add_test(tc, test_image_shaped_gmm);
     tcase_add_test(tc, test_speed_10k_points);
     suite_add_tcase(s, tc);
     return s;

@@ -1,6 +1,8 @@
 /* The training loop (core/trainer.c): the learning-rate schedule against
  * its closed form, the train: section's checks, and the guard that stops a
- * run at a non-finite loss and keeps the last good checkpoint. */
+ * run at a non-finite loss and keeps the last good checkpoint. The `denoise`
+ * strategy: its loss in every parameterisation, with and without min-SNR
+ * weights, against a double-precision replay; CFG label dropout rates. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -146,6 +148,194 @@ START_TEST(test_nan_guard)
 }
 END_TEST
 
+/* ---- the denoise strategy against a replay in double precision ---------- */
+
+/* A model whose output is its input (any prediction type), recording the
+ * labels it was given: enough to check x_t, the targets, the conversions
+ * between parameterisations and the min-SNR weights. */
+typedef struct ident {
+    flash_prediction pred;
+    int num_classes;
+    int labels[256];
+} ident;
+
+static void ident_info(void *self, flash_model_info *out)
+{
+    ident *m = self;
+    memset(out, 0, sizeof *out);
+    out->ndim = 1;
+    out->shape[0] = 6;
+    out->num_classes = m->num_classes;
+    out->prediction = m->pred;
+}
+
+static flash_tensor *ident_forward(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond)
+{
+    ident *m = self;
+    for (int i = 0; cond->labels && i < cond->n && i < 256; i++) m->labels[i] = cond->labels[i];
+    return flash_copy(c, x);
+}
+
+static const flash_model_api ident_api = {
+    .head = {sizeof ident_api, FLASH_KIND_MODEL, "identity", "test", NULL, NULL, NULL},
+    .info = ident_info,
+    .forward = ident_forward,
+};
+
+typedef struct dn_fixture {
+    flash_registry *reg;
+    flash_instance sched, strat;
+    ident model;
+    flash_instance model_inst;
+} dn_fixture;
+
+static void dn_make(dn_fixture *f, const char *strategy_yaml, flash_prediction pred, int num_classes)
+{
+    flash_error err = {0};
+    memset(f, 0, sizeof *f);
+    f->reg = flash_registry_create();
+    ck_assert_msg(flash_registry_load_dir(f->reg, FLASH_BINARY_DIR "/lib/flash/plugins", &err) == FLASH_OK, "%s",
+                  err.msg);
+    flash_env env = {.size = sizeof env, .registry = f->reg, .seed = 0};
+    flash_cfg *s = NULL, *g = NULL;
+    ck_assert_int_eq(flash_cfg_parse_string("plugin: discrete\n", "test", &s, &err), FLASH_OK);
+    ck_assert_msg(flash_instance_create(&env, FLASH_KIND_SCHEDULE, s, &f->sched, &err) == FLASH_OK, "%s", err.msg);
+    ck_assert_int_eq(flash_cfg_parse_string(strategy_yaml, "test", &g, &err), FLASH_OK);
+    ck_assert_msg(flash_instance_create(&env, FLASH_KIND_STRATEGY, g, &f->strat, &err) == FLASH_OK, "%s", err.msg);
+    flash_cfg_free(s);
+    flash_cfg_free(g);
+    f->model.pred = pred;
+    f->model.num_classes = num_classes;
+    f->model_inst.comp = &ident_api.head;
+    f->model_inst.self = &f->model;
+}
+
+static void dn_free(dn_fixture *f)
+{
+    flash_instance_destroy(&f->strat);
+    flash_instance_destroy(&f->sched);
+    flash_registry_destroy(f->reg);
+}
+
+/* The loss `denoise` should return for the identity model, computed from
+ * scratch: replays the strategy's draws (timesteps, then the noise) from a
+ * copy of its RNG. */
+static double dn_expected(dn_fixture *f, flash_rng rng, const float *x0, int n, int d, flash_prediction target,
+                          double gamma)
+{
+    const flash_schedule_api *sch = FLASH_API(&f->sched, flash_schedule_api);
+    const int T = sch->num_train_timesteps(f->sched.self);
+    double al[64], sg[64];
+    for (int i = 0; i < n; i++) {
+        double t = (double)flash_rng_below(&rng, (uint64_t)T);
+        sch->alpha_sigma(f->sched.self, t, &al[i], &sg[i]);
+    }
+    flash_ctx *c = flash_ctx_create(1 << 16);
+    int shape[2] = {n, d};
+    flash_tensor *eps = flash_randn(c, &rng, 2, shape);
+    const flash_prediction p = f->model.pred;
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        double a = al[i], s = sg[i], se = 0;
+        for (int j = 0; j < d; j++) {
+            double x = x0[i * d + j], e = eps->data[i * d + j];
+            double xt = a * x + s * e, out = xt;
+            double x0h = p == FLASH_PRED_SAMPLE ? out : p == FLASH_PRED_EPSILON ? (xt - s * out) / a : a * xt - s * out;
+            double eh = p == FLASH_PRED_EPSILON ? out : p == FLASH_PRED_SAMPLE ? (xt - a * out) / s : s * xt + a * out;
+            double pr = target == FLASH_PRED_EPSILON ? eh : target == FLASH_PRED_SAMPLE ? x0h : a * eh - s * x0h;
+            double tg = target == FLASH_PRED_EPSILON ? e : target == FLASH_PRED_SAMPLE ? x : a * e - s * x;
+            se += (pr - tg) * (pr - tg);
+        }
+        double w = 1;
+        if (gamma > 0) {
+            double snr = a * a / (s * s), mn = snr < gamma ? snr : gamma;
+            w = target == FLASH_PRED_EPSILON ? mn / snr : target == FLASH_PRED_SAMPLE ? mn : mn / (snr + 1);
+        }
+        total += w * se / d;
+    }
+    flash_ctx_destroy(c);
+    return total / n;
+}
+
+static void dn_check(const char *yaml, flash_prediction model_pred, flash_prediction target, double gamma)
+{
+    dn_fixture f;
+    dn_make(&f, yaml, model_pred, 0);
+    const int n = 32, d = 6;
+    float x0[32 * 6];
+    for (int i = 0; i < n * d; i++) x0[i] = (float)sin(0.37 * i);
+    flash_rng rng;
+    flash_rng_seed(&rng, 99);
+    double want = dn_expected(&f, rng, x0, n, d, target, gamma);
+    flash_ctx *c = flash_ctx_create(1 << 20);
+    int shape[2] = {n, d};
+    flash_train_batch b = {.size = sizeof b, .model = &f.model_inst, .schedule = &f.sched,
+                           .x = flash_tensor_from(c, 2, shape, x0), .rng = &rng};
+    flash_tensor *loss = FLASH_API(&f.strat, flash_strategy_api)->train_step(f.strat.self, c, &b, 1);
+    ck_assert_msg(loss && flash_ctx_ok(c), "%s", flash_ctx_error(c));
+    ck_assert_msg(fabs(loss->data[0] - want) <= 1e-4 * fabs(want) + 1e-6, "%s: loss %.9g, expected %.9g", yaml,
+                  loss->data[0], want);
+    flash_ctx_destroy(c);
+    dn_free(&f);
+}
+
+START_TEST(test_denoise_targets)
+{
+    /* the model's own parameterisation, plain MSE */
+    dn_check("plugin: denoise\n", FLASH_PRED_EPSILON, FLASH_PRED_EPSILON, 0);
+    dn_check("plugin: denoise\n", FLASH_PRED_V, FLASH_PRED_V, 0);
+    /* min-SNR-5 weights in each space */
+    dn_check("plugin: denoise\nmin_snr_gamma: 5\n", FLASH_PRED_EPSILON, FLASH_PRED_EPSILON, 5);
+    dn_check("plugin: denoise\nmin_snr_gamma: 5\n", FLASH_PRED_V, FLASH_PRED_V, 5);
+    dn_check("plugin: denoise\nmin_snr_gamma: 5\n", FLASH_PRED_SAMPLE, FLASH_PRED_SAMPLE, 5);
+    /* losses in another space than the model's output */
+    dn_check("plugin: denoise\ntarget: v\n", FLASH_PRED_EPSILON, FLASH_PRED_V, 0);
+    dn_check("plugin: denoise\ntarget: epsilon\nmin_snr_gamma: 2\n", FLASH_PRED_V, FLASH_PRED_EPSILON, 2);
+    dn_check("plugin: denoise\ntarget: v\n", FLASH_PRED_SAMPLE, FLASH_PRED_V, 0);
+}
+END_TEST
+
+START_TEST(test_denoise_label_dropout)
+{
+    const double ps[3] = {0.0, 0.3, 1.0};
+    const char *yaml[3] = {"plugin: denoise\nlabel_dropout: 0\n", "plugin: denoise\nlabel_dropout: 0.3\n",
+                           "plugin: denoise\nlabel_dropout: 1\n"};
+    for (int k = 0; k < 3; k++) {
+        dn_fixture f;
+        dn_make(&f, yaml[k], FLASH_PRED_EPSILON, 10);
+        const int n = 256;
+        static float x0[256 * 6];
+        int labels[256];
+        for (int i = 0; i < n; i++) labels[i] = i % 10;
+        flash_rng rng;
+        flash_rng_seed(&rng, 5);
+        flash_ctx *c = flash_ctx_create(1 << 20);
+        int shape[2] = {n, 6};
+        flash_train_batch b = {.size = sizeof b, .model = &f.model_inst, .schedule = &f.sched,
+                               .x = flash_tensor_from(c, 2, shape, x0), .labels = labels, .num_classes = 10,
+                               .rng = &rng};
+        const flash_strategy_api *api = FLASH_API(&f.strat, flash_strategy_api);
+        ck_assert_ptr_nonnull(api->train_step(f.strat.self, c, &b, 1));
+        int dropped = 0;
+        for (int i = 0; i < n; i++) {
+            ck_assert(f.model.labels[i] == labels[i] || f.model.labels[i] == 10); /* kept, or the null class */
+            dropped += f.model.labels[i] == 10;
+        }
+        /* binomial(256, p): within 4 standard deviations */
+        double mean = n * ps[k], sd = sqrt(n * ps[k] * (1 - ps[k]));
+        ck_assert_msg(fabs(dropped - mean) <= 4 * sd + 1e-9, "p = %g: %d of %d dropped", ps[k], dropped, n);
+        /* evaluation batches keep every label */
+        b.eval = 1;
+        flash_ctx_reset(c);
+        b.x = flash_tensor_from(c, 2, shape, x0);
+        ck_assert_ptr_nonnull(api->train_step(f.strat.self, c, &b, 1));
+        for (int i = 0; i < n; i++) ck_assert_int_eq(f.model.labels[i], labels[i]);
+        flash_ctx_destroy(c);
+        dn_free(&f);
+    }
+}
+END_TEST
+
 static Suite *trainer_suite(void)
 {
     Suite *s = suite_create("trainer");
@@ -154,6 +344,8 @@ static Suite *trainer_suite(void)
     tcase_add_test(tc, test_lr_schedule);
     tcase_add_test(tc, test_train_config_errors);
     tcase_add_test(tc, test_nan_guard);
+    tcase_add_test(tc, test_denoise_targets);
+    tcase_add_test(tc, test_denoise_label_dropout);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -15,22 +15,6 @@ static int pending(const char *cmd, const char *help, int argc, char **argv)
     return FLASH_EXIT_FAIL;
 }
 
-int flash_cmd_distill(int argc, char **argv)
-{
-    return pending("distill",
-                   "usage: flash distill CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume]\n"
-                   "\n"
-                   "Distills the config's teacher into a few-step student with its strategy\n"
-                   "(backward, forward, progressive, lcm, add), target operator and weighted\n"
-                   "losses; checkpoints, progress line and JSONL metrics as for train.\n"
-                   "\n"
-                   "  --set KEY=VALUE  override a config key (repeatable)\n"
-                   "  --out RUNDIR     run directory\n"
-                   "  --resume         continue from RUNDIR's last checkpoint\n"
-                   "  -h, --help       this text\n",
-                   argc, argv);
-}
-
 int flash_cmd_eval(int argc, char **argv)
 {
     return pending("eval",
@@ -46,21 +30,6 @@ int flash_cmd_eval(int argc, char **argv)
                    "  --ckpt FILE      draw samples from this checkpoint instead\n"
                    "  --n N            number of samples to draw\n"
                    "  --out FILE       metrics as JSON\n"
-                   "  -h, --help       this text\n",
-                   argc, argv);
-}
-
-int flash_cmd_run(int argc, char **argv)
-{
-    return pending("run",
-                   "usage: flash run CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume]\n"
-                   "\n"
-                   "Runs a whole pipeline, stage by stage (train the teacher, distill,\n"
-                   "sample, evaluate), skipping stages whose outputs already exist.\n"
-                   "\n"
-                   "  --set KEY=VALUE  override a config key (repeatable)\n"
-                   "  --out RUNDIR     run directory\n"
-                   "  --resume         continue an interrupted run\n"
                    "  -h, --help       this text\n",
                    argc, argv);
 }

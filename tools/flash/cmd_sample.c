@@ -176,64 +176,6 @@ static flash_status read_labels(const char *path, long n, int num_classes, int *
     return FLASH_OK;
 }
 
-/* 2-D points over the density of the model's data distribution (white to
- * blue by density^0.3, so wide components show), samples as red dots. */
-static flash_status scatter_png(const char *path, const float *x, long n, const flash_instance *model,
-                                flash_error *err) {
-    enum { W = 512 };
-    double lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
-    for (long i = 0; i < n; i++)
-        for (int j = 0; j < 2; j++)
-            if (isfinite(x[2 * i + j])) {
-                lo[j] = fmin(lo[j], x[2 * i + j]);
-                hi[j] = fmax(hi[j], x[2 * i + j]);
-            }
-    if (!(lo[0] <= hi[0] && lo[1] <= hi[1])) return flash_error_set(err, FLASH_ERR_RUNTIME, "no finite samples to plot");
-    double cx = 0.5 * (lo[0] + hi[0]), cy = 0.5 * (lo[1] + hi[1]);
-    double half = 0.6 * fmax(fmax(hi[0] - lo[0], hi[1] - lo[1]), 1e-3);
-    uint8_t *px = malloc((size_t)W * W * 3);
-    double *dens = malloc((size_t)W * W * sizeof *dens);
-    if (!px || !dens) {
-        free(px);
-        free(dens);
-        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for the plot");
-    }
-    const flash_model_api *m = FLASH_API(model, flash_model_api);
-    int has_density = model->comp->size >= offsetof(flash_model_api, log_density) + sizeof(void *) &&
-                      m->log_density != NULL;
-    double dmax = 0;
-    for (int r = 0; r < W; r++)
-        for (int c = 0; c < W; c++) {
-            float p[2] = {(float)(cx - half + 2 * half * (c + 0.5) / W), (float)(cy + half - 2 * half * (r + 0.5) / W)};
-            double d = has_density ? exp(m->log_density(model->self, p, -1)) : 0.0;
-            dens[r * W + c] = isfinite(d) ? d : 0.0;
-            dmax = fmax(dmax, dens[r * W + c]);
-        }
-    for (int i = 0; i < W * W; i++) {
-        double v = dmax > 0 ? pow(dens[i] / dmax, 0.3) : 0.0;
-        px[3 * i] = (uint8_t)(255 - 200 * v);
-        px[3 * i + 1] = (uint8_t)(255 - 140 * v);
-        px[3 * i + 2] = 255;
-    }
-    for (long i = 0; i < n; i++) {
-        if (!isfinite(x[2 * i]) || !isfinite(x[2 * i + 1])) continue;
-        int c = (int)((x[2 * i] - (cx - half)) / (2 * half) * W), r = (int)(((cy + half) - x[2 * i + 1]) / (2 * half) * W);
-        for (int dr = -1; dr <= 1; dr++)
-            for (int dc = -1; dc <= 1; dc++) {
-                int rr = r + dr, cc = c + dc;
-                if (rr < 0 || rr >= W || cc < 0 || cc >= W) continue;
-                uint8_t *q = px + 3 * ((size_t)rr * W + cc);
-                q[0] = 200;
-                q[1] = 20;
-                q[2] = 20;
-            }
-    }
-    flash_status st = flash_png_write(path, W, W, 3, px, err);
-    free(px);
-    free(dens);
-    return st;
-}
-
 int flash_cmd_sample(int argc, char **argv) {
     if (flash_cli_wants_help(argc, argv)) {
         fputs(help, stdout);
@@ -344,7 +286,7 @@ int flash_cmd_sample(int argc, char **argv) {
     if ((st = flash_npy_write(a.out, FLASH_F32, 1 + mi->ndim, oshape, xs, &err))) goto done;
     if (a.grid) {
         if (mi->ndim == 1 && mi->shape[0] == 2) {
-            st = scatter_png(a.grid, xs, n, &model, &err);
+            st = flash_cli_scatter_png(a.grid, xs, n, &model, &err);
         } else if (mi->ndim == 3) {
             int cols = (int)ceil(sqrt((double)n));
             st = flash_png_grid(a.grid, xs, (int)n, mi->shape[0], mi->shape[1], mi->shape[2], cols, &err);

@@ -1,0 +1,173 @@
+/* Loss `adversarial`: a GAN loss on the student's x0-hat against real data,
+ * as in ADD (Sauer et al. 2023) and Imagine Flash section 5.1, with its own
+ * discriminator (a `model` slot with out_dim 1: mlp_discriminator for 2-D
+ * data, conv_discriminator, teacher_discriminator for images) and its own
+ * Adam. Discriminator updates alternate with the student's: the loop calls
+ * update() after each student step with that step's x0-hat (detached).
+ *
+ *   hinge (Lim & Ye 2017):        L_G = -E D(G)              L_D = E relu(1 - D(x)) + E relu(1 + D(G))
+ *   non_saturating (Goodfellow):  L_G = E softplus(-D(G))    L_D = E softplus(-D(x)) + E softplus(D(G))
+ *
+ * The student's term is weight * L_G, zero before iteration `start` (the
+ * discriminator trains from the first step). `noise` > 0 adds Gaussian
+ * instance noise of that std to both the real and the generated inputs of
+ * the discriminator (Sonderby et al. 2017), which keeps it from separating
+ * the two perfectly early on. Paper learning rates: 1e-4 for the
+ * discriminator, 5e-6 for the student (the `distill:` section). */
+#include "folder.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "flash/diffusion.h"
+
+enum { ADV_HINGE = 0, ADV_NS };
+static const char *const kinds[] = {"hinge", "non_saturating", NULL};
+static const char *const keys[] = {"weight", "kind", "discriminator", "lr", "beta1", "beta2", "start",
+                                   "noise", "grad_clip", NULL};
+
+typedef struct adv {
+    float weight, noise;
+    int kind;
+    long start;
+    double grad_clip;
+    flash_adam opt;
+    flash_instance disc;
+    flash_params *P;
+    flash_ctx *c; /* the discriminator's own iteration context */
+    flash_rng rng;
+} adv;
+
+static void adv_destroy(void *self)
+{
+    adv *a = self;
+    if (!a) return;
+    flash_ctx_destroy(a->c);
+    flash_instance_destroy(&a->disc);
+    free(a);
+}
+
+static flash_status adv_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    adv *a = calloc(1, sizeof *a);
+    if (!a) return flash_error_set(err, FLASH_ERR_NOMEM, "loss 'adversarial': out of memory");
+    flash_status st;
+    double lr, b1, b2;
+    if ((st = flash_cfg_float(cfg, "weight", 0.1f, &a->weight, err)) ||
+        (st = flash_cfg_enum(cfg, "kind", kinds, ADV_HINGE, &a->kind, err)) ||
+        (st = flash_cfg_double(cfg, "lr", 1e-4, &lr, err)) || (st = flash_cfg_double(cfg, "beta1", 0.5, &b1, err)) ||
+        (st = flash_cfg_double(cfg, "beta2", 0.999, &b2, err)) ||
+        (st = flash_cfg_int(cfg, "start", 0, &a->start, err)) ||
+        (st = flash_cfg_float(cfg, "noise", 0.0f, &a->noise, err)) ||
+        (st = flash_cfg_double(cfg, "grad_clip", 0.0, &a->grad_clip, err)))
+        goto fail;
+    if (!(lr > 0 && lr < 10 && b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1 && a->noise >= 0 && a->grad_clip >= 0)) {
+        st = flash_cfg_error(cfg, err, "loss 'adversarial': need 0 < lr < 10, betas in [0, 1), noise >= 0, "
+                                       "grad_clip >= 0");
+        goto fail;
+    }
+    a->opt = (flash_adam){.lr = (float)lr, .beta1 = (float)b1, .beta2 = (float)b2, .eps = 1e-8f};
+    const flash_cfg *ds = flash_cfg_get(cfg, "discriminator");
+    if (!ds) {
+        st = flash_cfg_error(cfg, err, "loss 'adversarial': needs a `discriminator: {plugin: ...}`");
+        goto fail;
+    }
+    if ((st = flash_instance_create(env, FLASH_KIND_MODEL, ds, &a->disc, err))) goto fail;
+    const flash_model_api *m = FLASH_API(&a->disc, flash_model_api);
+    flash_model_info mi;
+    m->info(a->disc.self, &mi);
+    a->P = m->params ? m->params(a->disc.self) : NULL;
+    if (mi.out_dim != 1 || !a->P) {
+        st = flash_cfg_error(ds, err, "loss 'adversarial': model '%s' is not a discriminator (one logit, trainable)",
+                             a->disc.comp->name);
+        goto fail;
+    }
+    if (!(a->c = flash_ctx_create((size_t)8 << 20))) {
+        st = flash_error_set(err, FLASH_ERR_NOMEM, "loss 'adversarial': out of memory");
+        goto fail;
+    }
+    flash_rng_seed_stream(&a->rng, env ? env->seed : 0, 0xad7);
+    *self = a;
+    return FLASH_OK;
+fail:
+    adv_destroy(a);
+    return st;
+}
+
+static flash_tensor *disc(adv *a, flash_ctx *c, flash_tensor *x, const flash_cond *cond)
+{
+    if (a->noise > 0 && x) x = flash_add(c, x, flash_scale(c, flash_randn(c, &a->rng, x->ndim, x->shape), a->noise));
+    flash_cond dc = {.n = x ? x->shape[0] : 0, .t = cond ? cond->t : NULL, .labels = cond ? cond->labels : NULL};
+    return FLASH_API(&a->disc, flash_model_api)->forward(a->disc.self, c, x, &dc);
+}
+
+static flash_tensor *adv_compute(void *self, flash_ctx *c, const flash_loss_in *in)
+{
+    adv *a = self;
+    const flash_distill *d = in->distill;
+    if (d && d->iter < a->start) return flash_zeros(c, 1, (int[]){1});
+    flash_tensor *logits = disc(a, c, in->pred, in->cond);
+    flash_tensor *l = a->kind == ADV_HINGE ? flash_neg(c, flash_mean(c, logits))
+                                           : flash_mean(c, flash_softplus(c, flash_neg(c, logits)));
+    return flash_scale(c, l, a->weight);
+}
+
+static flash_status adv_update(void *self, flash_ctx *c0, const flash_loss_in *in, int64_t step, flash_error *err)
+{
+    (void)c0;
+    adv *a = self;
+    flash_distill *d = in->distill;
+    if (!d || !in->pred)
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "loss 'adversarial': the update needs the distillation context");
+    flash_ctx *c = a->c;
+    flash_ctx_reset(c);
+    const int n = in->pred->shape[0];
+    flash_tensor *fake = flash_tensor_from(c, in->pred->ndim, in->pred->shape, in->pred->data);
+    flash_tensor *real = NULL;
+    const int *rlabels = NULL;
+    if (flash_distill_real(d, c, n, &real, &rlabels)) return flash_ctx_status(c, err);
+    const int *flabels = in->cond ? in->cond->labels : NULL;
+    if (!flabels) rlabels = NULL;
+    else if (!rlabels) rlabels = flash_distill_labels(d, c, n);
+    flash_cond cf = {.n = n, .labels = flabels}, cr = {.n = n, .labels = rlabels};
+    flash_tensor *lr = disc(a, c, real, &cr), *lf = disc(a, c, fake, &cf);
+    flash_tensor *loss;
+    if (a->kind == ADV_HINGE)
+        loss = flash_add(c, flash_mean(c, flash_relu(c, flash_affine(c, lr, -1.0f, 1.0f))),
+                         flash_mean(c, flash_relu(c, flash_add_scalar(c, lf, 1.0f))));
+    else
+        loss = flash_add(c, flash_mean(c, flash_softplus(c, flash_neg(c, lr))), flash_mean(c, flash_softplus(c, lf)));
+    flash_status st = flash_ctx_status(c, err);
+    if (st) return st;
+    flash_params_zero_grad(a->P);
+    if ((st = flash_backward(c, loss, err))) return st;
+    if (!flash_params_grad_finite(a->P))
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "loss 'adversarial': non-finite discriminator gradient");
+    if (a->grad_clip > 0) flash_params_clip_grad(a->P, a->grad_clip);
+    if ((st = flash_adam_step(a->P, &a->opt, step, err))) return st;
+    if (d->stats) {
+        flash_metric_result_add(d->stats, "disc_loss", loss->data[0]);
+        double mr = 0, mf = 0;
+        for (int i = 0; i < n; i++) {
+            mr += lr->data[i];
+            mf += lf->data[i];
+        }
+        flash_metric_result_add(d->stats, "disc_real", mr / n);
+        flash_metric_result_add(d->stats, "disc_fake", mf / n);
+    }
+    return FLASH_OK;
+}
+
+static flash_params *adv_params(void *self) { return ((adv *)self)->P; }
+
+static const flash_loss_api adv_api = {
+    .head = {sizeof adv_api, FLASH_KIND_LOSS, "adversarial",
+             "GAN loss (hinge or non-saturating) on x0-hat vs real data, own discriminator and Adam (ADD; Imagine Flash "
+             "5.1)",
+             keys, adv_create, adv_destroy},
+    .compute = adv_compute,
+    .update = adv_update,
+    .params = adv_params,
+};
+
+FLASH_COMPONENT(adv_api)

@@ -1,0 +1,84 @@
+/* Strategy `backward`: backward distillation (Imagine Flash section 4.1,
+ * eq. 7). The training input is the student's own backward iterate
+ * x_{T->tau_i} = stopgrad(f_Theta^{i}(x_T)): draw x_T ~ N(0, I) (and a
+ * class), pick a student step i, roll the student out with its sampler
+ * through tau_0 .. tau_{i-1} with gradients off (noise correction, eq. 9,
+ * at the first step when the sampler has it), then predict x0-hat at tau_i
+ * with gradients on. The losses compare it with the teacher's target from
+ * the same x_{T->tau_i} (eq. 7) or, for SRL, from the re-noised x0-hat
+ * (eq. 8). No forward-noised ground truth enters the input at any t.
+ *
+ * Keys: step (-1: a uniformly drawn step index per iteration; else that
+ * index every time), plain_target (true: hand every loss the eq. 7 target
+ * as flash_loss_in.target; false saves its k teacher evaluations when no
+ * loss compares with it, e.g. SRL with an adversarial loss). */
+#include "distill_common.h"
+
+#include <stdlib.h>
+
+typedef struct backward {
+    long step;
+    bool plain_target;
+} backward;
+
+static const char *const keys[] = {"step", "plain_target", NULL};
+
+static flash_status bw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    (void)env;
+    long step;
+    bool plain;
+    flash_status st = flash_cfg_int(cfg, "step", -1, &step, err);
+    if (!st) st = flash_cfg_bool(cfg, "plain_target", true, &plain, err);
+    if (st) return st;
+    if (step < -1 || step >= FLASH_DISTILL_MAX_STEPS)
+        return flash_cfg_error(flash_cfg_get(cfg, "step"), err, "strategy 'backward': step must be -1 or an index");
+    backward *b = malloc(sizeof *b);
+    if (!b) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'backward': out of memory");
+    b->step = step;
+    b->plain_target = plain;
+    *self = b;
+    return FLASH_OK;
+}
+
+static void bw_destroy(void *self) { free(self); }
+
+/* The student's rollout from x_T to tau_i with gradients off (eq. 7's
+ * stopgrad(f_Theta^{|T-t|}(x_T))), through its own sampler. */
+static flash_tensor *rollout(flash_distill *d, flash_ctx *c, flash_tensor *x_T, const int *labels, int i)
+{
+    if (i == 0) return x_T;
+    bool was = flash_grad_set(c, false);
+    flash_sample_request rq = {.size = sizeof rq, .den = d->student, .x = x_T, .labels = labels,
+                               .stop_at = d->timesteps[i], .timesteps = d->timesteps, .n_timesteps = d->n_steps,
+                               .rng = d->rng};
+    flash_tensor *x = FLASH_API(d->sampler, flash_sampler_api)->sample(d->sampler->self, c, &rq);
+    flash_grad_set(c, was);
+    return flash_detach(c, x);
+}
+
+static flash_tensor *bw_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
+{
+    (void)iter;
+    const backward *b = self;
+    const int n = d->batch_size;
+    int i = b->step >= 0 ? (int)b->step : distill_pick_step(d);
+    if (i >= d->n_steps) {
+        flash_ctx_fail(c, "strategy 'backward': step %d, but the student has %d timesteps", i, d->n_steps);
+        return NULL;
+    }
+    flash_tensor *x_T = flash_distill_noise(d, c, n);
+    const int *labels = flash_distill_labels(d, c, n);
+    flash_tensor *x = rollout(d, c, x_T, labels, i);
+    flash_cond cond;
+    return distill_student_losses(d, c, x, d->timesteps[i], labels, b->plain_target, &cond);
+}
+
+static const flash_strategy_api backward_api = {
+    .head = {sizeof backward_api, FLASH_KIND_STRATEGY, "backward",
+             "backward distillation (Imagine Flash 4.1, eq. 7): inputs from the student's own stop-gradient rollout",
+             keys, bw_create, bw_destroy},
+    .step = bw_step,
+};
+
+FLASH_COMPONENT(backward_api)

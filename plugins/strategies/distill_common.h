@@ -1,0 +1,54 @@
+/* Shared parts of the distillation strategies in this folder (not a public
+ * header): the student's prediction at a timestep and the loss inputs. */
+#ifndef FLASH_PLUGIN_DISTILL_COMMON_H
+#define FLASH_PLUGIN_DISTILL_COMMON_H
+
+#include "flash/diffusion.h"
+#include "folder.h"
+
+/* Per-sample condition arrays for a batch at one timestep, in the arena. */
+static inline flash_cond distill_cond(flash_distill *d, flash_ctx *c, int n, double t, const int *labels)
+{
+    flash_cond cond = {.n = n, .labels = labels};
+    flash_tensor *buf = flash_tensor_1d(c, 3 * n);
+    if (!buf) return cond;
+    double a, s;
+    flash_schedule_eval(d->student->schedule, t, &a, &s);
+    float *tt = buf->data, *aa = tt + n, *ss = aa + n;
+    for (int i = 0; i < n; i++) {
+        tt[i] = (float)t;
+        aa[i] = (float)a;
+        ss[i] = (float)s;
+    }
+    cond.t = tt;
+    cond.alpha = aa;
+    cond.sigma = ss;
+    return cond;
+}
+
+/* A uniformly drawn student step index in [0, n_steps). */
+static inline int distill_pick_step(flash_distill *d)
+{
+    return (int)flash_rng_below(d->rng, (uint64_t)d->n_steps);
+}
+
+/* The student's x0-hat at (x_t, t) with gradients (eq. 5), then the
+ * configured losses on it, handed the plain target of eq. (7) (k teacher
+ * DDIM steps from x_t) when plain_target is set; the SRL target (eq. 8)
+ * is made by the `srl` loss from the prediction. cond_out receives the
+ * batch's condition (arena memory). */
+static inline flash_tensor *distill_student_losses(flash_distill *d, flash_ctx *c, flash_tensor *x_t, double t,
+                                                   const int *labels, bool plain_target, flash_cond *cond_out)
+{
+    flash_denoised s;
+    if (!x_t || flash_denoise(d->student, c, x_t, NULL, t, labels, 1.0f, NULL, &s)) return NULL;
+    flash_tensor *target = plain_target ? flash_distill_target(d, c, x_t, t, labels) : NULL;
+    if (plain_target && !target) return NULL;
+    *cond_out = distill_cond(d, c, x_t->shape[0], t, labels);
+    flash_loss_in in = {.size = sizeof in, .pred = s.x0, .target = target, .x_t = x_t, .cond = cond_out,
+                        .distill = d};
+    if (d->stats) flash_metric_result_add(d->stats, "t", t);
+    return flash_distill_losses(d, c, &in);
+}
+
+#endif

@@ -1,0 +1,73 @@
+/* Strategy `forward`: forward distillation, the paper's "w/o backward
+ * distillation" ablation (Imagine Flash section 4.1, eq. 6 and Table 3):
+ * the input is the forward-noised real sample x_t = alpha_t x0 + sigma_t eps
+ * (eq. 1) at a student timestep tau_i, so it carries ground-truth signal
+ * alpha_t x0 at every t < T; everything else (targets, losses) is as in
+ * `backward`. Needs a `dataset:`. With a class-conditional teacher and
+ * unlabelled data the labels are drawn uniformly.
+ *
+ * Keys: step (-1: a uniformly drawn step index per iteration),
+ * plain_target (as for `backward`). */
+#include "distill_common.h"
+
+#include <stdlib.h>
+
+typedef struct forward {
+    long step;
+    bool plain_target;
+} forward;
+
+static const char *const keys[] = {"step", "plain_target", NULL};
+
+static flash_status fw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    (void)env;
+    long step;
+    bool plain;
+    flash_status st = flash_cfg_int(cfg, "step", -1, &step, err);
+    if (!st) st = flash_cfg_bool(cfg, "plain_target", true, &plain, err);
+    if (st) return st;
+    if (step < -1 || step >= FLASH_DISTILL_MAX_STEPS)
+        return flash_cfg_error(flash_cfg_get(cfg, "step"), err, "strategy 'forward': step must be -1 or an index");
+    forward *f = malloc(sizeof *f);
+    if (!f) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'forward': out of memory");
+    f->step = step;
+    f->plain_target = plain;
+    *self = f;
+    return FLASH_OK;
+}
+
+static void fw_destroy(void *self) { free(self); }
+
+static flash_tensor *fw_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
+{
+    (void)iter;
+    const forward *f = self;
+    const int n = d->batch_size;
+    int i = f->step >= 0 ? (int)f->step : distill_pick_step(d);
+    if (i >= d->n_steps) {
+        flash_ctx_fail(c, "strategy 'forward': step %d, but the student has %d timesteps", i, d->n_steps);
+        return NULL;
+    }
+    flash_tensor *x0;
+    const int *labels = NULL;
+    if (flash_distill_real(d, c, n, &x0, &labels)) return NULL;
+    if (d->num_classes <= 0) labels = NULL;
+    else if (!labels) labels = flash_distill_labels(d, c, n);
+    const double t = d->timesteps[i];
+    double a, s;
+    flash_schedule_eval(d->student->schedule, t, &a, &s);
+    /* eq. (1): x_t = alpha_t x0 + sigma_t eps */
+    flash_tensor *x = flash_lincomb(c, a, x0, s, flash_distill_noise(d, c, n));
+    flash_cond cond;
+    return distill_student_losses(d, c, x, t, labels, f->plain_target, &cond);
+}
+
+static const flash_strategy_api forward_api = {
+    .head = {sizeof forward_api, FLASH_KIND_STRATEGY, "forward",
+             "forward distillation (the paper's w/o-backward ablation): inputs forward-noised from real data", keys,
+             fw_create, fw_destroy},
+    .step = fw_step,
+};
+
+FLASH_COMPONENT(forward_api)

@@ -1,0 +1,124 @@
+/* Strategy `lcm`: latent consistency distillation (Luo et al. 2023,
+ * "Latent Consistency Models", Algorithm 1; consistency distillation of
+ * Song et al. 2023), the paper's LCM baseline (Imagine Flash Table 1).
+ *
+ *   f_theta(x, t) = c_skip(t) x + c_out(t) x0-hat_theta(x, t)   (flash_consistency_fn; f(x, 0) = x)
+ *
+ * Each iteration draws real x0, a timestep t from the skip-k grid
+ * {k-1, 2k-1, ..., T-1} and x_t = a_t x0 + s_t eps; the teacher takes one
+ * DDIM step with CFG (target.guidance_scale; LCM's w, held fixed here)
+ * from t to t - k; the target is the consistency function of the EMA
+ * target network theta^- there (no gradient), and the losses compare
+ * f_theta(x_t, t) with it (flash_loss_in.target; `reconstruction` with
+ * huber_c as LCM's Huber loss). theta^- <- mu theta^- + (1 - mu) theta
+ * after every student step (LCM: mu = 0.95). Sample with the `lcm`
+ * sampler (multistep consistency sampling) at 1, 2, 3 or 4 steps.
+ *
+ * Keys: skip (k, 20), ema (mu, 0.95). Needs a `dataset:`. */
+#include "distill_common.h"
+
+#include <stdlib.h>
+
+typedef struct lcm {
+    long skip;
+    float mu;
+    flash_instance *target_net;
+    flash_denoiser tden;
+    bool ready;
+} lcm;
+
+static const char *const keys[] = {"skip", "ema", NULL};
+
+static flash_status lcm_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    (void)env;
+    long skip;
+    float mu;
+    flash_status st;
+    if ((st = flash_cfg_int(cfg, "skip", 20, &skip, err)) || (st = flash_cfg_float(cfg, "ema", 0.95f, &mu, err)))
+        return st;
+    if (skip < 1 || skip > FLASH_MAX_STEPS || !(mu >= 0.0f && mu < 1.0f))
+        return flash_cfg_error(cfg, err, "strategy 'lcm': skip must be in [1, %d] and ema in [0, 1)", FLASH_MAX_STEPS);
+    lcm *l = calloc(1, sizeof *l);
+    if (!l) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'lcm': out of memory");
+    l->skip = skip;
+    l->mu = mu;
+    *self = l;
+    return FLASH_OK;
+}
+
+static void lcm_destroy(void *self)
+{
+    lcm *l = self;
+    if (!l) return;
+    if (l->ready) flash_denoiser_release(&l->tden);
+    free(l);
+}
+
+/* theta^- <- mu theta^- + (1 - mu) theta, over the whole parameter block */
+static void ema_target(lcm *l, flash_distill *d)
+{
+    flash_params *tp = FLASH_API(l->target_net, flash_model_api)->params(l->target_net->self);
+    float *dst = flash_params_data(tp);
+    const float *src = flash_params_data(d->student_params);
+    const size_t n = flash_params_count(tp);
+    for (size_t i = 0; i < n; i++) dst[i] = l->mu * dst[i] + (1.0f - l->mu) * src[i];
+}
+
+static flash_tensor *lcm_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
+{
+    lcm *l = self;
+    if (!l->ready) {
+        flash_error e = {0};
+        if (flash_distill_clone_student(d, &l->target_net, &e) ||
+            flash_denoiser_init(&l->tden, l->target_net, d->student->schedule, &e)) {
+            flash_ctx_fail(c, "strategy 'lcm': %s", e.msg);
+            return NULL;
+        }
+        l->ready = true;
+    } else if (iter > 1) {
+        ema_target(l, d); /* follows the student's last update */
+    }
+    const int T = flash_schedule_T(d->student->schedule);
+    const int n = d->batch_size;
+    flash_tensor *x0;
+    const int *labels = NULL;
+    if (flash_distill_real(d, c, n, &x0, &labels)) return NULL;
+    if (d->num_classes <= 0) labels = NULL;
+    else if (!labels) labels = flash_distill_labels(d, c, n);
+    const long m = T / l->skip;
+    if (m < 1) {
+        flash_ctx_fail(c, "strategy 'lcm': skip %ld exceeds the %d training timesteps", l->skip, T);
+        return NULL;
+    }
+    const double t = (double)((1 + (long)flash_rng_below(d->rng, (uint64_t)m)) * l->skip - 1);
+    const double tp = t - l->skip > 0 ? t - l->skip : 0;
+    double a, s, ap, sp;
+    flash_schedule_eval(d->student->schedule, t, &a, &s);
+    flash_schedule_eval(d->student->schedule, tp, &ap, &sp);
+    flash_tensor *x = flash_lincomb(c, a, x0, s, flash_distill_noise(d, c, n));
+
+    bool was = flash_grad_set(c, false);
+    flash_denoised o;
+    flash_tensor *target = NULL;
+    if (!flash_denoise(d->teacher, c, x, NULL, t, labels, labels ? d->target.guidance_scale : 1.0f, NULL, &o)) {
+        flash_tensor *xp = flash_lincomb(c, ap, o.x0, sp, o.eps); /* one teacher DDIM step (eq. 4) */
+        target = flash_consistency_fn(&l->tden, c, xp, tp, labels, 1.0f);
+    }
+    flash_grad_set(c, was);
+    if (!target) return NULL;
+    flash_tensor *pred = flash_consistency_fn(d->student, c, x, t, labels, 1.0f);
+    flash_cond cond = distill_cond(d, c, n, t, labels);
+    flash_loss_in in = {.size = sizeof in, .pred = pred, .target = target, .x_t = x, .cond = &cond, .distill = d};
+    if (d->stats) flash_metric_result_add(d->stats, "t", t);
+    return flash_distill_losses(d, c, &in);
+}
+
+static const flash_strategy_api lcm_api = {
+    .head = {sizeof lcm_api, FLASH_KIND_STRATEGY, "lcm",
+             "latent consistency distillation (Luo et al. 2023): skip-k teacher DDIM step, EMA target network", keys,
+             lcm_create, lcm_destroy},
+    .step = lcm_step,
+};
+
+FLASH_COMPONENT(lcm_api)

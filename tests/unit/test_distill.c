@@ -1,0 +1,461 @@
+/* Distillation on the exact `gmm` teacher: the shared target operator
+ * against the `ddim` sampler plugin run on the same timesteps (an
+ * independent implementation of the DDIM steps), the shift map gamma,
+ * backward distillation's stop-gradient rollout (a spy student records the
+ * grad mode of every call; the parameter gradient matches the closed form
+ * of the last step alone), the consistency function's boundary condition
+ * and progressive distillation's two-step target. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flash/distill.h"
+
+/* ---- a spy student: eps-hat = w * x, recording every call ---------------- */
+
+#define SPY_MAX 64
+typedef struct spy_call {
+    double t;
+    bool grad;
+    bool input_on_tape; /* the input carries a tape entry or requires grad */
+    int n;
+    float x[2 * 64];
+} spy_call;
+
+static spy_call spy_log[SPY_MAX];
+static int spy_n;
+
+typedef struct spy {
+    flash_params *p;
+    flash_tensor *w;
+} spy;
+
+static flash_status spy_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    (void)cfg, (void)env;
+    spy *s = calloc(1, sizeof *s);
+    if (!s || !(s->p = flash_params_create())) {
+        free(s);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "spy: out of memory");
+    }
+    s->w = flash_params_add(s->p, "w", 1, (int[]){1});
+    flash_status st = flash_params_finalize(s->p, err);
+    if (st) {
+        flash_params_destroy(s->p);
+        free(s);
+        return st;
+    }
+    s->w->data[0] = 0.9f;
+    *self = s;
+    return FLASH_OK;
+}
+
+static void spy_destroy(void *self)
+{
+    spy *s = self;
+    if (!s) return;
+    flash_params_destroy(s->p);
+    free(s);
+}
+
+static void spy_info(void *self, flash_model_info *out)
+{
+    (void)self;
+    *out = (flash_model_info){.ndim = 1, .shape = {2, 0, 0}, .prediction = FLASH_PRED_EPSILON};
+}
+
+static flash_params *spy_params(void *self) { return ((spy *)self)->p; }
+
+static flash_tensor *spy_forward(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond)
+{
+    spy *s = self;
+    if (spy_n < SPY_MAX) {
+        spy_call *k = &spy_log[spy_n++];
+        k->t = cond->t[0];
+        k->grad = flash_grad_enabled(c);
+        k->input_on_tape = x->op != NULL || (x->flags & FLASH_TENSOR_REQUIRES_GRAD);
+        k->n = x->shape[0] <= 64 ? x->shape[0] : 64;
+        memcpy(k->x, x->data, (size_t)k->n * 2 * sizeof(float));
+    }
+    return flash_mul(c, x, s->w);
+}
+
+static const char *const spy_keys[] = {NULL};
+static const flash_model_api spy_api = {
+    .head = {sizeof spy_api, FLASH_KIND_MODEL, "spy", "test student eps = w x", spy_keys, spy_create, spy_destroy},
+    .info = spy_info,
+    .params = spy_params,
+    .forward = spy_forward,
+};
+static const flash_loss_api sl_api;
+static const flash_component *const spy_comps[] = {&spy_api.head, &sl_api.head};
+static const flash_plugin_desc spy_desc = {FLASH_ABI_MAJOR, FLASH_ABI_MINOR, "test_distill", "1", spy_comps, 2};
+
+/* ---- a spy loss: records what it is handed -------------------------------- */
+
+typedef struct loss_rec {
+    int n;
+    double t;
+    float target[2 * 64], x_t[2 * 64];
+} loss_rec;
+static loss_rec loss_log;
+
+static flash_status sl_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    (void)cfg, (void)env, (void)err;
+    *self = NULL;
+    return FLASH_OK;
+}
+static void sl_destroy(void *self) { (void)self; }
+static flash_tensor *sl_compute(void *self, flash_ctx *c, const flash_loss_in *in)
+{
+    (void)self;
+    loss_log.n = in->target->shape[0] <= 64 ? in->target->shape[0] : 64;
+    loss_log.t = in->cond->t[0];
+    memcpy(loss_log.target, in->target->data, (size_t)loss_log.n * 2 * sizeof(float));
+    memcpy(loss_log.x_t, in->x_t->data, (size_t)loss_log.n * 2 * sizeof(float));
+    return flash_mse(c, in->pred, in->target);
+}
+static const char *const sl_keys[] = {NULL};
+static const flash_loss_api sl_api = {
+    .head = {sizeof sl_api, FLASH_KIND_LOSS, "spy_loss", "test loss recording its inputs", sl_keys, sl_create,
+             sl_destroy},
+    .compute = sl_compute,
+};
+
+/* ---- fixture -------------------------------------------------------------- */
+
+#define SCHED "schedule: {plugin: discrete, beta_schedule: scaled_linear, beta_start: 0.00085, beta_end: 0.012}\n"
+#define GMM "teacher: {plugin: gmm, weights: [0.5, 0.5], means: [[-1.5, 0.5], [1.0, -1.0]], stds: [0.3, 0.5]}\n"
+
+typedef struct fx {
+    flash_registry *r;
+    flash_cfg *root;
+    flash_distill_opts o;
+    flash_distill *d;
+    flash_ctx *c;
+    flash_error err;
+} fx;
+
+static void fx_open(fx *f, const char *yaml)
+{
+    memset(f, 0, sizeof *f);
+    f->r = flash_registry_create();
+    ck_assert_ptr_nonnull(f->r);
+    ck_assert_msg(flash_registry_load_default(f->r, NULL, &f->err) == FLASH_OK, "%s", f->err.msg);
+    ck_assert_msg(flash_registry_add(f->r, &spy_desc, "test_distill", &f->err) == FLASH_OK, "%s", f->err.msg);
+    ck_assert_msg(flash_cfg_parse_string(yaml, "t.yaml", &f->root, &f->err) == FLASH_OK, "%s", f->err.msg);
+    f->o = (flash_distill_opts){.size = sizeof f->o, .root = f->root, .registry = f->r};
+    ck_assert_msg(flash_distill_open(&f->o, &f->d, &f->err) == FLASH_OK, "%s", f->err.msg);
+    f->c = flash_ctx_create(1 << 20);
+    ck_assert_ptr_nonnull(f->c);
+}
+
+static void fx_close(fx *f)
+{
+    flash_ctx_destroy(f->c);
+    flash_distill_close(f->d);
+    flash_cfg_free(f->root);
+    flash_registry_destroy(f->r);
+}
+
+static const char *yaml_with(const char *student, const char *strategy, const char *target, const char *losses)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf,
+             "seed: 5\n" SCHED GMM "student: %s\n"
+             "sampler: {plugin: ddim, timesteps: [999, 750, 500], noise_correction: true}\n"
+             "strategy: %s\n"
+             "losses: %s\n"
+             "target: %s\n"
+             "dataset: {plugin: toy2d, kind: gmm, weights: [0.5, 0.5], means: [[-1.5, 0.5], [1.0, -1.0]], "
+             "stds: [0.3, 0.5], n_train: 256, n_test: 16}\n"
+             "distill: {steps: 10, batch_size: 16}\n",
+             student, strategy, losses, target);
+    return buf;
+}
+
+static const char *base_yaml(const char *student, const char *strategy, const char *target)
+{
+    return yaml_with(student, strategy, target, "[{plugin: reconstruction}]");
+}
+
+/* The ddim sampler plugin from x at the given timesteps down to clean data. */
+static flash_tensor *ddim_reference(fx *f, flash_tensor *x, const double *ts, int n)
+{
+    flash_cfg *sc = NULL;
+    ck_assert(flash_cfg_parse_string("{plugin: ddim}", "ref.yaml", &sc, &f->err) == FLASH_OK);
+    flash_instance s = {0};
+    ck_assert_msg(flash_instance_create(f->d->env, FLASH_KIND_SAMPLER, sc, &s, &f->err) == FLASH_OK, "%s",
+                  f->err.msg);
+    flash_sample_request rq = {.size = sizeof rq, .den = f->d->teacher, .x = x, .stop_at = -1.0, .timesteps = ts,
+                               .n_timesteps = n, .mid_trajectory = true};
+    flash_tensor *y = FLASH_API(&s, flash_sampler_api)->sample(s.self, f->c, &rq);
+    flash_instance_destroy(&s);
+    flash_cfg_free(sc);
+    ck_assert_msg(y && flash_ctx_ok(f->c), "%s", flash_ctx_error(f->c));
+    return y;
+}
+
+static double max_abs_diff(const flash_tensor *a, const flash_tensor *b)
+{
+    ck_assert_uint_eq(a->numel, b->numel);
+    double m = 0;
+    for (size_t i = 0; i < a->numel; i++) m = fmax(m, fabs((double)a->data[i] - (double)b->data[i]));
+    return m;
+}
+
+static flash_tensor *points(fx *f, int n, uint64_t seed, float scale)
+{
+    flash_rng r;
+    flash_rng_seed(&r, seed);
+    flash_tensor *x = flash_randn(f->c, &r, 2, (int[]){n, 2});
+    return flash_scale(f->c, x, scale);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+START_TEST(test_gamma_map)
+{
+    flash_target_spec s;
+    flash_error e = {0};
+    ck_assert(flash_target_spec_read(NULL, &s, &e) == FLASH_OK);
+    ck_assert_int_eq(s.k, 8);
+    /* Imagine Flash section 5.1 */
+    ck_assert_double_eq(flash_target_gamma(&s, 999), 990);
+    ck_assert_double_eq(flash_target_gamma(&s, 901), 990);
+    ck_assert_double_eq(flash_target_gamma(&s, 900), 950);
+    ck_assert_double_eq(flash_target_gamma(&s, 501), 950);
+    ck_assert_double_eq(flash_target_gamma(&s, 500), 200);
+    ck_assert_double_eq(flash_target_gamma(&s, 0), 200);
+
+    flash_cfg *m = NULL;
+    ck_assert(flash_cfg_parse_string("{k: 3, gamma: [[600, 700], [-1, 100]]}", "g.yaml", &m, &e) == FLASH_OK);
+    ck_assert_msg(flash_target_spec_read(m, &s, &e) == FLASH_OK, "%s", e.msg);
+    ck_assert_int_eq(s.k, 3);
+    ck_assert_double_eq(flash_target_gamma(&s, 750), 700);
+    ck_assert_double_eq(flash_target_gamma(&s, 600), 100);
+    ck_assert_double_eq(flash_target_gamma(&s, 0), 100);
+    double ts[16];
+    ck_assert_int_eq(flash_target_timesteps(&s, 750, ts), 3);
+    ck_assert_double_eq(ts[0], 750);
+    ck_assert_double_eq(ts[1], 500);
+    ck_assert_double_eq(ts[2], 250);
+    flash_cfg_free(m);
+
+    const char *bad[] = {"{gamma: papr}", "{gamma: [[500, 700], [600, 100]]}", "{gamma: [[500]]}", "{k: 0}",
+                         "{kk: 3}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert(flash_cfg_parse_string(bad[i], "b.yaml", &m, &e) == FLASH_OK);
+        e = (flash_error){0};
+        ck_assert_int_eq(flash_target_spec_read(m, &s, &e), FLASH_ERR_CONFIG);
+        ck_assert_msg(strstr(e.msg, "b.yaml:") != NULL, "%s", e.msg);
+        flash_cfg_free(m);
+    }
+}
+END_TEST
+
+/* eq. (7): the plain target is k teacher DDIM steps from x_t itself */
+START_TEST(test_plain_target_is_k_ddim_steps)
+{
+    fx f;
+    fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 4}"));
+    flash_tensor *x = points(&f, 32, 11, 1.0f);
+    flash_tensor *got = flash_distill_target(f.d, f.c, x, 750, NULL);
+    ck_assert_msg(got && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+    const double ts[] = {750, 563, 375, 188}; /* round(750 (4 - j) / 4) */
+    flash_tensor *want = ddim_reference(&f, x, ts, 4);
+    ck_assert_double_lt(max_abs_diff(got, want), 1e-5);
+    fx_close(&f);
+}
+END_TEST
+
+/* eq. (8): the SRL target is k teacher DDIM steps from stopgrad(x0-hat)
+ * re-noised with fresh noise to gamma(t) */
+START_TEST(test_srl_target_from_renoised_x0)
+{
+    fx f;
+    fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 4, gamma: paper}"));
+    flash_tensor *x0 = points(&f, 32, 12, 1.5f);
+    flash_rng r1, r2;
+    flash_rng_seed(&r1, 77);
+    flash_rng_seed(&r2, 77);
+    flash_tensor *got = flash_distill_srl_target(f.d, f.c, x0, 800, NULL, &r1);
+    ck_assert_msg(got && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+    /* gamma(800) = 950 (900 >= t > 500) */
+    double a, s;
+    flash_schedule_eval(f.d->teacher->schedule, 950, &a, &s);
+    flash_tensor *eps = flash_randn(f.c, &r2, 2, (int[]){32, 2});
+    flash_tensor *xg = flash_tensor_2d(f.c, 32, 2);
+    for (int i = 0; i < 64; i++) xg->data[i] = (float)(a * x0->data[i] + s * eps->data[i]);
+    const double ts[] = {950, 713, 475, 238};
+    flash_tensor *want = ddim_reference(&f, xg, ts, 4);
+    ck_assert_double_lt(max_abs_diff(got, want), 1e-5);
+    /* the target does not depend on the student's input, and a different
+     * noise draw gives a different target */
+    flash_tensor *other = flash_distill_srl_target(f.d, f.c, x0, 800, NULL, &r1);
+    ck_assert_double_gt(max_abs_diff(got, other), 1e-3);
+    fx_close(&f);
+}
+END_TEST
+
+/* Backward distillation: the rollout to tau_i runs with gradients off and
+ * only the student's prediction at tau_i is on the tape (eq. 7). */
+START_TEST(test_backward_rollout_stop_gradient)
+{
+    fx f;
+    fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward, step: 2}", "{k: 2}"));
+    flash_instance *strat = flash_distill_strategy(f.d);
+    spy_n = 0;
+    flash_tensor *loss = FLASH_API(strat, flash_strategy_api)->step(strat->self, f.c, f.d, 1);
+    ck_assert_msg(loss && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+    ck_assert_int_eq(spy_n, 3);
+    ck_assert_double_eq(spy_log[0].t, 999);
+    ck_assert_double_eq(spy_log[1].t, 750);
+    ck_assert_double_eq(spy_log[2].t, 500);
+    ck_assert(!spy_log[0].grad && !spy_log[1].grad);
+    ck_assert(spy_log[2].grad);
+    ck_assert(!spy_log[2].input_on_tape);
+
+    flash_params *P = f.d->student_params;
+    flash_params_zero_grad(P);
+    ck_assert_msg(flash_backward(f.c, loss, &f.err) == FLASH_OK, "%s", f.err.msg);
+    const double g = flash_params_grad(P)[0];
+
+    /* closed form of the last step alone: x0 = (x - sigma w x) / alpha,
+     * L = mean((x0 - y)^2), dL/dw = mean(2 (x0 - y) (-sigma x / alpha)) */
+    const int n = spy_log[2].n;
+    ck_assert_int_eq(n, 16);
+    flash_tensor *x = flash_tensor_2d(f.c, n, 2);
+    memcpy(x->data, spy_log[2].x, (size_t)n * 2 * sizeof(float));
+    flash_tensor *y = flash_distill_target(f.d, f.c, x, 500, NULL);
+    ck_assert_ptr_nonnull(y);
+    double a, s, acc = 0;
+    flash_schedule_eval(f.d->teacher->schedule, 500, &a, &s);
+    const double w = flash_params_data(P)[0];
+    for (int i = 0; i < 2 * n; i++) {
+        double xi = x->data[i], x0 = (xi - s * w * xi) / a;
+        acc += 2 * (x0 - y->data[i]) * (-s * xi / a);
+    }
+    acc /= 2 * n;
+    ck_assert_msg(fabs(g - acc) <= 1e-4 * fmax(1.0, fabs(acc)), "grad %g, last-step closed form %g", g, acc);
+
+    /* the rollout itself is the student's DDIM path with noise correction
+     * (eq. 9) at T: x_750 = alpha_750 x0-hat(x_T) + sigma_750 x_T */
+    double a9, s9, a7, s7;
+    flash_schedule_eval(f.d->teacher->schedule, 999, &a9, &s9);
+    flash_schedule_eval(f.d->teacher->schedule, 750, &a7, &s7);
+    for (int i = 0; i < 2 * n; i++) {
+        double xT = spy_log[0].x[i], x0 = (xT - s9 * 0.9 * xT) / a9;
+        ck_assert_double_eq_tol(spy_log[1].x[i], a7 * x0 + s7 * xT, 1e-4 * fmax(1.0, fabs(a7 * x0)));
+    }
+    fx_close(&f);
+}
+END_TEST
+
+/* LCM's consistency function meets its boundary condition f(x, 0) = x and
+ * tends to x0-hat away from it. */
+START_TEST(test_consistency_boundary)
+{
+    fx f;
+    fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 2}"));
+    flash_tensor *x = points(&f, 16, 13, 1.0f);
+    flash_tensor *f0 = flash_consistency_fn(f.d->student, f.c, x, 0, NULL, 1.0f);
+    ck_assert_msg(f0 && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+    ck_assert_double_eq(max_abs_diff(f0, x), 0.0);
+    flash_tensor *f9 = flash_consistency_fn(f.d->student, f.c, x, 999, NULL, 1.0f);
+    flash_denoised o;
+    ck_assert(flash_denoise(f.d->student, f.c, x, NULL, 999, NULL, 1.0f, NULL, &o) == FLASH_OK);
+    double cs, co;
+    flash_lcm_boundary(999, &cs, &co);
+    ck_assert_double_lt(cs, 1e-6);
+    ck_assert_double_lt(max_abs_diff(f9, o.x0), 1e-4);
+    fx_close(&f);
+}
+END_TEST
+
+/* Progressive distillation (Salimans & Ho 2022, Algorithm 2): the
+ * student's target x~ makes its one DDIM step from z_t land where two
+ * teacher DDIM steps land, t -> midpoint -> next grid point. */
+START_TEST(test_progressive_target_two_ddim_steps)
+{
+    fx f;
+    fx_open(&f, yaml_with("{plugin: spy}", "{plugin: progressive, teacher_steps: 8, final_steps: 4, snr_weight: false}",
+                          "{k: 2}", "[{plugin: spy_loss}]"));
+    flash_instance *strat = flash_distill_strategy(f.d);
+    int seen_last = 0, seen_inner = 0;
+    for (int it = 1; it <= 12 && !(seen_last && seen_inner); it++) {
+        flash_ctx_reset(f.c);
+        flash_tensor *loss = FLASH_API(strat, flash_strategy_api)->step(strat->self, f.c, f.d, it);
+        ck_assert_msg(loss && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+        /* the student's 4-step trailing grid 999, 749, 499, 249; the
+         * teacher's 8-step grid adds 874, 624, 374, 124 */
+        const double t = loss_log.t;
+        double tm, t2;
+        if (t == 999) tm = 874, t2 = 749;
+        else if (t == 749) tm = 624, t2 = 499;
+        else if (t == 499) tm = 374, t2 = 249;
+        else {
+            ck_assert_double_eq(t, 249);
+            tm = 124, t2 = -1;
+        }
+        const int n = loss_log.n;
+        flash_tensor *z = flash_tensor_2d(f.c, n, 2);
+        memcpy(z->data, loss_log.x_t, (size_t)n * 2 * sizeof(float));
+        flash_cfg *sc = NULL;
+        ck_assert(flash_cfg_parse_string("{plugin: ddim}", "ref.yaml", &sc, &f.err) == FLASH_OK);
+        flash_instance smp = {0};
+        ck_assert(flash_instance_create(f.d->env, FLASH_KIND_SAMPLER, sc, &smp, &f.err) == FLASH_OK);
+        const double ts[2] = {t, tm};
+        flash_sample_request rq = {.size = sizeof rq, .den = f.d->teacher, .x = z, .stop_at = t2, .timesteps = ts,
+                                   .n_timesteps = 2, .mid_trajectory = true};
+        flash_tensor *zz = FLASH_API(&smp, flash_sampler_api)->sample(smp.self, f.c, &rq);
+        ck_assert_msg(zz && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+        flash_instance_destroy(&smp);
+        flash_cfg_free(sc);
+        double a, s, a2 = 1, s2 = 0;
+        flash_schedule_eval(f.d->teacher->schedule, t, &a, &s);
+        if (t2 >= 0) flash_schedule_eval(f.d->teacher->schedule, t2, &a2, &s2);
+        double worst = 0;
+        for (int i = 0; i < 2 * n; i++) {
+            const double r = s2 / s, want = (zz->data[i] - r * z->data[i]) / (a2 - r * a);
+            worst = fmax(worst, fabs(want - loss_log.target[i]) / fmax(1.0, fabs(want)));
+        }
+        ck_assert_msg(worst < 1e-4, "t = %g: relative error %g", t, worst);
+        /* the student's DDIM step from z with x0-hat = target reaches zz */
+        for (int i = 0; i < 2 * n && t2 >= 0; i++) {
+            const double eps = (z->data[i] - a * loss_log.target[i]) / s;
+            ck_assert_double_eq_tol(a2 * loss_log.target[i] + s2 * eps, zz->data[i], 1e-3);
+        }
+        if (t2 < 0) seen_last = 1;
+        else seen_inner = 1;
+    }
+    ck_assert(seen_last && seen_inner);
+    fx_close(&f);
+}
+END_TEST
+
+static Suite *distill_suite(void)
+{
+    Suite *s = suite_create("distill");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_gamma_map);
+    tcase_add_test(tc, test_plain_target_is_k_ddim_steps);
+    tcase_add_test(tc, test_srl_target_from_renoised_x0);
+    tcase_add_test(tc, test_backward_rollout_stop_gradient);
+    tcase_add_test(tc, test_consistency_boundary);
+    tcase_add_test(tc, test_progressive_target_two_ddim_steps);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(distill_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
