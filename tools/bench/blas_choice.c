@@ -1,14 +1,16 @@
 /* blas_choice: measures the candidate CPU libraries on the shapes flash runs.
  *
- * (a) sgemm GFLOP/s (OpenBLAS) at 1024^3 and at the im2col shapes of unet-s;
+ * (a) sgemm GFLOP/s (OpenBLAS and oneDNN) at 1024^3 and at the im2col and
+ *     linear shapes of unet-s;
  * (b) conv2d forward, backward-data and backward-filter at batch 64 for every
- *     unet-s layer shape, done two ways:
- *       im2col + OpenBLAS sgemm, OpenMP over the batch, one BLAS thread each
- *         (samples grouped so that small images still give a wide GEMM);
- *       oneDNN convolution primitives, both with the plain nchw/oihw layouts
- *         and with the layouts oneDNN prefers (format "any"), the latter
- *         timed including the reorders from and to nchw/oihw that flash's
- *         plain tensors would need.
+ *     unet-s layer shape:
+ *       A im2col + OpenBLAS sgemm, OpenMP over the batch, one BLAS thread
+ *         each (samples grouped so that small images still give a wide GEMM);
+ *       B oneDNN convolution primitives with the plain nchw/oihw layouts;
+ *       C the same with the layouts oneDNN prefers (format "any"), timed
+ *         including the reorders from and to nchw/oihw that flash's plain
+ *         tensors need;
+ *       D as C with the Winograd algorithm, for the 3x3 stride-1 layers.
  * Prints one table with milliseconds per layer and direction, GFLOP/s and the
  * ratio im2col / best oneDNN variant (> 1 means oneDNN is faster).
  *
@@ -26,6 +28,11 @@
  * 268; on the im2col shapes oneDNN's sgemm 231-323 against OpenBLAS's
  * 65-219. Hence FLASH_BLAS=dnnl: C for 3x3 and strided convolutions, B for
  * 1x1 stride 1 (0.3-1.4 ms against C's 0.4-3.4 ms per direction).
+ * D, oneDNN's Winograd F(4x4, 3x3) for the 3x3 stride-1 layers, then cut
+ * that choice from 411 to 306 ms (1 thread, CPU time: fwd 129 -> 100,
+ * backward-data 141 -> 101, backward-weights 141 -> 105), 1.11-1.74x per
+ * layer, relative error 2.1e-6 to 2.6e-6 against A; libflash lets oneDNN
+ * choose it ("auto", which keeps direct convolution for small batches).
  */
 #include <cblas.h>
 #include <dnnl.h>
