@@ -436,6 +436,115 @@ START_TEST(test_progressive_target_two_ddim_steps)
 }
 END_TEST
 
+/* The adversarial loss: its generator term is -weight * mean D(x0-hat)
+ * (hinge), and its own updates teach the discriminator to tell real data
+ * from samples placed away from it. */
+START_TEST(test_adversarial_discriminator_learns)
+{
+    fx f;
+    fx_open(&f, yaml_with("{plugin: spy}", "{plugin: backward}", "{k: 2}",
+                          "[{plugin: adversarial, kind: hinge, weight: 0.5, lr: 1.0e-3, "
+                          "discriminator: {plugin: mlp_discriminator, hidden: 32, layers: 2}}]"));
+    const flash_instance *li = &f.d->losses[0];
+    const flash_loss_api *api = FLASH_API(li, flash_loss_api);
+    ck_assert_ptr_nonnull(api->update);
+    flash_params *dp = api->params(li->self);
+    ck_assert_ptr_nonnull(dp);
+    ck_assert_uint_gt(flash_params_count(dp), 100);
+    flash_ctx *c2 = flash_ctx_create(1 << 20);
+    for (int it = 1; it <= 300; it++) {
+        flash_ctx_reset(f.c);
+        flash_tensor *fake = flash_add_scalar(f.c, points(&f, 32, (uint64_t)it, 0.3f), 4.0f);
+        flash_loss_in in = {.size = sizeof in, .pred = fake, .distill = f.d};
+        ck_assert_msg(api->update(li->self, c2, &in, it, &f.err) == FLASH_OK, "%s", f.err.msg);
+    }
+    flash_ctx_reset(f.c);
+    flash_tensor *fake = flash_add_scalar(f.c, points(&f, 64, 999, 0.3f), 4.0f);
+    flash_tensor *real;
+    const int *rl;
+    ck_assert(flash_distill_real(f.d, f.c, 64, &real, &rl) == FLASH_OK);
+    flash_loss_in in = {.size = sizeof in, .pred = fake, .distill = f.d};
+    flash_tensor *g = api->compute(li->self, f.c, &in);
+    ck_assert_msg(g && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+    /* D through the plugin's own model: the generator term is -0.5 mean D(fake) */
+    flash_cfg *dc = NULL;
+    ck_assert(flash_cfg_parse_string("{plugin: mlp_discriminator, hidden: 32, layers: 2}", "d.yaml", &dc, &f.err) ==
+              FLASH_OK);
+    flash_instance dm = {0};
+    ck_assert(flash_instance_create(f.d->env, FLASH_KIND_MODEL, dc, &dm, &f.err) == FLASH_OK);
+    flash_params *mp = FLASH_API(&dm, flash_model_api)->params(dm.self);
+    ck_assert_msg(flash_params_copy(mp, dp, &f.err) == FLASH_OK, "%s", f.err.msg);
+    flash_cond cf = {.n = 64}, cr = {.n = 64};
+    flash_tensor *lf = FLASH_API(&dm, flash_model_api)->forward(dm.self, f.c, fake, &cf);
+    flash_tensor *lr = FLASH_API(&dm, flash_model_api)->forward(dm.self, f.c, real, &cr);
+    double mf = 0, mr = 0;
+    for (int i = 0; i < 64; i++) mf += lf->data[i] / 64, mr += lr->data[i] / 64;
+    ck_assert_double_eq_tol(g->data[0], -0.5 * mf, 1e-5);
+    /* hinge margins: real near +1 or above, fake near -1 or below */
+    ck_assert_msg(mr > 0.5 && mf < -0.5, "D(real) %g, D(fake) %g", mr, mf);
+    flash_instance_destroy(&dm);
+    flash_cfg_free(dc);
+    flash_ctx_destroy(c2);
+    fx_close(&f);
+}
+END_TEST
+
+/* conv_discriminator: one logit per image, class projection matters, and
+ * its input gradient agrees with central differences of its own forward. */
+START_TEST(test_conv_discriminator)
+{
+    flash_registry *r = flash_registry_create();
+    flash_error e = {0};
+    ck_assert(flash_registry_load_default(r, NULL, &e) == FLASH_OK);
+    flash_cfg *cfg = NULL;
+    ck_assert(flash_cfg_parse_string("{plugin: conv_discriminator, size: 8, width: 4, num_classes: 3}", "c.yaml", &cfg,
+                                     &e) == FLASH_OK);
+    flash_env env = {.size = sizeof env, .registry = r, .seed = 3};
+    flash_instance m = {0};
+    ck_assert_msg(flash_instance_create(&env, FLASH_KIND_MODEL, cfg, &m, &e) == FLASH_OK, "%s", e.msg);
+    const flash_model_api *api = FLASH_API(&m, flash_model_api);
+    flash_ctx *c = flash_ctx_create(1 << 20);
+    flash_rng rng;
+    flash_rng_seed(&rng, 5);
+    flash_tensor *x = flash_randn(c, &rng, 4, (int[]){2, 1, 8, 8});
+    flash_tensor_requires_grad(x, true);
+    const int y[2] = {0, 2}, y2[2] = {1, 1};
+    flash_cond cond = {.n = 2, .labels = y};
+    flash_tensor *o = api->forward(m.self, c, x, &cond);
+    ck_assert_msg(o && flash_ctx_ok(c), "%s", flash_ctx_error(c));
+    ck_assert_int_eq(o->ndim, 2);
+    ck_assert_int_eq(o->shape[0], 2);
+    ck_assert_int_eq(o->shape[1], 1);
+    const double o0 = o->data[0], o1 = o->data[1];
+    ck_assert(flash_backward(c, flash_sum(c, o), &e) == FLASH_OK);
+    float gx[128];
+    memcpy(gx, x->grad, sizeof gx);
+    bool was = flash_grad_set(c, false);
+    flash_cond c2 = {.n = 2, .labels = y2};
+    flash_tensor *o2 = api->forward(m.self, c, x, &c2);
+    ck_assert(o2->data[0] != o0 || o2->data[1] != o1);
+    /* LeakyReLU kinks within +-h spoil a few differences; the rest agree */
+    int close = 0, total = 0;
+    for (int k = 0; k < 128; k += 3) {
+        const float v = x->data[k], h = 2e-3f;
+        x->data[k] = v + h;
+        flash_tensor *p = api->forward(m.self, c, x, &cond);
+        x->data[k] = v - h;
+        flash_tensor *q = api->forward(m.self, c, x, &cond);
+        x->data[k] = v;
+        const double fd = ((double)p->data[0] + p->data[1] - q->data[0] - q->data[1]) / (2.0 * h);
+        close += fabs(fd - gx[k]) <= 0.02 * fmax(fabs(fd), 1e-4);
+        total++;
+    }
+    flash_grad_set(c, was);
+    ck_assert_msg(close >= total * 8 / 10, "%d of %d input gradients within 2%% of central differences", close, total);
+    flash_ctx_destroy(c);
+    flash_instance_destroy(&m);
+    flash_cfg_free(cfg);
+    flash_registry_destroy(r);
+}
+END_TEST
+
 static Suite *distill_suite(void)
 {
     Suite *s = suite_create("distill");
@@ -447,6 +556,8 @@ static Suite *distill_suite(void)
     tcase_add_test(tc, test_backward_rollout_stop_gradient);
     tcase_add_test(tc, test_consistency_boundary);
     tcase_add_test(tc, test_progressive_target_two_ddim_steps);
+    tcase_add_test(tc, test_adversarial_discriminator_learns);
+    tcase_add_test(tc, test_conv_discriminator);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -263,6 +263,37 @@ static result *find_result(run_ctx *R, const char *name)
     return NULL;
 }
 
+/* A variant's run directory belongs to one config: DIR/<variant>/config.yaml
+ * records it, and a later run with a different one stops instead of
+ * reusing (or resuming) a student distilled otherwise. */
+static flash_status same_config(const flash_cfg *cfg, const char *dir, const char *name, flash_error *err)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s", dir, FLASH_RUN_CONFIG);
+    /* the comparison's own settings (samples, variants) are not the student's */
+    flash_cfg *copy = flash_cfg_clone(cfg);
+    flash_error e2 = {0};
+    char *yaml = copy && flash_cfg_set(copy, "run=null", &e2) == FLASH_OK ? flash_cfg_to_yaml(copy) : NULL;
+    flash_cfg_free(copy);
+    if (!yaml) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: cannot serialise the config");
+    flash_status st = FLASH_OK;
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        char *old = NULL;
+        size_t n = 0;
+        if ((st = flash_read_file(path, &old, &n, err)) == FLASH_OK && (n != strlen(yaml) || memcmp(old, yaml, n)))
+            st = flash_error_set(err, FLASH_ERR_USAGE,
+                                 "variant '%s': %s was distilled with a different config (%s); remove the directory "
+                                 "or choose another --out",
+                                 name, dir, path);
+        free(old);
+    } else if ((st = flash_mkdirs(dir, err)) == FLASH_OK) {
+        st = flash_write_file_atomic(path, yaml, strlen(yaml), err);
+    }
+    free(yaml);
+    return st;
+}
+
 static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err)
 {
     flash_status st;
@@ -319,6 +350,7 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
         snprintf(dir, sizeof dir, "%s/%s", R->out, src ? src->name : name);
         snprintf(ckpt, sizeof ckpt, "%s/%s", dir, FLASH_RUN_CHECKPOINT);
         if (!src) {
+            if ((st = same_config(cfg, dir, name, err))) goto done;
             struct stat sb;
             flash_distill_opts o = {.size = sizeof o, .root = cfg, .registry = R->p.registry, .run_dir = dir,
                                     .resume = stat(ckpt, &sb) == 0, .progress = true};
