@@ -20,6 +20,12 @@
  *       then reused: no allocation in steady state): w and y in the
  *       forward's layouts, dy, w, dx, dw in the backward's, scratchpads.
  *
+ * Algorithm: oneDNN's "auto", which takes Winograd F(4x4, 3x3) for the
+ * 3x3 stride-1 convolutions of unet-s at batch 64 (measured 1.13-1.76x
+ * faster per layer than direct, 26% less convolution time per training
+ * step, relative error 2.5e-6 against im2col) and direct convolution for
+ * small batches and other shapes.
+ *
  * Gradients accumulate (+=): blocked results are reordered into the NCHW
  * gradient with a sum post-op; plain results go through a temporary.
  * 1x1 stride-1 convolutions use the plain layouts (measured faster: no
@@ -203,6 +209,9 @@ static conv_plan *plan_make(const flash_conv_geom *g, int nthr, dnnl_status_t *s
     p->nthr = nthr;
     p->plain = g->k == 1 && g->stride == 1 && g->pad == 0;
     dnnl_format_tag_t act = p->plain ? dnnl_nchw : dnnl_format_tag_any;
+    /* "auto" lets oneDNN take Winograd F(4x4, 3x3) where it is profitable
+     * (3x3 stride 1, channels multiples of 16, batches of about 16 and up) */
+    const dnnl_alg_kind_t alg = p->plain ? dnnl_convolution_direct : dnnl_convolution_auto;
     dnnl_format_tag_t wt = p->plain ? dnnl_oihw : dnnl_format_tag_any;
     dnnl_dims_t xd = {g->n, g->cin, g->h, g->w}, wd = {g->cout, g->cin, g->k, g->k}, bd = {g->cout},
                 yd = {g->n, g->cout, g->ho, g->wo};
@@ -230,13 +239,13 @@ static conv_plan *plan_make(const flash_conv_geom *g, int nthr, dnnl_status_t *s
     TRY(dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32, wt), "memory descriptor");
     TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, yd, dnnl_f32, act), "memory descriptor");
     const dnnl_memory_desc_t *bmd = g->bias ? &b_md : NULL;
-    TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x_any, &w_any, bmd,
+    TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &x_any, &w_any, bmd,
                                            &y_any, strides, pad, pad_r),
         "convolution forward descriptor");
-    TRY(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &x_any, &w_any, &y_any, strides, pad,
+    TRY(dnnl_convolution_backward_data_desc_init(&dd, alg, &x_any, &w_any, &y_any, strides, pad,
                                                  pad_r),
         "convolution backward-data descriptor");
-    TRY(dnnl_convolution_backward_weights_desc_init(&wdsc, dnnl_convolution_direct, &x_any, &w_any, bmd, &y_any,
+    TRY(dnnl_convolution_backward_weights_desc_init(&wdsc, alg, &x_any, &w_any, bmd, &y_any,
                                                     strides, pad, pad_r),
         "convolution backward-weights descriptor");
     TRY(dnnl_primitive_attr_create(&attr), "attributes");

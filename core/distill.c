@@ -144,32 +144,6 @@ flash_tensor *flash_distill_srl_target(flash_distill *d, flash_ctx *c, flash_ten
     return teacher_k_steps(d, c, x, tp, labels);
 }
 
-flash_tensor *flash_distill_losses(flash_distill *d, flash_ctx *c, const flash_loss_in *in)
-{
-    flash_tensor *sum = NULL;
-    d->last = *in;
-    for (int i = 0; i < d->n_losses; i++) {
-        const flash_loss_api *api = FLASH_API(&d->losses[i], flash_loss_api);
-        flash_tensor *l = api->compute(d->losses[i].self, c, in);
-        if (!l || !flash_ctx_ok(c)) {
-            if (flash_ctx_ok(c)) flash_ctx_fail(c, "loss '%s' returned nothing", d->losses[i].comp->name);
-            return NULL;
-        }
-        if (l->numel != 1) {
-            flash_ctx_fail(c, "loss '%s' returned %zu values, not a scalar", d->losses[i].comp->name, l->numel);
-            return NULL;
-        }
-        if (d->stats) {
-            char name[32];
-            snprintf(name, sizeof name, "loss_%s", d->losses[i].comp->name);
-            flash_metric_result_add(d->stats, name, l->data[0]);
-        }
-        sum = sum ? flash_add(c, sum, l) : l;
-    }
-    if (!sum) flash_ctx_fail(c, "distill: no losses configured");
-    return sum;
-}
-
 /* ---- the loop's private state -------------------------------------------- */
 
 #define DISTILL_MAX_LOSSES 16
@@ -199,7 +173,41 @@ typedef struct loop {
     flash_jsonl jl;
     int64_t last_ckpt;
     bool resuming;
+    flash_cond last_cond; /* d->last.cond points here */
 } loop;
+
+flash_tensor *flash_distill_losses(flash_distill *d, flash_ctx *c, const flash_loss_in *in)
+{
+    flash_tensor *sum = NULL;
+    d->last = *in;
+    loop *L = d->priv;
+    if (L && in->cond) {
+        /* the caller's condition may live on its stack; its arrays are in
+         * the arena, which outlives the losses' updates */
+        L->last_cond = *in->cond;
+        d->last.cond = &L->last_cond;
+    }
+    for (int i = 0; i < d->n_losses; i++) {
+        const flash_loss_api *api = FLASH_API(&d->losses[i], flash_loss_api);
+        flash_tensor *l = api->compute(d->losses[i].self, c, in);
+        if (!l || !flash_ctx_ok(c)) {
+            if (flash_ctx_ok(c)) flash_ctx_fail(c, "loss '%s' returned nothing", d->losses[i].comp->name);
+            return NULL;
+        }
+        if (l->numel != 1) {
+            flash_ctx_fail(c, "loss '%s' returned %zu values, not a scalar", d->losses[i].comp->name, l->numel);
+            return NULL;
+        }
+        if (d->stats) {
+            char name[32];
+            snprintf(name, sizeof name, "loss_%s", d->losses[i].comp->name);
+            flash_metric_result_add(d->stats, name, l->data[0]);
+        }
+        sum = sum ? flash_add(c, sum, l) : l;
+    }
+    if (!sum) flash_ctx_fail(c, "distill: no losses configured");
+    return sum;
+}
 
 const int *flash_distill_labels(flash_distill *d, flash_ctx *c, int n)
 {

@@ -16,6 +16,10 @@ typedef struct flash_loss_in {
     const flash_cond *cond;  /* timesteps and labels of the batch, may be NULL */
     flash_tensor *real;      /* a batch of real data, may be NULL */
     void *distill;           /* the distillation context (strategy.h) for losses that ask the teacher */
+    /* per-sample weights (N) of the regression against target (a
+     * strategy's c(t) or SNR weighting), may be NULL; read it only when
+     * size covers it */
+    flash_tensor *sample_weight;
 } flash_loss_in;
 
 typedef struct flash_loss_api {

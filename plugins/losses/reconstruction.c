@@ -5,9 +5,12 @@
  * (flash_distill_target). A strategy that brings its own target
  * (progressive, LCM, ADD) passes it in, and that is used instead. rho is
  * the square, or with `huber_c` > 0 the pseudo-Huber function
- * sqrt(d^2 + c^2) - c (Song & Dhariwal 2023), robust to outliers. */
+ * sqrt(d^2 + c^2) - c (Song & Dhariwal 2023), robust to outliers. A
+ * strategy's per-sample weights (flash_loss_in.sample_weight: ADD's c(t),
+ * progressive distillation's truncated SNR) weight each sample's mean. */
 #include "folder.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "flash/diffusion.h"
@@ -45,6 +48,14 @@ static flash_tensor *distance(flash_ctx *c, flash_tensor *a, flash_tensor *b, fl
     return flash_add_scalar(c, flash_mean(c, flash_sqrt(c, flash_add_scalar(c, d2, huber_c * huber_c))), -huber_c);
 }
 
+/* mean_i w_i mean_j rho(a_ij - b_ij): per-sample weights (N) */
+static flash_tensor *weighted_distance(flash_ctx *c, flash_tensor *a, flash_tensor *b, float huber_c, flash_tensor *w)
+{
+    flash_tensor *d2 = flash_square(c, flash_sub(c, a, b));
+    flash_tensor *r = huber_c <= 0.0f ? d2 : flash_add_scalar(c, flash_sqrt(c, flash_add_scalar(c, d2, huber_c * huber_c)), -huber_c);
+    return flash_mean(c, flash_mul(c, flash_mean_per_sample(c, r), w));
+}
+
 static flash_tensor *rc_compute(void *self, flash_ctx *c, const flash_loss_in *in)
 {
     const recon *m = self;
@@ -57,7 +68,10 @@ static flash_tensor *rc_compute(void *self, flash_ctx *c, const flash_loss_in *i
         }
         target = flash_distill_target(d, c, in->x_t, in->cond->t[0], in->cond->labels);
     }
-    flash_tensor *l = distance(c, in->pred, target, m->huber_c);
+    flash_tensor *w = in->size >= offsetof(flash_loss_in, sample_weight) + sizeof in->sample_weight
+                          ? in->sample_weight
+                          : NULL;
+    flash_tensor *l = w ? weighted_distance(c, in->pred, target, m->huber_c, w) : distance(c, in->pred, target, m->huber_c);
     return m->weight == 1.0f ? l : flash_scale(c, l, m->weight);
 }
 

@@ -16,9 +16,9 @@
  * round's teacher is a frozen copy of the student at the round's start. The
  * input z_t = a x + s eps comes from real data (a `dataset:`) at a uniformly
  * drawn grid point. The loss is `reconstruction` against the target
- * (passed as flash_loss_in.target), optionally weighted per sample by the
- * truncated SNR max(a^2 / s^2, 1) of S&H (`snr_weight: true`), which the
- * reconstruction loss sees as a pre-scaled prediction and target.
+ * (passed as flash_loss_in.target), weighted per sample by the truncated
+ * SNR max(a^2 / s^2, 1) of S&H (`snr_weight: true`,
+ * flash_loss_in.sample_weight).
  *
  * Keys: teacher_steps (64), final_steps (4; the student's sampler should be
  * {plugin: ddim, steps: final_steps, timestep_spacing: trailing}),
@@ -167,17 +167,13 @@ static flash_tensor *pg_step(void *self, flash_ctx *c, flash_distill *d, int64_t
 
     flash_denoised st;
     if (flash_denoise(d->student, c, z, NULL, t, labels, 1.0f, NULL, &st)) return NULL;
-    flash_tensor *pred = st.x0;
-    if (p->snr_weight) {
-        /* truncated SNR weighting max(a^2/s^2, 1) of S&H section 4, applied
-         * as sqrt(weight) on both sides of the squared error */
-        const double snr = (a * a) / (s * s);
-        const double sw = sqrt(snr > 1.0 ? snr : 1.0);
-        pred = flash_scale(c, pred, (float)sw);
-        target = flash_scale(c, target, (float)sw);
-    }
     flash_cond cond = distill_cond(d, c, n, t, labels);
-    flash_loss_in in = {.size = sizeof in, .pred = pred, .target = target, .x_t = z, .cond = &cond, .distill = d};
+    flash_loss_in in = {.size = sizeof in, .pred = st.x0, .target = target, .x_t = z, .cond = &cond, .distill = d};
+    if (p->snr_weight) {
+        /* truncated SNR weighting max(a^2/s^2, 1) of S&H section 4 */
+        const double snr = (a * a) / (s * s);
+        in.sample_weight = flash_full(c, 1, (int[]){n}, (float)(snr > 1.0 ? snr : 1.0));
+    }
     if (d->stats) {
         flash_metric_result_add(d->stats, "round", round);
         flash_metric_result_add(d->stats, "student_steps", (double)N);

@@ -54,6 +54,15 @@ grep -q '"loss_reconstruction"' "$tmp/run/my_loss_3/metrics.jsonl" && fail "my_l
 grep -q "nothing left to distill" "$tmp/log2" || fail "the second run distilled again"
 [[ $(sw backward_3) == "$b3" ]] || fail "the second run changed backward_3"
 
+# a run directory belongs to its config
+rc=0
+"$FLASH" run "$cfg" --out "$tmp/run" "${sets[@]}" --set distill.lr=3e-3 >/dev/null 2>"$tmp/err" || rc=$?
+((rc == 2)) || fail "a changed config reused the students: exit $rc"
+grep -q "was distilled with a different config" "$tmp/err" || fail "$(cat "$tmp/err")"
+# but the comparison's own settings may change
+"$FLASH" run "$cfg" --out "$tmp/run" "${sets[@]/run.samples=4000/run.samples=3000}" >/dev/null 2>"$tmp/log3" ||
+  fail "changing run.samples: $(tail -3 "$tmp/log3")"
+
 # flash distill: an interrupted run resumes to the uninterrupted result
 # (a constant learning rate, so that stopping at 30 of 60 steps is the first half of the 60-step run)
 one=(--set distill.steps=60 --set distill.batch_size=64 --set distill.warmup_steps=0 --set distill.lr_schedule=constant

@@ -88,8 +88,41 @@ static const flash_model_api spy_api = {
     .params = spy_params,
     .forward = spy_forward,
 };
-static const flash_component *const spy_comps[] = {&spy_api.head};
-static const flash_plugin_desc spy_desc = {FLASH_ABI_MAJOR, FLASH_ABI_MINOR, "test_distill", "1", spy_comps, 1};
+static const flash_loss_api sl_api;
+static const flash_component *const spy_comps[] = {&spy_api.head, &sl_api.head};
+static const flash_plugin_desc spy_desc = {FLASH_ABI_MAJOR, FLASH_ABI_MINOR, "test_distill", "1", spy_comps, 2};
+
+/* ---- a spy loss: records what it is handed -------------------------------- */
+
+typedef struct loss_rec {
+    int n;
+    double t;
+    float target[2 * 64], x_t[2 * 64];
+} loss_rec;
+static loss_rec loss_log;
+
+static flash_status sl_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    (void)cfg, (void)env, (void)err;
+    *self = NULL;
+    return FLASH_OK;
+}
+static void sl_destroy(void *self) { (void)self; }
+static flash_tensor *sl_compute(void *self, flash_ctx *c, const flash_loss_in *in)
+{
+    (void)self;
+    loss_log.n = in->target->shape[0] <= 64 ? in->target->shape[0] : 64;
+    loss_log.t = in->cond->t[0];
+    memcpy(loss_log.target, in->target->data, (size_t)loss_log.n * 2 * sizeof(float));
+    memcpy(loss_log.x_t, in->x_t->data, (size_t)loss_log.n * 2 * sizeof(float));
+    return flash_mse(c, in->pred, in->target);
+}
+static const char *const sl_keys[] = {NULL};
+static const flash_loss_api sl_api = {
+    .head = {sizeof sl_api, FLASH_KIND_LOSS, "spy_loss", "test loss recording its inputs", sl_keys, sl_create,
+             sl_destroy},
+    .compute = sl_compute,
+};
 
 /* ---- fixture -------------------------------------------------------------- */
 
@@ -127,18 +160,25 @@ static void fx_close(fx *f)
     flash_registry_destroy(f->r);
 }
 
-static const char *base_yaml(const char *student, const char *strategy, const char *target)
+static const char *yaml_with(const char *student, const char *strategy, const char *target, const char *losses)
 {
     static char buf[4096];
     snprintf(buf, sizeof buf,
              "seed: 5\n" SCHED GMM "student: %s\n"
              "sampler: {plugin: ddim, timesteps: [999, 750, 500], noise_correction: true}\n"
              "strategy: %s\n"
-             "losses: [{plugin: reconstruction}]\n"
+             "losses: %s\n"
              "target: %s\n"
+             "dataset: {plugin: toy2d, kind: gmm, weights: [0.5, 0.5], means: [[-1.5, 0.5], [1.0, -1.0]], "
+             "stds: [0.3, 0.5], n_train: 256, n_test: 16}\n"
              "distill: {steps: 10, batch_size: 16}\n",
-             student, strategy, target);
+             student, strategy, losses, target);
     return buf;
+}
+
+static const char *base_yaml(const char *student, const char *strategy, const char *target)
+{
+    return yaml_with(student, strategy, target, "[{plugin: reconstruction}]");
 }
 
 /* The ddim sampler plugin from x at the given timesteps down to clean data. */
@@ -335,6 +375,176 @@ START_TEST(test_consistency_boundary)
 }
 END_TEST
 
+/* Progressive distillation (Salimans & Ho 2022, Algorithm 2): the
+ * student's target x~ makes its one DDIM step from z_t land where two
+ * teacher DDIM steps land, t -> midpoint -> next grid point. */
+START_TEST(test_progressive_target_two_ddim_steps)
+{
+    fx f;
+    fx_open(&f, yaml_with("{plugin: spy}", "{plugin: progressive, teacher_steps: 8, final_steps: 4, snr_weight: false}",
+                          "{k: 2}", "[{plugin: spy_loss}]"));
+    flash_instance *strat = flash_distill_strategy(f.d);
+    int seen_last = 0, seen_inner = 0;
+    for (int it = 1; it <= 12 && !(seen_last && seen_inner); it++) {
+        flash_ctx_reset(f.c);
+        flash_tensor *loss = FLASH_API(strat, flash_strategy_api)->step(strat->self, f.c, f.d, it);
+        ck_assert_msg(loss && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+        /* the student's 4-step trailing grid 999, 749, 499, 249; the
+         * teacher's 8-step grid adds 874, 624, 374, 124 */
+        const double t = loss_log.t;
+        double tm, t2;
+        if (t == 999) tm = 874, t2 = 749;
+        else if (t == 749) tm = 624, t2 = 499;
+        else if (t == 499) tm = 374, t2 = 249;
+        else {
+            ck_assert_double_eq(t, 249);
+            tm = 124, t2 = -1;
+        }
+        const int n = loss_log.n;
+        flash_tensor *z = flash_tensor_2d(f.c, n, 2);
+        memcpy(z->data, loss_log.x_t, (size_t)n * 2 * sizeof(float));
+        flash_cfg *sc = NULL;
+        ck_assert(flash_cfg_parse_string("{plugin: ddim}", "ref.yaml", &sc, &f.err) == FLASH_OK);
+        flash_instance smp = {0};
+        ck_assert(flash_instance_create(f.d->env, FLASH_KIND_SAMPLER, sc, &smp, &f.err) == FLASH_OK);
+        const double ts[2] = {t, tm};
+        flash_sample_request rq = {.size = sizeof rq, .den = f.d->teacher, .x = z, .stop_at = t2, .timesteps = ts,
+                                   .n_timesteps = 2, .mid_trajectory = true};
+        flash_tensor *zz = FLASH_API(&smp, flash_sampler_api)->sample(smp.self, f.c, &rq);
+        ck_assert_msg(zz && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+        flash_instance_destroy(&smp);
+        flash_cfg_free(sc);
+        double a, s, a2 = 1, s2 = 0;
+        flash_schedule_eval(f.d->teacher->schedule, t, &a, &s);
+        if (t2 >= 0) flash_schedule_eval(f.d->teacher->schedule, t2, &a2, &s2);
+        double worst = 0;
+        for (int i = 0; i < 2 * n; i++) {
+            const double r = s2 / s, want = (zz->data[i] - r * z->data[i]) / (a2 - r * a);
+            worst = fmax(worst, fabs(want - loss_log.target[i]) / fmax(1.0, fabs(want)));
+        }
+        ck_assert_msg(worst < 1e-4, "t = %g: relative error %g", t, worst);
+        /* the student's DDIM step from z with x0-hat = target reaches zz */
+        for (int i = 0; i < 2 * n && t2 >= 0; i++) {
+            const double eps = (z->data[i] - a * loss_log.target[i]) / s;
+            ck_assert_double_eq_tol(a2 * loss_log.target[i] + s2 * eps, zz->data[i], 1e-3);
+        }
+        if (t2 < 0) seen_last = 1;
+        else seen_inner = 1;
+    }
+    ck_assert(seen_last && seen_inner);
+    fx_close(&f);
+}
+END_TEST
+
+/* The adversarial loss: its generator term is -weight * mean D(x0-hat)
+ * (hinge), and its own updates teach the discriminator to tell real data
+ * from samples placed away from it. */
+START_TEST(test_adversarial_discriminator_learns)
+{
+    fx f;
+    fx_open(&f, yaml_with("{plugin: spy}", "{plugin: backward}", "{k: 2}",
+                          "[{plugin: adversarial, kind: hinge, weight: 0.5, lr: 1.0e-3, "
+                          "discriminator: {plugin: mlp_discriminator, hidden: 32, layers: 2}}]"));
+    const flash_instance *li = &f.d->losses[0];
+    const flash_loss_api *api = FLASH_API(li, flash_loss_api);
+    ck_assert_ptr_nonnull(api->update);
+    flash_params *dp = api->params(li->self);
+    ck_assert_ptr_nonnull(dp);
+    ck_assert_uint_gt(flash_params_count(dp), 100);
+    flash_ctx *c2 = flash_ctx_create(1 << 20);
+    for (int it = 1; it <= 300; it++) {
+        flash_ctx_reset(f.c);
+        flash_tensor *fake = flash_add_scalar(f.c, points(&f, 32, (uint64_t)it, 0.3f), 4.0f);
+        flash_loss_in in = {.size = sizeof in, .pred = fake, .distill = f.d};
+        ck_assert_msg(api->update(li->self, c2, &in, it, &f.err) == FLASH_OK, "%s", f.err.msg);
+    }
+    flash_ctx_reset(f.c);
+    flash_tensor *fake = flash_add_scalar(f.c, points(&f, 64, 999, 0.3f), 4.0f);
+    flash_tensor *real;
+    const int *rl;
+    ck_assert(flash_distill_real(f.d, f.c, 64, &real, &rl) == FLASH_OK);
+    flash_loss_in in = {.size = sizeof in, .pred = fake, .distill = f.d};
+    flash_tensor *g = api->compute(li->self, f.c, &in);
+    ck_assert_msg(g && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+    /* D through the plugin's own model: the generator term is -0.5 mean D(fake) */
+    flash_cfg *dc = NULL;
+    ck_assert(flash_cfg_parse_string("{plugin: mlp_discriminator, hidden: 32, layers: 2}", "d.yaml", &dc, &f.err) ==
+              FLASH_OK);
+    flash_instance dm = {0};
+    ck_assert(flash_instance_create(f.d->env, FLASH_KIND_MODEL, dc, &dm, &f.err) == FLASH_OK);
+    flash_params *mp = FLASH_API(&dm, flash_model_api)->params(dm.self);
+    ck_assert_msg(flash_params_copy(mp, dp, &f.err) == FLASH_OK, "%s", f.err.msg);
+    flash_cond cf = {.n = 64}, cr = {.n = 64};
+    flash_tensor *lf = FLASH_API(&dm, flash_model_api)->forward(dm.self, f.c, fake, &cf);
+    flash_tensor *lr = FLASH_API(&dm, flash_model_api)->forward(dm.self, f.c, real, &cr);
+    double mf = 0, mr = 0;
+    for (int i = 0; i < 64; i++) mf += lf->data[i] / 64, mr += lr->data[i] / 64;
+    ck_assert_double_eq_tol(g->data[0], -0.5 * mf, 1e-5);
+    /* hinge margins: real near +1 or above, fake near -1 or below */
+    ck_assert_msg(mr > 0.5 && mf < -0.5, "D(real) %g, D(fake) %g", mr, mf);
+    flash_instance_destroy(&dm);
+    flash_cfg_free(dc);
+    flash_ctx_destroy(c2);
+    fx_close(&f);
+}
+END_TEST
+
+/* conv_discriminator: one logit per image, class projection matters, and
+ * its input gradient agrees with central differences of its own forward. */
+START_TEST(test_conv_discriminator)
+{
+    flash_registry *r = flash_registry_create();
+    flash_error e = {0};
+    ck_assert(flash_registry_load_default(r, NULL, &e) == FLASH_OK);
+    flash_cfg *cfg = NULL;
+    ck_assert(flash_cfg_parse_string("{plugin: conv_discriminator, size: 8, width: 4, num_classes: 3}", "c.yaml", &cfg,
+                                     &e) == FLASH_OK);
+    flash_env env = {.size = sizeof env, .registry = r, .seed = 3};
+    flash_instance m = {0};
+    ck_assert_msg(flash_instance_create(&env, FLASH_KIND_MODEL, cfg, &m, &e) == FLASH_OK, "%s", e.msg);
+    const flash_model_api *api = FLASH_API(&m, flash_model_api);
+    flash_ctx *c = flash_ctx_create(1 << 20);
+    flash_rng rng;
+    flash_rng_seed(&rng, 5);
+    flash_tensor *x = flash_randn(c, &rng, 4, (int[]){2, 1, 8, 8});
+    flash_tensor_requires_grad(x, true);
+    const int y[2] = {0, 2}, y2[2] = {1, 1};
+    flash_cond cond = {.n = 2, .labels = y};
+    flash_tensor *o = api->forward(m.self, c, x, &cond);
+    ck_assert_msg(o && flash_ctx_ok(c), "%s", flash_ctx_error(c));
+    ck_assert_int_eq(o->ndim, 2);
+    ck_assert_int_eq(o->shape[0], 2);
+    ck_assert_int_eq(o->shape[1], 1);
+    const double o0 = o->data[0], o1 = o->data[1];
+    ck_assert(flash_backward(c, flash_sum(c, o), &e) == FLASH_OK);
+    float gx[128];
+    memcpy(gx, x->grad, sizeof gx);
+    bool was = flash_grad_set(c, false);
+    flash_cond c2 = {.n = 2, .labels = y2};
+    flash_tensor *o2 = api->forward(m.self, c, x, &c2);
+    ck_assert(o2->data[0] != o0 || o2->data[1] != o1);
+    /* LeakyReLU kinks within +-h spoil a few differences; the rest agree */
+    int close = 0, total = 0;
+    for (int k = 0; k < 128; k += 3) {
+        const float v = x->data[k], h = 2e-3f;
+        x->data[k] = v + h;
+        flash_tensor *p = api->forward(m.self, c, x, &cond);
+        x->data[k] = v - h;
+        flash_tensor *q = api->forward(m.self, c, x, &cond);
+        x->data[k] = v;
+        const double fd = ((double)p->data[0] + p->data[1] - q->data[0] - q->data[1]) / (2.0 * h);
+        close += fabs(fd - gx[k]) <= 0.02 * fmax(fabs(fd), 1e-4);
+        total++;
+    }
+    flash_grad_set(c, was);
+    ck_assert_msg(close >= total * 8 / 10, "%d of %d input gradients within 2%% of central differences", close, total);
+    flash_ctx_destroy(c);
+    flash_instance_destroy(&m);
+    flash_cfg_free(cfg);
+    flash_registry_destroy(r);
+}
+END_TEST
+
 static Suite *distill_suite(void)
 {
     Suite *s = suite_create("distill");
@@ -345,6 +555,9 @@ static Suite *distill_suite(void)
     tcase_add_test(tc, test_srl_target_from_renoised_x0);
     tcase_add_test(tc, test_backward_rollout_stop_gradient);
     tcase_add_test(tc, test_consistency_boundary);
+    tcase_add_test(tc, test_progressive_target_two_ddim_steps);
+    tcase_add_test(tc, test_adversarial_discriminator_learns);
+    tcase_add_test(tc, test_conv_discriminator);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -143,6 +143,8 @@ START_TEST(test_conv_fixed_shapes) {
         {2, 16, 6, 10, 1, 3, 1, 1, true},   /* one output channel, non-square */
         {1, 5, 5, 7, 3, 3, 1, 0, true},     /* no padding, odd channels */
         {2, 8, 8, 8, 4, 1, 2, 0, false},    /* 1x1 stride 2 */
+        {16, 16, 8, 8, 16, 3, 1, 1, true},  /* batch 16: oneDNN picks Winograd */
+        {24, 32, 10, 10, 32, 3, 1, 1, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv_case(&cases[i], 100 + i);
 }
@@ -362,11 +364,12 @@ END_TEST
 
 /* ---- determinism --------------------------------------------------------- */
 
-/* conv -> group norm -> conv (stride 2) -> linear head, forward and backward;
- * returns a malloc'd concatenation of the output and every gradient. */
+/* conv (Winograd at this batch) -> group norm -> conv (stride 2, direct) ->
+ * linear head, forward and backward; returns a malloc'd concatenation of the
+ * output and every gradient. */
 static float *run_block(size_t *len) {
     uint64_t s = 51;
-    const int n = 8, ch = 32, hw = 14;
+    const int n = 16, ch = 32, hw = 14;
     int xs[4] = {n, 16, hw, hw}, w1s[4] = {ch, 16, 3, 3}, w2s[4] = {ch, ch, 3, 3}, lws[2] = {10, ch * 7 * 7};
     float *x = rand_buf(&s, (size_t)n * 16 * hw * hw, -1, 1), *w1 = rand_buf(&s, (size_t)ch * 16 * 9, -0.3f, 0.3f),
           *w2 = rand_buf(&s, (size_t)ch * ch * 9, -0.2f, 0.2f), *lw = rand_buf(&s, (size_t)10 * ch * 49, -0.1f, 0.1f),

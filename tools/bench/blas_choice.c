@@ -1,14 +1,16 @@
 /* blas_choice: measures the candidate CPU libraries on the shapes flash runs.
  *
- * (a) sgemm GFLOP/s (OpenBLAS) at 1024^3 and at the im2col shapes of unet-s;
+ * (a) sgemm GFLOP/s (OpenBLAS and oneDNN) at 1024^3 and at the im2col and
+ *     linear shapes of unet-s;
  * (b) conv2d forward, backward-data and backward-filter at batch 64 for every
- *     unet-s layer shape, done two ways:
- *       im2col + OpenBLAS sgemm, OpenMP over the batch, one BLAS thread each
- *         (samples grouped so that small images still give a wide GEMM);
- *       oneDNN convolution primitives, both with the plain nchw/oihw layouts
- *         and with the layouts oneDNN prefers (format "any"), the latter
- *         timed including the reorders from and to nchw/oihw that flash's
- *         plain tensors would need.
+ *     unet-s layer shape:
+ *       A im2col + OpenBLAS sgemm, OpenMP over the batch, one BLAS thread
+ *         each (samples grouped so that small images still give a wide GEMM);
+ *       B oneDNN convolution primitives with the plain nchw/oihw layouts;
+ *       C the same with the layouts oneDNN prefers (format "any"), timed
+ *         including the reorders from and to nchw/oihw that flash's plain
+ *         tensors need;
+ *       D as C with the Winograd algorithm, for the 3x3 stride-1 layers.
  * Prints one table with milliseconds per layer and direction, GFLOP/s and the
  * ratio im2col / best oneDNN variant (> 1 means oneDNN is faster).
  *
@@ -26,10 +28,16 @@
  * 268; on the im2col shapes oneDNN's sgemm 231-323 against OpenBLAS's
  * 65-219. Hence FLASH_BLAS=dnnl: C for 3x3 and strided convolutions, B for
  * 1x1 stride 1 (0.3-1.4 ms against C's 0.4-3.4 ms per direction).
+ * D, oneDNN's Winograd F(4x4, 3x3) for the 3x3 stride-1 layers, then cut
+ * that choice from 411 to 306 ms (1 thread, CPU time: fwd 129 -> 100,
+ * backward-data 141 -> 101, backward-weights 141 -> 105), 1.11-1.74x per
+ * layer, relative error 2.1e-6 to 2.6e-6 against A; libflash lets oneDNN
+ * choose it ("auto", which keeps direct convolution for small batches).
  */
 #include <cblas.h>
 #include <dnnl.h>
 #include <math.h>
+#include <stdbool.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,8 +427,11 @@ typedef struct dnn_times {
     int reorders; /* number of reorder primitives in use */
 } dnn_times;
 
+/* any: 0 the plain layouts, 1 the preferred ones (direct), 2 the preferred
+ * ones with the Winograd F(4x4, 3x3) algorithm */
 static void time_dnnl(const geom *g, int any, float *x, float *w, float *b, float *y, float *dy, float *dx,
                       float *dw, float *db, int reps, dnn_times *out) {
+    const dnnl_alg_kind_t alg = any == 2 ? dnnl_convolution_winograd : dnnl_convolution_direct;
     dnnl_dims_t xd = {BATCH, g->cin, g->h, g->w}, wd = {g->cout, g->cin, g->k, g->k}, bd = {g->cout},
                 yd = {BATCH, g->cout, g->ho, g->wo};
     dnnl_dims_t strides = {g->s, g->s}, pad = {g->p, g->p};
@@ -434,11 +445,11 @@ static void time_dnnl(const geom *g, int any, float *x, float *w, float *b, floa
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(&y_any, 4, yd, dnnl_f32, any ? dnnl_format_tag_any : dnnl_nchw));
 
     dnnl_convolution_desc_t fd, bdd, bwd;
-    DNNL_CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x_any, &w_any,
+    DNNL_CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &x_any, &w_any,
                                                   &b_md, &y_any, strides, pad, pad));
     DNNL_CHECK(
-        dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &x_any, &w_any, &y_any, strides, pad, pad));
-    DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &x_any, &w_any, &b_md,
+        dnnl_convolution_backward_data_desc_init(&bdd, alg, &x_any, &w_any, &y_any, strides, pad, pad));
+    DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&bwd, alg, &x_any, &w_any, &b_md,
                                                            &y_any, strides, pad, pad));
     dnnl_primitive_desc_t fpd, bdpd, bwpd;
     DNNL_CHECK(dnnl_primitive_desc_create(&fpd, &fd, NULL, ENG, NULL));
@@ -619,7 +630,7 @@ int main(int argc, char **argv) {
     printf("A = im2col + OpenBLAS (OpenMP over batch), B = oneDNN nchw/oihw, C = oneDNN preferred layouts + reorders\n");
     printf("%-22s %-4s %16s %16s %16s %7s  %s\n", "layer", "dir", "A im2col", "B dnnl-plain", "C dnnl-any", "A/best",
            "oneDNN impl (C)");
-    double tot[3][3] = {{0}}, tot_comp = 0, tot_flash[3] = {0};
+    double tot[3][3] = {{0}}, tot_comp = 0, tot_flash[3] = {0}, tot_wino[3] = {0};
     for (int i = 0; i < NLAYERS; i++) {
         geom g = make_geom(&LAYERS[i]);
         size_t nx = (size_t)BATCH * g.cin * g.h * g.w, ny = (size_t)BATCH * g.cout * g.hw, nw = (size_t)g.cout * g.kk;
@@ -660,6 +671,15 @@ int main(int argc, char **argv) {
         time_dnnl(&g, 1, x, w, b, y2, dy, dx2, dw2, db2, reps, &tc);
         double ec = rel_err(y2, y, ny) + rel_err(dx2, dx, nx) + rel_err(dw2, dw, nw);
         double bt[3] = {tb.fwd, tb.bwd_data, tb.bwd_filter}, ct[3] = {tc.fwd, tc.bwd_data, tc.bwd_filter};
+        /* D: Winograd, where oneDNN has it (3x3 stride 1, channels multiples of 16) */
+        const bool wino = g.k == 3 && g.s == 1 && g.cin % 16 == 0 && g.cout % 16 == 0;
+        double dt[3] = {ct[0], ct[1], ct[2]}, ed = 0;
+        if (wino) {
+            dnn_times td;
+            time_dnnl(&g, 2, x, w, b, y2, dy, dx2, dw2, db2, reps, &td);
+            ed = rel_err(y2, y, ny) + rel_err(dx2, dx, nx) + rel_err(dw2, dw, nw);
+            dt[0] = td.fwd, dt[1] = td.bwd_data, dt[2] = td.bwd_filter;
+        }
         double flops = 2.0 * BATCH * g.cout * (double)g.kk * g.hw;
         static const char *dn[3] = {"fwd", "bwdD", "bwdW"};
         for (int d = 0; d < 3; d++) {
@@ -672,9 +692,13 @@ int main(int argc, char **argv) {
             tot[2][d] += LAYERS[i].count * ct[d];
             /* what libflash does: plain layouts for 1x1 stride 1, preferred ones otherwise */
             tot_flash[d] += LAYERS[i].count * (g.k == 1 && g.s == 1 ? bt[d] : ct[d]);
+            tot_wino[d] += LAYERS[i].count * (g.k == 1 && g.s == 1 ? bt[d] : dt[d]);
         }
         if (eb > 1e-4 || ec > 1e-4)
             printf("  WARNING: paths disagree (rel err plain %.2e, any %.2e)\n", eb, ec);
+        if (wino)
+            printf("  D Winograd 4x3 + reorders: fwd %.2f, bwdD %.2f, bwdW %.2f ms (C/D %.2f); rel err vs A %.1e\n",
+                   dt[0] * 1e3, dt[1] * 1e3, dt[2] * 1e3, (ct[0] + ct[1] + ct[2]) / (dt[0] + dt[1] + dt[2]), ed);
         printf("  C: %d reorders; its three primitives alone %.2f ms of %.2f\n", tc.reorders, tc.compute * 1e3,
                (ct[0] + ct[1] + ct[2]) * 1e3);
         tot_comp += LAYERS[i].count * tc.compute;
@@ -702,6 +726,8 @@ int main(int argc, char **argv) {
     printf("libflash's choice (B for 1x1 stride 1, C otherwise): fwd %.2f, bwdD %.2f, bwdW %.2f, all %.2f ms\n"
            "  (libflash also shares the x and dy reorders between passes, which C counts twice)\n",
            tot_flash[0] * 1e3, tot_flash[1] * 1e3, tot_flash[2] * 1e3, (tot_flash[0] + tot_flash[1] + tot_flash[2]) * 1e3);
+    printf("the same with D (Winograd) where available: fwd %.2f, bwdD %.2f, bwdW %.2f, all %.2f ms\n", tot_wino[0] * 1e3,
+           tot_wino[1] * 1e3, tot_wino[2] * 1e3, (tot_wino[0] + tot_wino[1] + tot_wino[2]) * 1e3);
     dnnl_stream_destroy(STR);
     dnnl_engine_destroy(ENG);
     return 0;

@@ -10,7 +10,7 @@
 # output, then a table of times and ratios (PyTorch time / flash time: > 1
 # means flash is faster).
 #
-#   bash tools/bench/gpu.sh [--prebuilt FILE.tar.xz] [--batches "64 256"]
+#   bash tools/bench/gpu.sh [--prebuilt FILE.tar.xz] [--batches "64 256"] [--modes "fp32 tf32"]
 #
 # Build: with --prebuilt (or when .devpkg/flash-gpu.tar.xz exists) the
 # binaries made by tools/bench/gpu_pack.sh on a build machine are used, with
@@ -30,11 +30,13 @@ exec > >(tee -a "$OUT/gpu.log") 2>&1
 PYTHON=${PYTHON:-python3}
 prebuilt=""
 batches="64 256"
+modes="fp32 tf32"
 [ -f "$root/.devpkg/flash-gpu.tar.xz" ] && prebuilt="$root/.devpkg/flash-gpu.tar.xz"
 while [ $# -gt 0 ]; do
   case "$1" in
     --prebuilt) prebuilt=$2; shift 2 ;;
     --batches) batches=$2; shift 2 ;;
+    --modes) modes=$2; shift 2 ;;
     -h|--help) sed -n 2,22p "$0"; exit 0 ;;
     *) echo "gpu.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -78,7 +80,7 @@ ldd "$BUILD/bin/flash" | grep "not found"
 # ---- parity ------------------------------------------------------------------
 # NVIDIA_TF32_OVERRIDE=0: no TF32 anywhere in cuBLAS or cuDNN, whatever
 # the algorithm heuristics pick (float32 parity)
-NVIDIA_TF32_OVERRIDE=0 timeout 300 "$BUILD/bin/test_cuda_parity" | tee "$OUT/parity.txt"
+NVIDIA_TF32_OVERRIDE=0 timeout 150 "$BUILD/bin/test_cuda_parity" | tee "$OUT/parity.txt"
 parity_rc=${PIPESTATUS[0]}
 echo "parity exit status: $parity_rc"
 
@@ -86,12 +88,12 @@ echo "parity exit status: $parity_rc"
 FLASH=$BUILD/bin/flash
 rm -f "$OUT/bench.jsonl"
 for b in $batches; do
-  for mode in fp32 tf32; do
+  for mode in $modes; do
     if [ $mode = tf32 ]; then tf=1; torch_tf=--tf32; ovr=1; else tf=0; torch_tf=; ovr=0; fi
     export NVIDIA_TF32_OVERRIDE=$ovr
-    FLASH_CUDA_TF32=$tf timeout 240 "$FLASH" bench --device cuda --batch "$b" --repeats 20 --warmup 5 \
+    FLASH_CUDA_TF32=$tf timeout 90 "$FLASH" bench --device cuda --batch "$b" --repeats 10 --warmup 3 \
       | sed "s/^{/{\"mode\": \"$mode\", /" | tee -a "$OUT/bench.jsonl"
-    timeout 240 "$PYTHON" "$here/unet_torch.py" --device cuda --batch "$b" --repeats 20 --warmup 5 $torch_tf \
+    timeout 90 "$PYTHON" "$here/unet_torch.py" --device cuda --batch "$b" --repeats 10 --warmup 3 $torch_tf \
       | sed "s/^{/{\"mode\": \"$mode\", /" | tee -a "$OUT/bench.jsonl"
   done
 done

@@ -22,9 +22,9 @@ find "$stage/build/bin" -type f ! -name flash ! -name test_cuda_parity -delete
 # dependencies outside glibc, the compiler runtime and CUDA
 for f in "$stage/build/bin/flash" "$stage/build/bin/test_cuda_parity" "$stage/build/lib/"*.so*; do
   ldd "$f" 2>/dev/null | awk '/=> \//{print $3}'
-done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcudnn|libcublas|libcudart)[.-]' \
+done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcudnn|libcublas|libcublasLt|libcudart|libOpenCL)[.-]' \
   | grep -v "$build" | while read -r lib; do cp -L "$lib" "$stage/deps/"; done
 ls -la "$stage/deps"
 mkdir -p "$root/.devpkg"
-tar -cJf "$root/.devpkg/flash-gpu.tar.xz" -C "$stage" build deps
+XZ_OPT=-T0 tar -cJf "$root/.devpkg/flash-gpu.tar.xz" -C "$stage" build deps
 ls -la "$root/.devpkg/flash-gpu.tar.xz"

@@ -43,6 +43,10 @@ void flash_cli_pipeline_free(flash_cli_pipeline *p);
 /* True when argv[i] is "--help" or "-h" anywhere. */
 int flash_cli_wants_help(int argc, char **argv);
 
+/* Sets the threads from the config's top-level `threads:` (default 2, as
+ * flash train). */
+flash_status flash_cli_threads(const flash_cfg *root, flash_error *err);
+
 /* A 512x512 scatter plot of n 2-D points (red dots) over the density of
  * the model's data distribution when it has one (white to blue by
  * density^0.3, so wide components show); model may be NULL. */

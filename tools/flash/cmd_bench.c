@@ -58,26 +58,37 @@ typedef struct bench {
     int *labels;
     flash_adam adam;
     int64_t adam_step;
+    float *host_in[2]; /* fixed random inputs and targets, drawn once */
 } bench;
 
-static flash_tensor *make_input(bench *b, int n)
+/* Input (slot 0) or target (slot 1) of n samples: drawn once on the host
+ * (like the PyTorch peer's fixed tensors), copied in each call as a data
+ * loader would. */
+static flash_tensor *make_input(bench *b, int n, int slot)
 {
     int shape[4] = {n, b->info.shape[0], b->info.shape[1], b->info.shape[2]};
-    return flash_randn(b->ctx, &b->rng, 1 + b->info.ndim, shape);
+    size_t per = 1;
+    for (int i = 0; i < b->info.ndim; i++) per *= (size_t)b->info.shape[i];
+    if (!b->host_in[slot]) {
+        size_t total = per * (size_t)(b->batch > n ? b->batch : n);
+        if (!(b->host_in[slot] = malloc(total * sizeof(float)))) return NULL;
+        flash_rng_fill_normal(&b->rng, b->host_in[slot], total);
+    }
+    return flash_tensor_from(b->ctx, 1 + b->info.ndim, shape, b->host_in[slot]);
 }
 
 static flash_status run_train(bench *b, flash_error *err)
 {
     flash_ctx *c = b->ctx;
     flash_ctx_reset(c);
-    flash_tensor *x = make_input(b, b->batch);
+    flash_tensor *x = make_input(b, b->batch, 0);
     flash_cond cond = {.n = b->batch, .t = b->t, .labels = b->info.num_classes > 0 ? b->labels : NULL};
     flash_tensor *out = b->api->forward(b->model.self, c, x, &cond);
     flash_tensor *loss;
     if (b->info.out_dim > 0)
         loss = flash_cross_entropy(c, out, b->labels);
     else
-        loss = flash_mse(c, out, make_input(b, b->batch));
+        loss = flash_mse(c, out, make_input(b, b->batch, 1));
     if (!loss || !flash_ctx_ok(c)) return flash_ctx_status(c, err);
     flash_params_zero_grad(b->P);
     flash_status st = flash_backward(c, loss, err);
@@ -91,7 +102,7 @@ static flash_status run_nfe(bench *b, int n, flash_error *err)
     flash_ctx *c = b->ctx;
     flash_ctx_reset(c);
     bool was = flash_grad_set(c, false);
-    flash_tensor *x = make_input(b, n);
+    flash_tensor *x = make_input(b, n, 0);
     flash_cond cond = {.n = n, .t = b->t, .labels = b->info.num_classes > 0 ? b->labels : NULL};
     flash_tensor *out = b->api->forward(b->model.self, c, x, &cond);
     flash_grad_set(c, was);
@@ -286,6 +297,8 @@ int flash_cmd_bench(int argc, char **argv)
     }
 done:
     flash_ctx_destroy(b.ctx);
+    free(b.host_in[0]);
+    free(b.host_in[1]);
     free(b.t);
     free(b.labels);
     flash_instance_destroy(&b.model);

@@ -14,7 +14,8 @@ static const char help[] =
     "(backward, forward, progressive, lcm, add), target operator and weighted\n"
     "losses. The student starts from the teacher's weights where names and\n"
     "shapes match. Checkpoints (student, discriminators, strategy copies),\n"
-    "a progress line and JSONL metrics go to RUNDIR, as for train.\n"
+    "a progress line and JSONL metrics go to RUNDIR, as for train. The\n"
+    "config's top-level `threads:` sets the threads (default 2).\n"
     "\n"
     "  --set KEY=VALUE  override a config key (repeatable)\n"
     "  --out RUNDIR     run directory (default runs/distill)\n"
@@ -70,6 +71,10 @@ int flash_cmd_distill(int argc, char **argv)
     flash_error err = {0};
     flash_cli_pipeline p;
     if (flash_cli_pipeline_load(&p, config, sets, n_sets, &err)) return flash_cli_fail("distill", &err);
+    if (flash_cli_threads(p.root, &err)) {
+        flash_cli_pipeline_free(&p);
+        return flash_cli_fail("distill", &err);
+    }
     flash_distill_opts o = {.size = sizeof o, .root = p.root, .registry = p.registry, .run_dir = out,
                             .resume = resume, .progress = true};
     flash_status st = flash_distill_run(&o, &err);

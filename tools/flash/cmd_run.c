@@ -37,7 +37,7 @@ static const char help[] =
     "    noise_seed: 1234      # its seed (and the labels')\n"
     "    batch: 4096           # samples per sampler call\n"
     "    plots: true\n"
-    "    threads: 1            # 0: OpenMP's default; small models run best on one\n"
+
     "    variants:\n"
     "      - {name: teacher_dpmpp_25, model: teacher,\n"
     "         set: [\"sampler={plugin: dpmpp_2m, steps: 25, timestep_spacing: trailing}\"]}\n"
@@ -48,6 +48,8 @@ static const char help[] =
     "  --set KEY=VALUE  override a config key (repeatable)\n"
     "  --out RUNDIR     output directory (default runs/run)\n"
     "  --resume         continue interrupted distillations (the default)\n"
+    "  (the config's top-level `threads:` sets the threads, default 2; small\n"
+    "  models such as the 2-D quickstart's run fastest on 1)\n"
     "  -h, --help       this text\n"
     "\n"
     "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n";
@@ -56,7 +58,7 @@ static const char help[] =
 #define MAX_VARIANTS 64
 #define MAX_VARIANT_SETS 32
 
-static const char *const run_keys[] = {"samples", "noise_seed", "batch", "plots", "threads", "variants", NULL};
+static const char *const run_keys[] = {"samples", "noise_seed", "batch", "plots", "variants", NULL};
 static const char *const variant_keys[] = {"name", "model", "from", "set", NULL};
 
 typedef struct result {
@@ -261,6 +263,37 @@ static result *find_result(run_ctx *R, const char *name)
     return NULL;
 }
 
+/* A variant's run directory belongs to one config: DIR/<variant>/config.yaml
+ * records it, and a later run with a different one stops instead of
+ * reusing (or resuming) a student distilled otherwise. */
+static flash_status same_config(const flash_cfg *cfg, const char *dir, const char *name, flash_error *err)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s", dir, FLASH_RUN_CONFIG);
+    /* the comparison's own settings (samples, variants) are not the student's */
+    flash_cfg *copy = flash_cfg_clone(cfg);
+    flash_error e2 = {0};
+    char *yaml = copy && flash_cfg_set(copy, "run=null", &e2) == FLASH_OK ? flash_cfg_to_yaml(copy) : NULL;
+    flash_cfg_free(copy);
+    if (!yaml) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: cannot serialise the config");
+    flash_status st = FLASH_OK;
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        char *old = NULL;
+        size_t n = 0;
+        if ((st = flash_read_file(path, &old, &n, err)) == FLASH_OK && (n != strlen(yaml) || memcmp(old, yaml, n)))
+            st = flash_error_set(err, FLASH_ERR_USAGE,
+                                 "variant '%s': %s was distilled with a different config (%s); remove the directory "
+                                 "or choose another --out",
+                                 name, dir, path);
+        free(old);
+    } else if ((st = flash_mkdirs(dir, err)) == FLASH_OK) {
+        st = flash_write_file_atomic(path, yaml, strlen(yaml), err);
+    }
+    free(yaml);
+    return st;
+}
+
 static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err)
 {
     flash_status st;
@@ -317,6 +350,7 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
         snprintf(dir, sizeof dir, "%s/%s", R->out, src ? src->name : name);
         snprintf(ckpt, sizeof ckpt, "%s/%s", dir, FLASH_RUN_CHECKPOINT);
         if (!src) {
+            if ((st = same_config(cfg, dir, name, err))) goto done;
             struct stat sb;
             flash_distill_opts o = {.size = sizeof o, .root = cfg, .registry = R->p.registry, .run_dir = dir,
                                     .resume = stat(ckpt, &sb) == 0, .progress = true};
@@ -497,9 +531,7 @@ int flash_cmd_run(int argc, char **argv)
         (st = flash_cfg_int(run, "noise_seed", 1234, &R->noise_seed, &err)) ||
         (st = flash_cfg_int(run, "batch", 4096, &R->batch, &err)) || (st = flash_cfg_bool(run, "plots", true, &R->plots, &err)))
         goto done;
-    long threads;
-    if ((st = flash_cfg_int(run, "threads", 0, &threads, &err))) goto done;
-    if (threads > 0) flash_set_threads((int)threads);
+    if ((st = flash_cli_threads(R->p.root, &err))) goto done;
     if (R->n < 1 || R->n > 100000000 || R->batch < 1) {
         st = flash_cfg_error(run, &err, "run: samples must be in [1, 1e8] and batch >= 1");
         goto done;

@@ -1,4 +1,4 @@
-/* Plots shared by the subcommands (see cli.h). */
+/* Plots and settings shared by the subcommands (see cli.h). */
 #include "cli.h"
 
 #include <math.h>
@@ -59,4 +59,14 @@ flash_status flash_cli_scatter_png(const char *path, const float *x, long n, con
     free(px);
     free(dens);
     return st;
+}
+
+flash_status flash_cli_threads(const flash_cfg *root, flash_error *err)
+{
+    long threads;
+    flash_status st = flash_cfg_int(root, "threads", 2, &threads, err);
+    if (st) return st;
+    if (threads < 1 || threads > 1024) return flash_cfg_error(flash_cfg_get(root, "threads"), err, "must be in [1, 1024]");
+    flash_set_threads((int)threads);
+    return FLASH_OK;
 }
