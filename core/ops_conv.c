@@ -7,7 +7,6 @@
  * the op goes on the tape, the forward keeps data for the backward (x in the
  * backend's layout) in arena memory held by the tape entry.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "ops_ref.h"

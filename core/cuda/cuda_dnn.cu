@@ -13,6 +13,9 @@
  * taking the first one that is deterministic, runs in plain float32 FMA
  * math and needs at most FLASH_CU_CONV_WS bytes of workspace; the choice
  * depends on the geometry and the device alone, so runs are reproducible.
+ * FLASH_CUDA_CONV_FIND=1 times the candidates instead (cudnnFind*, once
+ * per geometry, same restrictions): often faster, but the choice may then
+ * differ between processes, and with it the last bits of the results.
  * The transient workspace is the backend's own grow-only buffer, and
  * nothing is saved between the forward and the backward. Gradients accumulate
  * through cuDNN's beta = 1; the bias gradient is a deterministic reduction
@@ -39,10 +42,13 @@ namespace flash_cuda {
 static cublasHandle_t g_blas;
 static cudnnHandle_t g_dnn;
 static bool g_tf32;
+static bool g_find; /* FLASH_CUDA_CONV_FIND=1: choose algorithms by timing them */
 
 bool dnn_init(char *msg, size_t msg_size) {
     const char *tf = getenv("FLASH_CUDA_TF32");
     g_tf32 = tf && strcmp(tf, "1") == 0;
+    const char *fd = getenv("FLASH_CUDA_CONV_FIND");
+    g_find = fd && strcmp(fd, "1") == 0;
     cublasStatus_t bs = cublasCreate(&g_blas);
     if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(g_blas, g_stream);
     if (bs == CUBLAS_STATUS_SUCCESS)
@@ -172,7 +178,8 @@ static conv_plan *plan_make(const flash_conv_geom *g, char *msg, size_t msg_size
     DNN_TRY(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, g->cout, g->cin, g->k, g->k));
     DNN_TRY(cudnnSetConvolution2dDescriptor(p->conv, g->pad, g->pad, g->stride, g->stride, 1, 1,
                                             CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    DNN_TRY(cudnnSetConvolutionMathType(p->conv, g_tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    const cudnnMathType_t pref = g_tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    DNN_TRY(cudnnSetConvolutionMathType(p->conv, pref));
     if (st == CUDNN_STATUS_SUCCESS) {
         /* cuDNN's output size must be the op's (same formula, checked) */
         int on, oc, oh, ow;
@@ -188,7 +195,10 @@ static conv_plan *plan_make(const flash_conv_geom *g, char *msg, size_t msg_size
     if (st == CUDNN_STATUS_SUCCESS) {
         what = "forward algorithm";
         cudnnConvolutionFwdAlgoPerf_t perf[ALGO_MAX];
-        st = cudnnGetConvolutionForwardAlgorithm_v7(g_dnn, p->x, p->w, p->conv, p->y, ALGO_MAX, &got, perf);
+        st = cudnnSetConvolutionMathType(p->conv, pref);
+        if (st == CUDNN_STATUS_SUCCESS)
+            st = g_find ? cudnnFindConvolutionForwardAlgorithm(g_dnn, p->x, p->w, p->conv, p->y, ALGO_MAX, &got, perf)
+                        : cudnnGetConvolutionForwardAlgorithm_v7(g_dnn, p->x, p->w, p->conv, p->y, ALGO_MAX, &got, perf);
         const int at = st == CUDNN_STATUS_SUCCESS ? pick(perf, got) : -1;
         if (at >= 0) {
             p->fwd = perf[at].algo;
@@ -207,7 +217,12 @@ static conv_plan *plan_make(const flash_conv_geom *g, char *msg, size_t msg_size
         what = "backward-data algorithm";
         found = false;
         cudnnConvolutionBwdDataAlgoPerf_t perf[ALGO_MAX];
-        st = cudnnGetConvolutionBackwardDataAlgorithm_v7(g_dnn, p->w, p->y, p->conv, p->x, ALGO_MAX, &got, perf);
+        st = cudnnSetConvolutionMathType(p->conv, pref);
+        if (st == CUDNN_STATUS_SUCCESS)
+            st = g_find
+                     ? cudnnFindConvolutionBackwardDataAlgorithm(g_dnn, p->w, p->y, p->conv, p->x, ALGO_MAX, &got, perf)
+                     : cudnnGetConvolutionBackwardDataAlgorithm_v7(g_dnn, p->w, p->y, p->conv, p->x, ALGO_MAX, &got,
+                                                                   perf);
         const int at = st == CUDNN_STATUS_SUCCESS ? pick(perf, got) : -1;
         if (at >= 0) {
             p->bwd_data = perf[at].algo;
@@ -226,7 +241,12 @@ static conv_plan *plan_make(const flash_conv_geom *g, char *msg, size_t msg_size
         what = "backward-filter algorithm";
         found = false;
         cudnnConvolutionBwdFilterAlgoPerf_t perf[ALGO_MAX];
-        st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(g_dnn, p->x, p->y, p->conv, p->w, ALGO_MAX, &got, perf);
+        st = cudnnSetConvolutionMathType(p->conv, pref);
+        if (st == CUDNN_STATUS_SUCCESS)
+            st = g_find ? cudnnFindConvolutionBackwardFilterAlgorithm(g_dnn, p->x, p->y, p->conv, p->w, ALGO_MAX, &got,
+                                                                      perf)
+                        : cudnnGetConvolutionBackwardFilterAlgorithm_v7(g_dnn, p->x, p->y, p->conv, p->w, ALGO_MAX, &got,
+                                                                        perf);
         const int at = st == CUDNN_STATUS_SUCCESS ? pick(perf, got) : -1;
         if (at >= 0) {
             p->bwd_filter = perf[at].algo;
