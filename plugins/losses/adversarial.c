@@ -1,8 +1,7 @@
 /* Loss `adversarial`: a GAN loss on the student's x0-hat against real data,
  * as in ADD (Sauer et al. 2023) and Imagine Flash section 5.1, with its own
  * discriminator (a `model` slot with out_dim 1: mlp_discriminator for 2-D
- * data, conv_discriminator, teacher_discriminator for images) and its own
- * Adam. Discriminator updates alternate with the student's: the loop calls
+ * data, conv_discriminator for images) and its own Adam. Discriminator updates alternate with the student's: the loop calls
  * update() after each student step with that step's x0-hat (detached).
  *
  *   hinge (Lim & Ye 2017):        L_G = -E D(G)              L_D = E relu(1 - D(x)) + E relu(1 + D(G))

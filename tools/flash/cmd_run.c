@@ -27,7 +27,8 @@ static const char help[] =
     "with `from:`), every variant sampled on one fixed noise bank, then the\n"
     "config's `metrics:`. Writes RUNDIR/results.json (per variant: name,\n"
     "steps, NFE, seconds, distill seconds, metrics), RUNDIR/samples/<variant>.npy\n"
-    "(and .labels.npy), RUNDIR/plots/<variant>.png for 2-D data, one run\n"
+    "(and .labels.npy), RUNDIR/plots/<variant>.png (a scatter plot of 2-D data,\n"
+    "a grid of the first 100 images), one run\n"
     "directory per distilled variant, and prints a table. A variant whose\n"
     "distillation checkpoint is complete is not distilled again; one that was\n"
     "interrupted continues (--resume is accepted for symmetry with distill).\n"
@@ -226,6 +227,12 @@ static flash_status evaluate(run_ctx *R, const flash_instance *density_model, re
     if (R->plots && R->mi.ndim == 1 && R->mi.shape[0] == 2) {
         snprintf(path, sizeof path, "%s/plots/%s.png", R->out, res->name);
         if ((st = flash_cli_scatter_png(path, R->xs, R->n, density_model, err))) return st;
+    } else if (R->plots && R->mi.ndim == 3) {
+        /* the first 100 images, 10 per row (with 10 classes: a row per
+         * class position of the noise bank) */
+        const int k = R->n < 100 ? (int)R->n : 100;
+        snprintf(path, sizeof path, "%s/plots/%s.png", R->out, res->name);
+        if ((st = flash_png_grid(path, R->xs, k, R->mi.shape[0], R->mi.shape[1], R->mi.shape[2], 10, err))) return st;
     }
     const flash_cfg *metrics = flash_cfg_get(R->p.root, "metrics");
     if (!metrics) return FLASH_OK;
