@@ -360,8 +360,13 @@ flash_status flash_teacher_load(const flash_cfg *root, flash_instance *model, fl
         snprintf(full, sizeof full, "%s", path);
     if (stat(full, &sb) != 0) return flash_cfg_error(node, err, "no teacher checkpoint at '%s'", path);
     if ((st = flash_checkpoint_load(full, p, NULL, err))) return st;
-    /* the teacher samples with its EMA weights, as `flash sample` does */
-    if (flash_params_ema(p) && (st = flash_params_swap_ema(p, err))) return st;
+    /* the EMA weights by default (what a trained teacher samples with); an
+     * early checkpoint's EMA still carries much of the initialisation, so
+     * `teacher_weights: raw` takes the trained weights themselves */
+    static const char *const which[] = {"ema", "raw", NULL};
+    int w = 0;
+    if ((st = flash_cfg_enum(root, "teacher_weights", which, 0, &w, err))) return st;
+    if (w == 0 && flash_params_ema(p) && (st = flash_params_swap_ema(p, err))) return st;
     return FLASH_OK;
 }
 
