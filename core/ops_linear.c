@@ -99,11 +99,11 @@ static void linear_backward(flash_ctx *c, flash_tape_entry *e) {
     if (gb && c->host == c) {
         double *scratch = flash_arena_alloc(c, (size_t)out * sizeof(double));
         if (scratch) col_sums_acc(gb, y->grad, n, out, scratch);
-    } else if (gb) { /* device memory: the backend's broadcast reduction */
-        flash_bcast bc;
-        flash_bcast_make(&bc, y, b);
-        double *scratch = flash_arena_alloc(c, bc.outer * sizeof(double));
-        if (scratch) c->be->bcast_reduce(gb, y->grad, NULL, &bc, 1.0f, scratch, true);
+    } else if (gb) { /* device memory: gb (1, out) += ones (1, n) @ gy (n, out), one parallel GEMM */
+        float *ones = flash_arena_alloc(c, (size_t)n * sizeof(float));
+        if (!ones) return;
+        c->be->fill(ones, (size_t)n, 1.0f);
+        gemm(c, "linear", false, false, 1, out, n, ones, n, y->grad, out, 1.0f, gb, out);
     }
 }
 
