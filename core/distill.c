@@ -605,7 +605,9 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
     double t_log = flash_now(), loss_acc = 0;
     int64_t n_acc = 0, tnfe0 = L->tden.nfe;
     flash_status st = FLASH_OK;
-    for (int64_t step = start + 1; step <= tc->steps; step++) {
+    int64_t last = tc->steps;
+    if (L->o->stop_after > 0 && L->o->stop_after < last) last = L->o->stop_after;
+    for (int64_t step = start + 1; step <= last; step++) {
         flash_ctx_reset(L->ctx);
         flash_metric_result stats = {0};
         d->stats = &stats;
@@ -651,7 +653,7 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
         if (st) break;
         loss_acc += lv;
         n_acc++;
-        if (step % tc->log_every == 0 || step == tc->steps) {
+        if (step % tc->log_every == 0 || step == last) {
             double now = flash_now();
             char line[2048];
             int len = snprintf(line, sizeof line,
@@ -669,7 +671,7 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
             n_acc = 0;
         }
         if (L->o->progress) flash_progress_update(&prog, step, "loss %.4f | lr %.2e", lv, opt.lr);
-        if ((tc->ckpt_every > 0 && step % tc->ckpt_every == 0) || step == tc->steps) {
+        if ((tc->ckpt_every > 0 && step % tc->ckpt_every == 0) || step == last) {
             if ((st = save_all(L, step, err))) break;
         }
     }

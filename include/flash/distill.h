@@ -44,6 +44,7 @@ typedef struct flash_distill_opts {
     const char *run_dir;      /* created if missing (flash_distill_open: may be NULL) */
     bool resume;              /* continue from RUN_DIR's checkpoint */
     bool progress;            /* draw the progress line on stderr */
+    int64_t stop_after;       /* > 0: stop after this iteration, with a checkpoint (a planned interruption) */
 } flash_distill_opts;
 
 /* Distils to distill.steps. An existing checkpoint without resume is an
