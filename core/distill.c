@@ -360,8 +360,13 @@ flash_status flash_teacher_load(const flash_cfg *root, flash_instance *model, fl
         snprintf(full, sizeof full, "%s", path);
     if (stat(full, &sb) != 0) return flash_cfg_error(node, err, "no teacher checkpoint at '%s'", path);
     if ((st = flash_checkpoint_load(full, p, NULL, err))) return st;
-    /* the teacher samples with its EMA weights, as `flash sample` does */
-    if (flash_params_ema(p) && (st = flash_params_swap_ema(p, err))) return st;
+    /* the EMA weights by default (what a trained teacher samples with); an
+     * early checkpoint's EMA still carries much of the initialisation, so
+     * `teacher_weights: raw` takes the trained weights themselves */
+    static const char *const which[] = {"ema", "raw", NULL};
+    int w = 0;
+    if ((st = flash_cfg_enum(root, "teacher_weights", which, 0, &w, err))) return st;
+    if (w == 0 && flash_params_ema(p) && (st = flash_params_swap_ema(p, err))) return st;
     return FLASH_OK;
 }
 
@@ -600,7 +605,9 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
     double t_log = flash_now(), loss_acc = 0;
     int64_t n_acc = 0, tnfe0 = L->tden.nfe;
     flash_status st = FLASH_OK;
-    for (int64_t step = start + 1; step <= tc->steps; step++) {
+    int64_t last = tc->steps;
+    if (L->o->stop_after > 0 && L->o->stop_after < last) last = L->o->stop_after;
+    for (int64_t step = start + 1; step <= last; step++) {
         flash_ctx_reset(L->ctx);
         flash_metric_result stats = {0};
         d->stats = &stats;
@@ -646,7 +653,7 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
         if (st) break;
         loss_acc += lv;
         n_acc++;
-        if (step % tc->log_every == 0 || step == tc->steps) {
+        if (step % tc->log_every == 0 || step == last) {
             double now = flash_now();
             char line[2048];
             int len = snprintf(line, sizeof line,
@@ -664,7 +671,7 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
             n_acc = 0;
         }
         if (L->o->progress) flash_progress_update(&prog, step, "loss %.4f | lr %.2e", lv, opt.lr);
-        if ((tc->ckpt_every > 0 && step % tc->ckpt_every == 0) || step == tc->steps) {
+        if ((tc->ckpt_every > 0 && step % tc->ckpt_every == 0) || step == last) {
             if ((st = save_all(L, step, err))) break;
         }
     }

@@ -4,7 +4,8 @@
  *
  *   schedule:  {plugin: discrete, ...}          the teacher's noise schedule
  *   teacher:   {plugin: gmm | unet, ...}        the model Phi
- *   teacher_checkpoint: runs/teacher/checkpoint.safetensors   (networks; its EMA weights are used)
+ *   teacher_checkpoint: runs/teacher/checkpoint.safetensors   (networks; EMA weights unless
+ *                                                               teacher_weights: raw)
  *   student:   {plugin: mlp | unet, ...}        the model Theta, initialised from the teacher where
  *                                               names and shapes allow (Imagine Flash section 5.1)
  *   sampler:   {plugin: ddim, timesteps: [999, 750, 500], noise_correction: true}
@@ -43,6 +44,7 @@ typedef struct flash_distill_opts {
     const char *run_dir;      /* created if missing (flash_distill_open: may be NULL) */
     bool resume;              /* continue from RUN_DIR's checkpoint */
     bool progress;            /* draw the progress line on stderr */
+    int64_t stop_after;       /* > 0: stop after this iteration, with a checkpoint (a planned interruption) */
 } flash_distill_opts;
 
 /* Distils to distill.steps. An existing checkpoint without resume is an
@@ -59,8 +61,9 @@ FLASH_EXPORT flash_instance *flash_distill_strategy(flash_distill *d);
 
 /* Loads a teacher's weights from the pipeline's `teacher_checkpoint` (a path
  * as given, else relative to the config file) into model, and puts its EMA
- * weights in place when the checkpoint has them. No key: nothing to load
- * (an analytic teacher). A model with parameters and no key is an error. */
+ * weights in place when the checkpoint has them (`teacher_weights: ema`, the
+ * default; `raw` keeps the trained weights). No key: nothing to load (an
+ * analytic teacher). A model with parameters and no key is an error. */
 FLASH_EXPORT flash_status flash_teacher_load(const flash_cfg *root, flash_instance *model, flash_error *err);
 
 #ifdef __cplusplus

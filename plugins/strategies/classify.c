@@ -4,7 +4,8 @@
  * dataset labels. Training batches are augmented by random horizontal flips
  * (probability 1/2 per image, from the strategy's RNG stream); evaluation
  * batches are not. The batch accuracy is logged as `acc` (`test_acc` on the
- * test split).
+ * test split). Flips and the accuracy go through host copies
+ * (flash_tensor_to_host/_from_host), so the strategy runs on any device.
  */
 #include "folder.h"
 
@@ -14,11 +15,26 @@
 
 typedef struct classify {
     int hflip;
+    float *host; /* staging for flips and logits: tensor data may live on a device */
+    size_t cap;
 } classify;
 
 static void cl_destroy(void *self)
 {
-    free(self);
+    classify *s = self;
+    if (!s) return;
+    free(s->host);
+    free(s);
+}
+
+static float *cl_host(classify *s, size_t n)
+{
+    if (n <= s->cap) return s->host;
+    float *p = realloc(s->host, n * sizeof *p);
+    if (!p) return NULL;
+    s->host = p;
+    s->cap = n;
+    return p;
 }
 
 static flash_status cl_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
@@ -34,11 +50,11 @@ static flash_status cl_create(const flash_cfg *cfg, flash_env *env, void **self,
     return FLASH_OK;
 }
 
-/* Mirrors sample i of an (N, C, H, W) tensor left-right, in place. */
-static void flip_sample(flash_tensor *x, int i)
+/* Mirrors sample i of host data shaped like x (N, C, H, W) left-right. */
+static void flip_sample(const flash_tensor *x, float *data, int i)
 {
     const int C = x->shape[1], H = x->shape[2], W = x->shape[3];
-    float *p = x->data + (size_t)i * C * H * W;
+    float *p = data + (size_t)i * C * H * W;
     for (int r = 0; r < C * H; r++) {
         float *row = p + (size_t)r * W;
         for (int a = 0, b = W - 1; a < b; a++, b--) {
@@ -69,18 +85,35 @@ static flash_tensor *cl_step(void *self, flash_ctx *c, const flash_train_batch *
                            mi.out_dim);
             return NULL;
         }
-    if (s->hflip && !bt->eval && x->ndim == 4)
+    if (s->hflip && !bt->eval && x->ndim == 4) {
+        float *h = cl_host(s, x->numel);
+        flash_error e = {0};
+        if (!h || flash_tensor_to_host(c, x, h, &e)) {
+            flash_ctx_fail(c, "classify: %s", h ? e.msg : "out of memory");
+            return NULL;
+        }
         for (int i = 0; i < n; i++)
-            if (flash_rng_u64(bt->rng) >> 63) flip_sample(x, i);
+            if (flash_rng_u64(bt->rng) >> 63) flip_sample(x, h, i);
+        if (flash_tensor_from_host(c, x, h, &e)) {
+            flash_ctx_fail(c, "classify: %s", e.msg);
+            return NULL;
+        }
+    }
 
     flash_tensor *logits = m->forward(bt->model->self, c, x, NULL);
     flash_tensor *loss = flash_cross_entropy(c, logits, bt->labels);
     if (!loss) return NULL;
     if (bt->stats && bt->stats->n < FLASH_METRIC_MAX_VALUES) {
         const int K = logits->shape[1];
+        float *h = cl_host(s, logits->numel);
+        flash_error e = {0};
+        if (!h || flash_tensor_to_host(c, logits, h, &e)) {
+            flash_ctx_fail(c, "classify: %s", h ? e.msg : "out of memory");
+            return NULL;
+        }
         int correct = 0;
         for (int i = 0; i < n; i++) {
-            const float *row = logits->data + (size_t)i * K;
+            const float *row = h + (size_t)i * K;
             int best = 0;
             for (int k = 1; k < K; k++)
                 if (row[k] > row[best]) best = k;

@@ -76,9 +76,10 @@ static flash_tensor *lcm_step(void *self, flash_ctx *c, flash_distill *d, int64_
             return NULL;
         }
         l->ready = true;
-    } else if (iter > 1) {
-        ema_target(l, d); /* follows the student's last update */
     }
+    /* follows the student's last update (on resume too: the saved target
+     * network predates it) */
+    if (iter > 1) ema_target(l, d);
     const int T = flash_schedule_T(d->student->schedule);
     const int n = d->batch_size;
     flash_tensor *x0;

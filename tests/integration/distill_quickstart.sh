@@ -63,17 +63,29 @@ grep -q "was distilled with a different config" "$tmp/err" || fail "$(cat "$tmp/
 "$FLASH" run "$cfg" --out "$tmp/run" "${sets[@]/run.samples=4000/run.samples=3000}" >/dev/null 2>"$tmp/log3" ||
   fail "changing run.samples: $(tail -3 "$tmp/log3")"
 
-# flash distill: an interrupted run resumes to the uninterrupted result
-# (a constant learning rate, so that stopping at 30 of 60 steps is the first half of the 60-step run)
-one=(--set distill.steps=60 --set distill.batch_size=64 --set distill.warmup_steps=0 --set distill.lr_schedule=constant
-  --set distill.ckpt_every=30 --set distill.log_every=10)
-"$FLASH" distill "$cfg" --out "$tmp/a" "${one[@]}" 2>/dev/null || fail "flash distill"
-"$FLASH" distill "$cfg" --out "$tmp/b" "${one[@]/distill.steps=60/distill.steps=30}" 2>/dev/null || fail "first half"
-"$FLASH" distill "$cfg" --out "$tmp/b" "${one[@]}" --resume 2>/dev/null || fail "resume"
-cmp -s "$tmp/a/checkpoint.safetensors" "$tmp/b/checkpoint.safetensors" || {
-  diff <(tail -2 "$tmp/a/metrics.jsonl") <(tail -2 "$tmp/b/metrics.jsonl") || true
-  fail "the resumed student differs from the uninterrupted one"
-}
+# flash distill: an interrupted run resumes to the uninterrupted result, for
+# the quickstart (backward distillation with its discriminator), LCM (its
+# EMA target network) and progressive distillation (its frozen teacher,
+# with the round boundary at the interruption)
+one=(--set distill.steps=60 --set distill.batch_size=64 --set distill.warmup_steps=5 --set distill.ckpt_every=20
+  --set distill.log_every=10)
+for strat in quickstart lcm progressive; do
+  case $strat in
+    quickstart) extra=() ;;
+    lcm) extra=(--set "strategy={plugin: lcm, skip: 50}" --set "losses=[{plugin: reconstruction}]") ;;
+    progressive) extra=(--set "strategy={plugin: progressive, teacher_steps: 16, final_steps: 4}"
+      --set "losses=[{plugin: reconstruction}]") ;;
+  esac
+  "$FLASH" distill "$cfg" --out "$tmp/a_$strat" "${one[@]}" "${extra[@]}" 2>/dev/null || fail "flash distill ($strat)"
+  "$FLASH" distill "$cfg" --out "$tmp/b_$strat" "${one[@]}" "${extra[@]}" --until 30 2>/dev/null ||
+    fail "first half ($strat)"
+  "$FLASH" distill "$cfg" --out "$tmp/b_$strat" "${one[@]}" "${extra[@]}" --resume 2>/dev/null || fail "resume ($strat)"
+  cmp -s "$tmp/a_$strat/checkpoint.safetensors" "$tmp/b_$strat/checkpoint.safetensors" || {
+    diff <(tail -2 "$tmp/a_$strat/metrics.jsonl") <(tail -2 "$tmp/b_$strat/metrics.jsonl") || true
+    fail "$strat: the resumed student differs from the uninterrupted one"
+  }
+done
+mv "$tmp/a_quickstart" "$tmp/a"
 rc=0
 "$FLASH" distill "$cfg" --out "$tmp/a" "${one[@]}" 2>"$tmp/err" || rc=$?
 ((rc == 2)) || fail "distilling into a finished run: exit $rc"

@@ -2,13 +2,14 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "flash/distill.h"
 #include "flash/trainer.h"
 
 static const char help[] =
-    "usage: flash distill CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume]\n"
+    "usage: flash distill CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume] [--until N]\n"
     "\n"
     "Distills the config's teacher into a few-step student with its strategy\n"
     "(backward, forward, progressive, lcm, add), target operator and weighted\n"
@@ -20,6 +21,8 @@ static const char help[] =
     "  --set KEY=VALUE  override a config key (repeatable)\n"
     "  --out RUNDIR     run directory (default runs/distill)\n"
     "  --resume         continue from RUNDIR's last checkpoint\n"
+    "  --until N        stop after iteration N with a checkpoint (continue later\n"
+    "                   with --resume, bit for bit)\n"
     "  -h, --help       this text\n"
     "\n"
     "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n";
@@ -36,10 +39,18 @@ int flash_cmd_distill(int argc, char **argv)
     char *sets[MAX_SETS];
     int n_sets = 0;
     bool resume = false;
+    long long until = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (strcmp(o, "--resume") == 0) {
             resume = true;
+        } else if (strcmp(o, "--until") == 0) {
+            char *end = NULL;
+            if (i + 1 >= argc || (until = strtoll(argv[i + 1], &end, 10)) < 1 || *end) {
+                fprintf(stderr, "flash distill: --until needs a positive iteration count\n");
+                return FLASH_EXIT_USAGE;
+            }
+            i++;
         } else if (strcmp(o, "--set") == 0 || strcmp(o, "--out") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "flash distill: %s needs a value\n", o);
@@ -76,10 +87,11 @@ int flash_cmd_distill(int argc, char **argv)
         return flash_cli_fail("distill", &err);
     }
     flash_distill_opts o = {.size = sizeof o, .root = p.root, .registry = p.registry, .run_dir = out,
-                            .resume = resume, .progress = true};
+                            .resume = resume, .progress = true, .stop_after = until};
     flash_status st = flash_distill_run(&o, &err);
     flash_cli_pipeline_free(&p);
     if (st) return flash_cli_fail("distill", &err);
-    fprintf(stderr, "flash distill: done; the student is in %s/%s\n", out, FLASH_RUN_CHECKPOINT);
+    fprintf(stderr, "flash distill: %s; the student is in %s/%s\n", until ? "stopped" : "done", out,
+            FLASH_RUN_CHECKPOINT);
     return FLASH_EXIT_OK;
 }

@@ -20,18 +20,20 @@
 static const char help[] =
     "usage: flash run CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume]\n"
     "\n"
-    "Runs a whole pipeline: the teacher (loaded from teacher_checkpoint, or\n"
-    "analytic), then each variant of the config's `run.variants` (a teacher\n"
+    "Runs a whole pipeline: the teacher (trained first when the config has\n"
+    "`teacher_train: {strategy, train}` and teacher_checkpoint does not exist\n"
+    "yet, else loaded from teacher_checkpoint, or analytic), then each variant of the config's `run.variants` (a teacher\n"
     "sampler, or a student distilled with the config plus the variant's\n"
     "`set:` overrides, or an earlier variant's student sampled differently\n"
     "with `from:`), every variant sampled on one fixed noise bank, then the\n"
     "config's `metrics:`. Writes RUNDIR/results.json (per variant: name,\n"
     "steps, NFE, seconds, distill seconds, metrics), RUNDIR/samples/<variant>.npy\n"
-    "(and .labels.npy), RUNDIR/plots/<variant>.png (a scatter plot of 2-D data,\n"
-    "a grid of the first 100 images), one run\n"
-    "directory per distilled variant, and prints a table. A variant whose\n"
-    "distillation checkpoint is complete is not distilled again; one that was\n"
-    "interrupted continues (--resume is accepted for symmetry with distill).\n"
+    "(and .labels.npy), RUNDIR/plots/<variant>.png (a scatter plot of 2-D\n"
+    "data, a grid of the first 100 images), one run directory per distilled\n"
+    "variant, and prints a table. A variant whose distillation checkpoint is\n"
+    "complete is not distilled again; one that was interrupted continues\n"
+    "(--resume is accepted for symmetry with distill); one distilled with a\n"
+    "different config is refused.\n"
     "\n"
     "  run:\n"
     "    samples: 10000        # size of the noise bank\n"
@@ -120,6 +122,69 @@ static flash_status variant_config(const run_ctx *R, const flash_cfg *v, flash_c
     }
     *out = cfg;
     return FLASH_OK;
+}
+
+/* cfg.key := the YAML of node (a copy of another part of the config). */
+static flash_status put_node(flash_cfg *cfg, const char *key, const flash_cfg *node, flash_error *err)
+{
+    char *yaml = flash_cfg_to_yaml(node);
+    size_t n = yaml ? strlen(key) + strlen(yaml) + 2 : 0;
+    char *a = yaml ? malloc(n) : NULL;
+    if (!a) {
+        free(yaml);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
+    }
+    snprintf(a, n, "%s=%s", key, yaml);
+    flash_status st = flash_cfg_set(cfg, a, err);
+    free(a);
+    free(yaml);
+    return st;
+}
+
+/* The teacher stage: with `teacher_train: {strategy: ..., train: ...}` and
+ * no checkpoint at `teacher_checkpoint` yet, trains the `teacher` model on
+ * the pipeline's dataset and schedule with flash train's loop (trainer.h),
+ * writing the checkpoint there (its directory is the training run's; an
+ * interrupted training resumes). Without `teacher_train` the checkpoint is
+ * only loaded, by each variant. */
+static flash_status teacher_stage(run_ctx *R, flash_error *err)
+{
+    static const char *const tt_keys[] = {"strategy", "train", NULL};
+    const flash_cfg *root = R->p.root, *tt = flash_cfg_get(root, "teacher_train");
+    if (!tt) return FLASH_OK;
+    flash_status st = flash_cfg_check_keys(tt, "teacher_train", tt_keys, err);
+    if (st) return st;
+    const char *ck = NULL;
+    if ((st = flash_cfg_str(root, "teacher_checkpoint", NULL, &ck, err))) return st;
+    if (!ck) return flash_cfg_error(tt, err, "teacher_train: needs `teacher_checkpoint:`, where the teacher is written");
+    const char *slash = strrchr(ck, '/');
+    const char *base = slash ? slash + 1 : ck;
+    if (strcmp(base, FLASH_RUN_CHECKPOINT) != 0)
+        return flash_cfg_error(flash_cfg_get(root, "teacher_checkpoint"), err,
+                               "teacher_train: the checkpoint must be named %s (it is the training run's)",
+                               FLASH_RUN_CHECKPOINT);
+    if (!flash_cfg_get(tt, "strategy"))
+        return flash_cfg_error(tt, err, "teacher_train: needs a `strategy:` (e.g. {plugin: denoise})");
+    struct stat sb;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - ck) : 1, slash ? ck : ".");
+    char state[4200];
+    snprintf(state, sizeof state, "%s/%s", dir, FLASH_RUN_METRICS);
+    const bool have = stat(ck, &sb) == 0;
+    if (have && stat(state, &sb) != 0) return FLASH_OK; /* a teacher from elsewhere: load it */
+    flash_cfg *tc = flash_cfg_clone(root);
+    if (!tc) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
+    if (!(st = put_node(tc, "model", flash_cfg_get(root, "teacher"), err)) &&
+        !(st = put_node(tc, "strategy", flash_cfg_get(tt, "strategy"), err)) &&
+        !(st = (flash_cfg_get(tt, "train") ? put_node(tc, "train", flash_cfg_get(tt, "train"), err) : FLASH_OK))) {
+        flash_train_opts o = {.size = sizeof o, .root = tc, .registry = R->p.registry, .run_dir = dir, .resume = have,
+                              .progress = true};
+        fprintf(stderr, "flash run: training the teacher into %s\n", dir);
+        st = flash_train_run(&o, err);
+        if (st) flash_error_prefix(err, "teacher_train");
+    }
+    flash_cfg_free(tc);
+    return st;
 }
 
 static flash_status make_bank(run_ctx *R, flash_error *err)
@@ -552,7 +617,7 @@ int flash_cmd_run(int argc, char **argv)
     if ((st = flash_mkdirs(sub, &err))) goto done;
     snprintf(sub, sizeof sub, "%s/plots", out);
     if (R->plots && (st = flash_mkdirs(sub, &err))) goto done;
-    if ((st = make_bank(R, &err))) goto done;
+    if ((st = teacher_stage(R, &err)) || (st = make_bank(R, &err))) goto done;
     for (size_t i = 0; i < flash_cfg_len(variants); i++) {
         if ((st = run_variant(R, flash_cfg_at(variants, i), &err))) goto done;
         /* results.json grows variant by variant, so a stopped run keeps what it measured */
