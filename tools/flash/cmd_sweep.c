@@ -113,6 +113,8 @@ typedef struct sw_run {
     double guidance;
     pid_t pid;
     int state; /* 0 planned, 1 running, 2 done, 3 failed, 4 skipped (complete) */
+    /* the teacher checkpoint `flash run` trains first (teacher_train:), or "" */
+    char stage[512];
 } sw_run;
 
 typedef struct sweep {
@@ -564,6 +566,14 @@ fail:
     return st;
 }
 
+/* The run's shared teacher stage: the checkpoint its `flash run` trains
+ * when the config has teacher_train. */
+static void stage_key(const flash_cfg *cfg, sw_run *r)
+{
+    const char *ck = flash_cfg_scalar(flash_cfg_get(cfg, "teacher_train") ? flash_cfg_get(cfg, "teacher_checkpoint") : NULL);
+    snprintf(r->stage, sizeof r->stage, "%s", ck ? ck : "");
+}
+
 static void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -629,9 +639,9 @@ static void run_dir(const sweep *S, const sw_run *r, char *buf, size_t n)
 /* Writes the run's folder: config.yaml (kept when resuming, so an
  * interrupted distillation continues on the config it started with) and
  * run.json. */
-static flash_status prepare(const sweep *S, int i, bool resume, flash_error *err)
+static flash_status prepare(sweep *S, int i, bool resume, flash_error *err)
 {
-    const sw_run *r = &S->runs[i];
+    sw_run *r = &S->runs[i];
     char dir[4300], path[4400];
     run_dir(S, r, dir, sizeof dir);
     flash_cfg *cfg = NULL;
@@ -639,12 +649,15 @@ static flash_status prepare(const sweep *S, int i, bool resume, flash_error *err
     if (!em) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
     int n_em = 0;
     flash_status st = resolve(S, r, &cfg, em, &n_em, err);
+    if (!st) stage_key(cfg, r);
+    if (!st && r->state != 0) goto out; /* complete: only its stage matters */
     if (!st) st = flash_mkdirs(dir, err);
     snprintf(path, sizeof path, "%s/config.yaml", dir);
     if (!st && !(resume && exists(path))) st = flash_cfg_write(cfg, path, err);
     if (!st) st = write_meta(S, r, i, em, n_em, dir, err);
     snprintf(path, sizeof path, "%s/%s", dir, FLASH_SWEEP_FAILED);
     if (!st) unlink(path);
+out:
     flash_cfg_free(cfg);
     free(em);
     return st;
@@ -767,8 +780,24 @@ static void finish(sweep *S, sw_run *r, int status)
     if (flash_write_file_atomic(path, msg, n + 1, &e2)) fprintf(stderr, "flash sweep: %s\n", e2.msg);
 }
 
+/* A run whose `flash run` trains a teacher waits while another run of the
+ * same teacher runs and none has finished: the first one trains it, the
+ * others then find it complete. */
+static bool stage_free(const sweep *S, const sw_run *r)
+{
+    if (!r->stage[0]) return true;
+    bool busy = false;
+    for (int i = 0; i < S->n_runs; i++) {
+        const sw_run *o = &S->runs[i];
+        if (o == r || strcmp(o->stage, r->stage)) continue;
+        if (o->state == 2 || o->state == 4) return true;
+        if (o->state == 1) busy = true;
+    }
+    return !busy;
+}
+
 /* Runs the planned runs, `jobs` at a time. Returns 1 when interrupted. */
-static int execute(sweep *S, int jobs)
+static int execute(sweep *S, int jobs, int skipped)
 {
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
@@ -778,9 +807,12 @@ static int execute(sweep *S, int jobs)
     int next = 0, running = 0;
     double t0 = flash_now();
     for (;;) {
-        while (!g_stop && running < jobs && next < S->n_runs) {
-            sw_run *r = &S->runs[next++];
-            if (r->state != 0) continue;
+        while (!g_stop && running < jobs) {
+            sw_run *r = NULL;
+            for (int i = 0; i < S->n_runs && !r; i++)
+                if (S->runs[i].state == 0 && stage_free(S, &S->runs[i])) r = &S->runs[i];
+            if (!r) break;
+            next++;
             if ((r->pid = spawn(S, r)) < 0) {
                 r->state = 3;
                 fprintf(stderr, "flash sweep: %s: fork failed: %s\n", r->id, strerror(errno));
@@ -788,7 +820,7 @@ static int execute(sweep *S, int jobs)
             }
             r->state = 1;
             running++;
-            fprintf(stderr, "flash sweep: %s started (%d/%d)\n", r->id, next, S->n_runs);
+            fprintf(stderr, "flash sweep: %s started (%d/%d)\n", r->id, next + skipped, S->n_runs);
         }
         if (running == 0) break;
         int status;
@@ -1005,7 +1037,7 @@ int flash_cmd_sweep(int argc, char **argv)
         }
     }
     for (int i = 0; i < S->n_runs; i++)
-        if (S->runs[i].state == 0 && (st = prepare(S, i, resume || emit, &err))) {
+        if ((sel < 0 || S->runs[i].state == 0) && (st = prepare(S, i, resume || emit, &err))) {
             rc = flash_cli_fail("sweep", &err);
             goto out;
         }
@@ -1019,7 +1051,7 @@ int flash_cmd_sweep(int argc, char **argv)
         goto out;
     }
     if (skipped) fprintf(stderr, "flash sweep: %d of %d runs already complete\n", skipped, S->n_runs);
-    int interrupted = execute(S, (int)jobs);
+    int interrupted = execute(S, (int)jobs, skipped);
     int failed = 0;
     for (int i = 0; i < S->n_runs; i++) failed += S->runs[i].state == 3;
     if (interrupted) {
