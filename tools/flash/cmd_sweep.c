@@ -283,7 +283,7 @@ static flash_status add_run(sweep *S, int vi, const long *steps, int n_steps, bo
     sw_run *r = &S->runs[S->n_runs];
     memset(r, 0, sizeof *r);
     r->variant = vi;
-    memcpy(r->steps, steps, (size_t)n_steps * sizeof *steps);
+    if (n_steps) memcpy(r->steps, steps, (size_t)n_steps * sizeof *steps);
     r->n_steps = n_steps;
     r->seeded = seeded;
     r->seed = seed;
