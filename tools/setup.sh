@@ -9,6 +9,7 @@ packages=(
   libyaml-dev check libsubunit-dev zlib1g-dev libpng-dev libcjson-dev
   libopenblas-dev libdnnl-dev
   dataset-fashion-mnist python3-numpy
+  chromium
 )
 
 missing=()

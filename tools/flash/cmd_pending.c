@@ -33,34 +33,3 @@ int flash_cmd_eval(int argc, char **argv)
                    "  -h, --help       this text\n",
                    argc, argv);
 }
-
-int flash_cmd_sweep(int argc, char **argv)
-{
-    return pending("sweep",
-                   "usage: flash sweep SWEEP.yaml [--out DIR] [--jobs N] [--resume] [--dry-run]\n"
-                   "\n"
-                   "Runs the grid of pipelines a sweep file describes (a base config and\n"
-                   "axes: variants, step counts, seeds, guidance scales) on a shared noise\n"
-                   "bank, and writes DIR/results.csv, DIR/results.json and DIR/report.html.\n"
-                   "\n"
-                   "  --out DIR        output directory, one folder per run\n"
-                   "  --jobs N         runs at once (threads are split between them)\n"
-                   "  --resume         skip completed runs, continue interrupted ones\n"
-                   "  --dry-run        print the runs without starting them\n"
-                   "  -h, --help       this text\n",
-                   argc, argv);
-}
-
-int flash_cmd_report(int argc, char **argv)
-{
-    return pending("report",
-                   "usage: flash report RUNDIR... [--baseline NAME] [--out DIR]\n"
-                   "\n"
-                   "Builds tables (Markdown, CSV, JSON) and a self-contained HTML report\n"
-                   "with sample grids and plots from run or sweep directories.\n"
-                   "\n"
-                   "  --baseline NAME  the run that is 100% in the relative columns\n"
-                   "  --out DIR        where to write the report\n"
-                   "  -h, --help       this text\n",
-                   argc, argv);
-}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# configs/sweeps/smoke.yaml end to end: 3 methods x 3 step counts x 2 seeds
+# on the 2-D exact gmm teacher with two runs at once. Checks results.csv and
+# results.json (rows, columns, one row per run and variant), the shared noise
+# bank (one file in DIR, none left in the runs), then kills a second sweep
+# (SIGKILL) after some runs completed, resumes it with --resume and checks
+# that its final table equals the uninterrupted one (every column but the
+# timings).
+# Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
+set -euo pipefail
+: "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+sweep=$FLASH_SOURCE_DIR/configs/sweeps/smoke.yaml
+
+t0=$(date +%s.%N)
+"$FLASH" sweep "$sweep" --out "$tmp/a" --jobs 2 >"$tmp/a.table" 2>"$tmp/a.log" || fail "flash sweep: $(tail -5 "$tmp/a.log")"
+t1=$(date +%s.%N)
+cat "$tmp/a.table"
+echo "uninterrupted sweep: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+
+for f in results.csv results.json table.md table.csv report.html noise_bank.npy; do
+  [[ -s $tmp/a/$f ]] || fail "no $f"
+done
+(($(ls "$tmp/a/runs" | wc -l) == 9)) || fail "expected 9 run folders: $(ls "$tmp/a/runs")"
+(($(ls "$tmp"/a/runs/*/DONE | wc -l) == 9)) || fail "not every run has DONE"
+ls "$tmp"/a/runs/*/noise_bank.npy >/dev/null 2>&1 && fail "a run kept its own copy of the noise bank"
+
+python3 - "$tmp/a" <<'PY' || fail "results.csv / results.json"
+import csv, json, sys
+d = sys.argv[1]
+rows = list(csv.DictReader(open(d + "/results.csv")))
+need = ["run", "method", "variant", "model", "seed", "steps", "nfe", "status", "sliced_wasserstein", "gmm_nll",
+        "sample_seconds", "ms_per_sample", "distill_seconds"]
+missing = [c for c in need if c not in rows[0]]
+assert not missing, f"missing columns {missing}"
+# teacher 25/1/2/3 once; imagine_flash and its no_nc resampling at 1/2/3 x 2 seeds; lcm 3/2/1 x 2 seeds
+assert len(rows) == 4 + 12 + 6, f"{len(rows)} rows"
+assert all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
+count = {}
+for r in rows:
+    count[r["method"]] = count.get(r["method"], 0) + 1
+    assert int(r["steps"]) == int(float(r["nfe"])), r
+    assert float(r["sliced_wasserstein"]) > 0 and float(r["ms_per_sample"]) > 0, r
+assert count == {"teacher_dpmpp": 4, "imagine_flash": 6, "imagine_flash_no_nc": 6, "lcm": 6}, count
+assert {r["seed"] for r in rows if r["method"] == "lcm"} == {"0", "1"}
+assert {r["seed"] for r in rows if r["method"] == "teacher_dpmpp"} == {""}
+j = json.load(open(d + "/results.json"))
+assert len(j["rows"]) == len(rows) and j["runs"] == {"ok": 9, "failed": 0, "unfinished": 0}, j["runs"]
+assert j["baseline"] == "teacher_dpmpp_25"
+t = {e["variant"]: e for e in j["table"]}
+assert len(t) == 4 + 6 + 3, sorted(t)
+assert t["teacher_dpmpp_25"]["metrics"]["sliced_wasserstein"]["pct"] == 100
+assert t["lcm_2"]["seeds"] == 2 and t["teacher_dpmpp_3"]["seeds"] == 1
+# the spread over seeds is the sample standard deviation of the two rows
+v = [float(r["sliced_wasserstein"]) for r in rows if r["variant"] == "lcm_2"]
+m = sum(v) / 2
+sd = (sum((x - m) ** 2 for x in v)) ** 0.5
+e = t["lcm_2"]["metrics"]["sliced_wasserstein"]
+assert abs(e["mean"] - m) < 1e-6 * abs(m) and abs(e["sd"] - sd) < 1e-6 * max(sd, 1e-12), (e, m, sd)
+# the teacher is 100%: every other row's percentage is its ratio to it
+b = t["teacher_dpmpp_25"]["metrics"]["sliced_wasserstein"]["mean"]
+p = 100 * t["lcm_1"]["metrics"]["sliced_wasserstein"]["mean"] / b
+assert abs(t["lcm_1"]["metrics"]["sliced_wasserstein"]["pct"] - p) < 1e-7 * p
+PY
+
+# A second sweep, killed once three runs are complete.
+"$FLASH" sweep "$sweep" --out "$tmp/b" --jobs 2 >/dev/null 2>"$tmp/b.log" &
+pid=$!
+for _ in $(seq 600); do
+  (($(ls "$tmp"/b/runs/*/DONE 2>/dev/null | wc -l) >= 3)) && break
+  sleep 0.1
+done
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+done_before=$(ls "$tmp"/b/runs/*/DONE 2>/dev/null | wc -l)
+partial=0
+for d in "$tmp"/b/runs/*/; do
+  [[ ! -f $d/DONE ]] && ls "$d"/*/checkpoint.safetensors >/dev/null 2>&1 && partial=$((partial + 1))
+done
+echo "killed after $done_before of 9 runs ($partial interrupted with a checkpoint to continue from)"
+((done_before >= 3 && done_before < 9)) || fail "the kill came at the wrong time ($done_before runs done)"
+sleep 0.5
+# the runs died with the sweep: nothing writes into b any more
+before=$(find "$tmp/b" -type f -newer "$tmp/b.log" | wc -l)
+sleep 1
+after=$(find "$tmp/b" -type f -newer "$tmp/b.log" | wc -l)
+((before == after)) || fail "runs kept writing after the sweep was killed"
+"$FLASH" sweep "$sweep" --out "$tmp/b" --jobs 2 >/dev/null 2>"$tmp/b.err" && fail "a second sweep without --resume reused the folders"
+grep -q -- "--resume" "$tmp/b.err" || fail "no hint at --resume: $(cat "$tmp/b.err")"
+t0=$(date +%s.%N)
+"$FLASH" sweep "$sweep" --out "$tmp/b" --jobs 2 --resume >/dev/null 2>"$tmp/b.log" || fail "resume: $(tail -5 "$tmp/b.log")"
+t1=$(date +%s.%N)
+echo "resumed sweep: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+grep -q "$done_before of 9 runs already complete" "$tmp/b.log" || fail "completed runs were not skipped: $(head -3 "$tmp/b.log")"
+
+python3 - "$tmp/a/results.csv" "$tmp/b/results.csv" <<'PY' || fail "the resumed table differs from the uninterrupted one"
+import csv, sys
+timing = {"sample_seconds", "ms_per_sample", "distill_seconds"}
+def load(p):
+    return [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(open(p))]
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert a == b, "\n".join(f"{x}\n{y}" for x, y in zip(a, b) if x != y)
+print(f"resumed table equals the uninterrupted one ({len(a)} rows)")
+PY
+echo "PASS"
