@@ -49,6 +49,11 @@ typedef struct flash_model_api {
      * sample x (shape...), for class `label` (num_classes or -1: all); only
      * analytic models have it (plots of the true density, exact metrics) */
     double (*log_density)(void *self, const float *x, int label);
+    /* optional: a denoiser's encoder feature maps at (x, cond), finest
+     * first, the deepest (the bottleneck) last; up to max into out, returns
+     * their count, or -1 with the context's error set. Discriminators built
+     * on a frozen teacher read them (check head.size before calling). */
+    int (*encode)(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond, flash_tensor **out, int max);
 } flash_model_api;
 
 FLASH_EXPORT const char *flash_prediction_name(flash_prediction p);

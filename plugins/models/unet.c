@@ -197,9 +197,11 @@ static flash_tensor *res_fwd(flash_ctx *c, const resblock *b, flash_tensor *x, f
     return flash_add(c, h, b->has_skip ? conv_fwd(c, &b->skip, x, 1) : x);
 }
 
-static flash_tensor *unet_forward(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond)
+/* The embedding, the down path and the middle blocks: skips[l] per level
+ * and the bottleneck (returned); *emb_out gets SiLU(emb) for the up path. */
+static flash_tensor *unet_encoder(unet *u, flash_ctx *c, flash_tensor *x, const flash_cond *cond,
+                                  flash_tensor **skips, flash_tensor **emb_out)
 {
-    unet *u = self;
     if (!x) return NULL;
     if (!cond || !cond->t) {
         flash_ctx_fail(c, "unet: forward needs timesteps (cond->t)");
@@ -242,8 +244,8 @@ static flash_tensor *unet_forward(void *self, flash_ctx *c, flash_tensor *x, con
         emb = flash_add(c, emb, flash_embedding(c, u->label, lab, n));
     }
     flash_tensor *emb_act = flash_silu(c, emb);
+    *emb_out = emb_act;
 
-    flash_tensor *skips[UNET_MAX_LEVELS];
     flash_tensor *h = conv_fwd(c, &u->conv_in, x, 1);
     for (int l = 0; l < u->levels; l++) {
         for (int b = 0; b < u->blocks; b++) h = res_fwd(c, &u->down[l * u->blocks + b], h, emb_act, u->groups);
@@ -251,12 +253,37 @@ static flash_tensor *unet_forward(void *self, flash_ctx *c, flash_tensor *x, con
         h = conv_fwd(c, &u->downsample[l], h, 2);
     }
     for (int b = 0; b < u->mid_blocks; b++) h = res_fwd(c, &u->mid[b], h, emb_act, u->groups);
+    return h;
+}
+
+static flash_tensor *unet_forward(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond)
+{
+    unet *u = self;
+    flash_tensor *skips[UNET_MAX_LEVELS], *emb_act = NULL;
+    flash_tensor *h = unet_encoder(u, c, x, cond, skips, &emb_act);
+    if (!h) return NULL;
     for (int l = u->levels - 1; l >= 0; l--) {
         h = conv_fwd(c, &u->upsample[l], flash_upsample_nearest2x(c, h), 1);
         h = flash_concat(c, h, skips[l]);
         for (int b = 0; b < u->blocks; b++) h = res_fwd(c, &u->up[l * u->blocks + b], h, emb_act, u->groups);
     }
     return conv_fwd(c, &u->out_conv, norm_act(c, &u->out_norm, h, u->groups), 1);
+}
+
+/* The encoder's feature maps: each level's skip, then the bottleneck. */
+static int unet_encode(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond, flash_tensor **out, int max)
+{
+    unet *u = self;
+    flash_tensor *skips[UNET_MAX_LEVELS], *emb_act = NULL;
+    if (max < u->levels + 1) {
+        flash_ctx_fail(c, "unet: encode needs room for %d feature maps, got %d", u->levels + 1, max);
+        return -1;
+    }
+    flash_tensor *h = unet_encoder(u, c, x, cond, skips, &emb_act);
+    if (!h) return -1;
+    for (int l = 0; l < u->levels; l++) out[l] = skips[l];
+    out[u->levels] = h;
+    return u->levels + 1;
 }
 
 /* ---- component ----------------------------------------------------------- */
@@ -442,5 +469,6 @@ static const flash_model_api unet_model = {
     .params = unet_params,
     .forward = unet_forward,
     .features = NULL,
+    .encode = unet_encode,
 };
 FLASH_COMPONENT(unet_model)

@@ -16,18 +16,30 @@ if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
   echo "SKIP: Fashion-MNIST is not installed (tools/setup.sh installs it)"
   exit 0
 fi
+# teacher_discriminator (the 1-step recipe) loads the teacher's weights:
+# a teacher trained for one step stands in
+"$FLASH" train configs/teacher/fmnist_unet_s.yaml --set train.steps=1 --set train.batch_size=2 \
+  --set train.warmup_steps=0 --set dataset.limit_train=16 --set dataset.limit_test=4 --set threads=1 \
+  --out "$tmp/teacher" >/dev/null 2>"$tmp/err" || fail "teacher: $(tail -3 "$tmp/err")"
+export TEACHER=$tmp/teacher/checkpoint.safetensors
+check() {
+  local extra=()
+  [[ $1 == configs/distill/* ]] && extra=(--set "teacher_checkpoint=$TEACHER")
+  "$FLASH" check "$1" "${extra[@]}"
+}
 n=0
 for f in configs/quickstart.yaml configs/distill/*.yaml; do
-  "$FLASH" check "$f" >"$tmp/$(basename "$f").out" 2>"$tmp/err" || fail "$f: $(cat "$tmp/err")"
+  check "$f" >"$tmp/$(basename "$f").out" 2>"$tmp/err" || fail "$f: $(cat "$tmp/err")"
   n=$((n + 1))
 done
 ((n >= 13)) || fail "only $n configs"
 
-resolved() { "$FLASH" check "configs/distill/$1.yaml" 2>/dev/null; }
+resolved() { check "configs/distill/$1.yaml" 2>/dev/null; }
 base=$(resolved imagine_flash_3step)
 [[ $base == *"timesteps: [999, 750, 500]"* && $base == *"noise_correction: true"* ]] || fail "3-step recipe: $base"
 [[ $(resolved imagine_flash_2step) == *"timesteps: [999, 666]"* ]] || fail "2-step timesteps"
-[[ $(resolved imagine_flash_1step) == *"timesteps: [999]"* ]] || fail "1-step timesteps"
+r1=$(resolved imagine_flash_1step)
+[[ $r1 == *"timesteps: [999]"* && $r1 == *teacher_discriminator* ]] || fail "1-step recipe: $r1"
 # each ablation changes its one thing
 { diff <(echo "$base") <(resolved no_backward) || true; } | grep -q "plugin: forward" || fail "no_backward keeps backward"
 { diff <(echo "$base") <(resolved paper_gamma) || true; } | grep -q "gamma: paper" || fail "paper_gamma"

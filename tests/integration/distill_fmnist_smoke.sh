@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Fashion-MNIST recipes run end to end on images: a U-Net teacher
 # trained for one step stands in for the real one, and each method
-# (Imagine Flash with SRL and the conv discriminator, its forward ablation,
+# (Imagine Flash with SRL and the conv discriminator, 1 step with the
+# teacher-encoder discriminator, the forward ablation,
 # step distillation, LCM, ADD) distils for two iterations; `flash run`
 # samples the Imagine Flash student on a small class-conditional noise bank
 # and writes its samples, labels and image grid.
@@ -22,7 +23,7 @@ small=(--set dataset.limit_train=16 --set dataset.limit_test=4 --set threads=1)
   fail "teacher: $(tail -3 "$tmp/err")"
 two=(--set "teacher_checkpoint=$tmp/teacher/checkpoint.safetensors" --set distill.steps=2 --set distill.batch_size=2
   --set distill.warmup_steps=0 "${small[@]}")
-for r in imagine_flash_3step no_backward step_distill_4step lcm add_4step; do
+for r in imagine_flash_3step imagine_flash_1step no_backward step_distill_4step lcm add_4step; do
   "$FLASH" distill "configs/distill/$r.yaml" "${two[@]}" --out "$tmp/$r" 2>"$tmp/err" || fail "$r: $(tail -3 "$tmp/err")"
   [[ -f $tmp/$r/checkpoint.safetensors ]] || fail "$r: no checkpoint"
   grep -q '"step": 2' "$tmp/$r/metrics.jsonl" || fail "$r: no metrics"

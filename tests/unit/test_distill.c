@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "flash/distill.h"
 
@@ -545,6 +546,78 @@ START_TEST(test_conv_discriminator)
 }
 END_TEST
 
+/* teacher_discriminator: heads on the frozen teacher's encoder; the image
+ * gets a gradient, the teacher's weights get none and stay as loaded. */
+START_TEST(test_teacher_discriminator)
+{
+    flash_registry *r = flash_registry_create();
+    flash_error e = {0};
+    ck_assert(flash_registry_load_default(r, NULL, &e) == FLASH_OK);
+    char dir[] = "/tmp/flash_td_XXXXXX", path[128], yaml[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+    const char *unet = "{plugin: unet, base_channels: 8, groups: 4, mid_blocks: 1, num_classes: 3, image_size: 8}";
+    snprintf(yaml, sizeof yaml, "teacher: %s\nteacher_checkpoint: %s\n", unet, path);
+    flash_cfg *root = NULL;
+    ck_assert(flash_cfg_parse_string(yaml, "t.yaml", &root, &e) == FLASH_OK);
+    flash_env env = {.size = sizeof env, .registry = r, .seed = 3, .root = root};
+    flash_instance t = {0};
+    ck_assert_msg(flash_instance_create(&env, FLASH_KIND_MODEL, flash_cfg_get(root, "teacher"), &t, &e) == FLASH_OK, "%s",
+                  e.msg);
+    flash_params *tp = FLASH_API(&t, flash_model_api)->params(t.self);
+    flash_ckpt_info info = {.step = 1};
+    ck_assert_msg(flash_checkpoint_save(path, tp, &info, &e) == FLASH_OK, "%s", e.msg);
+
+    flash_cfg *dc = NULL;
+    ck_assert(flash_cfg_parse_string("{plugin: teacher_discriminator, width: 8, t: 10}", "d.yaml", &dc, &e) == FLASH_OK);
+    flash_instance d = {0};
+    ck_assert_msg(flash_instance_create(&env, FLASH_KIND_MODEL, dc, &d, &e) == FLASH_OK, "%s", e.msg);
+    const flash_model_api *api = FLASH_API(&d, flash_model_api);
+    flash_model_info mi;
+    api->info(d.self, &mi);
+    ck_assert_int_eq(mi.out_dim, 1);
+    ck_assert_int_eq(mi.shape[1], 8);
+    flash_params *hp = api->params(d.self);
+    ck_assert_uint_lt(flash_params_count(hp), flash_params_count(tp) / 4);
+
+    flash_ctx *c = flash_ctx_create(1 << 22);
+    flash_rng rng;
+    flash_rng_seed(&rng, 9);
+    flash_tensor *x = flash_randn(c, &rng, 4, (int[]){2, 1, 8, 8});
+    flash_tensor_requires_grad(x, true);
+    const int y[2] = {0, 2};
+    flash_cond cond = {.n = 2, .labels = y};
+    flash_tensor *o = api->forward(d.self, c, x, &cond);
+    ck_assert_msg(o && flash_ctx_ok(c), "%s", flash_ctx_error(c));
+    ck_assert_int_eq(o->shape[0], 2);
+    ck_assert_int_eq(o->shape[1], 1);
+    flash_params_zero_grad(hp);
+    ck_assert(flash_backward(c, flash_sum(c, o), &e) == FLASH_OK);
+    double gx = 0, gh = 0;
+    for (size_t i = 0; i < x->numel; i++) gx += fabs(x->grad[i]);
+    for (size_t i = 0; i < flash_params_count(hp); i++) gh += fabs(flash_params_grad(hp)[i]);
+    ck_assert_double_gt(gx, 0);
+    ck_assert_double_gt(gh, 0);
+    flash_adam opt = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    ck_assert(flash_adam_step(hp, &opt, 1, &e) == FLASH_OK);
+    /* the teacher the discriminator loads is the checkpoint's */
+    flash_instance t2 = {0};
+    ck_assert(flash_instance_create(&env, FLASH_KIND_MODEL, flash_cfg_get(root, "teacher"), &t2, &e) == FLASH_OK);
+    ck_assert(flash_teacher_load(root, &t2, &e) == FLASH_OK);
+    flash_params *p2 = FLASH_API(&t2, flash_model_api)->params(t2.self);
+    ck_assert_int_eq(memcmp(flash_params_data(p2), flash_params_data(tp), flash_params_count(tp) * sizeof(float)), 0);
+    flash_ctx_destroy(c);
+    flash_instance_destroy(&t2);
+    flash_instance_destroy(&d);
+    flash_instance_destroy(&t);
+    flash_cfg_free(dc);
+    flash_cfg_free(root);
+    flash_registry_destroy(r);
+    remove(path);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *distill_suite(void)
 {
     Suite *s = suite_create("distill");
@@ -558,6 +631,7 @@ static Suite *distill_suite(void)
     tcase_add_test(tc, test_progressive_target_two_ddim_steps);
     tcase_add_test(tc, test_adversarial_discriminator_learns);
     tcase_add_test(tc, test_conv_discriminator);
+    tcase_add_test(tc, test_teacher_discriminator);
     suite_add_tcase(s, tc);
     return s;
 }
