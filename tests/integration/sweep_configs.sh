@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # flash sweep without long runs: --dry-run on every sweep in configs/sweeps/
-# (the Fashion-MNIST tables need a trained teacher, so they are only
-# planned here), --emit slurm (a job array whose commands run single runs;
+# (each run's resolved config goes through `flash check`; the Fashion-MNIST
+# tables need a trained teacher, so they are only planned here), --emit slurm (a job array whose commands run single runs;
 # one is run and collected with flash report while the others are not),
 # a failing run recorded with its error while the sweep goes on, and bad
 # sweep files rejected with exit code 2.
@@ -15,13 +15,12 @@ sweeps=$FLASH_SOURCE_DIR/configs/sweeps
 
 for t in smoke:9 table1:7 table3:7; do
   name=${t%%:*} n=${t##*:}
-  "$FLASH" sweep "$sweeps/$name.yaml" --out "$tmp/$name" --dry-run >"$tmp/plan" 2>"$tmp/err" ||
+  "$FLASH" sweep "$sweeps/$name.yaml" --out "$tmp/$name" --dry-run >"$tmp/$name.plan" 2>"$tmp/err" ||
     fail "$name --dry-run: $(cat "$tmp/err")"
-  grep -q "^$n runs" "$tmp/plan" || fail "$name: expected $n runs: $(tail -1 "$tmp/plan")"
+  grep -q "^$n runs" "$tmp/$name.plan" || fail "$name: expected $n runs: $(tail -1 "$tmp/$name.plan")"
   [[ -e $tmp/$name ]] && fail "$name --dry-run wrote $tmp/$name"
 done
-grep -q "lcm_seed0 .* variants: lcm_3 lcm_2 lcm_1" "$tmp/plan" 2>/dev/null ||
-  "$FLASH" sweep "$sweeps/table1.yaml" --dry-run | grep -q "lcm_seed0 .* variants: lcm_3 lcm_2 lcm_1" ||
+grep -q "^lcm_seed0 .* variants: lcm_3 lcm_2 lcm_1$" "$tmp/table1.plan" ||
   fail "table1: LCM is not one run sampled at 3, 2 and 1 steps"
 
 # --emit slurm: run folders, a job array over commands.txt
@@ -97,6 +96,14 @@ rc=$?
 set -e
 ((rc == 2)) || fail "unknown key: exit $rc"
 grep -q "variants" "$tmp/err" || fail "no did-you-mean: $(cat "$tmp/err")"
+# a resolved config that does not check (a misspelt sampler key) stops --dry-run
+printf 'base: %s\nset: ["sampler.stesp=3"]\nvariants: [{name: a}]\n' "$FLASH_SOURCE_DIR/configs/quickstart.yaml" >"$tmp/stesp.yaml"
+set +e
+"$FLASH" sweep "$tmp/stesp.yaml" --dry-run >/dev/null 2>"$tmp/err"
+rc=$?
+set -e
+((rc == 2)) || fail "a config that does not check: exit $rc"
+grep -q "stesp" "$tmp/err" || fail "no key in the message: $(cat "$tmp/err")"
 set +e
 "$FLASH" sweep "$sweeps/smoke.yaml" --jobs 0 2>/dev/null
 rc=$?

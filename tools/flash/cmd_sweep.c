@@ -71,7 +71,8 @@ static const char help[] =
     "                   them, each run using at most its config's `threads:`\n"
     "  --resume         skip completed runs, continue interrupted ones from\n"
     "                   their checkpoints, retry failed ones\n"
-    "  --dry-run        resolve every run's config and print the plan\n"
+    "  --dry-run        resolve every run's config, check it (`flash check`)\n"
+    "                   and print the plan\n"
     "  --emit slurm     prepare the run folders and write DIR/slurm/sweep.sbatch\n"
     "                   (a job array) and DIR/slurm/commands.txt (one line per\n"
     "                   run); collect afterwards with `flash report DIR`\n"
@@ -850,6 +851,57 @@ static int execute(sweep *S, int jobs, int skipped)
     return g_stop ? 1 : 0;
 }
 
+/* `flash check` on the resolved config (every component created once), as
+ * a child process with the config in a temporary file. A component that
+ * needs the teacher's weights cannot be checked before a teacher stage
+ * (teacher_train) has written them: that is a note, not a failure. */
+static int check_config(const sweep *S, const flash_cfg *cfg, const char *id)
+{
+    const char *tmpdir = getenv("TMPDIR");
+    char path[4096], log[4200];
+    snprintf(path, sizeof path, "%s/flash-sweep-XXXXXX.yaml", tmpdir && tmpdir[0] ? tmpdir : "/tmp");
+    int fd = mkstemps(path, 5);
+    snprintf(log, sizeof log, "%s.log", path);
+    char *yaml = fd >= 0 ? flash_cfg_to_yaml(cfg) : NULL;
+    int ok = 0;
+    if (yaml && write(fd, yaml, strlen(yaml)) == (ssize_t)strlen(yaml)) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            int null = open("/dev/null", O_WRONLY), e = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (null >= 0) dup2(null, 1);
+            if (e >= 0) dup2(e, 2);
+            execl(S->self, "flash", "check", path, (char *)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        ok = pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        char *msg = NULL;
+        size_t n = 0;
+        flash_error e2 = {0};
+        if (!ok && flash_read_file(log, &msg, &n, &e2) == FLASH_OK) {
+            const char *ck = flash_cfg_scalar(flash_cfg_get(cfg, "teacher_checkpoint"));
+            if (flash_cfg_get(cfg, "teacher_train") && ck && !exists(ck) && strstr(msg, "no teacher checkpoint")) {
+                fprintf(stderr, "flash sweep: run '%s': checked up to the teacher's weights (%s: written by its "
+                                "teacher_train stage)\n", id, ck);
+                ok = 1;
+            } else {
+                fprintf(stderr, "%sflash sweep: run '%s': its resolved config does not check\n", msg, id);
+            }
+        }
+        free(msg);
+    } else {
+        fprintf(stderr, "flash sweep: cannot write a temporary config in %s: %s\n", path, strerror(errno));
+    }
+    free(yaml);
+    if (fd >= 0) {
+        close(fd);
+        unlink(path);
+        unlink(log);
+    }
+    return ok;
+}
+
 /* shell single quotes */
 static void sq(FILE *f, const char *s)
 {
@@ -1006,7 +1058,12 @@ int flash_cmd_sweep(int argc, char **argv)
                 rc = flash_cli_fail("sweep", &err);
                 goto out;
             }
+            int ok = check_config(S, cfg, r->id);
             flash_cfg_free(cfg);
+            if (!ok) {
+                rc = FLASH_EXIT_USAGE;
+                goto out;
+            }
             printf("%-40s %s/runs/%s  config %s", r->id, S->out, r->id,
                    S->v[r->variant].config ? S->v[r->variant].config : S->base);
             if (r->seeded) printf("  seed %ld", r->seed);
