@@ -65,6 +65,30 @@ grep -q "no_such_strategy" "$tmp/bad/runs/broken_s2/FAILED" || fail "FAILED lack
 grep -q "^broken_s2,broken,-,.*,failed,.*no_such_strategy" "$tmp/bad/results.csv" || fail "results.csv: $(cat "$tmp/bad/results.csv")"
 grep -q "no_such_strategy" "$tmp/bad/report.html" || fail "report.html does not show the error"
 
+# a teacher stage (teacher_train) shared by three runs is trained once: the
+# first run trains it, the others wait and find it complete
+cat >"$tmp/stage.yaml" <<YAML
+base: $FLASH_SOURCE_DIR/configs/quickstart.yaml
+set:
+  - "teacher={plugin: mlp, dim: 2, hidden: 64, layers: 2, time_dim: 32}"
+  - "teacher_checkpoint=$tmp/stage/teacher/checkpoint.safetensors"
+  - "teacher_train={strategy: {plugin: denoise}, train: {steps: 300, batch_size: 128, lr: 2.0e-3, ema_decay: 0.99,
+     log_every: 100, ckpt_every: 100}}"
+  - "student={plugin: mlp, dim: 2, hidden: 64, layers: 2, time_dim: 32}"
+  - "losses=[{plugin: reconstruction}]"
+  - distill.steps=100
+  - distill.warmup_steps=10
+  - run.samples=500
+  - run.plots=false
+seeds: [0, 1, 2]
+steps: [2]
+timesteps: {2: [999, 500]}
+variants:
+  - {name: s, per_step: ["sampler.timesteps={timesteps}"]}
+YAML
+"$FLASH" sweep "$tmp/stage.yaml" --out "$tmp/stage" --jobs 2 >/dev/null 2>"$tmp/err" || fail "stage sweep: $(tail -3 "$tmp/err")"
+(($(grep -l "at step 300 of 300" "$tmp"/stage/runs/*/run.log | wc -l) == 2)) || fail "the teacher was not trained exactly once"
+
 # bad sweep files: exit code 2 with the key
 printf 'base: x.yaml\nvariantz: []\n' >"$tmp/typo.yaml"
 set +e

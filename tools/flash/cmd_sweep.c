@@ -283,7 +283,7 @@ static flash_status add_run(sweep *S, int vi, const long *steps, int n_steps, bo
     sw_run *r = &S->runs[S->n_runs];
     memset(r, 0, sizeof *r);
     r->variant = vi;
-    memcpy(r->steps, steps, (size_t)n_steps * sizeof *steps);
+    if (n_steps) memcpy(r->steps, steps, (size_t)n_steps * sizeof *steps);
     r->n_steps = n_steps;
     r->seeded = seeded;
     r->seed = seed;
@@ -804,7 +804,7 @@ static int execute(sweep *S, int jobs, int skipped)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    int next = 0, running = 0;
+    int next = 0, running = 0, stopping = 0;
     double t0 = flash_now();
     for (;;) {
         while (!g_stop && running < jobs) {
@@ -825,12 +825,14 @@ static int execute(sweep *S, int jobs, int skipped)
         if (running == 0) break;
         int status;
         pid_t pid = waitpid(-1, &status, 0);
+        const int werr = errno;
+        if (g_stop && !stopping) {
+            stopping = 1;
+            for (int i = 0; i < S->n_runs; i++)
+                if (S->runs[i].state == 1) kill(S->runs[i].pid, SIGTERM);
+        }
         if (pid < 0) {
-            if (errno == EINTR && g_stop) {
-                for (int i = 0; i < S->n_runs; i++)
-                    if (S->runs[i].state == 1) kill(S->runs[i].pid, SIGTERM);
-            }
-            if (errno == ECHILD) break;
+            if (werr == ECHILD) break;
             continue;
         }
         for (int i = 0; i < S->n_runs; i++) {
