@@ -52,6 +52,7 @@ grep -q '"loss_reconstruction"' "$tmp/run/my_loss_3/metrics.jsonl" && fail "my_l
 # a finished run is not distilled again
 "$FLASH" run "$cfg" --out "$tmp/run" "${sets[@]}" >/dev/null 2>"$tmp/log2" || fail "second flash run: $(tail -3 "$tmp/log2")"
 grep -q "nothing left to distill" "$tmp/log2" || fail "the second run distilled again"
+grep '"name": "backward_3"' "$res" | grep -q '"distill_seconds": null' || fail "a reused student reports a distillation time"
 [[ $(sw backward_3) == "$b3" ]] || fail "the second run changed backward_3"
 
 # a run directory belongs to its config

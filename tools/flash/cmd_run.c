@@ -27,7 +27,8 @@ static const char help[] =
     "`set:` overrides, or an earlier variant's student sampled differently\n"
     "with `from:`), every variant sampled on one fixed noise bank, then the\n"
     "config's `metrics:`. Writes RUNDIR/results.json (per variant: name,\n"
-    "steps, NFE, seconds, distill seconds, metrics), RUNDIR/samples/<variant>.npy\n"
+    "steps, NFE, seconds, distill seconds (null for a student reused from an\n"
+    "earlier run), metrics), RUNDIR/samples/<variant>.npy\n"
     "(and .labels.npy), RUNDIR/plots/<variant>.png (a scatter plot of 2-D\n"
     "data, a grid of the first 100 images), one run directory per distilled\n"
     "variant, and prints a table. A variant whose distillation checkpoint is\n"
@@ -423,9 +424,10 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
         snprintf(ckpt, sizeof ckpt, "%s/%s", dir, FLASH_RUN_CHECKPOINT);
         if (!src) {
             if ((st = same_config(cfg, dir, name, err))) goto done;
-            struct stat sb;
+            struct stat sb, sa;
+            const bool had = stat(ckpt, &sb) == 0;
             flash_distill_opts o = {.size = sizeof o, .root = cfg, .registry = R->p.registry, .run_dir = dir,
-                                    .resume = stat(ckpt, &sb) == 0, .progress = true};
+                                    .resume = had, .progress = true};
             fprintf(stderr, "flash run: distilling '%s'\n", name);
             double t0 = flash_now();
             if ((st = flash_distill_run(&o, err))) {
@@ -433,6 +435,11 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
                 goto done;
             }
             res->distill_seconds = flash_now() - t0;
+            /* a finished student reused from an earlier run: its distillation
+             * time is not this run's to report (null in results.json) */
+            if (had && stat(ckpt, &sa) == 0 && sa.st_mtim.tv_sec == sb.st_mtim.tv_sec &&
+                sa.st_mtim.tv_nsec == sb.st_mtim.tv_nsec)
+                res->distill_seconds = NAN;
         } else {
             res->distill_seconds = 0;
         }
@@ -545,7 +552,10 @@ static void print_table(const run_ctx *R)
                 if (strcmp(r->metrics.name[j], m0->name[k]) == 0) v = r->metrics.value[j];
             printf(" %14.5g", v);
         }
-        printf(" %9.3f %10.2f\n", r->seconds, r->distill_seconds);
+        if (isfinite(r->distill_seconds))
+            printf(" %9.3f %10.2f\n", r->seconds, r->distill_seconds);
+        else
+            printf(" %9.3f %10s\n", r->seconds, "reused");
     }
     fflush(stdout);
 }
