@@ -1,0 +1,279 @@
+/* The evaluator of the classifier-space metrics: see evaluator.h. */
+#include "evaluator.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct flash_evaluator {
+    const char *who;
+    flash_instance model;
+    flash_model_info info;
+    flash_registry *registry;
+    flash_cfg *reference;  /* owned clone of the reference dataset slot */
+    char ckpt[4096];
+    int split;             /* 0 train, 1 test */
+    long reference_n, n, batch;
+};
+
+/* Reference features of one (checkpoint, reference slot, split, count):
+ * a process-wide list, so each is computed once. */
+typedef struct ref_cache {
+    struct ref_cache *next;
+    char *key;
+    float *feats;
+    long m;
+    int dim;
+} ref_cache;
+static ref_cache *cache_head;
+
+static const char *const splits[] = {"train", "test", NULL};
+
+/* path as given when it exists or is absolute, else relative to the
+ * directory of the file node came from */
+static void resolve(const flash_cfg *node, const char *path, char *out, size_t size)
+{
+    struct stat sb;
+    const char *file = flash_cfg_file(node);
+    const char *slash = file ? strrchr(file, '/') : NULL;
+    if (stat(path, &sb) != 0 && path[0] != '/' && slash)
+        snprintf(out, size, "%.*s/%s", (int)(slash - file), file, path);
+    else
+        snprintf(out, size, "%s", path);
+}
+
+void flash_evaluator_close(flash_evaluator *e)
+{
+    if (!e) return;
+    flash_instance_destroy(&e->model);
+    flash_cfg_free(e->reference);
+    free(e);
+}
+
+long flash_evaluator_n(const flash_evaluator *e) { return e->n; }
+
+int flash_evaluator_classes(const flash_evaluator *e) { return e->info.out_dim; }
+
+flash_status flash_evaluator_open(const flash_cfg *cfg, flash_env *env, const char *who, flash_evaluator **out,
+                                  flash_error *err)
+{
+    flash_status st;
+    long n, rn, batch;
+    int split;
+    const char *ckpt, *evpath;
+    if ((st = flash_cfg_int(cfg, "n", 5000, &n, err))) return st;
+    if ((st = flash_cfg_int(cfg, "reference_n", 0, &rn, err))) return st;
+    if ((st = flash_cfg_int(cfg, "batch_size", 250, &batch, err))) return st;
+    if ((st = flash_cfg_enum(cfg, "split", splits, 1, &split, err))) return st;
+    if ((st = flash_cfg_str(cfg, "checkpoint", NULL, &ckpt, err))) return st;
+    if ((st = flash_cfg_str(cfg, "evaluator", NULL, &evpath, err))) return st;
+    if (n < 2) return flash_cfg_error(flash_cfg_get(cfg, "n"), err, "n must be >= 2");
+    if (rn < 0) return flash_cfg_error(flash_cfg_get(cfg, "reference_n"), err, "reference_n must be >= 0");
+    if (batch < 1 || batch > 100000)
+        return flash_cfg_error(flash_cfg_get(cfg, "batch_size"), err, "batch_size must be in [1, 100000]");
+    if (!ckpt || !ckpt[0])
+        return flash_cfg_error(cfg, err, "metric '%s' needs 'checkpoint': the evaluator's weights", who);
+
+    flash_evaluator *e = calloc(1, sizeof *e);
+    if (!e) return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", who);
+    e->who = who;
+    e->registry = env->registry;
+    e->split = split;
+    e->reference_n = rn;
+    e->n = n;
+    e->batch = batch;
+    resolve(flash_cfg_get(cfg, "checkpoint"), ckpt, e->ckpt, sizeof e->ckpt);
+
+    flash_cfg *evroot = NULL;
+    const flash_cfg *model = flash_cfg_get(cfg, "model"), *ref = flash_cfg_get(cfg, "reference");
+    if (evpath && evpath[0]) {
+        char full[4096];
+        resolve(flash_cfg_get(cfg, "evaluator"), evpath, full, sizeof full);
+        if ((st = flash_cfg_load(full, &evroot, err))) {
+            flash_error_prefix(err, "metric '%s': evaluator", who);
+            flash_evaluator_close(e);
+            return st;
+        }
+        if (!model) model = flash_cfg_get(evroot, "model");
+        if (!ref) ref = flash_cfg_get(evroot, "dataset");
+    }
+    if (!model) st = flash_cfg_error(cfg, err, "metric '%s' needs 'evaluator' (a config file) or 'model'", who);
+    else if (!ref)
+        st = flash_cfg_error(cfg, err, "metric '%s' needs 'reference' (a dataset slot) or an 'evaluator' config "
+                             "with a dataset", who);
+    else if (!(e->reference = flash_cfg_clone(ref)))
+        st = flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", who);
+    if (!st) st = flash_instance_create(env, FLASH_KIND_MODEL, model, &e->model, err);
+    flash_cfg_free(evroot);
+    if (st) {
+        flash_evaluator_close(e);
+        return st;
+    }
+    const flash_model_api *api = FLASH_API(&e->model, flash_model_api);
+    api->info(e->model.self, &e->info);
+    flash_params *p = api->params ? api->params(e->model.self) : NULL;
+    if (!api->features || e->info.out_dim < 1 || !p) {
+        flash_evaluator_close(e);
+        return flash_cfg_error(model, err, "metric '%s': the evaluator must be a trained classifier with features",
+                               who);
+    }
+    if ((st = flash_checkpoint_load(e->ckpt, p, NULL, err))) {
+        flash_error_prefix(err, "metric '%s': evaluator checkpoint", who);
+        flash_evaluator_close(e);
+        return st;
+    }
+    *out = e;
+    return FLASH_OK;
+}
+
+flash_status flash_evaluator_check(const flash_evaluator *e, const flash_tensor *samples, long *n, flash_error *err)
+{
+    if (!samples || samples->ndim != 1 + e->info.ndim || samples->shape[0] < 2)
+        return flash_error_set(err, FLASH_ERR_USAGE, "metric '%s': expected at least 2 samples of %d dims", e->who,
+                               e->info.ndim);
+    for (int j = 0; j < e->info.ndim; j++)
+        if (samples->shape[1 + j] != e->info.shape[j])
+            return flash_error_set(err, FLASH_ERR_USAGE,
+                                   "metric '%s': sample dim %d is %d, the evaluator expects %d", e->who, j + 1,
+                                   samples->shape[1 + j], e->info.shape[j]);
+    *n = samples->shape[0] < e->n ? samples->shape[0] : e->n;
+    return FLASH_OK;
+}
+
+flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, float **feats, int *dim, int *pred,
+                                 flash_error *err)
+{
+    const flash_model_api *api = FLASH_API(&e->model, flash_model_api);
+    size_t per = 1;
+    for (int j = 0; j < e->info.ndim; j++) per *= (size_t)e->info.shape[j];
+    flash_ctx *c = flash_ctx_create((size_t)64 << 20);
+    if (!c) return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+    flash_grad_set(c, false);
+    float *f = NULL;
+    int fdim = 0;
+    flash_status st = FLASH_OK;
+    for (long i = 0; i < n && !st; i += e->batch) {
+        int b = (int)(n - i < e->batch ? n - i : e->batch);
+        int shape[FLASH_MAX_DIMS] = {b};
+        for (int j = 0; j < e->info.ndim; j++) shape[1 + j] = e->info.shape[j];
+        flash_ctx_reset(c);
+        flash_tensor *xt = flash_tensor_from(c, 1 + e->info.ndim, shape, x + (size_t)i * per);
+        if (feats) {
+            flash_tensor *ft = xt ? api->features(e->model.self, c, xt) : NULL;
+            if (!ft || !flash_ctx_ok(c)) {
+                st = flash_ctx_status(c, err);
+                if (!st) st = flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+                break;
+            }
+            if (!f) {
+                fdim = (int)(ft->numel / (size_t)b);
+                if (!(f = malloc((size_t)n * (size_t)fdim * sizeof *f))) {
+                    st = flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+                    break;
+                }
+            }
+            st = flash_tensor_to_host(c, ft, f + (size_t)i * fdim, err);
+        }
+        if (pred && !st) {
+            flash_tensor *lt = xt ? api->forward(e->model.self, c, xt, NULL) : NULL;
+            if (!lt || !flash_ctx_ok(c)) {
+                st = flash_ctx_status(c, err);
+                if (!st) st = flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+                break;
+            }
+            int k = e->info.out_dim;
+            for (int r = 0; r < b; r++) {
+                const float *l = lt->data + (size_t)r * k;
+                int best = 0;
+                for (int j = 1; j < k; j++)
+                    if (l[j] > l[best]) best = j;
+                pred[i + r] = best;
+            }
+        }
+    }
+    flash_ctx_destroy(c);
+    if (st) {
+        free(f);
+        return st;
+    }
+    if (feats) {
+        *feats = f;
+        *dim = fdim;
+    }
+    return FLASH_OK;
+}
+
+flash_status flash_evaluator_reference(flash_evaluator *e, const float **feats, long *m, int *dim,
+                                       flash_error *err)
+{
+    char *yaml = flash_cfg_to_yaml(e->reference);
+    if (!yaml) return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+    size_t len = strlen(e->ckpt) + strlen(yaml) + 64;
+    char *key = malloc(len);
+    if (!key) {
+        free(yaml);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+    }
+    snprintf(key, len, "%s\n%d\n%ld\n%s", e->ckpt, e->split, e->reference_n, yaml);
+    free(yaml);
+    for (ref_cache *r = cache_head; r; r = r->next)
+        if (strcmp(r->key, key) == 0) {
+            free(key);
+            *feats = r->feats;
+            *m = r->m;
+            *dim = r->dim;
+            return FLASH_OK;
+        }
+
+    flash_env env = {.size = sizeof env, .registry = e->registry};
+    flash_instance ds;
+    flash_status st = flash_instance_create(&env, FLASH_KIND_DATASET, e->reference, &ds, err);
+    if (st) {
+        free(key);
+        return st;
+    }
+    const flash_dataset_api *api = FLASH_API(&ds, flash_dataset_api);
+    flash_dataset_info info;
+    api->info(ds.self, &info);
+    long total = (long)(e->split ? info.n_test : info.n_train);
+    long cnt = e->reference_n > 0 && e->reference_n < total ? e->reference_n : total;
+    size_t per = 1;
+    int same = info.ndim == e->info.ndim;
+    for (int j = 0; j < info.ndim && same; j++) {
+        same = info.shape[j] == e->info.shape[j];
+        per *= (size_t)info.shape[j];
+    }
+    ref_cache *r = NULL;
+    float *x = NULL;
+    int64_t *idx = NULL;
+    if (!same || cnt < 2)
+        st = flash_cfg_error(e->reference, err, "metric '%s': the reference's examples do not match the evaluator's "
+                             "input, or it has fewer than 2", e->who);
+    else if (!(r = calloc(1, sizeof *r)) || !(x = malloc((size_t)cnt * per * sizeof *x)) ||
+             !(idx = malloc(1024 * sizeof *idx)))
+        st = flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+    for (long i = 0; i < cnt && !st; i += 1024) {
+        int b = (int)(cnt - i < 1024 ? cnt - i : 1024);
+        for (int j = 0; j < b; j++) idx[j] = i + j;
+        st = api->get(ds.self, e->split ? FLASH_SPLIT_TEST : FLASH_SPLIT_TRAIN, idx, b, x + (size_t)i * per, NULL,
+                      err);
+    }
+    free(idx);
+    flash_instance_destroy(&ds);
+    if (!st) st = flash_evaluator_run(e, x, cnt, &r->feats, &r->dim, NULL, err);
+    free(x);
+    if (st) {
+        free(r);
+        free(key);
+        return st;
+    }
+    r->key = key;
+    r->m = cnt;
+    r->next = cache_head;
+    cache_head = r;
+    *feats = r->feats;
+    *m = r->m;
+    *dim = r->dim;
+    return FLASH_OK;
+}

@@ -1,0 +1,346 @@
+/* flash eval CONFIG (--samples x.npy [--labels y.npy] | --real N) [--out metrics.json] [--grid grid.png]
+ *
+ * Runs the config's `metrics:` list on a sample set: generated samples from
+ * an NPY file (with their class labels for the class-conditional metrics),
+ * or, with --real N, N images of the training split of the config's
+ * `dataset:` (a seeded random subset, with their labels): the floor of the
+ * metrics, what real data scores against the reference. Writes the values
+ * as JSON atomically and prints one summary line. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_SETS 64
+
+static const char help[] =
+    "usage: flash eval CONFIG [--set KEY=VALUE]... (--samples x.npy [--labels y.npy] | --real N)\n"
+    "                  [--seed S] [--out metrics.json] [--grid grid.png]\n"
+    "\n"
+    "Computes the config's metrics (fd, class_acc, precision_recall,\n"
+    "sliced_wasserstein, ...) on a sample set and prints one summary line.\n"
+    "\n"
+    "  --set KEY=VALUE  override a config key (repeatable)\n"
+    "  --samples FILE   samples to evaluate (NPY, float32/float64, (N, shape...))\n"
+    "  --labels FILE    their class labels (NPY, int64/int32, (N)); class_acc needs them\n"
+    "  --real N         evaluate N real training images of the config's dataset\n"
+    "                   (a random subset drawn from --seed) instead: the floor\n"
+    "  --seed S         seed of the --real subset (default: the config's seed, else 0)\n"
+    "  --out FILE       metrics as JSON (written atomically)\n"
+    "  --grid FILE      PNG of image samples: a row of 10 per class (10 classes),\n"
+    "                   or the first 100 without labels\n"
+    "  -h, --help       this text\n";
+
+typedef struct eval_args {
+    const char *config, *samples, *labels, *out, *grid;
+    char *sets[MAX_SETS];
+    int n_sets;
+    long real;
+    long long seed;
+    int has_seed;
+} eval_args;
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fputs("flash eval: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\n(see 'flash eval --help')\n", stderr);
+    return FLASH_EXIT_USAGE;
+}
+
+static int parse_args(int argc, char **argv, eval_args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        const char **slot = NULL;
+        if (o[0] != '-' || o[1] == 0) {
+            if (a->config) return usage_error("unexpected argument '%s'", o);
+            a->config = o;
+            continue;
+        }
+        if (i + 1 >= argc) return usage_error("%s needs a value", o);
+        const char *v = argv[++i];
+        if (strcmp(o, "--set") == 0) {
+            if (a->n_sets == MAX_SETS) return usage_error("too many --set (%s)", v);
+            a->sets[a->n_sets++] = (char *)v;
+            continue;
+        }
+        if (strcmp(o, "--real") == 0 || strcmp(o, "--seed") == 0) {
+            char *end;
+            long long x = strtoll(v, &end, 10);
+            if (*end || end == v || x < 0) return usage_error("expected a non-negative integer, got '%s'", v);
+            if (o[2] == 'r') {
+                if (x < 2 || x > 100000000) return usage_error("--real must be in [2, 1e8], got '%s'", v);
+                a->real = (long)x;
+            } else {
+                a->seed = x;
+                a->has_seed = 1;
+            }
+            continue;
+        }
+        if (strcmp(o, "--samples") == 0) slot = &a->samples;
+        else if (strcmp(o, "--labels") == 0) slot = &a->labels;
+        else if (strcmp(o, "--out") == 0) slot = &a->out;
+        else if (strcmp(o, "--grid") == 0) slot = &a->grid;
+        else return usage_error("unknown option '%s'", o);
+        *slot = v;
+    }
+    if (!a->config) return usage_error("%s", "missing CONFIG");
+    if (!a->samples == !a->real) return usage_error("%s", "give either --samples FILE or --real N");
+    if (a->real && a->labels) return usage_error("%s", "--labels goes with --samples (--real uses the dataset's)");
+    return FLASH_EXIT_OK;
+}
+
+/* Samples from an NPY: float32 or float64, (N, shape...) -> a host tensor. */
+static flash_status read_samples(const char *path, flash_tensor **out, flash_error *err)
+{
+    flash_array a;
+    flash_status st = flash_npy_read(path, &a, err);
+    if (st) return st;
+    if ((a.dtype != FLASH_F32 && a.dtype != FLASH_F64) || a.ndim < 2 || a.ndim > FLASH_MAX_DIMS ||
+        a.shape[0] < 2) {
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected float samples of shape (N >= 2, shape...)", path);
+    }
+    int shape[FLASH_MAX_DIMS];
+    for (int j = 0; j < a.ndim; j++) {
+        if (a.shape[j] > 1000000000) {
+            flash_array_free(&a);
+            return flash_error_set(err, FLASH_ERR_USAGE, "%s: dimension %d is too large", path, j);
+        }
+        shape[j] = (int)a.shape[j];
+    }
+    flash_tensor *t = flash_tensor_alloc(a.ndim, shape);
+    if (!t) {
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for the samples of %s", path);
+    }
+    for (size_t i = 0; i < t->numel; i++)
+        t->data[i] = a.dtype == FLASH_F32 ? ((const float *)a.data)[i] : (float)((const double *)a.data)[i];
+    flash_array_free(&a);
+    *out = t;
+    return FLASH_OK;
+}
+
+static flash_status read_labels(const char *path, long n, int **out, flash_error *err)
+{
+    flash_array a;
+    flash_status st = flash_npy_read(path, &a, err);
+    if (st) return st;
+    if ((a.dtype != FLASH_I64 && a.dtype != FLASH_I32) || a.ndim != 1 || a.shape[0] != n) {
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected integer labels of shape (%ld)", path, n);
+    }
+    int *y = malloc((size_t)n * sizeof *y);
+    if (!y) {
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for %ld labels", n);
+    }
+    for (long i = 0; i < n; i++) {
+        long long v = a.dtype == FLASH_I64 ? ((const int64_t *)a.data)[i] : ((const int32_t *)a.data)[i];
+        if (v < 0 || v > 1000000) {
+            free(y);
+            flash_array_free(&a);
+            return flash_error_set(err, FLASH_ERR_USAGE, "%s: label %lld of sample %ld is negative or too large",
+                                   path, v, i);
+        }
+        y[i] = (int)v;
+    }
+    flash_array_free(&a);
+    *out = y;
+    return FLASH_OK;
+}
+
+/* n images (with labels) of the training split of the config's dataset: a
+ * random subset without repetition, drawn from seed. */
+static flash_status real_samples(const flash_cli_pipeline *p, long n, uint64_t seed, flash_tensor **xs, int **ys,
+                                 flash_error *err)
+{
+    const flash_cfg *slot = flash_cfg_get(p->root, "dataset");
+    if (!slot) return flash_cfg_error(p->root, err, "--real needs the config's 'dataset:' slot");
+    flash_env env = {.size = sizeof env, .registry = p->registry, .seed = seed, .root = p->root};
+    flash_instance ds;
+    flash_status st = flash_instance_create(&env, FLASH_KIND_DATASET, slot, &ds, err);
+    if (st) return st;
+    const flash_dataset_api *api = FLASH_API(&ds, flash_dataset_api);
+    flash_dataset_info info;
+    api->info(ds.self, &info);
+    if (n > info.n_train) {
+        flash_instance_destroy(&ds);
+        return flash_error_set(err, FLASH_ERR_USAGE, "--real %ld: the training split holds %lld examples", n,
+                               (long long)info.n_train);
+    }
+    int shape[FLASH_MAX_DIMS] = {(int)n};
+    for (int j = 0; j < info.ndim; j++) shape[1 + j] = info.shape[j];
+    flash_tensor *t = flash_tensor_alloc(1 + info.ndim, shape);
+    int *y = malloc((size_t)n * sizeof *y);
+    int64_t *perm = malloc((size_t)info.n_train * sizeof *perm);
+    if (!t || !y || !perm) {
+        st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for %ld real samples", n);
+    } else {
+        /* the first n of a Fisher-Yates permutation */
+        flash_rng r;
+        flash_rng_seed(&r, seed);
+        for (int64_t i = 0; i < info.n_train; i++) perm[i] = i;
+        for (long i = 0; i < n; i++) {
+            int64_t j = i + (int64_t)(flash_rng_uniform(&r) * (double)(info.n_train - i));
+            if (j >= info.n_train) j = info.n_train - 1;
+            int64_t tmp = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tmp;
+        }
+        size_t per = t->numel / (size_t)n;
+        for (long i = 0; i < n && !st; i += 1024) {
+            int b = (int)(n - i < 1024 ? n - i : 1024);
+            st = api->get(ds.self, FLASH_SPLIT_TRAIN, perm + i, b, t->data + (size_t)i * per, y + i, err);
+        }
+    }
+    free(perm);
+    flash_instance_destroy(&ds);
+    if (st) {
+        flash_tensor_free(t);
+        free(y);
+        return st;
+    }
+    *xs = t;
+    *ys = y;
+    return FLASH_OK;
+}
+
+/* 10 rows of 10 images: row c holds the first 10 samples labelled c (blank
+ * where fewer), or the first 100 samples without labels. */
+static flash_status write_grid(const char *path, const flash_tensor *t, const int *labels, flash_error *err)
+{
+    if (t->ndim != 4) return flash_error_set(err, FLASH_ERR_USAGE, "--grid needs image samples (N, C, H, W)");
+    const int n = t->shape[0], ch = t->shape[1], h = t->shape[2], w = t->shape[3];
+    const size_t per = (size_t)ch * h * w;
+    float *g = malloc(100 * per * sizeof *g);
+    if (!g) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for the grid");
+    for (size_t i = 0; i < 100 * per; i++) g[i] = -1;
+    if (labels) {
+        int filled[10] = {0};
+        for (int i = 0; i < n; i++) {
+            int c = labels[i];
+            if (c < 0 || c >= 10 || filled[c] == 10) continue;
+            memcpy(g + (size_t)(c * 10 + filled[c]++) * per, t->data + (size_t)i * per, per * sizeof *g);
+        }
+    } else {
+        memcpy(g, t->data, (size_t)(n < 100 ? n : 100) * per * sizeof *g);
+    }
+    flash_status st = flash_png_grid(path, g, 100, ch, h, w, 10, err);
+    free(g);
+    return st;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if ((unsigned char)*s >= 0x20) fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void json_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.9g", v);
+    else
+        fputs("null", f);
+}
+
+static flash_status write_json(const char *path, const eval_args *a, long n, double seconds,
+                               const flash_metric_result *res, flash_error *err)
+{
+    flash_atomic_file af;
+    flash_status st = flash_atomic_open(&af, path, err);
+    if (st) return st;
+    FILE *f = af.f;
+    fputs("{\n  \"config\": ", f);
+    json_str(f, a->config);
+    fputs(",\n  \"samples\": ", f);
+    if (a->samples)
+        json_str(f, a->samples);
+    else
+        fputs("\"real:train\"", f);
+    fprintf(f, ",\n  \"n\": %ld,\n  \"seconds\": ", n);
+    json_num(f, seconds);
+    fputs(",\n  \"metrics\": {", f);
+    for (int k = 0; k < res->n; k++) {
+        fputs(k ? ", " : "", f);
+        json_str(f, res->name[k]);
+        fputs(": ", f);
+        json_num(f, res->value[k]);
+    }
+    fputs("}\n}\n", f);
+    if (ferror(f)) {
+        flash_atomic_abort(&af);
+        return flash_error_set(err, FLASH_ERR_IO, "%s: write failed", path);
+    }
+    return flash_atomic_commit(&af, err);
+}
+
+int flash_cmd_eval(int argc, char **argv)
+{
+    if (flash_cli_wants_help(argc, argv)) {
+        fputs(help, stdout);
+        return FLASH_EXIT_OK;
+    }
+    eval_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+
+    flash_error err = {0};
+    flash_cli_pipeline p;
+    flash_status st = flash_cli_pipeline_load(&p, a.config, a.sets, a.n_sets, &err);
+    if (st) return flash_cli_fail("eval", &err);
+    flash_tensor *xs = NULL;
+    int *labels = NULL;
+    flash_ctx *c = NULL;
+    flash_metric_result res = {0};
+    long seed = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+
+    const flash_cfg *metrics = flash_cfg_get(p.root, "metrics");
+    if (!metrics || flash_cfg_kind(metrics) != FLASH_CFG_SEQ || flash_cfg_len(metrics) == 0)
+        st = flash_cfg_error(metrics ? metrics : p.root, &err, "flash eval needs a 'metrics:' list of metric slots");
+    if (!st) st = flash_cli_threads(p.root, &err);
+    if (!st) st = flash_cfg_int(p.root, "seed", 0, &seed, &err);
+    if (!st && a.has_seed) seed = (long)a.seed;
+    if (!st && a.samples) {
+        st = read_samples(a.samples, &xs, &err);
+        if (!st && a.labels) st = read_labels(a.labels, xs->shape[0], &labels, &err);
+    } else if (!st) {
+        st = real_samples(&p, a.real, (uint64_t)seed, &xs, &labels, &err);
+    }
+    if (!st && a.grid) st = write_grid(a.grid, xs, labels, &err);
+    if (!st && !(c = flash_ctx_create((size_t)16 << 20)))
+        st = flash_error_set(&err, FLASH_ERR_NOMEM, "flash eval: out of memory");
+    flash_env env = {.size = sizeof env, .registry = p.registry, .seed = (uint64_t)seed, .root = p.root};
+    for (size_t i = 0; !st && i < flash_cfg_len(metrics); i++) {
+        flash_instance m = {0};
+        if ((st = flash_instance_create(&env, FLASH_KIND_METRIC, flash_cfg_at(metrics, i), &m, &err))) break;
+        st = FLASH_API(&m, flash_metric_api)->compute(m.self, c, xs, labels, &res, &err);
+        if (st) flash_error_prefix(&err, "metric '%s'", m.comp->name);
+        flash_instance_destroy(&m);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (!st && a.out) st = write_json(a.out, &a, xs->shape[0], secs, &res, &err);
+    if (!st) {
+        printf("flash eval: %s, %d samples", a.samples ? a.samples : "real training images", xs->shape[0]);
+        for (int k = 0; k < res.n; k++) printf(", %s %.5g", res.name[k], res.value[k]);
+        printf(" (%.1f s)\n", secs);
+    }
+    flash_ctx_destroy(c);
+    flash_tensor_free(xs);
+    free(labels);
+    flash_cli_pipeline_free(&p);
+    return st ? flash_cli_fail("eval", &err) : FLASH_EXIT_OK;
+}
