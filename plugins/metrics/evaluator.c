@@ -13,6 +13,7 @@ struct flash_evaluator {
     flash_registry *registry;
     flash_cfg *reference;  /* owned clone of the reference dataset slot */
     char ckpt[4096];
+    int loaded;            /* the checkpoint is read at the first use */
     int split;             /* 0 train, 1 test */
     long reference_n, n, batch;
 };
@@ -68,12 +69,21 @@ flash_status flash_evaluator_open(const flash_cfg *cfg, flash_env *env, const ch
     if ((st = flash_cfg_enum(cfg, "split", splits, 1, &split, err))) return st;
     if ((st = flash_cfg_str(cfg, "checkpoint", NULL, &ckpt, err))) return st;
     if ((st = flash_cfg_str(cfg, "evaluator", NULL, &evpath, err))) return st;
+    const flash_cfg *ckpt_node = flash_cfg_get(cfg, "checkpoint");
+    if ((!ckpt || !ckpt[0]) && env->root) {
+        /* the pipeline's shared `evaluator_checkpoint:`, as teacher_checkpoint */
+        if ((st = flash_cfg_str(env->root, "evaluator_checkpoint", NULL, &ckpt, err))) return st;
+        ckpt_node = flash_cfg_get(env->root, "evaluator_checkpoint");
+    }
     if (n < 2) return flash_cfg_error(flash_cfg_get(cfg, "n"), err, "n must be >= 2");
     if (rn < 0) return flash_cfg_error(flash_cfg_get(cfg, "reference_n"), err, "reference_n must be >= 0");
     if (batch < 1 || batch > 100000)
         return flash_cfg_error(flash_cfg_get(cfg, "batch_size"), err, "batch_size must be in [1, 100000]");
     if (!ckpt || !ckpt[0])
-        return flash_cfg_error(cfg, err, "metric '%s' needs 'checkpoint': the evaluator's weights", who);
+        return flash_cfg_error(cfg, err,
+                               "metric '%s' needs 'checkpoint' (or the pipeline's 'evaluator_checkpoint'): the "
+                               "evaluator's weights",
+                               who);
 
     flash_evaluator *e = calloc(1, sizeof *e);
     if (!e) return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", who);
@@ -83,10 +93,13 @@ flash_status flash_evaluator_open(const flash_cfg *cfg, flash_env *env, const ch
     e->reference_n = rn;
     e->n = n;
     e->batch = batch;
-    resolve(flash_cfg_get(cfg, "checkpoint"), ckpt, e->ckpt, sizeof e->ckpt);
+    resolve(ckpt_node, ckpt, e->ckpt, sizeof e->ckpt);
 
     flash_cfg *evroot = NULL;
+    /* the reference: this slot's, else the pipeline's dataset, else the
+     * evaluator config's (the data the evaluator was trained on) */
     const flash_cfg *model = flash_cfg_get(cfg, "model"), *ref = flash_cfg_get(cfg, "reference");
+    if (!ref && env->root) ref = flash_cfg_get(env->root, "dataset");
     if (evpath && evpath[0]) {
         char full[4096];
         resolve(flash_cfg_get(cfg, "evaluator"), evpath, full, sizeof full);
@@ -98,7 +111,16 @@ flash_status flash_evaluator_open(const flash_cfg *cfg, flash_env *env, const ch
         if (!model) model = flash_cfg_get(evroot, "model");
         if (!ref) ref = flash_cfg_get(evroot, "dataset");
     }
-    if (!model) st = flash_cfg_error(cfg, err, "metric '%s' needs 'evaluator' (a config file) or 'model'", who);
+    if (!model && env->root) {
+        /* the pipeline's shared `evaluator:` model slot */
+        const flash_cfg *shared = flash_cfg_get(env->root, "evaluator");
+        if (flash_cfg_kind(shared) == FLASH_CFG_MAP) model = shared;
+    }
+    if (!model)
+        st = flash_cfg_error(cfg, err,
+                             "metric '%s' needs 'evaluator' (a config file), 'model', or the pipeline's "
+                             "'evaluator:' model slot",
+                             who);
     else if (!ref)
         st = flash_cfg_error(cfg, err, "metric '%s' needs 'reference' (a dataset slot) or an 'evaluator' config "
                              "with a dataset", who);
@@ -112,16 +134,10 @@ flash_status flash_evaluator_open(const flash_cfg *cfg, flash_env *env, const ch
     }
     const flash_model_api *api = FLASH_API(&e->model, flash_model_api);
     api->info(e->model.self, &e->info);
-    flash_params *p = api->params ? api->params(e->model.self) : NULL;
-    if (!api->features || e->info.out_dim < 1 || !p) {
+    if (!api->features || e->info.out_dim < 1 || !api->params || !api->params(e->model.self)) {
         flash_evaluator_close(e);
         return flash_cfg_error(model, err, "metric '%s': the evaluator must be a trained classifier with features",
                                who);
-    }
-    if ((st = flash_checkpoint_load(e->ckpt, p, NULL, err))) {
-        flash_error_prefix(err, "metric '%s': evaluator checkpoint", who);
-        flash_evaluator_close(e);
-        return st;
     }
     *out = e;
     return FLASH_OK;
@@ -145,6 +161,16 @@ flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, flo
                                  flash_error *err)
 {
     const flash_model_api *api = FLASH_API(&e->model, flash_model_api);
+    /* read at the first use, so `flash check` validates a pipeline before
+     * its evaluator is trained */
+    if (!e->loaded) {
+        flash_status ls = flash_checkpoint_load(e->ckpt, api->params(e->model.self), NULL, err);
+        if (ls) {
+            flash_error_prefix(err, "evaluator checkpoint");
+            return ls;
+        }
+        e->loaded = 1;
+    }
     size_t per = 1;
     for (int j = 0; j < e->info.ndim; j++) per *= (size_t)e->info.shape[j];
     flash_ctx *c = flash_ctx_create((size_t)64 << 20);

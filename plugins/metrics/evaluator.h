@@ -7,11 +7,15 @@
  *
  * Keys (all metrics of this family):
  *   checkpoint:  the evaluator's weights (a path as given, else relative to
- *                the config file), required
+ *                the config file); default: the pipeline's top-level
+ *                `evaluator_checkpoint:`. Read at the first computation, so
+ *                `flash check` accepts a pipeline before the evaluator exists
  *   evaluator:   the evaluator's own config file (its `model:` slot is the
  *                network, its `dataset:` slot the default reference), or
- *   model:       the evaluator's model slot inline
- *   reference:   a dataset slot (default: the evaluator config's dataset)
+ *   model:       the evaluator's model slot inline; without either, the
+ *                pipeline's top-level `evaluator:` model slot
+ *   reference:   a dataset slot (default: the pipeline's `dataset:`, else
+ *                the evaluator config's)
  *   split:       train | test (default test)
  *   reference_n: reference examples used (default 0: the whole split)
  *   n:           samples used (default 5000; fewer if fewer are given)
