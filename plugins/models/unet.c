@@ -185,7 +185,7 @@ static flash_tensor *conv_fwd(flash_ctx *c, const conv_p *p, flash_tensor *x, in
 
 static flash_tensor *norm_act(flash_ctx *c, const norm_p *n, flash_tensor *x, int groups)
 {
-    return flash_silu(c, flash_group_norm(c, x, groups, n->g, n->b, 1e-5f));
+    return flash_group_norm_silu(c, x, groups, n->g, n->b, 1e-5f);
 }
 
 /* emb_act = SiLU(emb), shared by every block. */

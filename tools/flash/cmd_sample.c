@@ -15,7 +15,7 @@
 #include "flash/diffusion.h"
 
 static const char help[] =
-    "usage: flash sample CONFIG [--set KEY=VALUE]... [--ckpt FILE] [--noise xT.npy]\n"
+    "usage: flash sample CONFIG [--set KEY=VALUE]... [--ckpt FILE [--weights ema|raw]] [--noise xT.npy]\n"
     "                    [--labels y.npy] [--n N] [--seed S] --out x0.npy [--grid grid.png]\n"
     "\n"
     "Draws samples from the config's model (the `model` slot, else `student`,\n"
@@ -26,6 +26,8 @@ static const char help[] =
     "\n"
     "  --set KEY=VALUE  override a config key (repeatable)\n"
     "  --ckpt FILE      model weights (a flash checkpoint)\n"
+    "  --weights W      ema (default: the checkpoint's EMA copy when it has one)\n"
+    "                   or raw (the trained weights, for early checkpoints)\n"
     "  --noise FILE     starting noise x_T (NPY, float32/64, (N, ...)) instead of\n"
     "                   fresh noise: compare methods on identical noise\n"
     "  --labels FILE    class labels (NPY, int64/int32, (N)); a class-conditional\n"
@@ -43,7 +45,7 @@ static const char help[] =
 #define MAX_SETS 256
 
 typedef struct sample_args {
-    const char *config, *ckpt, *noise, *labels, *out, *grid;
+    const char *config, *ckpt, *noise, *labels, *out, *grid, *weights;
     char *sets[MAX_SETS];
     int n_sets;
     long n;
@@ -94,7 +96,10 @@ static int parse_args(int argc, char **argv, sample_args *a) {
         else if (strcmp(o, "--labels") == 0) slot = &a->labels;
         else if (strcmp(o, "--out") == 0) slot = &a->out;
         else if (strcmp(o, "--grid") == 0) slot = &a->grid;
-        else return usage_error("unknown option '%s'", o);
+        else if (strcmp(o, "--weights") == 0) {
+            if (strcmp(v, "ema") && strcmp(v, "raw")) return usage_error("--weights is ema or raw, not '%s'", v);
+            slot = &a->weights;
+        } else return usage_error("unknown option '%s'", o);
         *slot = v;
     }
     if (!a->config) return usage_error("%s", "missing CONFIG");
@@ -223,6 +228,9 @@ int flash_cmd_sample(int argc, char **argv) {
             goto done;
         }
         if ((st = flash_checkpoint_load(a.ckpt, prm, NULL, &err))) goto done;
+        /* Sample with the EMA weights, as flash run and flash distill do. */
+        int raw = a.weights && strcmp(a.weights, "raw") == 0;
+        if (!raw && flash_params_ema(prm) && (st = flash_params_swap_ema(prm, &err))) goto done;
     }
     if ((st = flash_denoiser_init(&den, &model, &sched, &err))) goto done;
 
