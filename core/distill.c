@@ -621,25 +621,14 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
             flash_error_prefix(err, "flash distill: step %lld", (long long)step);
             break;
         }
-        const double lv = loss->data[0];
-        if (!isfinite(lv)) {
-            st = guard_fail(L, step, "the loss", lv, err);
+        double lv = 0, gnorm = 0, lr = 0;
+        const char *bad = NULL;
+        if ((st = flash_train_update(L->ctx, L->P, loss, tc, step, "flash distill", &lv, &gnorm, &lr, &bad, err)))
+            break;
+        if (bad) {
+            st = guard_fail(L, step, bad, isfinite(lv) ? gnorm : lv, err);
             break;
         }
-        flash_params_zero_grad(L->P);
-        if ((st = flash_backward(L->ctx, loss, err))) {
-            flash_error_prefix(err, "flash distill: step %lld: backward", (long long)step);
-            break;
-        }
-        if (!flash_params_grad_finite(L->P)) {
-            st = guard_fail(L, step, "the gradient norm", flash_params_clip_grad(L->P, 0), err);
-            break;
-        }
-        const double gnorm = flash_params_clip_grad(L->P, tc->grad_clip);
-        flash_adam opt = tc->adam;
-        opt.lr = flash_train_lr_at(tc, step);
-        if ((st = flash_adam_step(L->P, &opt, step, err))) break;
-        if (tc->ema_decay > 0 && (st = flash_params_ema_update(L->P, tc->ema_decay, err))) break;
         /* the losses' own parts (a discriminator) alternate with the student */
         for (int i = 0; i < d->n_losses; i++) {
             const flash_loss_api *api = FLASH_API(&L->losses[i], flash_loss_api);
@@ -659,7 +648,7 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
             int len = snprintf(line, sizeof line,
                                "\"step\": %lld, \"loss\": %.9g, \"loss_avg\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
                                "\"step_s\": %.5f, \"teacher_nfe\": %.9g",
-                               (long long)step, lv, loss_acc / (double)n_acc, opt.lr, gnorm,
+                               (long long)step, lv, loss_acc / (double)n_acc, lr, gnorm,
                                (now - t_log) / (double)n_acc, (double)(L->tden.nfe - tnfe0) / (double)n_acc);
             for (int k = 0; k < stats.n && len > 0 && len < (int)sizeof line; k++)
                 len += snprintf(line + len, sizeof line - (size_t)len, ", \"%s\": %.9g", stats.name[k],
@@ -670,7 +659,7 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
             loss_acc = 0;
             n_acc = 0;
         }
-        if (L->o->progress) flash_progress_update(&prog, step, "loss %.4f | lr %.2e", lv, opt.lr);
+        if (L->o->progress) flash_progress_update(&prog, step, "loss %.4f | lr %.2e", lv, lr);
         if ((tc->ckpt_every > 0 && step % tc->ckpt_every == 0) || step == last) {
             if ((st = save_all(L, step, err))) break;
         }

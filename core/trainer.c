@@ -375,6 +375,40 @@ static flash_status run_eval(trainer *T, int64_t step, flash_error *err)
 
 /* The guard: a non-finite loss or gradient stops the run before the
  * update, so the parameters and the last checkpoint stay good. */
+flash_status flash_train_update(flash_ctx *c, flash_params *P, flash_tensor *loss, const flash_train_config *tc,
+                                int64_t step, const char *who, double *loss_value, double *grad_norm, double *lr,
+                                const char **bad, flash_error *err)
+{
+    *bad = NULL;
+    *grad_norm = 0;
+    *lr = 0;
+    float lh = 0;
+    flash_status st = flash_tensor_to_host(c, loss, &lh, err);
+    if (st) return st;
+    *loss_value = lh;
+    if (!isfinite(*loss_value)) {
+        *bad = "the loss";
+        return FLASH_OK;
+    }
+    flash_params_zero_grad(P);
+    if ((st = flash_backward(c, loss, err))) {
+        flash_error_prefix(err, "%s: step %lld: backward", who, (long long)step);
+        return st;
+    }
+    if (!flash_params_grad_finite(P)) {
+        *bad = "the gradient norm";
+        *grad_norm = flash_params_clip_grad(P, 0);
+        return FLASH_OK;
+    }
+    *grad_norm = flash_params_clip_grad(P, tc->grad_clip);
+    flash_adam opt = tc->adam;
+    opt.lr = flash_train_lr_at(tc, step);
+    *lr = opt.lr;
+    if ((st = flash_adam_step(P, &opt, step, err))) return st;
+    if (tc->ema_decay > 0 && (st = flash_params_ema_update(P, tc->ema_decay, err))) return st;
+    return FLASH_OK;
+}
+
 static flash_status guard_fail(trainer *T, int64_t step, const char *what, double v, flash_error *err)
 {
     const char *value = isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf";
@@ -418,27 +452,14 @@ static flash_status trainer_loop(trainer *T, int64_t start, flash_error *err)
             flash_error_prefix(err, "flash train: step %lld", (long long)step);
             break;
         }
-        float lh = 0;
-        if ((st = flash_tensor_to_host(T->ctx, loss, &lh, err))) break;
-        const double lv = lh;
-        if (!isfinite(lv)) {
-            st = guard_fail(T, step, "the loss", lv, err);
+        double lv = 0, gnorm = 0, lr = 0;
+        const char *bad = NULL;
+        if ((st = flash_train_update(T->ctx, T->P, loss, tc, step, "flash train", &lv, &gnorm, &lr, &bad, err)))
+            break;
+        if (bad) {
+            st = guard_fail(T, step, bad, isfinite(lv) ? gnorm : lv, err);
             break;
         }
-        flash_params_zero_grad(T->P);
-        if ((st = flash_backward(T->ctx, loss, err))) {
-            flash_error_prefix(err, "flash train: step %lld: backward", (long long)step);
-            break;
-        }
-        if (!flash_params_grad_finite(T->P)) {
-            st = guard_fail(T, step, "the gradient norm", flash_params_clip_grad(T->P, 0), err);
-            break;
-        }
-        const double gnorm = flash_params_clip_grad(T->P, tc->grad_clip);
-        flash_adam opt = tc->adam;
-        opt.lr = flash_train_lr_at(tc, step);
-        if ((st = flash_adam_step(T->P, &opt, step, err))) break;
-        if (tc->ema_decay > 0 && (st = flash_params_ema_update(T->P, tc->ema_decay, err))) break;
 
         loss_acc += lv;
         n_acc++;
@@ -449,14 +470,14 @@ static flash_status trainer_loop(trainer *T, int64_t start, flash_error *err)
             json_append(line, sizeof line, &len,
                         "\"step\": %lld, \"loss\": %.9g, \"loss_avg\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
                         "\"step_s\": %.4f",
-                        (long long)step, lv, loss_acc / (double)n_acc, opt.lr, gnorm, (now - t_log) / (double)n_acc);
+                        (long long)step, lv, loss_acc / (double)n_acc, lr, gnorm, (now - t_log) / (double)n_acc);
             append_stats(line, sizeof line, &len, &stats, "");
             flash_jsonl_write(&T->jl, "%s", line);
             t_log = now;
             loss_acc = 0;
             n_acc = 0;
         }
-        if (T->o->progress) flash_progress_update(&prog, step, "loss %.4f | lr %.2e", lv, opt.lr);
+        if (T->o->progress) flash_progress_update(&prog, step, "loss %.4f | lr %.2e", lv, lr);
         /* Evaluation before the checkpoint: a run killed between the two
          * resumes from the previous checkpoint and repeats both. */
         if (((tc->eval_every > 0 && step % tc->eval_every == 0) || step == tc->steps) &&

@@ -67,6 +67,21 @@ FLASH_EXPORT flash_status flash_train_config_read(const flash_cfg *train, flash_
 /* The learning rate at step (1-based): linear warmup from lr/warmup to lr,
  * then constant, or cosine from lr down to min_lr at the last step. */
 FLASH_EXPORT float flash_train_lr_at(const flash_train_config *tc, int64_t step);
+/* One optimiser update from the scalar loss of a step, shared by flash train
+ * and flash distill so both apply the same guard, clip, scheduled Adam step
+ * and EMA: reads the loss (through flash_tensor_to_host, so it works on any
+ * device), zeroes the gradients, backpropagates, clips to tc->grad_clip,
+ * steps Adam at flash_train_lr_at(tc, step) and updates the EMA when
+ * tc->ema_decay > 0. A non-finite loss or gradient stops before any
+ * parameter changes: the call returns FLASH_OK with *bad naming what ("the
+ * loss" or "the gradient norm") and *loss_value or *grad_norm holding the
+ * offending value, so the caller reports it its own way; otherwise *bad is
+ * NULL. A backward failure is prefixed "<who>: step N: backward". On success
+ * *loss_value, *grad_norm (before clipping) and *lr hold the step's values. */
+FLASH_EXPORT flash_status flash_train_update(flash_ctx *c, flash_params *P, flash_tensor *loss,
+                                             const flash_train_config *tc, int64_t step, const char *who,
+                                             double *loss_value, double *grad_norm, double *lr, const char **bad,
+                                             flash_error *err);
 
 typedef struct flash_train_opts {
     uint32_t size;             /* sizeof(flash_train_opts) of the caller */
