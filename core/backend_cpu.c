@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend_cpu_nn.h"
+#include "cpu_math.h"
 #include "tensor_internal.h"
 
 #define FLASH_SUM_BLOCK 16384
@@ -231,36 +232,7 @@ static void cpu_bcast_reduce(float *gb, const float *x, const float *w, const fl
     }
 }
 
-/* exp in plain C that the compiler vectorises (glibc's expf is a scalar
- * call, ~10x slower in these loops). Cephes' expf: x = n ln2 + r with
- * |r| <= ln2/2, a degree-6 polynomial for e^r, 2^n by building the exponent
- * bits. Inputs are clamped to [-87, 88] so 2^n stays a normal float: exp of
- * anything below -87 returns e^-87 (1.6e-38) instead of a denormal or 0.
- * Relative error about 2e-7 (a couple of ulp). */
-static inline float fast_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    /* round x / ln2 to the nearest integer with the 1.5 * 2^23 trick */
-    const float shift = 12582912.0f;
-    const float n = (x * 1.44269504088896341f + shift) - shift;
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    /* NaN in x keeps p NaN; the exponent only needs a defined cast */
-    const float nn = n == n ? n : 0.0f;
-    const uint32_t bits = (uint32_t)((int32_t)nn + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
 
-static inline float sigmoid_f(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
 
 /* tanh(x) = 1 - 2 / (e^2x + 1) loses relative accuracy near 0, where the
  * odd Taylor series to x^9 is used instead (error < 2e-9 for |x| < 0.3). */
@@ -271,7 +243,7 @@ static inline float tanh_f(float x) {
     p = p * x2 + 2.0f / 15.0f;
     p = p * x2 - 1.0f / 3.0f;
     const float small = x + x * x2 * p;
-    const float big = 1.0f - 2.0f / (fast_expf(2.0f * x) + 1.0f);
+    const float big = 1.0f - 2.0f / (flash_cpu_expf(2.0f * x) + 1.0f);
     return fabsf(x) < 0.3f ? small : big;
 }
 
@@ -285,12 +257,12 @@ static void unary_range(flash_unop op, float *y, const float *x, size_t n, float
     switch (op) {
     case FLASH_UN_AFFINE: for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b; break;
     case FLASH_UN_NEG: for (size_t i = 0; i < n; i++) y[i] = -x[i]; break;
-    case FLASH_UN_EXP: for (size_t i = 0; i < n; i++) y[i] = fast_expf(x[i]); break;
+    case FLASH_UN_EXP: for (size_t i = 0; i < n; i++) y[i] = flash_cpu_expf(x[i]); break;
     case FLASH_UN_LOG: for (size_t i = 0; i < n; i++) y[i] = logf(x[i]); break;
     case FLASH_UN_SQRT: for (size_t i = 0; i < n; i++) y[i] = sqrtf(x[i]); break;
     case FLASH_UN_SQUARE: for (size_t i = 0; i < n; i++) y[i] = x[i] * x[i]; break;
     case FLASH_UN_ABS: for (size_t i = 0; i < n; i++) y[i] = fabsf(x[i]); break;
-    case FLASH_UN_SILU: for (size_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_f(x[i]); break;
+    case FLASH_UN_SILU: for (size_t i = 0; i < n; i++) y[i] = x[i] * flash_cpu_sigmoid(x[i]); break;
     case FLASH_UN_RELU: for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f; break;
     case FLASH_UN_LEAKY_RELU: for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : a * x[i]; break;
     case FLASH_UN_SOFTPLUS: for (size_t i = 0; i < n; i++) y[i] = softplus_f(x[i]); break;
@@ -317,10 +289,10 @@ static void unary_backward_range(flash_unop op, float *restrict gx, const float 
     case FLASH_UN_SQRT: FLASH_UB_LOOP(gy[i] * 0.5f / y[i]); break;
     case FLASH_UN_SQUARE: FLASH_UB_LOOP(2.0f * x[i] * gy[i]); break;
     case FLASH_UN_ABS: FLASH_UB_LOOP(x[i] > 0 ? gy[i] : (x[i] < 0 ? -gy[i] : 0.0f)); break;
-    case FLASH_UN_SILU: FLASH_UB_LOOP(gy[i] * sigmoid_f(x[i]) * (1.0f + x[i] * (1.0f - sigmoid_f(x[i])))); break;
+    case FLASH_UN_SILU: FLASH_UB_LOOP(gy[i] * flash_cpu_sigmoid(x[i]) * (1.0f + x[i] * (1.0f - flash_cpu_sigmoid(x[i])))); break;
     case FLASH_UN_RELU: FLASH_UB_LOOP(x[i] > 0 ? gy[i] : 0.0f); break;
     case FLASH_UN_LEAKY_RELU: FLASH_UB_LOOP(x[i] > 0 ? gy[i] : a * gy[i]); break;
-    case FLASH_UN_SOFTPLUS: FLASH_UB_LOOP(gy[i] * sigmoid_f(x[i])); break;
+    case FLASH_UN_SOFTPLUS: FLASH_UB_LOOP(gy[i] * flash_cpu_sigmoid(x[i])); break;
     case FLASH_UN_TANH: FLASH_UB_LOOP(gy[i] * (1.0f - y[i] * y[i])); break;
     }
 }

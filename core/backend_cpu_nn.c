@@ -19,34 +19,9 @@
 #include <string.h>
 
 #include "backend_cpu_nn.h"
+#include "cpu_math.h"
 #include "tensor_internal.h"
 
-/* exp(x) without a libm call, so that loops over it vectorise: x = n ln2 + r
- * with |r| <= ln2/2 (Cody-Waite, two-part ln2), e^r by its degree-7 Taylor
- * polynomial (truncation < 2e-8 relative), 2^n by exponent bits. Inputs
- * are clamped to [-87, 88], where e^x is a normal float; NaN propagates. */
-static inline float exp_f(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float n = (x * 1.44269504088896341f + magic) - magic;
-    float r = x - n * 0.693145751953125f;
-    r = r - n * 1.42860682030941723e-6f;
-    float p = 1.98412698e-4f;
-    p = p * r + 1.38888889e-3f;
-    p = p * r + 8.33333333e-3f;
-    p = p * r + 4.16666667e-2f;
-    p = p * r + 1.66666667e-1f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &e, sizeof scale);
-    return p * scale;
-}
-
-static inline float sigmoid_f(float z) { return 1.0f / (1.0f + exp_f(-z)); }
 
 /* Sums over a group go through chunks of GN_CHUNK elements: 64 float lanes
  * inside a chunk (four independent vector accumulators, so the loop is not
@@ -154,7 +129,7 @@ void flash_cpu_group_norm_forward(float *y, double *stats, const float *x, const
             if (silu)
                 for (int j = 0; j < hw; j++) {
                     const float z = (xc[j] - a.m) * a.sc + a.sh;
-                    yc[j] = z * sigmoid_f(z);
+                    yc[j] = z * flash_cpu_sigmoid(z);
                 }
             else
                 for (int j = 0; j < hw; j++) yc[j] = (xc[j] - a.m) * a.sc + a.sh;
@@ -165,7 +140,7 @@ void flash_cpu_group_norm_forward(float *y, double *stats, const float *x, const
 /* dz = d silu(z) / dz * gy with z recomputed as in the forward */
 static inline void silu_grad(float *dz, const float *gy, const float *x, gn_affine a, int len) {
     for (int j = 0; j < len; j++) {
-        const float z = (x[j] - a.m) * a.sc + a.sh, s = sigmoid_f(z);
+        const float z = (x[j] - a.m) * a.sc + a.sh, s = flash_cpu_sigmoid(z);
         dz[j] = gy[j] * s * (1.0f + z * (1.0f - s));
     }
 }
