@@ -561,28 +561,6 @@ static flash_status load_all(loop *L, int64_t *start, flash_error *err)
     return FLASH_OK;
 }
 
-static flash_status truncate_metrics(const char *path, int64_t step, flash_error *err)
-{
-    char *buf = NULL;
-    size_t n = 0;
-    struct stat sb;
-    if (stat(path, &sb) != 0) return FLASH_OK;
-    flash_status st = flash_read_file(path, &buf, &n, err);
-    if (st) return st;
-    size_t keep = 0;
-    for (size_t i = 0; i < n;) {
-        char *nl = memchr(buf + i, '\n', n - i);
-        size_t end = nl ? (size_t)(nl - buf) + 1 : n;
-        const char *k = strstr(buf + i, "\"step\":");
-        long long s = (k && k < buf + end) ? strtoll(k + 7, NULL, 10) : 0;
-        if (!nl || s > step) break;
-        keep = end;
-        i = end;
-    }
-    st = flash_write_file_atomic(path, buf, keep, err);
-    free(buf);
-    return st;
-}
 
 static flash_status guard_fail(loop *L, int64_t step, const char *what, double v, flash_error *err)
 {
@@ -688,7 +666,7 @@ flash_status flash_distill_run(const flash_distill_opts *o, flash_error *err)
             st = flash_error_set(err, FLASH_ERR_USAGE, "flash distill --resume: no checkpoint at %s", L->ckpt_path);
             goto out;
         }
-        if ((st = load_all(L, &start, err)) || (st = truncate_metrics(L->metrics_path, start, err))) goto out;
+        if ((st = load_all(L, &start, err)) || (st = flash_jsonl_truncate(L->metrics_path, start, err))) goto out;
         flash_info("resuming %s at step %lld of %lld", o->run_dir, (long long)start, (long long)L->tc.steps);
     } else {
         if (have) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,4 +236,27 @@ void flash_jsonl_close(flash_jsonl *j)
         fclose(j->f);
         j->f = NULL;
     }
+}
+
+flash_status flash_jsonl_truncate(const char *path, int64_t step, flash_error *err)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return FLASH_OK;
+    flash_status st = flash_read_file(path, &buf, &n, err);
+    if (st) return st;
+    size_t keep = 0;
+    for (size_t i = 0; i < n;) {
+        char *nl = memchr(buf + i, '\n', n - i);
+        size_t end = nl ? (size_t)(nl - buf) + 1 : n;
+        const char *k = strstr(buf + i, "\"step\":");
+        long long s = (k && k < buf + end) ? strtoll(k + 7, NULL, 10) : 0;
+        if (!nl || s > step) break; /* a torn last line or a step after the checkpoint */
+        keep = end;
+        i = end;
+    }
+    st = flash_write_file_atomic(path, buf, keep, err);
+    free(buf);
+    return st;
 }

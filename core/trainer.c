@@ -233,30 +233,6 @@ static flash_status trainer_build(trainer *T, flash_error *err)
     return FLASH_OK;
 }
 
-/* Keeps the metric lines of steps <= step (the checkpoint being resumed),
- * so the resumed run's lines follow without duplicates. */
-static flash_status truncate_metrics(const char *path, int64_t step, flash_error *err)
-{
-    char *buf = NULL;
-    size_t n = 0;
-    struct stat sb;
-    if (stat(path, &sb) != 0) return FLASH_OK;
-    flash_status st = flash_read_file(path, &buf, &n, err);
-    if (st) return st;
-    size_t keep = 0;
-    for (size_t i = 0; i < n;) {
-        char *nl = memchr(buf + i, '\n', n - i);
-        size_t end = nl ? (size_t)(nl - buf) + 1 : n;
-        const char *k = strstr(buf + i, "\"step\":");
-        long long s = (k && k < buf + end) ? strtoll(k + 7, NULL, 10) : 0;
-        if (!nl || s > step) break; /* a torn last line or a step after the checkpoint */
-        keep = end;
-        i = end;
-    }
-    st = flash_write_file_atomic(path, buf, keep, err);
-    free(buf);
-    return st;
-}
 
 static flash_status save_ckpt(trainer *T, int64_t step, flash_error *err)
 {
@@ -519,7 +495,7 @@ flash_status flash_train_run(const flash_train_opts *o, flash_error *err)
         T.rng = info.rng;
         T.last_ckpt = start;
         flash_batcher_skip(&T.batcher, start, T.tc.batch_size);
-        if ((st = truncate_metrics(T.metrics_path, start, err))) goto out;
+        if ((st = flash_jsonl_truncate(T.metrics_path, start, err))) goto out;
         flash_info("resuming %s at step %lld of %lld", o->run_dir, (long long)start, (long long)T.tc.steps);
     } else {
         if (have_ckpt) {

@@ -48,6 +48,10 @@ FLASH_EXPORT flash_status flash_jsonl_open(flash_jsonl *j, const char *path, fla
 /* fmt is the body of a JSON object without braces: "\"step\": %ld, \"loss\": %.6g" */
 FLASH_EXPORT void flash_jsonl_write(flash_jsonl *j, const char *fmt, ...) FLASH_PRINTF(2, 3);
 FLASH_EXPORT void flash_jsonl_close(flash_jsonl *j);
+/* Keeps the lines of a metrics log whose "step" is <= step (the checkpoint a
+ * run resumes from) and drops the rest, so the resumed run's lines follow
+ * without duplicates; a torn last line is dropped too. A missing file is fine. */
+FLASH_EXPORT flash_status flash_jsonl_truncate(const char *path, int64_t step, flash_error *err);
 
 #ifdef __cplusplus
 }

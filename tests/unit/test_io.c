@@ -806,6 +806,32 @@ START_TEST(test_jsonl_appends_valid_lines)
 }
 END_TEST
 
+START_TEST(test_jsonl_truncate_keeps_steps_up_to_checkpoint)
+{
+    flash_error err = {0};
+    const char *p = tmp_path("resume.jsonl");
+    const char *text = "{\"step\": 1, \"loss\": 0.5}\n"
+                       "{\"step\": 2, \"loss\": 0.4}\n"
+                       "{\"step\": 3, \"loss\": 0.3}\n"
+                       "{\"step\": 4, \"loss\": 0.2}\n"
+                       "{\"step\": 5, \"lo";
+    ck_assert_int_eq(flash_write_file_atomic(p, text, strlen(text), &err), FLASH_OK);
+    ck_assert_int_eq(flash_jsonl_truncate(p, 3, &err), FLASH_OK);
+    size_t n;
+    unsigned char *b = read_bytes(p, &n);
+    ck_assert_str_eq((char *)b, "{\"step\": 1, \"loss\": 0.5}\n{\"step\": 2, \"loss\": 0.4}\n{\"step\": 3, \"loss\": 0.3}\n");
+    free(b);
+    /* a torn last line goes even when its step would be kept */
+    const char *torn = "{\"step\": 1}\n{\"step\": 2";
+    ck_assert_int_eq(flash_write_file_atomic(p, torn, strlen(torn), &err), FLASH_OK);
+    ck_assert_int_eq(flash_jsonl_truncate(p, 9, &err), FLASH_OK);
+    b = read_bytes(p, &n);
+    ck_assert_str_eq((char *)b, "{\"step\": 1}\n");
+    free(b);
+    ck_assert_int_eq(flash_jsonl_truncate(tmp_path("absent.jsonl"), 3, &err), FLASH_OK);
+}
+END_TEST
+
 START_TEST(test_progress_plain_lines)
 {
     /* stderr redirected to a file: not a terminal, so plain lines. */
@@ -922,6 +948,7 @@ static Suite *io_suite(void)
     tcase_add_test(tc, test_png_write_read_back);
     tcase_add_test(tc, test_png_grid_layout_and_values);
     tcase_add_test(tc, test_jsonl_appends_valid_lines);
+    tcase_add_test(tc, test_jsonl_truncate_keeps_steps_up_to_checkpoint);
     tcase_add_test(tc, test_progress_plain_lines);
     tcase_add_test(tc, test_progress_tty_redraws);
     tcase_add_test(tc, test_now_monotonic);
