@@ -16,29 +16,10 @@
 
 #include <stdlib.h>
 
-typedef struct backward {
-    long step;
-    bool plain_target;
-} backward;
-
-static const char *const keys[] = {"step", "plain_target", NULL};
-
 static flash_status bw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
     (void)env;
-    long step;
-    bool plain;
-    flash_status st = flash_cfg_int(cfg, "step", -1, &step, err);
-    if (!st) st = flash_cfg_bool(cfg, "plain_target", true, &plain, err);
-    if (st) return st;
-    if (step < -1 || step >= FLASH_DISTILL_MAX_STEPS)
-        return flash_cfg_error(flash_cfg_get(cfg, "step"), err, "strategy 'backward': step must be -1 or an index");
-    backward *b = malloc(sizeof *b);
-    if (!b) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'backward': out of memory");
-    b->step = step;
-    b->plain_target = plain;
-    *self = b;
-    return FLASH_OK;
+    return distill_step_opts_create(cfg, "backward", self, err);
 }
 
 static void bw_destroy(void *self) { free(self); }
@@ -60,7 +41,7 @@ static flash_tensor *rollout(flash_distill *d, flash_ctx *c, flash_tensor *x_T, 
 static flash_tensor *bw_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
 {
     (void)iter;
-    const backward *b = self;
+    const distill_step_opts *b = self;
     const int n = d->batch_size;
     int i = b->step >= 0 ? (int)b->step : distill_pick_step(d);
     if (i >= d->n_steps) {
@@ -77,7 +58,7 @@ static flash_tensor *bw_step(void *self, flash_ctx *c, flash_distill *d, int64_t
 static const flash_strategy_api backward_api = {
     .head = {sizeof backward_api, FLASH_KIND_STRATEGY, "backward",
              "backward distillation (Imagine Flash 4.1, eq. 7): inputs from the student's own stop-gradient rollout",
-             keys, bw_create, bw_destroy},
+             distill_step_keys, bw_create, bw_destroy},
     .step = bw_step,
 };
 

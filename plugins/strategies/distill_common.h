@@ -6,6 +6,8 @@
 #include "flash/diffusion.h"
 #include "folder.h"
 
+#include <stdlib.h>
+
 /* Per-sample condition arrays for a batch at one timestep, in the arena. */
 static inline flash_cond distill_cond(flash_distill *d, flash_ctx *c, int n, double t, const int *labels)
 {
@@ -49,6 +51,34 @@ static inline flash_tensor *distill_student_losses(flash_distill *d, flash_ctx *
                         .distill = d};
     if (d->stats) flash_metric_result_add(d->stats, "t", t);
     return flash_distill_losses(d, c, &in);
+}
+
+/* The settings `backward` and `forward` share: which student step index to
+ * train (-1: drawn uniformly per iteration) and whether to hand the losses
+ * the eq. 7 target. `what` names the strategy in messages. */
+typedef struct distill_step_opts {
+    long step;
+    bool plain_target;
+} distill_step_opts;
+
+static const char *const distill_step_keys[] = {"step", "plain_target", NULL};
+
+static inline flash_status distill_step_opts_create(const flash_cfg *cfg, const char *what, void **self,
+                                                    flash_error *err)
+{
+    long step;
+    bool plain;
+    flash_status st = flash_cfg_int(cfg, "step", -1, &step, err);
+    if (!st) st = flash_cfg_bool(cfg, "plain_target", true, &plain, err);
+    if (st) return st;
+    if (step < -1 || step >= FLASH_DISTILL_MAX_STEPS)
+        return flash_cfg_error(flash_cfg_get(cfg, "step"), err, "strategy '%s': step must be -1 or an index", what);
+    distill_step_opts *o = malloc(sizeof *o);
+    if (!o) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy '%s': out of memory", what);
+    o->step = step;
+    o->plain_target = plain;
+    *self = o;
+    return FLASH_OK;
 }
 
 #endif

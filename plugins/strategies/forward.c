@@ -12,29 +12,10 @@
 
 #include <stdlib.h>
 
-typedef struct forward {
-    long step;
-    bool plain_target;
-} forward;
-
-static const char *const keys[] = {"step", "plain_target", NULL};
-
 static flash_status fw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
     (void)env;
-    long step;
-    bool plain;
-    flash_status st = flash_cfg_int(cfg, "step", -1, &step, err);
-    if (!st) st = flash_cfg_bool(cfg, "plain_target", true, &plain, err);
-    if (st) return st;
-    if (step < -1 || step >= FLASH_DISTILL_MAX_STEPS)
-        return flash_cfg_error(flash_cfg_get(cfg, "step"), err, "strategy 'forward': step must be -1 or an index");
-    forward *f = malloc(sizeof *f);
-    if (!f) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'forward': out of memory");
-    f->step = step;
-    f->plain_target = plain;
-    *self = f;
-    return FLASH_OK;
+    return distill_step_opts_create(cfg, "forward", self, err);
 }
 
 static void fw_destroy(void *self) { free(self); }
@@ -42,7 +23,7 @@ static void fw_destroy(void *self) { free(self); }
 static flash_tensor *fw_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
 {
     (void)iter;
-    const forward *f = self;
+    const distill_step_opts *f = self;
     const int n = d->batch_size;
     int i = f->step >= 0 ? (int)f->step : distill_pick_step(d);
     if (i >= d->n_steps) {
@@ -65,7 +46,7 @@ static flash_tensor *fw_step(void *self, flash_ctx *c, flash_distill *d, int64_t
 
 static const flash_strategy_api forward_api = {
     .head = {sizeof forward_api, FLASH_KIND_STRATEGY, "forward",
-             "forward distillation (the paper's w/o-backward ablation): inputs forward-noised from real data", keys,
+             "forward distillation (the paper's w/o-backward ablation): inputs forward-noised from real data", distill_step_keys,
              fw_create, fw_destroy},
     .step = fw_step,
 };
