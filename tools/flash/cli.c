@@ -1,7 +1,9 @@
 /* Helpers shared by the subcommands (see cli.h). */
 #include "cli.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int flash_cli_exit_code(flash_status st)
@@ -20,6 +22,26 @@ int flash_cli_fail(const char *cmd, const flash_error *err)
     const char *msg = err && err->msg[0] ? err->msg : flash_status_name(st);
     fprintf(stderr, "flash %s: %s\n", cmd, msg);
     return flash_cli_exit_code(st);
+}
+
+int flash_cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "flash %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see 'flash %s --help')\n", cmd);
+    va_end(ap);
+    return FLASH_EXIT_USAGE;
+}
+
+int flash_cli_parse_long(const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (*end || end == v || x < lo || x > hi) return 0;
+    *out = (long)x;
+    return 1;
 }
 
 int flash_cli_wants_help(int argc, char **argv)

@@ -40,6 +40,12 @@ flash_status flash_cli_pipeline_load(flash_cli_pipeline *p, const char *path, ch
                                      flash_error *err);
 void flash_cli_pipeline_free(flash_cli_pipeline *p);
 
+/* Prints "flash CMD: <message>" and the --help hint to stderr; returns
+ * FLASH_EXIT_USAGE. */
+int flash_cli_usage(const char *cmd, const char *fmt, ...) FLASH_PRINTF(2, 3);
+/* A decimal integer in [lo, hi] into *out: 1, or 0 when v is not one. */
+int flash_cli_parse_long(const char *v, long lo, long hi, long *out);
+
 /* True when argv[i] is "--help" or "-h" anywhere. */
 int flash_cli_wants_help(int argc, char **argv);
 

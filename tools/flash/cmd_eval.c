@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -43,13 +44,6 @@ typedef struct eval_args {
     int has_seed;
 } eval_args;
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fputs("flash eval: ", stderr);
-    fprintf(stderr, fmt, arg);
-    fputs("\n(see 'flash eval --help')\n", stderr);
-    return FLASH_EXIT_USAGE;
-}
 
 static int parse_args(int argc, char **argv, eval_args *a)
 {
@@ -58,40 +52,40 @@ static int parse_args(int argc, char **argv, eval_args *a)
         const char *o = argv[i];
         const char **slot = NULL;
         if (o[0] != '-' || o[1] == 0) {
-            if (a->config) return usage_error("unexpected argument '%s'", o);
+            if (a->config) return flash_cli_usage("eval", "unexpected argument '%s'", o);
             a->config = o;
             continue;
         }
-        if (i + 1 >= argc) return usage_error("%s needs a value", o);
+        if (i + 1 >= argc) return flash_cli_usage("eval", "%s needs a value", o);
         const char *v = argv[++i];
         if (strcmp(o, "--set") == 0) {
-            if (a->n_sets == MAX_SETS) return usage_error("too many --set (%s)", v);
+            if (a->n_sets == MAX_SETS) return flash_cli_usage("eval", "too many --set (%s)", v);
             a->sets[a->n_sets++] = (char *)v;
             continue;
         }
-        if (strcmp(o, "--real") == 0 || strcmp(o, "--seed") == 0) {
-            char *end;
-            long long x = strtoll(v, &end, 10);
-            if (*end || end == v || x < 0) return usage_error("expected a non-negative integer, got '%s'", v);
-            if (o[2] == 'r') {
-                if (x < 2 || x > 100000000) return usage_error("--real must be in [2, 1e8], got '%s'", v);
-                a->real = (long)x;
-            } else {
-                a->seed = x;
-                a->has_seed = 1;
-            }
+        if (strcmp(o, "--real") == 0) {
+            if (!flash_cli_parse_long(v, 2, 100000000, &a->real))
+                return flash_cli_usage("eval", "--real must be in [2, 1e8], got '%s'", v);
+            continue;
+        }
+        if (strcmp(o, "--seed") == 0) {
+            long x;
+            if (!flash_cli_parse_long(v, 0, LONG_MAX, &x))
+                return flash_cli_usage("eval", "expected a non-negative integer, got '%s'", v);
+            a->seed = x;
+            a->has_seed = 1;
             continue;
         }
         if (strcmp(o, "--samples") == 0) slot = &a->samples;
         else if (strcmp(o, "--labels") == 0) slot = &a->labels;
         else if (strcmp(o, "--out") == 0) slot = &a->out;
         else if (strcmp(o, "--grid") == 0) slot = &a->grid;
-        else return usage_error("unknown option '%s'", o);
+        else return flash_cli_usage("eval", "unknown option '%s'", o);
         *slot = v;
     }
-    if (!a->config) return usage_error("%s", "missing CONFIG");
-    if (!a->samples == !a->real) return usage_error("%s", "give either --samples FILE or --real N");
-    if (a->real && a->labels) return usage_error("%s", "--labels goes with --samples (--real uses the dataset's)");
+    if (!a->config) return flash_cli_usage("eval", "%s", "missing CONFIG");
+    if (!a->samples == !a->real) return flash_cli_usage("eval", "%s", "give either --samples FILE or --real N");
+    if (a->real && a->labels) return flash_cli_usage("eval", "%s", "--labels goes with --samples (--real uses the dataset's)");
     return FLASH_EXIT_OK;
 }
 

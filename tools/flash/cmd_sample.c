@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include "flash/diffusion.h"
@@ -59,12 +60,6 @@ typedef struct sample_args {
     int has_seed;
 } sample_args;
 
-static int usage_error(const char *fmt, const char *arg) {
-    fputs("flash sample: ", stderr);
-    fprintf(stderr, fmt, arg);
-    fputs("\n(see 'flash sample --help')\n", stderr);
-    return FLASH_EXIT_USAGE;
-}
 
 static int parse_args(int argc, char **argv, sample_args *a) {
     memset(a, 0, sizeof *a);
@@ -73,35 +68,32 @@ static int parse_args(int argc, char **argv, sample_args *a) {
         const char *o = argv[i];
         const char **slot = NULL;
         if (o[0] != '-' || o[1] == 0) {
-            if (a->config) return usage_error("unexpected argument '%s'", o);
+            if (a->config) return flash_cli_usage("sample", "unexpected argument '%s'", o);
             a->config = o;
             continue;
         }
-        if (i + 1 >= argc) return usage_error("%s needs a value", o);
+        if (i + 1 >= argc) return flash_cli_usage("sample", "%s needs a value", o);
         const char *v = argv[++i];
         if (strcmp(o, "--set") == 0) {
-            if (a->n_sets == MAX_SETS) return usage_error("too many --set (%s)", v);
+            if (a->n_sets == MAX_SETS) return flash_cli_usage("sample", "too many --set (%s)", v);
             a->sets[a->n_sets++] = (char *)v;
             continue;
         }
         if (strcmp(o, "--batch") == 0) {
-            char *end;
-            long x = strtol(v, &end, 10);
-            if (*end || end == v || x < 1 || x > 1000000) return usage_error("--batch must be in [1, 1e6], got '%s'", v);
-            a->batch = x;
+            if (!flash_cli_parse_long(v, 1, 1000000, &a->batch))
+                return flash_cli_usage("sample", "--batch must be in [1, 1e6], got '%s'", v);
             continue;
         }
-        if (strcmp(o, "--n") == 0 || strcmp(o, "--seed") == 0) {
-            char *end;
-            long long x = strtoll(v, &end, 10);
-            if (*end || end == v || x < 0) return usage_error("expected a non-negative integer, got '%s'", v);
-            if (o[2] == 'n') {
-                if (x < 1 || x > 100000000) return usage_error("--n must be in [1, 1e8], got '%s'", v);
-                a->n = (long)x;
-            } else {
-                a->seed = x;
-                a->has_seed = 1;
-            }
+        if (strcmp(o, "--n") == 0) {
+            if (!flash_cli_parse_long(v, 1, 100000000, &a->n)) return flash_cli_usage("sample", "--n must be in [1, 1e8], got '%s'", v);
+            continue;
+        }
+        if (strcmp(o, "--seed") == 0) {
+            long x;
+            if (!flash_cli_parse_long(v, 0, LONG_MAX, &x))
+                return flash_cli_usage("sample", "expected a non-negative integer, got '%s'", v);
+            a->seed = x;
+            a->has_seed = 1;
             continue;
         }
         if (strcmp(o, "--ckpt") == 0) slot = &a->ckpt;
@@ -110,13 +102,13 @@ static int parse_args(int argc, char **argv, sample_args *a) {
         else if (strcmp(o, "--out") == 0) slot = &a->out;
         else if (strcmp(o, "--grid") == 0) slot = &a->grid;
         else if (strcmp(o, "--weights") == 0) {
-            if (strcmp(v, "ema") && strcmp(v, "raw")) return usage_error("--weights is ema or raw, not '%s'", v);
+            if (strcmp(v, "ema") && strcmp(v, "raw")) return flash_cli_usage("sample", "--weights is ema or raw, not '%s'", v);
             slot = &a->weights;
-        } else return usage_error("unknown option '%s'", o);
+        } else return flash_cli_usage("sample", "unknown option '%s'", o);
         *slot = v;
     }
-    if (!a->config) return usage_error("%s", "missing CONFIG");
-    if (!a->out) return usage_error("%s", "missing --out FILE");
+    if (!a->config) return flash_cli_usage("sample", "%s", "missing CONFIG");
+    if (!a->out) return flash_cli_usage("sample", "%s", "missing --out FILE");
     return FLASH_EXIT_OK;
 }
 
