@@ -3,6 +3,7 @@
  * include/flash/distill.h). */
 #include "flash/distill.h"
 #include "flash/trainer.h"
+#include "tensor_internal.h" /* flash_host_alloc: labels are host memory on every device */
 
 #include <errno.h>
 #include <math.h>
@@ -200,8 +201,14 @@ flash_tensor *flash_distill_losses(flash_distill *d, flash_ctx *c, const flash_l
         }
         if (d->stats) {
             char name[32];
+            float v = 0;
+            flash_error e = {0};
+            if (flash_tensor_to_host(c, l, &v, &e)) {
+                flash_ctx_fail(c, "loss '%s': %s", d->losses[i].comp->name, e.msg);
+                return NULL;
+            }
             snprintf(name, sizeof name, "loss_%s", d->losses[i].comp->name);
-            flash_metric_result_add(d->stats, name, l->data[0]);
+            flash_metric_result_add(d->stats, name, v);
         }
         sum = sum ? flash_add(c, sum, l) : l;
     }
@@ -212,9 +219,9 @@ flash_tensor *flash_distill_losses(flash_distill *d, flash_ctx *c, const flash_l
 const int *flash_distill_labels(flash_distill *d, flash_ctx *c, int n)
 {
     if (d->num_classes <= 0) return NULL;
-    flash_tensor *t = flash_tensor_1d(c, n); /* arena floats reused as ints */
-    if (!t) return NULL;
-    int *y = (int *)(void *)t->data;
+    /* host memory: the ops and the denoiser read labels on the host */
+    int *y = flash_host_alloc(c, (size_t)n * sizeof *y);
+    if (!y) return NULL;
     for (int i = 0; i < n; i++) y[i] = (int)flash_rng_below(d->rng, (uint64_t)d->num_classes);
     return y;
 }
@@ -262,10 +269,10 @@ flash_status flash_distill_real(flash_distill *d, flash_ctx *c, int n, flash_ten
     for (int i = 0; i < d->ndim; i++) shape[1 + i] = d->shape[i];
     *x = flash_tensor_from(c, 1 + d->ndim, shape, L->xbuf);
     if (labels && labelled) {
-        flash_tensor *t = flash_tensor_1d(c, n);
-        if (!t) return FLASH_ERR_NOMEM;
-        memcpy(t->data, L->lbuf, (size_t)n * sizeof(int));
-        *labels = (const int *)(void *)t->data;
+        int *y = flash_host_alloc(c, (size_t)n * sizeof *y);
+        if (!y) return FLASH_ERR_NOMEM;
+        memcpy(y, L->lbuf, (size_t)n * sizeof *y);
+        *labels = y;
     }
     return *x ? FLASH_OK : FLASH_ERR_NOMEM;
 }
@@ -315,6 +322,8 @@ flash_status flash_distill_clone_student(flash_distill *d, flash_instance **out,
         st = flash_checkpoint_load(path, p, NULL, err);
     else
         st = flash_params_copy(p, L->P, err);
+    /* the copy works beside the student, on the pipeline's device */
+    if (st == FLASH_OK) st = flash_params_to_device(p, L->tc.device, err);
     if (st) {
         flash_instance_destroy(inst);
         free(inst);
@@ -412,8 +421,18 @@ static flash_status loop_build(loop *L, flash_error *err)
         return st;
     }
     if ((st = flash_target_spec_read(flash_cfg_get(root, "target"), &L->d.target, err))) return st;
+    /* components that make their own contexts (a discriminator's, an
+     * evaluator's) make them on the pipeline's device */
     L->env = (flash_env){.size = sizeof L->env, .registry = L->o->registry, .seed = (uint64_t)seed,
-                         .run_dir = L->o->run_dir, .root = root};
+                         .run_dir = L->o->run_dir, .root = root, .device = L->tc.device};
+    /* the context on distill.device (as train.device), first: an unusable
+     * device is reported against the key before any component is built */
+    if (!(L->ctx = flash_ctx_create_on(L->tc.device, (size_t)64 << 20, err))) {
+        const flash_cfg *key = flash_cfg_get(flash_cfg_get(root, "distill"), "device");
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return key ? flash_cfg_error(key, err, "%s", why) : FLASH_ERR_RUNTIME;
+    }
     if ((st = need(root, "schedule", &slot, err)) ||
         (st = flash_instance_create(&L->env, FLASH_KIND_SCHEDULE, slot, &L->schedule, err)))
         return st;
@@ -493,8 +512,14 @@ static flash_status loop_build(loop *L, flash_error *err)
         return flash_cfg_error(slot, err, "strategy '%s' is not a distillation strategy (use flash train)",
                                L->strategy.comp->name);
 
-    if (!(L->ctx = flash_ctx_create((size_t)64 << 20)))
-        return flash_error_set(err, FLASH_ERR_NOMEM, "flash distill: out of memory");
+    /* the models on distill.device too: parameters were initialised and
+     * loaded on the CPU; the teacher and the student move once,
+     * checkpoints visit the host (ckpt_io) */
+    if ((tp && (st = flash_params_to_device(tp, L->tc.device, err))) ||
+        (st = flash_params_to_device(L->P, L->tc.device, err))) {
+        flash_error_prefix(err, "flash distill");
+        return st;
+    }
     flash_rng_seed_stream(&L->rng, L->env.seed, DISTILL_STREAM);
 
     flash_distill *d = &L->d;
@@ -515,6 +540,26 @@ static flash_status loop_build(loop *L, flash_error *err)
     return FLASH_OK;
 }
 
+/* Checkpoints are read and written in host memory: parameters on a device
+ * visit the CPU for the file and go back (as flash train's do). */
+static flash_status ckpt_io(bool save, const char *path, flash_params *p, flash_ckpt_info *info, flash_error *err)
+{
+    const char *dev = flash_params_device(p);
+    const bool away = strcmp(dev, "cpu") != 0;
+    flash_status st = away ? flash_params_to_device(p, "cpu", err) : FLASH_OK;
+    if (st == FLASH_OK)
+        st = save ? flash_checkpoint_save(path, p, info, err) : flash_checkpoint_load(path, p, info, err);
+    if (away) {
+        flash_error e2 = {0};
+        flash_status s2 = flash_params_to_device(p, dev, &e2);
+        if (st == FLASH_OK && s2) {
+            *err = e2;
+            st = s2;
+        }
+    }
+    return st;
+}
+
 static flash_status save_all(loop *L, int64_t step, flash_error *err)
 {
     char path[4200];
@@ -525,16 +570,16 @@ static flash_status save_all(loop *L, int64_t step, flash_error *err)
         flash_params *p = api->params ? api->params(L->losses[i].self) : NULL;
         if (!p) continue;
         loss_path(L, i, path, sizeof path);
-        if ((st = flash_checkpoint_save(path, p, &aux, err))) return st;
+        if ((st = ckpt_io(true, path, p, &aux, err))) return st;
     }
     for (int i = 0; i < L->n_clones; i++) {
         clone_path(L, i, path, sizeof path);
-        if ((st = flash_checkpoint_save(path, model_params(L->clones[i]), &aux, err))) return st;
+        if ((st = ckpt_io(true, path, model_params(L->clones[i]), &aux, err))) return st;
     }
     /* the student last: its step marks a complete checkpoint */
     flash_ckpt_info info = {.step = step, .rng = L->rng, .config_yaml = flash_cfg_to_yaml(L->o->root)};
     if (!info.config_yaml) return flash_error_set(err, FLASH_ERR_NOMEM, "flash distill: cannot serialise the config");
-    st = flash_checkpoint_save(L->ckpt_path, L->P, &info, err);
+    st = ckpt_io(true, L->ckpt_path, L->P, &info, err);
     free(info.config_yaml);
     if (st == FLASH_OK) L->last_ckpt = step;
     return st;
@@ -543,7 +588,7 @@ static flash_status save_all(loop *L, int64_t step, flash_error *err)
 static flash_status load_all(loop *L, int64_t *start, flash_error *err)
 {
     flash_ckpt_info info = {0};
-    flash_status st = flash_checkpoint_load(L->ckpt_path, L->P, &info, err);
+    flash_status st = ckpt_io(false, L->ckpt_path, L->P, &info, err);
     if (st) return st;
     free(info.config_yaml);
     *start = info.step;
@@ -555,7 +600,7 @@ static flash_status load_all(loop *L, int64_t *start, flash_error *err)
         flash_params *p = api->params ? api->params(L->losses[i].self) : NULL;
         if (!p) continue;
         loss_path(L, i, path, sizeof path);
-        if ((st = flash_checkpoint_load(path, p, NULL, err))) return st;
+        if ((st = ckpt_io(false, path, p, NULL, err))) return st;
     }
     L->resuming = true; /* clones load their files when the strategy makes them */
     return FLASH_OK;
@@ -686,9 +731,10 @@ flash_status flash_distill_run(const flash_distill_opts *o, flash_error *err)
     int tl = 0;
     for (int i = 0; i < L->d.n_steps && tl >= 0 && tl < (int)sizeof tsl; i++)
         tl += snprintf(tsl + tl, sizeof tsl - (size_t)tl, "%s%g", i ? ", " : "", L->d.timesteps[i]);
-    flash_info("distilling %s into %s (%zu parameters; student timesteps [%s]) with %s: %lld iterations of %d",
+    flash_info("distilling %s into %s (%zu parameters; student timesteps [%s]) with %s: %lld iterations of %d, "
+               "device %s",
                L->teacher.comp->name, L->student.comp->name, flash_params_count(L->P), tsl, L->strategy.comp->name,
-               (long long)L->tc.steps, L->tc.batch_size);
+               (long long)L->tc.steps, L->tc.batch_size, L->tc.device);
     if (start >= L->tc.steps) {
         flash_info("the checkpoint is at step %lld: nothing left to distill", (long long)start);
         goto out;

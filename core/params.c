@@ -228,6 +228,31 @@ flash_status flash_params_ema_update(flash_params *p, float decay, flash_error *
     return FLASH_OK;
 }
 
+flash_status flash_params_lerp(flash_params *dst, const flash_params *src, float mu, flash_error *err) {
+    if (!dst || !src || !dst->finalized || !src->finalized)
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "params lerp: parameters not finalized");
+    if (dst->count != src->count || dst->n != src->n)
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "params lerp: %zu parameters in %zu tensors vs %zu in %zu",
+                               dst->count, dst->n, src->count, src->n);
+    const flash_backend *be = be_of_p(dst);
+    if (be != be_of_p(src))
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "params lerp: the blocks live on %s and %s", be->name,
+                               be_of_p(src)->name);
+    /* the EMA kernel computes exactly this (e = decay e + (1 - decay) w) */
+    if (be->ema) {
+        be->ema(dst->data, src->data, dst->count, mu);
+        const char *m = be->last_error ? be->last_error() : NULL;
+        return m ? flash_error_set(err, FLASH_ERR_RUNTIME, "params lerp: %s", m) : FLASH_OK;
+    }
+    float *restrict d = dst->data;
+    const float *restrict w = src->data;
+    const float k = 1.0f - mu;
+    const long long n = (long long)dst->count;
+#pragma omp parallel for schedule(static) if (n > FLASH_PAR_THRESHOLD)
+    for (long long i = 0; i < n; i++) d[i] = mu * d[i] + k * w[i];
+    return FLASH_OK;
+}
+
 flash_status flash_params_swap_ema(flash_params *p, flash_error *err) {
     if (!p || !p->finalized) return flash_error_set(err, FLASH_ERR_RUNTIME, "ema: parameters not finalized");
     if (!p->ema) return flash_error_set(err, FLASH_ERR_RUNTIME, "ema: no EMA weights yet (call flash_params_ema_update first)");
@@ -253,14 +278,28 @@ flash_status flash_params_copy(flash_params *dst, const flash_params *src, flash
                                    flash_tensor_shape_str(d->t, a, sizeof a), flash_tensor_shape_str(s->t, b, sizeof b));
         }
     }
+    /* blocks on different backends (a teacher on the CPU, a student on a
+     * device) copy through host memory */
+    const flash_backend *bd = be_of_p(dst), *bs = be_of_p(src);
+    float *host = NULL;
+    if (bd != bs && !(host = malloc((src->count ? src->count : 1) * sizeof *host)))
+        return flash_error_set(err, FLASH_ERR_NOMEM, "params copy: out of memory for %zu parameters", src->count);
     for (size_t i = 0; i < dst->n; i++) {
         flash_param_entry *d = &dst->e[i];
         for (size_t j = 0; j < src->n; j++)
             if (strcmp(src->e[j].name, d->name) == 0) {
-                be_of_p(dst)->copy(d->t->data, src->e[j].t->data, d->t->numel);
+                if (host) {
+                    bs->to_host(host, src->e[j].t->data, d->t->numel);
+                    bd->from_host(d->t->data, host, d->t->numel);
+                } else {
+                    bd->copy(d->t->data, src->e[j].t->data, d->t->numel);
+                }
                 break;
             }
     }
+    free(host);
+    const char *m = bd->last_error ? bd->last_error() : bs->last_error ? bs->last_error() : NULL;
+    if (m) return flash_error_set(err, FLASH_ERR_RUNTIME, "params copy: %s", m);
     return FLASH_OK;
 }
 

@@ -165,6 +165,7 @@ static flash_status trainer_build(trainer *T, flash_error *err)
     T->env.seed = (uint64_t)seed;
     T->env.run_dir = T->o->run_dir;
     T->env.root = root;
+    T->env.device = T->tc.device; /* components that make their own contexts make them there */
 
     if ((st = need_slot(root, "dataset", &slot, err))) return st;
     if ((st = flash_instance_create(&T->env, FLASH_KIND_DATASET, slot, &T->data, err))) return st;

@@ -14,7 +14,9 @@
  *   losses:    [{plugin: reconstruction, weight: 1.0}, {plugin: adversarial, ...}]
  *   dataset:   {plugin: ...}                    real data (forward-noised inputs, discriminators)
  *   distill:   the keys of trainer.h's `train:` section (steps, batch_size, lr, ema_decay,
- *              grad_clip, ckpt_every, log_every, ...)
+ *              grad_clip, ckpt_every, log_every, ..., device: cpu | cuda: where the context,
+ *              the teacher, the student and the components' own contexts live;
+ *              checkpoints are written from the host either way)
  *
  * The loop: each iteration resets the context, calls the strategy's step
  * (which builds the inputs, asks the shared target operator and sums the

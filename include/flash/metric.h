@@ -20,7 +20,10 @@ typedef struct flash_metric_result {
 typedef struct flash_metric_api {
     flash_component head;
     /* samples (N, shape...) on the host; labels (N) or NULL. Appends its
-     * values to out. */
+     * values to out. c is a context on the pipeline's device (the same as
+     * flash_env_device at create): a metric that runs a network makes its
+     * contexts and keeps its parameters there and reads results back with
+     * flash_tensor_to_host. */
     flash_status (*compute)(void *self, flash_ctx *c, const flash_tensor *samples, const int *labels,
                             flash_metric_result *out, flash_error *err);
 } flash_metric_api;

@@ -73,10 +73,15 @@ typedef struct flash_adam {
 FLASH_EXPORT flash_status flash_adam_step(flash_params *p, const flash_adam *opt, int64_t step, flash_error *err);
 /* ema = decay * ema + (1 - decay) * data; the first call copies data. */
 FLASH_EXPORT flash_status flash_params_ema_update(flash_params *p, float decay, flash_error *err);
+/* dst = mu * dst + (1 - mu) * src over the data blocks (an EMA of another
+ * model's weights: LCM's target network). Both must have the same layout
+ * (the same model declared twice) and live on the same device. */
+FLASH_EXPORT flash_status flash_params_lerp(flash_params *dst, const flash_params *src, float mu, flash_error *err);
 /* Swaps data and ema blocks (sample with EMA weights, then swap back). */
 FLASH_EXPORT flash_status flash_params_swap_ema(flash_params *p, flash_error *err);
 /* Copies values (data only) from src into dst by name; shapes must match.
- * Used to initialise a student from its teacher. */
+ * Used to initialise a student from its teacher. The two may live on
+ * different devices (the copy then goes through host memory). */
 FLASH_EXPORT flash_status flash_params_copy(flash_params *dst, const flash_params *src, flash_error *err);
 
 #ifdef __cplusplus

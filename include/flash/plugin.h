@@ -124,7 +124,24 @@ struct flash_env {
     const flash_cfg *root;       /* the whole resolved config, for components that read shared keys */
     flash_instance *schedule;    /* the pipeline's schedule once built, else NULL */
     flash_instance *teacher;     /* the teacher model once built, else NULL */
+    /* Appended (minor-compatible): a host built before it passes a
+     * shorter env, so read it only through flash_env_device(), which
+     * checks size. */
+    const char *device;          /* "cpu" or "cuda": where the pipeline's contexts and parameters live; NULL: cpu */
 };
+
+/* The pipeline's device: "cpu" or "cuda" (NULL env, an env from a host
+ * that predates the field, or a NULL field: "cpu"). A component that makes
+ * its own flash_ctx creates it there (flash_ctx_create_on), and moves the
+ * parameters of any instance it creates and keeps to itself (not reachable
+ * through its params()) there with flash_params_to_device after loading
+ * them; parameters reachable through params() are moved by the component's
+ * owner (the loop, or the component that created it). */
+static inline const char *flash_env_device(const flash_env *env)
+{
+    if (!env || env->size < offsetof(flash_env, device) + sizeof env->device || !env->device) return "cpu";
+    return env->device;
+}
 
 /* Creates the component a slot names: slot is a map with `plugin: NAME` and
  * its settings. Checks the plugin exists for kind (did-you-mean over the

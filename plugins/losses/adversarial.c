@@ -12,7 +12,12 @@
  * instance noise of that std to both the real and the generated inputs of
  * the discriminator (Sonderby et al. 2017), which keeps it from separating
  * the two perfectly early on. Paper learning rates: 1e-4 for the
- * discriminator, 5e-6 for the student (the `distill:` section). */
+ * discriminator, 5e-6 for the student (the `distill:` section).
+ *
+ * Device: the discriminator's context and parameters live on the
+ * pipeline's device (flash_env_device); the update reads the student's
+ * x0-hat in place (a detached view, no copy) and reads its statistics
+ * through flash_tensor_to_host. */
 #include "folder.h"
 
 #include <stdlib.h>
@@ -81,8 +86,12 @@ static flash_status adv_create(const flash_cfg *cfg, flash_env *env, void **self
                              a->disc.comp->name);
         goto fail;
     }
-    if (!(a->c = flash_ctx_create((size_t)8 << 20))) {
-        st = flash_error_set(err, FLASH_ERR_NOMEM, "loss 'adversarial': out of memory");
+    /* the discriminator beside the student: its own context and its
+     * parameters (this loss owns the instance) on the pipeline's device */
+    if (!(a->c = flash_ctx_create_on(flash_env_device(env), (size_t)8 << 20, err)) ||
+        (st = flash_params_to_device(a->P, flash_env_device(env), err))) {
+        if (!a->c) st = err->status ? err->status : FLASH_ERR_NOMEM;
+        flash_error_prefix(err, "loss 'adversarial'");
         goto fail;
     }
     flash_rng_seed_stream(&a->rng, env ? env->seed : 0, 0xad7);
@@ -121,7 +130,9 @@ static flash_status adv_update(void *self, flash_ctx *c0, const flash_loss_in *i
     flash_ctx *c = a->c;
     flash_ctx_reset(c);
     const int n = in->pred->shape[0];
-    flash_tensor *fake = flash_tensor_from(c, in->pred->ndim, in->pred->shape, in->pred->data);
+    /* the step's x0-hat stays in the pipeline's arena until its next
+     * iteration: a detached view of it, on the same device */
+    flash_tensor *fake = flash_detach(c, in->pred);
     flash_tensor *real = NULL;
     const int *rlabels = NULL;
     if (flash_distill_real(d, c, n, &real, &rlabels)) return flash_ctx_status(c, err);
@@ -145,12 +156,21 @@ static flash_status adv_update(void *self, flash_ctx *c0, const flash_loss_in *i
     if (a->grad_clip > 0) flash_params_clip_grad(a->P, a->grad_clip);
     if ((st = flash_adam_step(a->P, &a->opt, step, err))) return st;
     if (d->stats) {
-        flash_metric_result_add(d->stats, "disc_loss", loss->data[0]);
+        /* logged statistics: the loss and both logit vectors to the host */
+        float lv = 0, *h = malloc(2 * (size_t)n * sizeof *h);
+        if (!h) return flash_error_set(err, FLASH_ERR_NOMEM, "loss 'adversarial': out of memory");
+        if ((st = flash_tensor_to_host(c, loss, &lv, err)) || (st = flash_tensor_to_host(c, lr, h, err)) ||
+            (st = flash_tensor_to_host(c, lf, h + n, err))) {
+            free(h);
+            return st;
+        }
         double mr = 0, mf = 0;
         for (int i = 0; i < n; i++) {
-            mr += lr->data[i];
-            mf += lf->data[i];
+            mr += h[i];
+            mf += h[n + i];
         }
+        free(h);
+        flash_metric_result_add(d->stats, "disc_loss", lv);
         flash_metric_result_add(d->stats, "disc_real", mr / n);
         flash_metric_result_add(d->stats, "disc_fake", mf / n);
     }

@@ -13,6 +13,7 @@ struct flash_evaluator {
     flash_registry *registry;
     flash_cfg *reference;  /* owned clone of the reference dataset slot */
     char ckpt[4096];
+    char device[8];        /* the pipeline's: the network and its context live there */
     int loaded;            /* the checkpoint is read at the first use */
     int split;             /* 0 train, 1 test */
     long reference_n, n, batch;
@@ -89,6 +90,7 @@ flash_status flash_evaluator_open(const flash_cfg *cfg, flash_env *env, const ch
     if (!e) return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", who);
     e->who = who;
     e->registry = env->registry;
+    snprintf(e->device, sizeof e->device, "%s", flash_env_device(env));
     e->split = split;
     e->reference_n = rn;
     e->n = n;
@@ -164,21 +166,33 @@ flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, flo
     /* read at the first use, so `flash check` validates a pipeline before
      * its evaluator is trained */
     if (!e->loaded) {
+        /* loaded on the host, then moved to the pipeline's device */
         flash_status ls = flash_checkpoint_load(e->ckpt, api->params(e->model.self), NULL, err);
         if (ls) {
             flash_error_prefix(err, "evaluator checkpoint");
+            return ls;
+        }
+        if ((ls = flash_params_to_device(api->params(e->model.self), e->device, err))) {
+            flash_error_prefix(err, "metric '%s': evaluator", e->who);
             return ls;
         }
         e->loaded = 1;
     }
     size_t per = 1;
     for (int j = 0; j < e->info.ndim; j++) per *= (size_t)e->info.shape[j];
-    flash_ctx *c = flash_ctx_create((size_t)64 << 20);
-    if (!c) return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+    flash_ctx *c = flash_ctx_create_on(e->device, (size_t)64 << 20, err);
+    if (!c) {
+        flash_error_prefix(err, "metric '%s'", e->who);
+        return err->status ? err->status : FLASH_ERR_NOMEM;
+    }
     flash_grad_set(c, false);
-    float *f = NULL;
+    float *f = NULL, *logits = NULL;
     int fdim = 0;
     flash_status st = FLASH_OK;
+    if (pred && !(logits = malloc((size_t)e->batch * (size_t)e->info.out_dim * sizeof *logits))) {
+        flash_ctx_destroy(c);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+    }
     for (long i = 0; i < n && !st; i += e->batch) {
         int b = (int)(n - i < e->batch ? n - i : e->batch);
         int shape[FLASH_MAX_DIMS] = {b};
@@ -209,8 +223,14 @@ flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, flo
                 break;
             }
             int k = e->info.out_dim;
+            if (lt->numel != (size_t)b * (size_t)k) {
+                st = flash_error_set(err, FLASH_ERR_RUNTIME, "metric '%s': the evaluator gave %zu logits for %d samples",
+                                     e->who, lt->numel, b);
+                break;
+            }
+            if ((st = flash_tensor_to_host(c, lt, logits, err))) break;
             for (int r = 0; r < b; r++) {
-                const float *l = lt->data + (size_t)r * k;
+                const float *l = logits + (size_t)r * k;
                 int best = 0;
                 for (int j = 1; j < k; j++)
                     if (l[j] > l[best]) best = j;
@@ -219,6 +239,7 @@ flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, flo
         }
     }
     flash_ctx_destroy(c);
+    free(logits);
     if (st) {
         free(f);
         return st;
@@ -241,7 +262,7 @@ flash_status flash_evaluator_reference(flash_evaluator *e, const float **feats, 
         free(yaml);
         return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
     }
-    snprintf(key, len, "%s\n%d\n%ld\n%s", e->ckpt, e->split, e->reference_n, yaml);
+    snprintf(key, len, "%s\n%s\n%d\n%ld\n%s", e->ckpt, e->device, e->split, e->reference_n, yaml);
     free(yaml);
     for (ref_cache *r = cache_head; r; r = r->next)
         if (strcmp(r->key, key) == 0) {

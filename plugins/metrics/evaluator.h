@@ -19,7 +19,10 @@
  *   split:       train | test (default test)
  *   reference_n: reference examples used (default 0: the whole split)
  *   n:           samples used (default 5000; fewer if fewer are given)
- *   batch_size:  evaluator batch (default 250) */
+ *   batch_size:  evaluator batch (default 250)
+ *
+ * The network and its context live on the pipeline's device
+ * (flash_env_device at open); samples come and features go in host memory. */
 #ifndef FLASH_METRICS_EVALUATOR_H
 #define FLASH_METRICS_EVALUATOR_H
 

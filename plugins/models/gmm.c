@@ -12,7 +12,9 @@
  * exact conditional and unconditional scores. `shape: [C, H, W]` presents
  * the D = C*H*W values of each point as an image, so image pipelines can be
  * tested against an exact teacher. Needs alpha_t and sigma_t in the
- * condition (the denoiser fills them). Host loops in double. */
+ * condition (the denoiser fills them). Host loops in double; on a device
+ * the input is copied to the host and the output back through the tensor
+ * API (the analytic teacher is small next to any network). */
 #include "folder.h"
 
 #include <stdlib.h>
@@ -95,20 +97,28 @@ static flash_tensor *gmm_forward(void *self, flash_ctx *c, flash_tensor *x, cons
         flash_ctx_fail(c, "model 'gmm': needs alpha_t and sigma_t for each of the %d samples", n);
         return NULL;
     }
-    flash_tensor *y = flash_tensor_new(c, x->ndim, x->shape);
     double *buf = malloc((size_t)(K + 3 * D) * sizeof *buf);
-    if (!y || !buf) {
+    float *xh = malloc(2 * x->numel * sizeof *xh), *yh = xh ? xh + x->numel : NULL;
+    flash_error e = {0};
+    if (!buf || !xh) {
         free(buf);
-        if (flash_ctx_ok(c)) flash_ctx_fail(c, "model 'gmm': out of memory");
+        free(xh);
+        flash_ctx_fail(c, "model 'gmm': out of memory");
+        return NULL;
+    }
+    if (flash_tensor_to_host(c, x, xh, &e)) {
+        free(buf);
+        free(xh);
+        flash_ctx_fail(c, "model 'gmm': %s", e.msg);
         return NULL;
     }
     double *lr = buf, *xi = buf + K, *eps = xi + D, *x0 = eps + D;
     for (int i = 0; i < n; i++) {
         const double a = cond->alpha[i], s = cond->sigma[i];
         const int label = cond->labels ? cond->labels[i] : -1;
-        for (int j = 0; j < D; j++) xi[j] = x->data[(size_t)i * D + j];
+        for (int j = 0; j < D; j++) xi[j] = xh[(size_t)i * D + j];
         gmm_posterior(&m->g, xi, a, s, label, lr, eps, x0);
-        float *o = y->data + (size_t)i * D;
+        float *o = yh + (size_t)i * D;
         for (int j = 0; j < D; j++) {
             switch (m->pred) {
             case FLASH_PRED_EPSILON:
@@ -124,6 +134,8 @@ static flash_tensor *gmm_forward(void *self, flash_ctx *c, flash_tensor *x, cons
         }
     }
     free(buf);
+    flash_tensor *y = flash_tensor_from(c, x->ndim, x->shape, yh);
+    free(xh);
     return y;
 }
 

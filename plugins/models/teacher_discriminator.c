@@ -9,7 +9,11 @@
  * bottleneck (Miyato & Koyama 2018). Only the heads are parameters of the
  * discriminator (what its Adam updates and checkpoints save); the teacher
  * copy is frozen (its weights take no gradient), while gradients still
- * reach the judged image. Keys: t (0), width (64), seed. */
+ * reach the judged image. Keys: t (0), width (64), seed.
+ *
+ * Device: the teacher copy is this model's own, so it moves it to the
+ * pipeline's device (flash_env_device) after loading; the heads are its
+ * params(), moved by whoever owns the discriminator (the adversarial loss). */
 #include "folder.h"
 
 #include <stdio.h>
@@ -75,6 +79,10 @@ static flash_status td_create(const flash_cfg *cfg, flash_env *env, void **self,
         goto fail;
     flash_params *tp = teacher_api(m)->params ? teacher_api(m)->params(m->teacher.self) : NULL;
     for (size_t i = 0; tp && i < flash_params_n(tp); i++) flash_tensor_requires_grad(flash_params_at(tp, i), false);
+    if (tp && (st = flash_params_to_device(tp, flash_env_device(env), err))) {
+        flash_error_prefix(err, "model 'teacher_discriminator'");
+        goto fail;
+    }
     if (!has_encode(&m->teacher)) {
         st = flash_cfg_error(cfg, err, "model 'teacher_discriminator': the teacher '%s' has no encoder (encode)",
                              m->teacher.comp->name);
@@ -86,9 +94,10 @@ static flash_status td_create(const flash_cfg *cfg, flash_env *env, void **self,
         goto fail;
     }
     /* the feature maps' channels and sizes, from one probe */
-    flash_ctx *c = flash_ctx_create((size_t)8 << 20);
+    flash_ctx *c = flash_ctx_create_on(flash_env_device(env), (size_t)8 << 20, err);
     if (!c) {
-        st = flash_error_set(err, FLASH_ERR_NOMEM, "model 'teacher_discriminator': out of memory");
+        st = err->status ? err->status : FLASH_ERR_NOMEM;
+        flash_error_prefix(err, "model 'teacher_discriminator'");
         goto fail;
     }
     flash_grad_set(c, false);

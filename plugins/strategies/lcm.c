@@ -55,14 +55,12 @@ static void lcm_destroy(void *self)
     free(l);
 }
 
-/* theta^- <- mu theta^- + (1 - mu) theta, over the whole parameter block */
-static void ema_target(lcm *l, flash_distill *d)
+/* theta^- <- mu theta^- + (1 - mu) theta, over the whole parameter block,
+ * where the blocks live (the pipeline's device) */
+static flash_status ema_target(lcm *l, flash_distill *d, flash_error *err)
 {
     flash_params *tp = FLASH_API(l->target_net, flash_model_api)->params(l->target_net->self);
-    float *dst = flash_params_data(tp);
-    const float *src = flash_params_data(d->student_params);
-    const size_t n = flash_params_count(tp);
-    for (size_t i = 0; i < n; i++) dst[i] = l->mu * dst[i] + (1.0f - l->mu) * src[i];
+    return flash_params_lerp(tp, d->student_params, l->mu, err);
 }
 
 static flash_tensor *lcm_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
@@ -79,7 +77,13 @@ static flash_tensor *lcm_step(void *self, flash_ctx *c, flash_distill *d, int64_
     }
     /* follows the student's last update (on resume too: the saved target
      * network predates it) */
-    if (iter > 1) ema_target(l, d);
+    if (iter > 1) {
+        flash_error e = {0};
+        if (ema_target(l, d, &e)) {
+            flash_ctx_fail(c, "strategy 'lcm': %s", e.msg);
+            return NULL;
+        }
+    }
     const int T = flash_schedule_T(d->student->schedule);
     const int n = d->batch_size;
     flash_tensor *x0;

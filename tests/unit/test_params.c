@@ -1,9 +1,12 @@
 /* Parameter block, Adam(W), EMA, clipping, swap and copy by name, against
- * double-precision references of the PyTorch update rules. */
+ * double-precision references of the PyTorch update rules; lerp (an EMA of
+ * another block) against its formula; copy and lerp with a block on the
+ * stand-in device (tests/fake_device/: the CPU kernels named "cuda"). */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "flash/flash.h"
 
@@ -214,6 +217,58 @@ START_TEST(test_grad_flows_to_block) {
 }
 END_TEST
 
+START_TEST(test_lerp) {
+    flash_params *dst = make(1.0f, -2.0f), *src = make(3.0f, 4.0f);
+    ck_assert_int_eq(flash_params_lerp(dst, src, 0.75f, NULL), FLASH_OK);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq_tol(flash_params_data(dst)[i], 0.75 * 1.0 + 0.25 * 3.0, 1e-7);
+    for (int i = 6; i < 8; i++) ck_assert_float_eq_tol(flash_params_data(dst)[i], 0.75 * -2.0 + 0.25 * 4.0, 1e-7);
+    ck_assert_float_eq(flash_params_data(src)[0], 3.0f); /* the source is only read */
+    flash_params *other = flash_params_create();
+    flash_params_add(other, "layer.w", 2, (int[]){2, 3});
+    ck_assert_int_eq(flash_params_finalize(other, NULL), FLASH_OK);
+    flash_error err = {0};
+    ck_assert_int_ne(flash_params_lerp(other, src, 0.5f, &err), FLASH_OK);
+    ck_assert_ptr_nonnull(strstr(err.msg, "lerp"));
+    flash_params_destroy(dst);
+    flash_params_destroy(src);
+    flash_params_destroy(other);
+}
+END_TEST
+
+/* A teacher on the CPU initialises a student on the device and back; lerp
+ * runs where both blocks live and refuses blocks on two devices. */
+START_TEST(test_across_devices) {
+    char lib[4096];
+    snprintf(lib, sizeof lib, "%s/tests/tools/libflash_fake_device.so", FLASH_BINARY_DIR);
+    ck_assert_msg(access(lib, R_OK) == 0, "no stand-in device at %s", lib);
+    setenv("FLASH_CUDA_LIB", lib, 1);
+    flash_error err = {0};
+    flash_params *host = make(1.5f, -2.0f), *dev = make(0.0f, 0.0f);
+    ck_assert_msg(flash_params_to_device(dev, "cuda", &err) == FLASH_OK, "%s", err.msg);
+    ck_assert_str_eq(flash_params_device(dev), "cuda");
+    ck_assert_int_eq(flash_params_copy(dev, host, &err), FLASH_OK);
+    float h[8];
+    ck_assert_int_eq(flash_params_to_host(dev, h, &err), FLASH_OK);
+    ck_assert_float_eq(h[5], 1.5f);
+    ck_assert_float_eq(h[7], -2.0f);
+    flash_params *back = make(0.0f, 0.0f);
+    ck_assert_int_eq(flash_params_lerp(back, dev, 0.5f, &err), FLASH_ERR_RUNTIME);
+    ck_assert_msg(strstr(err.msg, "cpu") && strstr(err.msg, "cuda"), "%s", err.msg);
+    ck_assert_int_eq(flash_params_copy(back, dev, &err), FLASH_OK);
+    ck_assert_float_eq(flash_params_data(back)[0], 1.5f);
+    flash_params *dev2 = make(3.5f, 0.0f);
+    ck_assert_int_eq(flash_params_to_device(dev2, "cuda", &err), FLASH_OK);
+    ck_assert_int_eq(flash_params_lerp(dev2, dev, 0.5f, &err), FLASH_OK);
+    ck_assert_int_eq(flash_params_to_host(dev2, h, &err), FLASH_OK);
+    ck_assert_float_eq_tol(h[0], 0.5 * 3.5 + 0.5 * 1.5, 1e-7);
+    ck_assert_float_eq_tol(h[6], 0.5 * 0.0 + 0.5 * -2.0, 1e-7);
+    flash_params_destroy(host);
+    flash_params_destroy(dev);
+    flash_params_destroy(dev2);
+    flash_params_destroy(back);
+}
+END_TEST
+
 static Suite *params_suite(void) {
     Suite *s = suite_create("params");
     TCase *tc = tcase_create("core");
@@ -224,6 +279,8 @@ static Suite *params_suite(void) {
     tcase_add_test(tc, test_clip_and_finite);
     tcase_add_test(tc, test_copy_by_name);
     tcase_add_test(tc, test_grad_flows_to_block);
+    tcase_add_test(tc, test_lerp);
+    tcase_add_test(tc, test_across_devices);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -53,6 +53,14 @@ int flash_cli_wants_help(int argc, char **argv);
  * flash train). */
 flash_status flash_cli_threads(const flash_cfg *root, flash_error *err);
 
+/* The device a command runs on: map's `key` (cpu or cuda, default cpu;
+ * the values and messages of train.device) into *device (a static
+ * string), and, when ctx is not NULL, a context there with an arena of
+ * arena_bytes. An unusable device is reported against the key (a config
+ * error, exit 2) when the key is set. map may be NULL (cpu). */
+flash_status flash_cli_device(const flash_cfg *map, const char *key, size_t arena_bytes, const char **device,
+                              flash_ctx **ctx, flash_error *err);
+
 /* A 512x512 scatter plot of n 2-D points (red dots) over the density of
  * the model's data distribution when it has one (white to blue by
  * density^0.3, so wide components show); model may be NULL. */

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 flash_status flash_cli_scatter_png(const char *path, const float *x, long n, const flash_instance *model,
@@ -68,5 +69,24 @@ flash_status flash_cli_threads(const flash_cfg *root, flash_error *err)
     if (st) return st;
     if (threads < 1 || threads > 1024) return flash_cfg_error(flash_cfg_get(root, "threads"), err, "must be in [1, 1024]");
     flash_set_threads((int)threads);
+    return FLASH_OK;
+}
+
+flash_status flash_cli_device(const flash_cfg *map, const char *key, size_t arena_bytes, const char **device,
+                              flash_ctx **ctx, flash_error *err)
+{
+    /* the values and messages of train.device (core/trainer.c) */
+    static const char *const devices[] = {"cpu", "cuda", NULL};
+    int dev = 0;
+    flash_status st = flash_cfg_enum(map, key, devices, 0, &dev, err);
+    if (st) return st;
+    *device = devices[dev];
+    if (!ctx) return FLASH_OK;
+    if (!(*ctx = flash_ctx_create_on(*device, arena_bytes, err))) {
+        const flash_cfg *node = flash_cfg_get(map, key);
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return node ? flash_cfg_error(node, err, "%s", why) : FLASH_ERR_RUNTIME;
+    }
     return FLASH_OK;
 }

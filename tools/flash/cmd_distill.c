@@ -1,4 +1,4 @@
-/* flash distill CONFIG [--set k=v]... [--out RUNDIR] [--resume] */
+/* flash distill CONFIG [--set k=v]... [--out RUNDIR] [--resume] [--device D] */
 #include "cli.h"
 
 #include <stdio.h>
@@ -10,6 +10,7 @@
 
 static const char help[] =
     "usage: flash distill CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume] [--until N]\n"
+    "                    [--device cpu|cuda]\n"
     "\n"
     "Distills the config's teacher into a few-step student with its strategy\n"
     "(backward, forward, progressive, lcm, add), target operator and weighted\n"
@@ -23,6 +24,9 @@ static const char help[] =
     "  --resume         continue from RUNDIR's last checkpoint\n"
     "  --until N        stop after iteration N with a checkpoint (continue later\n"
     "                   with --resume, bit for bit)\n"
+    "  --device D       distil on cpu or cuda (the same as --set distill.device=D):\n"
+    "                   the teacher, the student, the losses' discriminators and\n"
+    "                   their contexts live there; checkpoints are the same files\n"
     "  -h, --help       this text\n"
     "\n"
     "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n";
@@ -40,6 +44,7 @@ int flash_cmd_distill(int argc, char **argv)
     int n_sets = 0;
     bool resume = false;
     long long until = 0;
+    char device_set[64];
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (strcmp(o, "--resume") == 0) {
@@ -51,6 +56,17 @@ int flash_cmd_distill(int argc, char **argv)
                 return FLASH_EXIT_USAGE;
             }
             i++;
+        } else if (strcmp(o, "--device") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "flash distill: --device needs cpu or cuda\n");
+                return FLASH_EXIT_USAGE;
+            }
+            if (n_sets == MAX_SETS) {
+                fprintf(stderr, "flash distill: too many --set\n");
+                return FLASH_EXIT_USAGE;
+            }
+            snprintf(device_set, sizeof device_set, "distill.device=%.40s", argv[++i]);
+            sets[n_sets++] = device_set;
         } else if (strcmp(o, "--set") == 0 || strcmp(o, "--out") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "flash distill: %s needs a value\n", o);

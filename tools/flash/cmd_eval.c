@@ -1,4 +1,5 @@
-/* flash eval CONFIG (--samples x.npy [--labels y.npy] | --real N) [--out metrics.json] [--grid grid.png]
+/* flash eval CONFIG (--samples x.npy [--labels y.npy] | --real N) [--device D] [--out metrics.json]
+ *            [--grid grid.png]
  *
  * Runs the config's `metrics:` list on a sample set: generated samples from
  * an NPY file (with their class labels for the class-conditional metrics),
@@ -19,7 +20,7 @@
 
 static const char help[] =
     "usage: flash eval CONFIG [--set KEY=VALUE]... (--samples x.npy [--labels y.npy] | --real N)\n"
-    "                  [--seed S] [--out metrics.json] [--grid grid.png]\n"
+    "                  [--seed S] [--device cpu|cuda] [--out metrics.json] [--grid grid.png]\n"
     "\n"
     "Computes the config's metrics (fd, class_acc, precision_recall,\n"
     "sliced_wasserstein, ...) on a sample set and prints one summary line.\n"
@@ -30,6 +31,10 @@ static const char help[] =
     "  --real N         evaluate N real training images of the config's dataset\n"
     "                   (a random subset drawn from --seed) instead: the floor\n"
     "  --seed S         seed of the --real subset (default: the config's seed, else 0)\n"
+    "  --device D       run the metrics' networks (the evaluator) on cpu or cuda\n"
+    "                   (the same as --set device=D; the config's top-level\n"
+    "                   `device:`, default cpu); samples stay in host memory and\n"
+    "                   go to the device batch by batch\n"
     "  --out FILE       metrics as JSON (written atomically)\n"
     "  --grid FILE      PNG of image samples: a row of 10 per class (10 classes),\n"
     "                   or the first 100 without labels\n"
@@ -38,6 +43,7 @@ static const char help[] =
 typedef struct eval_args {
     const char *config, *samples, *labels, *out, *grid;
     char *sets[MAX_SETS];
+    char device_set[64];
     int n_sets;
     long real;
     long long seed;
@@ -61,6 +67,12 @@ static int parse_args(int argc, char **argv, eval_args *a)
         if (strcmp(o, "--set") == 0) {
             if (a->n_sets == MAX_SETS) return flash_cli_usage("eval", "too many --set (%s)", v);
             a->sets[a->n_sets++] = (char *)v;
+            continue;
+        }
+        if (strcmp(o, "--device") == 0) {
+            if (a->n_sets == MAX_SETS) return flash_cli_usage("eval", "too many --set (%s)", v);
+            snprintf(a->device_set, sizeof a->device_set, "device=%.40s", v);
+            a->sets[a->n_sets++] = a->device_set;
             continue;
         }
         if (strcmp(o, "--real") == 0) {
@@ -305,6 +317,8 @@ int flash_cmd_eval(int argc, char **argv)
     if (!metrics || flash_cfg_kind(metrics) != FLASH_CFG_SEQ || flash_cfg_len(metrics) == 0)
         st = flash_cfg_error(metrics ? metrics : p.root, &err, "flash eval needs a 'metrics:' list of metric slots");
     if (!st) st = flash_cli_threads(p.root, &err);
+    const char *device = "cpu";
+    if (!st) st = flash_cli_device(p.root, "device", (size_t)16 << 20, &device, &c, &err);
     if (!st) st = flash_cfg_int(p.root, "seed", 0, &seed, &err);
     if (!st && a.has_seed) seed = (long)a.seed;
     if (!st && a.samples) {
@@ -314,9 +328,8 @@ int flash_cmd_eval(int argc, char **argv)
         st = real_samples(&p, a.real, (uint64_t)seed, &xs, &labels, &err);
     }
     if (!st && a.grid) st = write_grid(a.grid, xs, labels, &err);
-    if (!st && !(c = flash_ctx_create((size_t)16 << 20)))
-        st = flash_error_set(&err, FLASH_ERR_NOMEM, "flash eval: out of memory");
-    flash_env env = {.size = sizeof env, .registry = p.registry, .seed = (uint64_t)seed, .root = p.root};
+    flash_env env = {.size = sizeof env, .registry = p.registry, .seed = (uint64_t)seed, .root = p.root,
+                     .device = device};
     for (size_t i = 0; !st && i < flash_cfg_len(metrics); i++) {
         flash_instance m = {0};
         if ((st = flash_instance_create(&env, FLASH_KIND_METRIC, flash_cfg_at(metrics, i), &m, &err))) break;

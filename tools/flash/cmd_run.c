@@ -1,4 +1,4 @@
-/* flash run CONFIG [--set k=v]... [--out DIR] [--resume]
+/* flash run CONFIG [--set k=v]... [--out DIR] [--resume] [--device D]
  *
  * A whole comparison: the teacher (loaded, or analytic), each distilled
  * variant (flash_distill_run into DIR/<variant>/, skipped when its
@@ -18,7 +18,7 @@
 #include "flash/trainer.h"
 
 static const char help[] =
-    "usage: flash run CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume]\n"
+    "usage: flash run CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume] [--device cpu|cuda]\n"
     "\n"
     "Runs a whole pipeline: the teacher (trained first when the config has\n"
     "`teacher_train: {strategy, train}` and teacher_checkpoint does not exist\n"
@@ -52,6 +52,14 @@ static const char help[] =
     "  --set KEY=VALUE  override a config key (repeatable)\n"
     "  --out RUNDIR     output directory (default runs/run)\n"
     "  --resume         continue interrupted distillations (the default)\n"
+    "  --device D       run on cpu or cuda: sets distill.device=D when it differs\n"
+    "                   from the config's. distill.device (default cpu) is the\n"
+    "                   run's device: the teacher's training (unless\n"
+    "                   teacher_train.train.device says otherwise), each\n"
+    "                   variant's distillation, sampling and the metrics'\n"
+    "                   networks run there (a variant's `set:` may move it). It is\n"
+    "                   part of each variant's recorded config: a student\n"
+    "                   distilled on one device is not reused on another\n"
     "  (the config's top-level `threads:` sets the threads, default 2; small\n"
     "  models such as the 2-D quickstart's run fastest on 1)\n"
     "  -h, --help       this text\n"
@@ -77,6 +85,7 @@ typedef struct result {
 
 typedef struct run_ctx {
     const char *out;
+    const char *device; /* distill.device: the run's */
     flash_cli_pipeline p;
     long n, batch;
     long noise_seed;
@@ -142,6 +151,15 @@ static flash_status put_node(flash_cfg *cfg, const char *key, const flash_cfg *n
     return st;
 }
 
+/* The teacher trains on the run's device unless its own train.device says. */
+static flash_status teacher_device(flash_cfg *tc, const char *device, flash_error *err)
+{
+    if (flash_cfg_get(flash_cfg_get(tc, "train"), "device")) return FLASH_OK;
+    char a[64];
+    snprintf(a, sizeof a, "train.device=%s", device);
+    return flash_cfg_set(tc, a, err);
+}
+
 /* The teacher stage: with `teacher_train: {strategy: ..., train: ...}` and
  * no checkpoint at `teacher_checkpoint` yet, trains the `teacher` model on
  * the pipeline's dataset and schedule with flash train's loop (trainer.h),
@@ -177,7 +195,8 @@ static flash_status teacher_stage(run_ctx *R, flash_error *err)
     if (!tc) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
     if (!(st = put_node(tc, "model", flash_cfg_get(root, "teacher"), err)) &&
         !(st = put_node(tc, "strategy", flash_cfg_get(tt, "strategy"), err)) &&
-        !(st = (flash_cfg_get(tt, "train") ? put_node(tc, "train", flash_cfg_get(tt, "train"), err) : FLASH_OK))) {
+        !(st = (flash_cfg_get(tt, "train") ? put_node(tc, "train", flash_cfg_get(tt, "train"), err) : FLASH_OK)) &&
+        !(st = teacher_device(tc, R->device, err))) {
         flash_train_opts o = {.size = sizeof o, .root = tc, .registry = R->p.registry, .run_dir = dir, .resume = have,
                               .progress = true};
         fprintf(stderr, "flash run: training the teacher into %s\n", dir);
@@ -186,6 +205,27 @@ static flash_status teacher_stage(run_ctx *R, flash_error *err)
     }
     flash_cfg_free(tc);
     return st;
+}
+
+/* The run's device: --device (set into distill.device only when it
+ * changes it, so `--device cpu` on a CPU config leaves the variants'
+ * recorded configs as they were), checked once with a context so an
+ * unusable device stops the run before anything is trained. */
+static flash_status run_device(run_ctx *R, const char *want, flash_error *err)
+{
+    const flash_cfg *dmap = flash_cfg_get(R->p.root, "distill");
+    flash_status st = flash_cli_device(dmap, "device", 0, &R->device, NULL, err);
+    if (st) return st;
+    if (want && strcmp(want, R->device) != 0) {
+        char a[64];
+        snprintf(a, sizeof a, "distill.device=%s", want);
+        if ((st = flash_cfg_set(R->p.root, a, err))) return st;
+        dmap = flash_cfg_get(R->p.root, "distill");
+    }
+    flash_ctx *probe = NULL;
+    if ((st = flash_cli_device(dmap, "device", (size_t)1 << 16, &R->device, &probe, err))) return st;
+    flash_ctx_destroy(probe);
+    return FLASH_OK;
 }
 
 static flash_status make_bank(run_ctx *R, flash_error *err)
@@ -232,15 +272,18 @@ static flash_status make_bank(run_ctx *R, flash_error *err)
 
 /* Samples the whole bank with (model, sampler) into R->xs. */
 static flash_status sample_bank(run_ctx *R, flash_instance *sched, flash_instance *model, flash_instance *sampler,
-                                result *res, flash_error *err)
+                                const char *device, result *res, flash_error *err)
 {
     flash_denoiser den = {0};
     flash_status st = flash_denoiser_init(&den, model, sched, err);
     if (st) return st;
-    flash_ctx *c = flash_ctx_create((size_t)64 << 20);
+    /* the model's weights are on `device` already: noise goes in and
+     * samples come out batch by batch */
+    flash_ctx *c = flash_ctx_create_on(device, (size_t)64 << 20, err);
     if (!c) {
         flash_denoiser_release(&den);
-        return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
+        flash_error_prefix(err, "variant '%s'", res->name);
+        return err->status ? err->status : FLASH_ERR_NOMEM;
     }
     flash_grad_set(c, false);
     const flash_sampler_api *sapi = FLASH_API(sampler, flash_sampler_api);
@@ -264,7 +307,12 @@ static flash_status sample_bank(run_ctx *R, flash_instance *sched, flash_instanc
             st = FLASH_ERR_RUNTIME;
             break;
         }
-        memcpy(R->xs + (size_t)b * R->per, y->data, (size_t)nb * R->per * sizeof *R->xs);
+        if (y->numel != (size_t)nb * R->per) {
+            st = flash_error_set(err, FLASH_ERR_RUNTIME, "variant '%s': sampler '%s' returned %zu values for %d samples",
+                                 res->name, sampler->comp->name, y->numel, nb);
+            break;
+        }
+        if ((st = flash_tensor_to_host(c, y, R->xs + (size_t)b * R->per, err))) break;
         batches++;
     }
     res->seconds = flash_now() - t0;
@@ -274,7 +322,8 @@ static flash_status sample_bank(run_ctx *R, flash_instance *sched, flash_instanc
     return st;
 }
 
-static flash_status evaluate(run_ctx *R, const flash_instance *density_model, result *res, flash_error *err)
+static flash_status evaluate(run_ctx *R, const flash_instance *density_model, const char *device, result *res,
+                             flash_error *err)
 {
     char path[4200];
     int64_t shape[4] = {R->n, R->mi.shape[0], R->mi.shape[1], R->mi.shape[2]};
@@ -306,15 +355,18 @@ static flash_status evaluate(run_ctx *R, const flash_instance *density_model, re
         return flash_cfg_error(metrics, err, "metrics: expected a list of metric slots");
     long seed;
     if ((st = flash_cfg_int(R->p.root, "seed", 0, &seed, err))) return st;
-    flash_env env = {.size = sizeof env, .registry = R->p.registry, .seed = (uint64_t)seed, .root = R->p.root};
+    /* samples stay on the host (the metric API); networks the metrics run
+     * (an evaluator) live on the variant's device */
+    flash_env env = {.size = sizeof env, .registry = R->p.registry, .seed = (uint64_t)seed, .root = R->p.root,
+                     .device = device};
     int tshape[FLASH_MAX_DIMS] = {(int)R->n};
     for (int j = 0; j < R->mi.ndim; j++) tshape[1 + j] = R->mi.shape[j];
     flash_tensor *t = flash_tensor_alloc(1 + R->mi.ndim, tshape);
-    flash_ctx *c = flash_ctx_create((size_t)16 << 20);
-    if (!t || !c) {
+    if (!t) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
+    flash_ctx *c = flash_ctx_create_on(device, (size_t)16 << 20, err);
+    if (!c) {
         flash_tensor_free(t);
-        flash_ctx_destroy(c);
-        return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
+        return err->status ? err->status : FLASH_ERR_NOMEM;
     }
     memcpy(t->data, R->xs, (size_t)R->n * R->per * sizeof(float));
     for (size_t i = 0; i < flash_cfg_len(metrics) && !st; i++) {
@@ -398,8 +450,12 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
     long seed;
     flash_instance sched = {0}, teacher = {0}, student = {0}, sampler = {0};
     char dir[4200], ckpt[4300];
+    const char *device = R->device;
     if ((st = flash_cfg_int(cfg, "seed", 0, &seed, err))) goto done;
-    flash_env env = {.size = sizeof env, .registry = R->p.registry, .seed = (uint64_t)seed, .root = cfg};
+    /* the variant's distill.device (the run's unless its `set:` moves it) */
+    if ((st = flash_cli_device(flash_cfg_get(cfg, "distill"), "device", 0, &device, NULL, err))) goto done;
+    flash_env env = {.size = sizeof env, .registry = R->p.registry, .seed = (uint64_t)seed, .root = cfg,
+                     .device = device};
     const flash_cfg *slot;
     if (!(slot = flash_cfg_get(cfg, "schedule"))) {
         st = flash_cfg_error(cfg, err, "flash run: the pipeline needs a 'schedule:' slot");
@@ -410,6 +466,9 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
     if ((st = flash_instance_create(&env, FLASH_KIND_MODEL, flash_cfg_get(cfg, "teacher"), &teacher, err)) ||
         (st = flash_teacher_load(cfg, &teacher, err)))
         goto done;
+    const flash_model_api *tapi = FLASH_API(&teacher, flash_model_api);
+    flash_params *TP = tapi->params ? tapi->params(teacher.self) : NULL;
+    if (TP && (st = flash_params_to_device(TP, device, err))) goto done;
     env.teacher = &teacher;
     if (!(slot = flash_cfg_get(cfg, "sampler"))) {
         st = flash_cfg_error(cfg, err, "variant '%s': no 'sampler:' slot", name);
@@ -453,10 +512,11 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
         }
         if ((st = flash_checkpoint_load(ckpt, P, NULL, err))) goto done;
         if (flash_params_ema(P) && (st = flash_params_swap_ema(P, err))) goto done;
+        if ((st = flash_params_to_device(P, device, err))) goto done;
         m = &student;
     }
-    if ((st = sample_bank(R, &sched, m, &sampler, res, err))) goto done;
-    if ((st = evaluate(R, &teacher, res, err))) goto done;
+    if ((st = sample_bank(R, &sched, m, &sampler, device, res, err))) goto done;
+    if ((st = evaluate(R, &teacher, device, res, err))) goto done;
     res->done = 1;
     R->n_res++;
     fprintf(stderr, "flash run: %s: %d steps, %.4g NFE, %.3f s", name, res->steps, res->nfe, res->seconds);
@@ -566,12 +626,19 @@ int flash_cmd_run(int argc, char **argv)
         fputs(help, stdout);
         return FLASH_EXIT_OK;
     }
-    const char *config = NULL, *out = "runs/run";
+    const char *config = NULL, *out = "runs/run", *device = NULL;
     char *sets[MAX_SETS];
     int n_sets = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (strcmp(o, "--resume") == 0) continue;
+        if (strcmp(o, "--device") == 0) {
+            if (i + 1 >= argc) return usage("%s needs cpu or cuda", o);
+            device = argv[++i];
+            if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0)
+                return usage("--device is cpu or cuda, not '%s'", device);
+            continue;
+        }
         if (strcmp(o, "--set") == 0 || strcmp(o, "--out") == 0) {
             if (i + 1 >= argc) return usage("%s needs a value", o);
             if (o[2] == 'o')
@@ -614,6 +681,7 @@ int flash_cmd_run(int argc, char **argv)
         (st = flash_cfg_int(run, "batch", 4096, &R->batch, &err)) || (st = flash_cfg_bool(run, "plots", true, &R->plots, &err)))
         goto done;
     if ((st = flash_cli_threads(R->p.root, &err))) goto done;
+    if ((st = run_device(R, device, &err))) goto done;
     if (R->n < 1 || R->n > 100000000 || R->batch < 1) {
         st = flash_cfg_error(run, &err, "run: samples must be in [1, 1e8] and batch >= 1");
         goto done;

@@ -1,5 +1,5 @@
 /* flash sample CONFIG [--set k=v]... [--ckpt FILE] [--noise xT.npy]
- *              [--labels y.npy] [--n N] [--seed S] --out x0.npy [--grid grid.png]
+ *              [--labels y.npy] [--n N] [--seed S] [--device D] --out x0.npy [--grid grid.png]
  *
  * Builds the config's schedule, model and sampler, draws (or reads) the
  * starting noise and the labels, samples in batches with grad mode off and
@@ -17,7 +17,8 @@
 
 static const char help[] =
     "usage: flash sample CONFIG [--set KEY=VALUE]... [--ckpt FILE [--weights ema|raw]] [--noise xT.npy]\n"
-    "                    [--labels y.npy] [--n N] [--seed S] --out x0.npy [--grid grid.png]\n"
+    "                    [--labels y.npy] [--n N] [--seed S] [--device cpu|cuda] --out x0.npy\n"
+    "                    [--grid grid.png]\n"
     "\n"
     "Draws samples from the config's model (the `model` slot, else `student`,\n"
     "else `teacher`) with its `sampler` and `schedule`, and writes them as a\n"
@@ -36,6 +37,10 @@ static const char help[] =
     "                   model without them gets uniform random labels\n"
     "  --n N            number of samples (default: the noise file's, else 64)\n"
     "  --seed S         seed of the noise and labels (default: the config's seed, else 0)\n"
+    "  --device D       sample on cpu or cuda (the same as --set device=D; the\n"
+    "                   config's top-level `device:`, default cpu): the model's\n"
+    "                   weights and the sampling context live there; noise and\n"
+    "                   samples are copied in and out per batch\n"
     "  --out FILE       samples as NPY (required)\n"
     "  --grid FILE      also a PNG: a scatter plot over the true density for 2-D\n"
     "                   points, a grid for images\n"
@@ -54,6 +59,7 @@ static const char help[] =
 typedef struct sample_args {
     const char *config, *ckpt, *noise, *labels, *out, *grid, *weights;
     char *sets[MAX_SETS];
+    char device_set[64];
     int n_sets;
     long n, batch;
     long long seed;
@@ -77,6 +83,12 @@ static int parse_args(int argc, char **argv, sample_args *a) {
         if (strcmp(o, "--set") == 0) {
             if (a->n_sets == MAX_SETS) return flash_cli_usage("sample", "too many --set (%s)", v);
             a->sets[a->n_sets++] = (char *)v;
+            continue;
+        }
+        if (strcmp(o, "--device") == 0) {
+            if (a->n_sets == MAX_SETS) return flash_cli_usage("sample", "too many --set (%s)", v);
+            snprintf(a->device_set, sizeof a->device_set, "device=%.40s", v);
+            a->sets[a->n_sets++] = a->device_set;
             continue;
         }
         if (strcmp(o, "--batch") == 0) {
@@ -211,7 +223,10 @@ int flash_cmd_sample(int argc, char **argv) {
     } else if ((st = flash_cfg_int(p.root, "seed", 0, &seed, &err))) {
         goto done;
     }
-    flash_env env = {.size = sizeof env, .registry = p.registry, .seed = (uint64_t)seed, .root = p.root};
+    const char *device = NULL;
+    if ((st = flash_cli_device(p.root, "device", (size_t)64 << 20, &device, &c, &err))) goto done;
+    flash_env env = {.size = sizeof env, .registry = p.registry, .seed = (uint64_t)seed, .root = p.root,
+                     .device = device};
     const flash_cfg *ms = model_slot(p.root);
     if (!flash_cfg_get(p.root, "schedule") || !ms || !flash_cfg_get(p.root, "sampler")) {
         st = flash_error_set(&err, FLASH_ERR_CONFIG, "%s: sampling needs `schedule`, `model` and `sampler` slots",
@@ -237,6 +252,10 @@ int flash_cmd_sample(int argc, char **argv) {
         int raw = a.weights && strcmp(a.weights, "raw") == 0;
         if (!raw && flash_params_ema(prm) && (st = flash_params_swap_ema(prm, &err))) goto done;
     }
+    /* the weights (loaded on the host) beside the context */
+    const flash_model_api *mapi = FLASH_API(&model, flash_model_api);
+    flash_params *mp = mapi->params ? mapi->params(model.self) : NULL;
+    if (mp && (st = flash_params_to_device(mp, device, &err))) goto done;
     if ((st = flash_denoiser_init(&den, &model, &sched, &err))) goto done;
 
     const flash_model_info *mi = &den.info;
@@ -269,7 +288,7 @@ int flash_cmd_sample(int argc, char **argv) {
         flash_rng_seed_stream(&rng, (uint64_t)seed, 2);
         for (long i = 0; i < n; i++) labels[i] = (int)flash_rng_below(&rng, (uint64_t)mi->num_classes);
     }
-    if (!(xs = malloc((size_t)n * per * sizeof *xs)) || !(c = flash_ctx_create((size_t)64 << 20))) {
+    if (!(xs = malloc((size_t)n * per * sizeof *xs))) {
         st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory for %ld samples", n);
         goto done;
     }
@@ -298,7 +317,12 @@ int flash_cmd_sample(int argc, char **argv) {
             st = FLASH_ERR_RUNTIME;
             goto done;
         }
-        memcpy(xs + (size_t)b * per, y->data, (size_t)nb * per * sizeof *xs);
+        if (y->numel != (size_t)nb * per) {
+            st = flash_error_set(&err, FLASH_ERR_RUNTIME, "sampler '%s' returned %zu values for %d samples",
+                                 sampler.comp->name, y->numel, nb);
+            goto done;
+        }
+        if ((st = flash_tensor_to_host(c, y, xs + (size_t)b * per, &err))) goto done;
     }
     double secs = flash_now() - t0;
     int64_t oshape[1 + 3] = {n, mi->shape[0], mi->shape[1], mi->shape[2]};
