@@ -222,6 +222,11 @@ flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, con
         }
     }
     flash_cond cond = {.n = nb, .t = tt, .alpha = aa, .sigma = ss, .labels = labels ? ll : NULL};
+    /* Without a tape nothing after this call needs the network's
+     * activations: dropping them here keeps a sampler's or a target
+     * operator's memory at one evaluation's, not one per step. */
+    const bool scoped = !flash_grad_enabled(c);
+    const flash_arena_mark mark = flash_ctx_mark(c);
     flash_tensor *in = guided ? stack_twice(c, x) : x;
     flash_tensor *o = m->forward(d->model->self, c, in, &cond);
     d->calls += 1;
@@ -248,6 +253,13 @@ flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, con
     /* Imagine Flash eq. (9): at t = T the true starting noise replaces eps-hat */
     out->eps = x_T ? x_T : flash_pred_eps(c, d->info.prediction, x, o, aa, ss);
     if (!out->x0 || !out->eps || !flash_ctx_ok(c)) return FLASH_ERR_RUNTIME;
+    if (scoped) {
+        flash_tensor *keep[3] = {out->out, out->x0, out->eps};
+        if (!flash_ctx_rewind(c, &mark, keep, 3)) return FLASH_ERR_RUNTIME;
+        out->out = keep[0];
+        out->x0 = keep[1];
+        out->eps = keep[2];
+    }
     return FLASH_OK;
 }
 

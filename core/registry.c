@@ -294,7 +294,7 @@ flash_status flash_registry_load_dir(flash_registry *r, const char *dir, flash_e
         n++;
     }
     closedir(dp);
-    if (!st) qsort(names, n, sizeof *names, cmp_str);
+    if (!st && n) qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n && !st; i++) {
         char path[PATH_MAX];
         size_t dl = strlen(dir);

@@ -148,6 +148,12 @@ void flash_ctx_destroy(flash_ctx *c) {
     free(c);
 }
 
+static size_t arena_used(const flash_ctx *c) {
+    size_t total = 0;
+    for (flash_arena_chunk *k = c->chunks; k; k = k->next) total += k->used;
+    return total;
+}
+
 void flash_ctx_reset(flash_ctx *c) {
     if (!c) return;
     /* heap leaves must not keep pointers into the arena */
@@ -160,8 +166,8 @@ void flash_ctx_reset(flash_ctx *c) {
     if (c->n_chunks > 1) {
         /* coalesce: one chunk exactly as large as everything this iteration
          * used, so the same sequence of allocations fits it next time */
-        size_t total = 0;
-        for (flash_arena_chunk *k = c->chunks; k; k = k->next) total += k->used;
+        size_t total = arena_used(c);
+        if (total < c->peak) total = c->peak;
         if (total < c->chunks->size) total = c->chunks->size;
         chunks_free(c->be, c->chunks);
         c->chunks = chunk_new(c->be, total);
@@ -173,7 +179,110 @@ void flash_ctx_reset(flash_ctx *c) {
         ARENA_POISON(c->be, k->base, k->size);
     }
     c->cur = c->chunks;
+    c->peak = 0;
     if (c->host != c) flash_ctx_reset(c->host);
+}
+
+/* ---- marks ---------------------------------------------------------------- */
+
+static flash_arena_chunk *chunk_holding(const flash_ctx *c, const void *p) {
+    const unsigned char *q = p;
+    for (flash_arena_chunk *k = c->chunks; k; k = k->next)
+        if (q >= k->base && q < k->base + k->size) return k;
+    return NULL;
+}
+
+/* True when p lies in the part of c's arena a rewind to (chunk, used) drops. */
+static bool after_mark(const flash_ctx *c, const void *chunk, size_t used, const void *p) {
+    const flash_arena_chunk *k = chunk_holding(c, p);
+    if (!k) return false; /* heap tensors and parameters */
+    if (k == chunk) return (size_t)((const unsigned char *)p - k->base) >= used;
+    for (const flash_arena_chunk *j = chunk; j; j = j->next)
+        if (j == k) return true; /* a later chunk */
+    return false;
+}
+
+static void rewind_to(flash_ctx *c, const void *chunk, size_t used) {
+    size_t now = arena_used(c);
+    if (now > c->peak) c->peak = now;
+    flash_arena_chunk *k = (flash_arena_chunk *)chunk;
+    if (!k) return;
+    ARENA_POISON(c->be, k->base + used, k->size - used);
+    k->used = used;
+    for (flash_arena_chunk *j = k->next; j; j = j->next) {
+        ARENA_POISON(c->be, j->base, j->size);
+        j->used = 0;
+    }
+    c->cur = k;
+}
+
+flash_arena_mark flash_ctx_mark(const flash_ctx *c) {
+    flash_arena_mark m = {0};
+    if (!c) return m;
+    m.chunk = c->cur;
+    m.used = c->cur ? c->cur->used : 0;
+    m.host_chunk = c->host->cur;
+    m.host_used = c->host->cur ? c->host->cur->used : 0;
+    m.tape = c->tape;
+    return m;
+}
+
+bool flash_ctx_rewind(flash_ctx *c, const flash_arena_mark *m, flash_tensor **keep, int n_keep) {
+    if (!c || !m || c->failed) return false;
+    if (c->tape != m->tape) {
+        flash_ctx_fail(c, "tensor: cannot rewind the arena past recorded tape entries (use it in no-grad scopes)");
+        return false;
+    }
+    /* kept data that would be dropped goes to scratch memory of the
+     * context's own backend first, so device tensors never visit the host */
+    enum { MAX_KEEP = 16 };
+    if (n_keep > MAX_KEEP) {
+        flash_ctx_fail(c, "tensor: rewind keeps at most %d tensors, not %d", MAX_KEEP, n_keep);
+        return false;
+    }
+    float *saved[MAX_KEEP] = {0};
+    bool move[MAX_KEEP] = {0};
+    int ndim[MAX_KEEP], shape[MAX_KEEP][FLASH_MAX_DIMS];
+    bool ok = true;
+    for (int i = 0; i < n_keep && ok; i++) {
+        flash_tensor *t = keep[i];
+        if (!t) continue;
+        bool dup = false;
+        for (int j = 0; j < i; j++) dup |= keep[j] == t;
+        if (dup) continue;
+        move[i] = after_mark(c, m->chunk, m->used, t->data) || after_mark(c->host, m->host_chunk, m->host_used, t);
+        if (!move[i]) continue;
+        /* the header may be dropped too: keep its shape */
+        ndim[i] = t->ndim;
+        memcpy(shape[i], t->shape, sizeof shape[i]);
+        saved[i] = c->be->alloc(t->numel * sizeof(float) + 1);
+        if (!saved[i])
+            ok = false;
+        else
+            c->be->copy(saved[i], t->data, t->numel);
+    }
+    if (ok) {
+        rewind_to(c, m->chunk, m->used);
+        if (c->host != c) rewind_to(c->host, m->host_chunk, m->host_used);
+        for (int i = 0; i < n_keep; i++) {
+            if (!keep[i] || !move[i]) continue;
+            flash_tensor *old = keep[i];
+            flash_tensor *t = flash_tensor_new(c, ndim[i], shape[i]);
+            if (!t) {
+                ok = false;
+                break;
+            }
+            c->be->copy(t->data, saved[i], t->numel);
+            for (int j = i + 1; j < n_keep; j++)
+                if (keep[j] == old) keep[j] = t;
+            keep[i] = t;
+        }
+    } else {
+        flash_ctx_fail(c, "tensor: out of memory saving tensors across an arena rewind");
+    }
+    for (int i = 0; i < n_keep; i++)
+        if (saved[i]) c->be->free(saved[i]);
+    return ok && flash_ctx_ok(c);
 }
 
 /* A device backend's asynchronous failure becomes the context's error. */

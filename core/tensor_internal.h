@@ -76,6 +76,7 @@ struct flash_ctx {
     flash_arena_chunk *cur;    /* chunk allocations currently come from */
     size_t chunk_bytes;        /* size of a fresh chunk (grows with the arena) */
     size_t n_chunks, capacity;
+    size_t peak;               /* most bytes in use before a rewind since the last reset */
     flash_tape_entry *tape;    /* newest entry */
     size_t tape_len;
     flash_leaf_grad *leaf_grads;

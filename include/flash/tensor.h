@@ -78,6 +78,20 @@ FLASH_EXPORT int flash_ctx_sync(flash_ctx *c);
 /* Drops every arena tensor and the tape; clears the sticky error. */
 FLASH_EXPORT void flash_ctx_reset(flash_ctx *c);
 FLASH_EXPORT bool flash_ctx_ok(const flash_ctx *c);
+/* A position in the arena, and a rewind to it that keeps chosen tensors:
+ * everything allocated after the mark is dropped except `keep`, whose
+ * entries are replaced by contiguous copies at the mark (entries made
+ * before the mark stay as they are). It lets a long no-grad loop (a
+ * sampler's steps, a teacher's k-step target) hold one step's
+ * activations at a time instead of all of them. Refused, with the sticky
+ * error, when a tape entry was recorded after the mark. Returns false on
+ * failure (sticky error set). */
+typedef struct flash_arena_mark {
+    const void *chunk, *host_chunk, *tape;
+    size_t used, host_used;
+} flash_arena_mark;
+FLASH_EXPORT flash_arena_mark flash_ctx_mark(const flash_ctx *c);
+FLASH_EXPORT bool flash_ctx_rewind(flash_ctx *c, const flash_arena_mark *m, flash_tensor **keep, int n_keep);
 FLASH_EXPORT const char *flash_ctx_error(const flash_ctx *c);
 /* Records a sticky error (the first one wins). Plugins use it too. */
 FLASH_EXPORT void flash_ctx_fail(flash_ctx *c, const char *fmt, ...) FLASH_PRINTF(2, 3);

@@ -32,7 +32,7 @@ for r in imagine_flash_3step imagine_flash_1step no_backward step_distill_4step 
 done
 grep -q '"loss_srl"' "$tmp/imagine_flash_3step/metrics.jsonl" || fail "imagine_flash_3step did not use SRL"
 grep -q '"disc_loss"' "$tmp/imagine_flash_3step/metrics.jsonl" || fail "imagine_flash_3step did not train its discriminator"
-[[ -f $tmp/imagine_flash_3step/loss1.safetensors ]] || fail "the discriminator was not checkpointed"
+[[ -f $tmp/imagine_flash_3step/loss2.safetensors ]] || fail "the discriminator was not checkpointed"
 [[ -f $tmp/lcm/clone0.safetensors ]] || fail "LCM's target network was not checkpointed"
 
 "$FLASH" train configs/eval/fmnist_classifier.yaml --set train.steps=1 --set train.batch_size=2 \

@@ -210,6 +210,66 @@ START_TEST(test_heap_leaf_grad_cleared) {
 }
 END_TEST
 
+/* A no-grad loop that rewinds to a mark each step keeps one step's
+ * temporaries: values survive, earlier tensors stay put, the arena stops
+ * growing, and a rewind past tape entries is refused. */
+START_TEST(test_mark_rewind) {
+    flash_ctx *c = flash_ctx_create(4096);
+    ck_assert_ptr_nonnull(c);
+    float xin[256];
+    for (int i = 0; i < 256; i++) xin[i] = (float)i / 256.0f - 0.5f;
+    size_t cap_after_3 = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        flash_ctx_reset(c);
+        flash_grad_set(c, false);
+        flash_tensor *before = flash_tensor_from(c, 2, (int[]){16, 16}, xin);
+        flash_tensor *x = before;
+        double ref[256];
+        for (int i = 0; i < 256; i++) ref[i] = xin[i];
+        for (int step = 0; step < 40; step++) {
+            flash_arena_mark m = flash_ctx_mark(c);
+            /* temporaries far larger than the result */
+            flash_tensor *big = flash_tensor_new(c, 2, (int[]){64, 1024});
+            ck_assert_ptr_nonnull(big);
+            flash_tensor *y = flash_add_scalar(c, flash_scale(c, flash_tanh(c, x), 0.5f), 0.25f);
+            flash_tensor *keep[3] = {y, before, y};
+            ck_assert(flash_ctx_rewind(c, &m, keep, 3));
+            ck_assert_ptr_eq(keep[1], before); /* made before the mark: untouched */
+            ck_assert_ptr_eq(keep[0], keep[2]);
+            x = keep[0];
+            for (int i = 0; i < 256; i++) ref[i] = 0.5 * tanh(ref[i]) + 0.25;
+            if (step == 3) cap_after_3 = flash_ctx_arena_capacity(c);
+        }
+        for (int i = 0; i < 256; i++) {
+            ck_assert_float_eq_tol(x->data[i], (float)ref[i], 1e-5f);
+            ck_assert_float_eq(before->data[i], xin[i]);
+        }
+        /* 40 steps of 256 KiB temporaries live in what 3 steps needed */
+        ck_assert_uint_eq(flash_ctx_arena_capacity(c), cap_after_3);
+        /* after a reset the one chunk sized by the peak holds the loop */
+        if (pass == 1) ck_assert_uint_eq(flash_ctx_arena_chunks(c), 1);
+        flash_grad_set(c, true);
+    }
+    /* the peak before a rewind sizes the arena at the next reset */
+    flash_ctx_reset(c);
+    ck_assert_uint_eq(flash_ctx_arena_chunks(c), 1);
+    ck_assert_uint_ge(flash_ctx_arena_capacity(c), 64u * 1024u * sizeof(float));
+
+    flash_params *P = flash_params_create();
+    ck_assert_ptr_nonnull(flash_params_add(P, "w", 1, (int[]){16}));
+    ck_assert_int_eq(flash_params_finalize(P, NULL), FLASH_OK);
+    flash_ctx_reset(c);
+    flash_arena_mark m = flash_ctx_mark(c);
+    flash_tensor *l = flash_mean(c, flash_square(c, flash_params_find(P, "w")));
+    ck_assert_ptr_nonnull(l);
+    flash_tensor *keep[1] = {l};
+    ck_assert(!flash_ctx_rewind(c, &m, keep, 1));
+    ck_assert_ptr_nonnull(strstr(flash_ctx_error(c), "tape"));
+    flash_params_destroy(P);
+    flash_ctx_destroy(c);
+}
+END_TEST
+
 START_TEST(test_errors_and_threads) {
     flash_error e = {0};
     ck_assert_int_eq(flash_error_set(&e, FLASH_ERR_CONFIG, "x.yaml:%d:%d: bad", 3, 4), FLASH_ERR_CONFIG);
@@ -244,6 +304,7 @@ static Suite *tensor_suite(void) {
     tcase_add_test(tc, test_backward_twice);
     tcase_add_test(tc, test_heap_leaf_grad_cleared);
     tcase_add_test(tc, test_errors_and_threads);
+    tcase_add_test(tc, test_mark_rewind);
     suite_add_tcase(s, tc);
     return s;
 }
