@@ -13,7 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 sweeps=$FLASH_SOURCE_DIR/configs/sweeps
 
-for t in smoke:9 table1:7 table3:7; do
+for t in smoke:9 table1:7 table3:6; do
   name=${t%%:*} n=${t##*:}
   "$FLASH" sweep "$sweeps/$name.yaml" --out "$tmp/$name" --dry-run >"$tmp/$name.plan" 2>"$tmp/err" ||
     fail "$name --dry-run: $(cat "$tmp/err")"
@@ -22,6 +22,8 @@ for t in smoke:9 table1:7 table3:7; do
 done
 grep -q "^lcm_seed0 .* variants: lcm_3 lcm_2 lcm_1$" "$tmp/table1.plan" ||
   fail "table1: LCM is not one run sampled at 3, 2 and 1 steps"
+grep -q "^imagine_flash_3_seed0 .* variants: imagine_flash_3 no_noise_correction$" "$tmp/table3.plan" ||
+  fail "table3: the 3-step student is not also sampled without noise correction"
 
 # --emit slurm: run folders, a job array over commands.txt
 "$FLASH" sweep "$sweeps/smoke.yaml" --out "$tmp/s" --emit slurm 2>"$tmp/err" || fail "--emit slurm: $(cat "$tmp/err")"

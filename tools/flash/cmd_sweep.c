@@ -567,12 +567,28 @@ fail:
     return st;
 }
 
+/* True when the checkpoint at ck holds a teacher trained for all of
+ * teacher_train.train.steps: nothing is left to train, nobody waits. */
+static bool teacher_trained(const flash_cfg *cfg, const char *ck)
+{
+    long want = 0;
+    flash_error e = {0};
+    if (flash_cfg_int(flash_cfg_get(flash_cfg_get(cfg, "teacher_train"), "train"), "steps", 0, &want, &e) || want <= 0)
+        return false;
+    flash_safetensors *st = NULL;
+    if (flash_safetensors_open(ck, &st, &e)) return false;
+    const char *step = flash_safetensors_meta(st, "step");
+    const bool done = step && strtoll(step, NULL, 10) >= want;
+    flash_safetensors_close(st);
+    return done;
+}
+
 /* The run's shared teacher stage: the checkpoint its `flash run` trains
- * when the config has teacher_train. */
+ * when the config has teacher_train and the teacher is not trained yet. */
 static void stage_key(const flash_cfg *cfg, sw_run *r)
 {
     const char *ck = flash_cfg_scalar(flash_cfg_get(cfg, "teacher_train") ? flash_cfg_get(cfg, "teacher_checkpoint") : NULL);
-    snprintf(r->stage, sizeof r->stage, "%s", ck ? ck : "");
+    snprintf(r->stage, sizeof r->stage, "%s", ck && !teacher_trained(cfg, ck) ? ck : "");
 }
 
 static void json_str(FILE *f, const char *s)
