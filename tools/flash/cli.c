@@ -1,6 +1,7 @@
 /* Helpers shared by the subcommands (see cli.h). */
 #include "cli.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,53 @@ int flash_cli_wants_help(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 1;
     }
     return 0;
+}
+
+static int parse_args(const flash_cli_spec *spec, int argc, char **argv, flash_cli_args *a, void *self)
+{
+    const char *cmd = spec->cmd;
+    const int max_sets = spec->max_sets < FLASH_CLI_MAX_SETS ? spec->max_sets : FLASH_CLI_MAX_SETS;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (o[0] != '-' || o[1] == 0) {
+            if (a->config) return flash_cli_usage(cmd, "unexpected argument '%s'", o);
+            a->config = o;
+            continue;
+        }
+        if (i + 1 >= argc) return flash_cli_usage(cmd, "%s needs a value", o);
+        const char *v = argv[++i];
+        const int is_device = strcmp(o, "--device") == 0;
+        if (is_device || strcmp(o, "--set") == 0) {
+            if (a->n_sets == max_sets) return flash_cli_usage(cmd, "too many --set (%s)", v);
+            if (is_device) snprintf(a->device_set, sizeof a->device_set, "device=%.40s", v);
+            a->sets[a->n_sets++] = is_device ? a->device_set : (char *)v;
+        } else if (strcmp(o, "--seed") == 0) {
+            if (!flash_cli_parse_long(v, 0, LONG_MAX, &a->seed))
+                return flash_cli_usage(cmd, "expected a non-negative integer, got '%s'", v);
+            a->has_seed = 1;
+        } else {
+            int rc = spec->option(self, o, v);
+            if (rc) return rc;
+        }
+    }
+    if (!a->config) return flash_cli_usage(cmd, "%s", "missing CONFIG");
+    return spec->option(self, NULL, NULL);
+}
+
+int flash_cli_start(const flash_cli_spec *spec, int argc, char **argv, flash_cli_args *a, void *self,
+                    flash_cli_pipeline *p)
+{
+    memset(a, 0, sizeof *a);
+    memset(p, 0, sizeof *p);
+    if (flash_cli_wants_help(argc, argv)) {
+        fputs(spec->help, stdout);
+        return FLASH_EXIT_OK;
+    }
+    int rc = parse_args(spec, argc, argv, a, self);
+    if (rc) return rc;
+    flash_error err = {0};
+    if (flash_cli_pipeline_load(p, a->config, a->sets, a->n_sets, &err)) return flash_cli_fail(spec->cmd, &err);
+    return FLASH_EXIT_OK;
 }
 
 flash_status flash_cli_pipeline_load(flash_cli_pipeline *p, const char *path, char **sets, int n_sets,

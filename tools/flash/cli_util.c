@@ -1,4 +1,4 @@
-/* Plots and settings shared by the subcommands (see cli.h). */
+/* Plots, settings and JSON output shared by the subcommands (see cli.h). */
 #include "cli.h"
 
 #include <math.h>
@@ -89,4 +89,85 @@ flash_status flash_cli_device(const flash_cfg *map, const char *key, size_t aren
         return node ? flash_cfg_error(node, err, "%s", why) : FLASH_ERR_RUNTIME;
     }
     return FLASH_OK;
+}
+
+flash_status flash_cli_read_labels(const char *path, long n, bool exact, long max_label, const char *why, int **out,
+                                   flash_error *err)
+{
+    flash_array a;
+    flash_status st = flash_npy_read(path, &a, err);
+    if (st) return st;
+    if ((a.dtype != FLASH_I64 && a.dtype != FLASH_I32) || a.ndim != 1 || (exact ? a.shape[0] != n : a.shape[0] < n)) {
+        flash_array_free(&a);
+        if (exact) return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected integer labels of shape (%ld)", path, n);
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected integer labels of shape (N) with N >= %ld", path, n);
+    }
+    int *y = malloc((size_t)n * sizeof *y);
+    if (!y) {
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for %ld labels", n);
+    }
+    for (long i = 0; i < n; i++) {
+        long long v = a.dtype == FLASH_I64 ? ((const int64_t *)a.data)[i] : ((const int32_t *)a.data)[i];
+        if (v < 0 || v > max_label) {
+            free(y);
+            flash_array_free(&a);
+            return flash_error_set(err, FLASH_ERR_USAGE, "%s: label %lld of sample %ld %s", path, v, i, why);
+        }
+        y[i] = (int)v;
+    }
+    flash_array_free(&a);
+    *out = y;
+    return FLASH_OK;
+}
+
+void flash_cli_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if ((unsigned char)*s >= 0x20) fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+void flash_cli_json_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.9g", v);
+    else
+        fputs("null", f);
+}
+
+void flash_cli_json_field_str(FILE *f, const char *key, const char *s)
+{
+    fprintf(f, ", \"%s\": ", key);
+    flash_cli_json_str(f, s);
+}
+
+void flash_cli_json_field_num(FILE *f, const char *key, double v)
+{
+    fprintf(f, ", \"%s\": ", key);
+    flash_cli_json_num(f, v);
+}
+
+void flash_cli_json_metrics(FILE *f, const flash_metric_result *m)
+{
+    fputc('{', f);
+    for (int k = 0; k < m->n; k++) {
+        if (k) fputs(", ", f);
+        flash_cli_json_str(f, m->name[k]);
+        fputs(": ", f);
+        flash_cli_json_num(f, m->value[k]);
+    }
+    fputc('}', f);
+}
+
+flash_status flash_cli_atomic_close(flash_atomic_file *af, flash_error *err)
+{
+    if (ferror(af->f)) {
+        flash_atomic_abort(af);
+        return flash_error_set(err, FLASH_ERR_IO, "%s: write failed", af->path);
+    }
+    return flash_atomic_commit(af, err);
 }

@@ -12,7 +12,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -41,65 +40,36 @@ static const char help[] =
     "  -h, --help       this text\n";
 
 typedef struct eval_args {
-    const char *config, *samples, *labels, *out, *grid;
-    char *sets[MAX_SETS];
-    char device_set[64];
-    int n_sets;
+    flash_cli_args cli;
+    const char *samples, *labels, *out, *grid;
     long real;
-    long long seed;
-    int has_seed;
 } eval_args;
 
-
-static int parse_args(int argc, char **argv, eval_args *a)
+static int eval_option(void *self, const char *o, const char *v)
 {
-    memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        const char **slot = NULL;
-        if (o[0] != '-' || o[1] == 0) {
-            if (a->config) return flash_cli_usage("eval", "unexpected argument '%s'", o);
-            a->config = o;
-            continue;
-        }
-        if (i + 1 >= argc) return flash_cli_usage("eval", "%s needs a value", o);
-        const char *v = argv[++i];
-        if (strcmp(o, "--set") == 0) {
-            if (a->n_sets == MAX_SETS) return flash_cli_usage("eval", "too many --set (%s)", v);
-            a->sets[a->n_sets++] = (char *)v;
-            continue;
-        }
-        if (strcmp(o, "--device") == 0) {
-            if (a->n_sets == MAX_SETS) return flash_cli_usage("eval", "too many --set (%s)", v);
-            snprintf(a->device_set, sizeof a->device_set, "device=%.40s", v);
-            a->sets[a->n_sets++] = a->device_set;
-            continue;
-        }
-        if (strcmp(o, "--real") == 0) {
-            if (!flash_cli_parse_long(v, 2, 100000000, &a->real))
-                return flash_cli_usage("eval", "--real must be in [2, 1e8], got '%s'", v);
-            continue;
-        }
-        if (strcmp(o, "--seed") == 0) {
-            long x;
-            if (!flash_cli_parse_long(v, 0, LONG_MAX, &x))
-                return flash_cli_usage("eval", "expected a non-negative integer, got '%s'", v);
-            a->seed = x;
-            a->has_seed = 1;
-            continue;
-        }
-        if (strcmp(o, "--samples") == 0) slot = &a->samples;
-        else if (strcmp(o, "--labels") == 0) slot = &a->labels;
-        else if (strcmp(o, "--out") == 0) slot = &a->out;
-        else if (strcmp(o, "--grid") == 0) slot = &a->grid;
-        else return flash_cli_usage("eval", "unknown option '%s'", o);
-        *slot = v;
+    eval_args *a = self;
+    const char **slot = NULL;
+    if (!o) {
+        if (!a->samples == !a->real) return flash_cli_usage("eval", "%s", "give either --samples FILE or --real N");
+        if (a->real && a->labels)
+            return flash_cli_usage("eval", "%s", "--labels goes with --samples (--real uses the dataset's)");
+        return FLASH_EXIT_OK;
     }
-    if (!a->config) return flash_cli_usage("eval", "%s", "missing CONFIG");
-    if (!a->samples == !a->real) return flash_cli_usage("eval", "%s", "give either --samples FILE or --real N");
-    if (a->real && a->labels) return flash_cli_usage("eval", "%s", "--labels goes with --samples (--real uses the dataset's)");
+    if (strcmp(o, "--real") == 0) {
+        if (!flash_cli_parse_long(v, 2, 100000000, &a->real))
+            return flash_cli_usage("eval", "--real must be in [2, 1e8], got '%s'", v);
+        return FLASH_EXIT_OK;
+    }
+    if (strcmp(o, "--samples") == 0) slot = &a->samples;
+    else if (strcmp(o, "--labels") == 0) slot = &a->labels;
+    else if (strcmp(o, "--out") == 0) slot = &a->out;
+    else if (strcmp(o, "--grid") == 0) slot = &a->grid;
+    else return flash_cli_usage("eval", "unknown option '%s'", o);
+    *slot = v;
     return FLASH_EXIT_OK;
 }
+
+static const flash_cli_spec spec = {.cmd = "eval", .help = help, .max_sets = MAX_SETS, .option = eval_option};
 
 /* Samples from an NPY: float32 or float64, (N, shape...) -> a host tensor. */
 static flash_status read_samples(const char *path, flash_tensor **out, flash_error *err)
@@ -129,35 +99,6 @@ static flash_status read_samples(const char *path, flash_tensor **out, flash_err
         t->data[i] = a.dtype == FLASH_F32 ? ((const float *)a.data)[i] : (float)((const double *)a.data)[i];
     flash_array_free(&a);
     *out = t;
-    return FLASH_OK;
-}
-
-static flash_status read_labels(const char *path, long n, int **out, flash_error *err)
-{
-    flash_array a;
-    flash_status st = flash_npy_read(path, &a, err);
-    if (st) return st;
-    if ((a.dtype != FLASH_I64 && a.dtype != FLASH_I32) || a.ndim != 1 || a.shape[0] != n) {
-        flash_array_free(&a);
-        return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected integer labels of shape (%ld)", path, n);
-    }
-    int *y = malloc((size_t)n * sizeof *y);
-    if (!y) {
-        flash_array_free(&a);
-        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for %ld labels", n);
-    }
-    for (long i = 0; i < n; i++) {
-        long long v = a.dtype == FLASH_I64 ? ((const int64_t *)a.data)[i] : ((const int32_t *)a.data)[i];
-        if (v < 0 || v > 1000000) {
-            free(y);
-            flash_array_free(&a);
-            return flash_error_set(err, FLASH_ERR_USAGE, "%s: label %lld of sample %ld is negative or too large",
-                                   path, v, i);
-        }
-        y[i] = (int)v;
-    }
-    flash_array_free(&a);
-    *out = y;
     return FLASH_OK;
 }
 
@@ -242,24 +183,6 @@ static flash_status write_grid(const char *path, const flash_tensor *t, const in
     return st;
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        if ((unsigned char)*s >= 0x20) fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
-static void json_num(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.9g", v);
-    else
-        fputs("null", f);
-}
-
 static flash_status write_json(const char *path, const eval_args *a, long n, double seconds,
                                const flash_metric_result *res, flash_error *err)
 {
@@ -268,43 +191,29 @@ static flash_status write_json(const char *path, const eval_args *a, long n, dou
     if (st) return st;
     FILE *f = af.f;
     fputs("{\n  \"config\": ", f);
-    json_str(f, a->config);
+    flash_cli_json_str(f, a->cli.config);
     fputs(",\n  \"samples\": ", f);
     if (a->samples)
-        json_str(f, a->samples);
+        flash_cli_json_str(f, a->samples);
     else
         fputs("\"real:train\"", f);
     fprintf(f, ",\n  \"n\": %ld,\n  \"seconds\": ", n);
-    json_num(f, seconds);
-    fputs(",\n  \"metrics\": {", f);
-    for (int k = 0; k < res->n; k++) {
-        fputs(k ? ", " : "", f);
-        json_str(f, res->name[k]);
-        fputs(": ", f);
-        json_num(f, res->value[k]);
-    }
-    fputs("}\n}\n", f);
-    if (ferror(f)) {
-        flash_atomic_abort(&af);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: write failed", path);
-    }
-    return flash_atomic_commit(&af, err);
+    flash_cli_json_num(f, seconds);
+    fputs(",\n  \"metrics\": ", f);
+    flash_cli_json_metrics(f, res);
+    fputs("\n}\n", f);
+    return flash_cli_atomic_close(&af, err);
 }
 
 int flash_cmd_eval(int argc, char **argv)
 {
-    if (flash_cli_wants_help(argc, argv)) {
-        fputs(help, stdout);
-        return FLASH_EXIT_OK;
-    }
-    eval_args a;
-    int rc = parse_args(argc, argv, &a);
-    if (rc) return rc;
+    eval_args a = {0};
+    flash_cli_pipeline p;
+    int rc = flash_cli_start(&spec, argc, argv, &a.cli, &a, &p);
+    if (rc || !p.root) return rc;
 
     flash_error err = {0};
-    flash_cli_pipeline p;
-    flash_status st = flash_cli_pipeline_load(&p, a.config, a.sets, a.n_sets, &err);
-    if (st) return flash_cli_fail("eval", &err);
+    flash_status st = FLASH_OK;
     flash_tensor *xs = NULL;
     int *labels = NULL;
     flash_ctx *c = NULL;
@@ -320,10 +229,11 @@ int flash_cmd_eval(int argc, char **argv)
     const char *device = "cpu";
     if (!st) st = flash_cli_device(p.root, "device", (size_t)16 << 20, &device, &c, &err);
     if (!st) st = flash_cfg_int(p.root, "seed", 0, &seed, &err);
-    if (!st && a.has_seed) seed = (long)a.seed;
+    if (!st && a.cli.has_seed) seed = a.cli.seed;
     if (!st && a.samples) {
         st = read_samples(a.samples, &xs, &err);
-        if (!st && a.labels) st = read_labels(a.labels, xs->shape[0], &labels, &err);
+        if (!st && a.labels)
+            st = flash_cli_read_labels(a.labels, xs->shape[0], true, 1000000, "is negative or too large", &labels, &err);
     } else if (!st) {
         st = real_samples(&p, a.real, (uint64_t)seed, &xs, &labels, &err);
     }

@@ -398,24 +398,6 @@ static void csv_num(FILE *f, double v)
     if (isfinite(v)) fprintf(f, "%.9g", v);
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        if ((unsigned char)*s >= 0x20) fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
-static void json_num(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.9g", v);
-    else
-        fputs("null", f);
-}
-
 static const char *status_name(int s)
 {
     return s == 0 ? "ok" : s == 1 ? "failed" : "unfinished";
@@ -490,6 +472,35 @@ static void write_table_csv(const report *R, FILE *f)
     }
 }
 
+/* The metric cells of a group's row in the Markdown and HTML tables: the
+ * mean (± sd over seeds) and, with a baseline, the relative value. */
+typedef struct cell_fmt {
+    const char *mean_sd, *mean, *pct, *no_pct;
+} cell_fmt;
+
+static const cell_fmt md_cells = {" %s ± %s |", " %s |", " %.1f%% |", " - |"};
+static const cell_fmt html_cells = {"<td>%s &plusmn; %s</td>", "<td>%s</td>", "<td>%.1f%%</td>", "<td>-</td>"};
+
+static void metric_cells(const report *R, const group *G, const cell_fmt *c, FILE *f)
+{
+    char a[64], b[64];
+    for (int k = 0; k < R->n_names; k++) {
+        fmt(a, sizeof a, G->mean[k]);
+        fmt(b, sizeof b, G->sd[k]);
+        if (G->n > 1)
+            fprintf(f, c->mean_sd, a, b);
+        else
+            fprintf(f, c->mean, a);
+        if (R->base >= 0) {
+            double p = rel(R, G, k);
+            if (isfinite(p))
+                fprintf(f, c->pct, p);
+            else
+                fputs(c->no_pct, f);
+        }
+    }
+}
+
 static void write_table_md(const report *R, FILE *f)
 {
     fputs("| method | variant | steps | NFE | seeds | ms/sample |", f);
@@ -500,7 +511,7 @@ static void write_table_md(const report *R, FILE *f)
     fputs("\n|---|---|---:|---:|---:|---:|", f);
     for (int k = 0; k < R->n_names; k++) fputs(R->base >= 0 ? "---:|---:|" : "---:|", f);
     fputc('\n', f);
-    char a[64], b[64];
+    char a[64];
     for (int g = 0; g < R->n_groups; g++) {
         const group *G = &R->groups[g];
         fmt(a, sizeof a, G->nfe);
@@ -509,21 +520,7 @@ static void write_table_md(const report *R, FILE *f)
         fprintf(f, " | %d | %s | %d |", G->first->steps, a, G->n);
         fmt(a, sizeof a, G->ms);
         fprintf(f, " %s |", a);
-        for (int k = 0; k < R->n_names; k++) {
-            fmt(a, sizeof a, G->mean[k]);
-            fmt(b, sizeof b, G->sd[k]);
-            if (G->n > 1)
-                fprintf(f, " %s ± %s |", a, b);
-            else
-                fprintf(f, " %s |", a);
-            if (R->base >= 0) {
-                double p = rel(R, G, k);
-                if (isfinite(p))
-                    fprintf(f, " %.1f%% |", p);
-                else
-                    fputs(" - |", f);
-            }
-        }
+        metric_cells(R, G, &md_cells, f);
         fputc('\n', f);
     }
     if (R->base >= 0)
@@ -540,11 +537,11 @@ static void write_json(const report *R, FILE *f)
     fputs("{\n  \"metrics\": [", f);
     for (int k = 0; k < R->n_names; k++) {
         if (k) fputs(", ", f);
-        json_str(f, R->names[k]);
+        flash_cli_json_str(f, R->names[k]);
     }
     fputs("],\n  \"baseline\": ", f);
     if (R->base >= 0)
-        json_str(f, R->groups[R->base].first->variant);
+        flash_cli_json_str(f, R->groups[R->base].first->variant);
     else
         fputs("null", f);
     fprintf(f, ",\n  \"runs\": {\"ok\": %d, \"failed\": %d, \"unfinished\": %d},\n  \"rows\": [", R->n_ok, R->n_failed,
@@ -552,42 +549,34 @@ static void write_json(const report *R, FILE *f)
     for (int i = 0; i < R->n; i++) {
         const row *r = &R->rows[i];
         fputs(i ? ",\n    {\"run\": " : "\n    {\"run\": ", f);
-        json_str(f, r->run);
-        fputs(", \"method\": ", f);
-        json_str(f, r->method);
-        fputs(", \"variant\": ", f);
-        json_str(f, r->variant);
-        fputs(", \"model\": ", f);
-        json_str(f, r->model);
+        flash_cli_json_str(f, r->run);
+        flash_cli_json_field_str(f, "method", r->method);
+        flash_cli_json_field_str(f, "variant", r->variant);
+        flash_cli_json_field_str(f, "model", r->model);
         fputs(", \"seed\": ", f);
         if (r->seeded)
             fprintf(f, "%ld", r->seed);
         else
             fputs("null", f);
-        fputs(", \"guidance\": ", f);
-        json_num(f, r->guided ? r->guidance : NAN);
-        fprintf(f, ", \"status\": \"%s\", \"steps\": %d, \"nfe\": ", status_name(r->status), r->steps);
-        json_num(f, r->nfe);
-        fputs(", \"sample_seconds\": ", f);
-        json_num(f, r->seconds);
-        fputs(", \"ms_per_sample\": ", f);
-        json_num(f, 1e3 * r->seconds / r->samples);
-        fputs(", \"distill_seconds\": ", f);
-        json_num(f, r->distill_seconds);
+        flash_cli_json_field_num(f, "guidance", r->guided ? r->guidance : NAN);
+        fprintf(f, ", \"status\": \"%s\", \"steps\": %d", status_name(r->status), r->steps);
+        flash_cli_json_field_num(f, "nfe", r->nfe);
+        flash_cli_json_field_num(f, "sample_seconds", r->seconds);
+        flash_cli_json_field_num(f, "ms_per_sample", 1e3 * r->seconds / r->samples);
+        flash_cli_json_field_num(f, "distill_seconds", r->distill_seconds);
         fputs(", \"metrics\": {", f);
         int first = 1;
         for (int k = 0; k < R->n_names; k++) {
             if (!isfinite(r->m[k])) continue;
             if (!first) fputs(", ", f);
-            json_str(f, R->names[k]);
+            flash_cli_json_str(f, R->names[k]);
             fputs(": ", f);
-            json_num(f, r->m[k]);
+            flash_cli_json_num(f, r->m[k]);
             first = 0;
         }
         fputs("}", f);
         if (r->status) {
-            fputs(", \"error\": ", f);
-            json_str(f, r->error);
+            flash_cli_json_field_str(f, "error", r->error);
         }
         fputc('}', f);
     }
@@ -595,25 +584,21 @@ static void write_json(const report *R, FILE *f)
     for (int g = 0; g < R->n_groups; g++) {
         const group *G = &R->groups[g];
         fputs(g ? ",\n    {\"method\": " : "\n    {\"method\": ", f);
-        json_str(f, G->first->method);
-        fputs(", \"variant\": ", f);
-        json_str(f, G->first->variant);
-        fputs(", \"guidance\": ", f);
-        json_num(f, G->first->guided ? G->first->guidance : NAN);
-        fprintf(f, ", \"steps\": %d, \"nfe\": ", G->first->steps);
-        json_num(f, G->nfe);
-        fprintf(f, ", \"seeds\": %d, \"ms_per_sample\": ", G->n);
-        json_num(f, G->ms);
+        flash_cli_json_str(f, G->first->method);
+        flash_cli_json_field_str(f, "variant", G->first->variant);
+        flash_cli_json_field_num(f, "guidance", G->first->guided ? G->first->guidance : NAN);
+        fprintf(f, ", \"steps\": %d", G->first->steps);
+        flash_cli_json_field_num(f, "nfe", G->nfe);
+        fprintf(f, ", \"seeds\": %d", G->n);
+        flash_cli_json_field_num(f, "ms_per_sample", G->ms);
         fputs(", \"metrics\": {", f);
         for (int k = 0; k < R->n_names; k++) {
             if (k) fputs(", ", f);
-            json_str(f, R->names[k]);
+            flash_cli_json_str(f, R->names[k]);
             fputs(": {\"mean\": ", f);
-            json_num(f, G->mean[k]);
-            fputs(", \"sd\": ", f);
-            json_num(f, G->sd[k]);
-            fputs(", \"pct\": ", f);
-            json_num(f, rel(R, G, k));
+            flash_cli_json_num(f, G->mean[k]);
+            flash_cli_json_field_num(f, "sd", G->sd[k]);
+            flash_cli_json_field_num(f, "pct", rel(R, G, k));
             fputc('}', f);
         }
         fputs("}}", f);
@@ -963,21 +948,7 @@ static void write_html(const report *R, const char *dir, FILE *f)
         fmt(a, sizeof a, G->nfe);
         fmt(b, sizeof b, G->ms);
         fprintf(f, "</td><td>%d</td><td>%s</td><td>%d</td><td>%s</td>", G->first->steps, a, G->n, b);
-        for (int k = 0; k < R->n_names; k++) {
-            fmt(a, sizeof a, G->mean[k]);
-            fmt(b, sizeof b, G->sd[k]);
-            if (G->n > 1)
-                fprintf(f, "<td>%s &plusmn; %s</td>", a, b);
-            else
-                fprintf(f, "<td>%s</td>", a);
-            if (R->base >= 0) {
-                double p = rel(R, G, k);
-                if (isfinite(p))
-                    fprintf(f, "<td>%.1f%%</td>", p);
-                else
-                    fputs("<td>-</td>", f);
-            }
-        }
+        metric_cells(R, G, &html_cells, f);
         fputs("</tr>\n", f);
     }
     fputs("</table>\n", f);
@@ -1017,11 +988,7 @@ static flash_status write_one(const report *R, const char *out, const char *name
     flash_status st = flash_atomic_open(&af, path, err);
     if (st) return st;
     w(R, af.f);
-    if (ferror(af.f)) {
-        flash_atomic_abort(&af);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: write failed", path);
-    }
-    return flash_atomic_commit(&af, err);
+    return flash_cli_atomic_close(&af, err);
 }
 
 static const char *g_dir; /* the report's title, for write_html through the writer type */

@@ -531,26 +531,6 @@ done:
     return st;
 }
 
-/* A JSON string body: the names here are plain (checked above), metric
- * names come from plugins; escape the two characters that could break. */
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        if ((unsigned char)*s >= 0x20) fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
-static void json_num(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.9g", v);
-    else
-        fputs("null", f);
-}
-
 static flash_status write_results(const run_ctx *R, const char *config, flash_error *err)
 {
     char path[4200];
@@ -560,41 +540,28 @@ static flash_status write_results(const run_ctx *R, const char *config, flash_er
     if (st) return st;
     FILE *f = af.f;
     fputs("{\n  \"config\": ", f);
-    json_str(f, config);
+    flash_cli_json_str(f, config);
     fprintf(f, ",\n  \"samples\": %ld,\n  \"noise_seed\": %ld,\n  \"threads\": %d,\n  \"variants\": [", R->n,
             R->noise_seed, flash_get_threads());
     for (int i = 0; i < R->n_res; i++) {
         const result *r = &R->res[i];
         fputs(i ? ",\n    {" : "\n    {", f);
         fputs("\"name\": ", f);
-        json_str(f, r->name);
-        fputs(", \"model\": ", f);
-        json_str(f, r->model);
-        fputs(", \"sampler\": ", f);
-        json_str(f, r->sampler);
-        fprintf(f, ", \"steps\": %d, \"nfe\": ", r->steps);
-        json_num(f, r->nfe);
-        fputs(", \"seconds\": ", f);
-        json_num(f, r->seconds);
-        fputs(", \"distill_seconds\": ", f);
-        json_num(f, r->distill_seconds);
+        flash_cli_json_str(f, r->name);
+        flash_cli_json_field_str(f, "model", r->model);
+        flash_cli_json_field_str(f, "sampler", r->sampler);
+        fprintf(f, ", \"steps\": %d", r->steps);
+        flash_cli_json_field_num(f, "nfe", r->nfe);
+        flash_cli_json_field_num(f, "seconds", r->seconds);
+        flash_cli_json_field_num(f, "distill_seconds", r->distill_seconds);
         fprintf(f, ", \"samples\": \"samples/%s.npy\"", r->name);
         if (R->labels) fprintf(f, ", \"labels\": \"samples/%s.labels.npy\"", r->name);
-        fputs(", \"metrics\": {", f);
-        for (int k = 0; k < r->metrics.n; k++) {
-            if (k) fputs(", ", f);
-            json_str(f, r->metrics.name[k]);
-            fputs(": ", f);
-            json_num(f, r->metrics.value[k]);
-        }
-        fputs("}}", f);
+        fputs(", \"metrics\": ", f);
+        flash_cli_json_metrics(f, &r->metrics);
+        fputc('}', f);
     }
     fputs("\n  ]\n}\n", f);
-    if (ferror(f)) {
-        flash_atomic_abort(&af);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: write failed", path);
-    }
-    return flash_atomic_commit(&af, err);
+    return flash_cli_atomic_close(&af, err);
 }
 
 static void print_table(const run_ctx *R)

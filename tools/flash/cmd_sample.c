@@ -10,7 +10,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <limits.h>
 #include <string.h>
 
 #include "flash/diffusion.h"
@@ -54,75 +53,41 @@ static const char help[] =
  * gigabytes of arena. --batch overrides. */
 #define SAMPLE_MAX_BATCH 4096
 #define SAMPLE_BUDGET 65536
-#define MAX_SETS 256
 
 typedef struct sample_args {
-    const char *config, *ckpt, *noise, *labels, *out, *grid, *weights;
-    char *sets[MAX_SETS];
-    char device_set[64];
-    int n_sets;
+    flash_cli_args cli;
+    const char *ckpt, *noise, *labels, *out, *grid, *weights;
     long n, batch;
-    long long seed;
-    int has_seed;
 } sample_args;
 
-
-static int parse_args(int argc, char **argv, sample_args *a) {
-    memset(a, 0, sizeof *a);
-    a->n = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        const char **slot = NULL;
-        if (o[0] != '-' || o[1] == 0) {
-            if (a->config) return flash_cli_usage("sample", "unexpected argument '%s'", o);
-            a->config = o;
-            continue;
-        }
-        if (i + 1 >= argc) return flash_cli_usage("sample", "%s needs a value", o);
-        const char *v = argv[++i];
-        if (strcmp(o, "--set") == 0) {
-            if (a->n_sets == MAX_SETS) return flash_cli_usage("sample", "too many --set (%s)", v);
-            a->sets[a->n_sets++] = (char *)v;
-            continue;
-        }
-        if (strcmp(o, "--device") == 0) {
-            if (a->n_sets == MAX_SETS) return flash_cli_usage("sample", "too many --set (%s)", v);
-            snprintf(a->device_set, sizeof a->device_set, "device=%.40s", v);
-            a->sets[a->n_sets++] = a->device_set;
-            continue;
-        }
-        if (strcmp(o, "--batch") == 0) {
-            if (!flash_cli_parse_long(v, 1, 1000000, &a->batch))
-                return flash_cli_usage("sample", "--batch must be in [1, 1e6], got '%s'", v);
-            continue;
-        }
-        if (strcmp(o, "--n") == 0) {
-            if (!flash_cli_parse_long(v, 1, 100000000, &a->n)) return flash_cli_usage("sample", "--n must be in [1, 1e8], got '%s'", v);
-            continue;
-        }
-        if (strcmp(o, "--seed") == 0) {
-            long x;
-            if (!flash_cli_parse_long(v, 0, LONG_MAX, &x))
-                return flash_cli_usage("sample", "expected a non-negative integer, got '%s'", v);
-            a->seed = x;
-            a->has_seed = 1;
-            continue;
-        }
-        if (strcmp(o, "--ckpt") == 0) slot = &a->ckpt;
-        else if (strcmp(o, "--noise") == 0) slot = &a->noise;
-        else if (strcmp(o, "--labels") == 0) slot = &a->labels;
-        else if (strcmp(o, "--out") == 0) slot = &a->out;
-        else if (strcmp(o, "--grid") == 0) slot = &a->grid;
-        else if (strcmp(o, "--weights") == 0) {
-            if (strcmp(v, "ema") && strcmp(v, "raw")) return flash_cli_usage("sample", "--weights is ema or raw, not '%s'", v);
-            slot = &a->weights;
-        } else return flash_cli_usage("sample", "unknown option '%s'", o);
-        *slot = v;
+static int sample_option(void *self, const char *o, const char *v) {
+    sample_args *a = self;
+    const char **slot = NULL;
+    if (!o) return a->out ? FLASH_EXIT_OK : flash_cli_usage("sample", "%s", "missing --out FILE");
+    if (strcmp(o, "--batch") == 0) {
+        if (!flash_cli_parse_long(v, 1, 1000000, &a->batch))
+            return flash_cli_usage("sample", "--batch must be in [1, 1e6], got '%s'", v);
+        return FLASH_EXIT_OK;
     }
-    if (!a->config) return flash_cli_usage("sample", "%s", "missing CONFIG");
-    if (!a->out) return flash_cli_usage("sample", "%s", "missing --out FILE");
+    if (strcmp(o, "--n") == 0) {
+        if (!flash_cli_parse_long(v, 1, 100000000, &a->n)) return flash_cli_usage("sample", "--n must be in [1, 1e8], got '%s'", v);
+        return FLASH_EXIT_OK;
+    }
+    if (strcmp(o, "--ckpt") == 0) slot = &a->ckpt;
+    else if (strcmp(o, "--noise") == 0) slot = &a->noise;
+    else if (strcmp(o, "--labels") == 0) slot = &a->labels;
+    else if (strcmp(o, "--out") == 0) slot = &a->out;
+    else if (strcmp(o, "--grid") == 0) slot = &a->grid;
+    else if (strcmp(o, "--weights") == 0) {
+        if (strcmp(v, "ema") && strcmp(v, "raw")) return flash_cli_usage("sample", "--weights is ema or raw, not '%s'", v);
+        slot = &a->weights;
+    } else return flash_cli_usage("sample", "unknown option '%s'", o);
+    *slot = v;
     return FLASH_EXIT_OK;
 }
+
+static const flash_cli_spec spec = {.cmd = "sample", .help = help, .max_sets = FLASH_CLI_MAX_SETS,
+                                    .option = sample_option};
 
 /* The model slot: model, else student, else teacher. */
 static const flash_cfg *model_slot(const flash_cfg *root) {
@@ -169,57 +134,23 @@ static flash_status read_noise(const char *path, const flash_model_info *mi, lon
     return FLASH_OK;
 }
 
-static flash_status read_labels(const char *path, long n, int num_classes, int **out, flash_error *err) {
-    flash_array a;
-    flash_status st = flash_npy_read(path, &a, err);
-    if (st) return st;
-    if ((a.dtype != FLASH_I64 && a.dtype != FLASH_I32) || a.ndim != 1 || a.shape[0] < n) {
-        flash_array_free(&a);
-        return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected integer labels of shape (N) with N >= %ld", path,
-                               n);
-    }
-    int *y = malloc((size_t)n * sizeof *y);
-    if (!y) {
-        flash_array_free(&a);
-        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for %ld labels", n);
-    }
-    for (long i = 0; i < n; i++) {
-        long long v = a.dtype == FLASH_I64 ? ((const int64_t *)a.data)[i] : ((const int32_t *)a.data)[i];
-        if (v < 0 || v > num_classes) {
-            free(y);
-            flash_array_free(&a);
-            return flash_error_set(err, FLASH_ERR_USAGE, "%s: label %lld of sample %ld is outside [0, %d] (%d is the "
-                                   "null class)", path, v, i, num_classes, num_classes);
-        }
-        y[i] = (int)v;
-    }
-    flash_array_free(&a);
-    *out = y;
-    return FLASH_OK;
-}
-
 int flash_cmd_sample(int argc, char **argv) {
-    if (flash_cli_wants_help(argc, argv)) {
-        fputs(help, stdout);
-        return FLASH_EXIT_OK;
-    }
-    sample_args a;
-    int rc = parse_args(argc, argv, &a);
-    if (rc) return rc;
+    sample_args a = {.n = -1};
+    flash_cli_pipeline p;
+    int rc = flash_cli_start(&spec, argc, argv, &a.cli, &a, &p);
+    if (rc || !p.root) return rc;
 
     flash_error err = {0};
-    flash_cli_pipeline p;
     flash_instance sched = {0}, model = {0}, sampler = {0};
     flash_denoiser den = {0};
     flash_ctx *c = NULL;
     float *xT = NULL, *xs = NULL;
     int *labels = NULL;
-    flash_status st = flash_cli_pipeline_load(&p, a.config, a.sets, a.n_sets, &err);
-    if (st) return flash_cli_fail("sample", &err);
+    flash_status st = FLASH_OK;
 
     long seed = 0;
-    if (a.has_seed) {
-        seed = (long)a.seed;
+    if (a.cli.has_seed) {
+        seed = a.cli.seed;
     } else if ((st = flash_cfg_int(p.root, "seed", 0, &seed, &err))) {
         goto done;
     }
@@ -230,7 +161,7 @@ int flash_cmd_sample(int argc, char **argv) {
     const flash_cfg *ms = model_slot(p.root);
     if (!flash_cfg_get(p.root, "schedule") || !ms || !flash_cfg_get(p.root, "sampler")) {
         st = flash_error_set(&err, FLASH_ERR_CONFIG, "%s: sampling needs `schedule`, `model` and `sampler` slots",
-                             a.config);
+                             a.cli.config);
         goto done;
     }
     if ((st = flash_instance_create(&env, FLASH_KIND_SCHEDULE, flash_cfg_get(p.root, "schedule"), &sched, &err)))
@@ -279,7 +210,9 @@ int flash_cmd_sample(int argc, char **argv) {
             st = flash_error_set(&err, FLASH_ERR_USAGE, "--labels: model '%s' is unconditional", model.comp->name);
             goto done;
         }
-        if ((st = read_labels(a.labels, n, mi->num_classes, &labels, &err))) goto done;
+        char why[96];
+        snprintf(why, sizeof why, "is outside [0, %d] (%d is the null class)", mi->num_classes, mi->num_classes);
+        if ((st = flash_cli_read_labels(a.labels, n, false, mi->num_classes, why, &labels, &err))) goto done;
     } else if (mi->num_classes > 0) {
         if (!(labels = malloc((size_t)n * sizeof *labels))) {
             st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory for %ld labels", n);

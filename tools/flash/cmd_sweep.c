@@ -591,16 +591,6 @@ static void stage_key(const flash_cfg *cfg, sw_run *r)
     snprintf(r->stage, sizeof r->stage, "%s", ck && !teacher_trained(cfg, ck) ? ck : "");
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        if ((unsigned char)*s >= 0x20) fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static flash_status write_meta(const sweep *S, const sw_run *r, int index, const entry_meta *em, int n_em,
                                const char *dir, flash_error *err)
 {
@@ -611,11 +601,10 @@ static flash_status write_meta(const sweep *S, const sw_run *r, int index, const
     if (st) return st;
     FILE *f = af.f;
     fputs("{\"id\": ", f);
-    json_str(f, r->id);
-    fprintf(f, ", \"index\": %d, \"method\": ", index);
-    json_str(f, S->v[r->variant].name);
-    fputs(", \"model\": ", f);
-    json_str(f, S->v[r->variant].model);
+    flash_cli_json_str(f, r->id);
+    fprintf(f, ", \"index\": %d", index);
+    flash_cli_json_field_str(f, "method", S->v[r->variant].name);
+    flash_cli_json_field_str(f, "model", S->v[r->variant].model);
     fputs(", \"seed\": ", f);
     if (r->seeded)
         fprintf(f, "%ld", r->seed);
@@ -629,17 +618,12 @@ static flash_status write_meta(const sweep *S, const sw_run *r, int index, const
     fputs(", \"entries\": [", f);
     for (int i = 0; i < n_em; i++) {
         fputs(i ? ", {\"name\": " : "{\"name\": ", f);
-        json_str(f, em[i].name);
-        fputs(", \"method\": ", f);
-        json_str(f, em[i].method);
+        flash_cli_json_str(f, em[i].name);
+        flash_cli_json_field_str(f, "method", em[i].method);
         fprintf(f, ", \"noise_correction\": %s}", em[i].nc < 0 ? "null" : em[i].nc ? "true" : "false");
     }
     fputs("]}\n", f);
-    if (ferror(f)) {
-        flash_atomic_abort(&af);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: write failed", path);
-    }
-    return flash_atomic_commit(&af, err);
+    return flash_cli_atomic_close(&af, err);
 }
 
 static bool exists(const char *path)
