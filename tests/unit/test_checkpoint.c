@@ -1,9 +1,9 @@
 /* Checkpoints: parameters, EMA, Adam moments, step, RNG state and config
  * round-trip bit-for-bit; damaged or mismatched files are refused. */
 #include "flash/flash.h"
+#include "tmpdir_fixture.h"
 
 #include <check.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,67 +11,37 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char g_dir[256];
-
+/* A RAM file system when there is one: the corruption tests write
+ * thousands of small files. */
 static void setup(void)
 {
-    /* A RAM file system when there is one: the corruption tests write
-     * thousands of small files. */
     struct stat sb;
     const char *base = stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) && access("/dev/shm", W_OK) == 0
                            ? "/dev/shm"
                            : "/tmp";
-    snprintf(g_dir, sizeof g_dir, "%s/flash_test_ckpt_XXXXXX", base);
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void teardown(void)
-{
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", g_dir, name);
-    return p;
-}
-
-/* Plain write (no fsync): the corruption tests write thousands of files. */
-static void write_bytes(const char *path, const void *buf, size_t n)
-{
-    /* Unlink first: truncating a file that has data makes ext4 flush it on
-     * close (auto_da_alloc), which makes thousands of rewrites slow. */
-    remove(path);
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(buf, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
+    tmpdir_create(base, "flash_test_ckpt");
 }
 
 static const char *CONFIG = "model:\n  plugin: unet\n  channels: [32, 64]\nsampler: {plugin: ddim, steps: 4}\n";
 
-/* A small model: a conv weight and bias, a linear weight. */
-static flash_params *make_params(int lin_out)
+/* A small model: a conv weight and bias, a linear weight (lin_out, 7)
+ * unless lin_out is 0, and a parameter `extra` of 2 when it is named. */
+static flash_params *make_layout(int lin_out, const char *extra)
 {
     flash_params *p = flash_params_create();
     ck_assert_ptr_nonnull(p);
     ck_assert_ptr_nonnull(flash_params_add(p, "conv.weight", 4, (int[]){4, 3, 3, 3}));
     ck_assert_ptr_nonnull(flash_params_add(p, "conv.bias", 1, (int[]){4}));
-    ck_assert_ptr_nonnull(flash_params_add(p, "out.weight", 2, (int[]){lin_out, 7}));
+    if (lin_out) ck_assert_ptr_nonnull(flash_params_add(p, "out.weight", 2, (int[]){lin_out, 7}));
+    if (extra) ck_assert_ptr_nonnull(flash_params_add(p, extra, 1, (int[]){2}));
     flash_error err = {0};
     ck_assert_int_eq(flash_params_finalize(p, &err), FLASH_OK);
     return p;
+}
+
+static flash_params *make_params(int lin_out)
+{
+    return make_layout(lin_out, NULL);
 }
 
 /* Data with awkward values (negative zero, subnormal, huge), one EMA update
@@ -99,8 +69,14 @@ static void train_a_little(flash_params *p)
     ck_assert_ptr_nonnull(flash_params_ema(p));
 }
 
-static void save_trained(const char *path, flash_params *p, flash_rng *r)
+/* A model of make_params(lin_out) after train_a_little, saved at path with
+ * a step, a config and the generator state *r (r may be NULL). */
+static flash_params *saved_checkpoint(const char *path, int lin_out, flash_rng *r)
 {
+    flash_params *p = make_params(lin_out);
+    train_a_little(p);
+    flash_rng own;
+    if (!r) r = &own;
     flash_error err = {0};
     flash_rng_seed(r, 1234);
     (void)flash_rng_u64(r);
@@ -108,6 +84,17 @@ static void save_trained(const char *path, flash_params *p, flash_rng *r)
     ck_assert_uint_eq(r->has_spare, 1);
     flash_ckpt_info info = {.step = 987654321012LL, .rng = *r, .config_yaml = (char *)CONFIG};
     ck_assert_msg(flash_checkpoint_save(path, p, &info, &err) == FLASH_OK, "%s", err.msg);
+    return p;
+}
+
+/* The bytes of a checkpoint of make_params(2) saved at path. */
+static char *checkpoint_bytes(const char *path, size_t *n)
+{
+    flash_params_destroy(saved_checkpoint(path, 2, NULL));
+    char *raw;
+    flash_error err = {0};
+    ck_assert_msg(flash_read_file(path, &raw, n, &err) == FLASH_OK, "%s", err.msg);
+    return raw;
 }
 
 static void assert_blocks_equal(flash_params *a, flash_params *b)
@@ -123,11 +110,9 @@ static void assert_blocks_equal(flash_params *a, flash_params *b)
 START_TEST(test_roundtrip_bit_for_bit)
 {
     flash_error err = {0};
-    flash_params *p = make_params(5);
-    train_a_little(p);
     flash_rng r;
     const char *path = tmp_path("ckpt.safetensors");
-    save_trained(path, p, &r);
+    flash_params *p = saved_checkpoint(path, 5, &r);
 
     /* A fresh model of the same shape, with no EMA or Adam blocks yet. */
     flash_params *q = make_params(5);
@@ -227,14 +212,8 @@ END_TEST
 START_TEST(test_any_flipped_bit_refused)
 {
     flash_error err = {0};
-    flash_params *p = make_params(2);
-    train_a_little(p);
-    flash_rng r;
-    const char *path = tmp_path("c.safetensors");
-    save_trained(path, p, &r);
-    char *raw;
     size_t n;
-    ck_assert_int_eq(flash_read_file(path, &raw, &n, &err), FLASH_OK);
+    char *raw = checkpoint_bytes(tmp_path("c.safetensors"), &n);
 
     flash_params *q = make_params(2);
     size_t cnt = flash_params_count(q);
@@ -273,7 +252,6 @@ START_TEST(test_any_flipped_bit_refused)
     ck_assert_ptr_nonnull(strstr(err.msg, "checksum"));
     free(before);
     free(raw);
-    flash_params_destroy(p);
     flash_params_destroy(q);
 }
 END_TEST
@@ -281,14 +259,8 @@ END_TEST
 START_TEST(test_truncated_refused)
 {
     flash_error err = {0};
-    flash_params *p = make_params(2);
-    train_a_little(p);
-    flash_rng r;
-    const char *path = tmp_path("c.safetensors");
-    save_trained(path, p, &r);
-    char *raw;
     size_t n;
-    ck_assert_int_eq(flash_read_file(path, &raw, &n, &err), FLASH_OK);
+    char *raw = checkpoint_bytes(tmp_path("c.safetensors"), &n);
     const char *cut = tmp_path("cut.safetensors");
     flash_params *q = make_params(2);
     for (size_t len = 0; len < n; len++) {
@@ -300,7 +272,6 @@ START_TEST(test_truncated_refused)
     ck_assert_int_ne(flash_checkpoint_load(cut, q, NULL, &err), FLASH_OK);
     ck_assert_ptr_nonnull(strstr(err.msg, "truncated"));
     free(raw);
-    flash_params_destroy(p);
     flash_params_destroy(q);
 }
 END_TEST
@@ -308,45 +279,35 @@ END_TEST
 START_TEST(test_mismatched_model_refused)
 {
     flash_error err = {0};
-    flash_params *p = make_params(5);
-    train_a_little(p);
-    flash_rng r;
     const char *path = tmp_path("c.safetensors");
-    save_trained(path, p, &r);
+    flash_params *p = saved_checkpoint(path, 5, NULL);
 
-    /* Different shape. */
-    flash_params *q = make_params(6);
-    ck_assert_int_ne(flash_checkpoint_load(path, q, NULL, &err), FLASH_OK);
-    ck_assert_msg(strstr(err.msg, "out.weight") && strstr(err.msg, "(5, 7)") && strstr(err.msg, "(6, 7)"), "%s",
-                  err.msg);
-    flash_params_destroy(q);
-
-    /* A parameter the file lacks. */
-    q = flash_params_create();
-    flash_params_add(q, "conv.weight", 4, (int[]){4, 3, 3, 3});
-    flash_params_add(q, "conv.bias", 1, (int[]){4});
-    flash_params_add(q, "out.weight", 2, (int[]){5, 7});
-    flash_params_add(q, "extra", 1, (int[]){2});
-    ck_assert_int_eq(flash_params_finalize(q, &err), FLASH_OK);
-    ck_assert_int_ne(flash_checkpoint_load(path, q, NULL, &err), FLASH_OK);
-    ck_assert_msg(strstr(err.msg, "'extra'") != NULL, "%s", err.msg);
-    flash_params_destroy(q);
-
-    /* A tensor the model lacks. */
-    q = flash_params_create();
-    flash_params_add(q, "conv.weight", 4, (int[]){4, 3, 3, 3});
-    flash_params_add(q, "conv.bias", 1, (int[]){4});
-    ck_assert_int_eq(flash_params_finalize(q, &err), FLASH_OK);
-    ck_assert_int_ne(flash_checkpoint_load(path, q, NULL, &err), FLASH_OK);
-    ck_assert_msg(strstr(err.msg, "out.weight") && strstr(err.msg, "not a parameter"), "%s", err.msg);
-    flash_params_destroy(q);
+    /* A different shape, a parameter the file lacks, a tensor the model
+     * lacks: each refused with a message that says so. */
+    static const struct {
+        int lin_out;
+        const char *extra;
+        const char *says[3];
+    } cases[] = {
+        {6, NULL, {"out.weight", "(5, 7)", "(6, 7)"}},
+        {5, "extra", {"'extra'"}},
+        {0, NULL, {"out.weight", "not a parameter"}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        flash_params *q = make_layout(cases[c].lin_out, cases[c].extra);
+        ck_assert_int_ne(flash_checkpoint_load(path, q, NULL, &err), FLASH_OK);
+        for (int k = 0; k < 3 && cases[c].says[k]; k++)
+            ck_assert_msg(strstr(err.msg, cases[c].says[k]) != NULL, "case %zu: '%s' does not say '%s'", c, err.msg,
+                          cases[c].says[k]);
+        flash_params_destroy(q);
+    }
 
     /* A safetensors file that is not a checkpoint. */
     float x[4] = {1, 2, 3, 4};
     flash_st_tensor t = {"conv.bias", FLASH_F32, 1, {4}, x, sizeof x};
     const char *plain = tmp_path("plain.safetensors");
     ck_assert_int_eq(flash_safetensors_write(plain, &t, 1, NULL, 0, &err), FLASH_OK);
-    q = make_params(5);
+    flash_params *q = make_params(5);
     ck_assert_int_ne(flash_checkpoint_load(plain, q, NULL, &err), FLASH_OK);
     ck_assert_ptr_nonnull(strstr(err.msg, "not a flash checkpoint"));
     const char *missing = tmp_path("none.safetensors");
@@ -361,7 +322,7 @@ static Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
     TCase *tc = tcase_create("checkpoint");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, setup, tmpdir_remove);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_roundtrip_bit_for_bit);
     tcase_add_test(tc, test_weights_only_and_readable_layout);

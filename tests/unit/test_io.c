@@ -1,11 +1,11 @@
 /* File I/O: atomic writes, NPY (against files written by numpy), safetensors,
  * IDX (plain and gzip), PNG (read back with libpng), JSONL. */
 #include "flash/flash.h"
+#include "tmpdir_fixture.h"
 
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <png.h>
 #include <pty.h>
@@ -16,34 +16,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char g_dir[256];
-
 static void setup(void)
 {
-    snprintf(g_dir, sizeof g_dir, "/tmp/flash_test_io_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void teardown(void)
-{
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", g_dir, name);
-    return p;
+    tmpdir_create("/tmp", "flash_test_io");
 }
 
 static const char *fixture(const char *name)
@@ -52,17 +27,6 @@ static const char *fixture(const char *name)
     const char *src = getenv("FLASH_SOURCE_DIR");
     snprintf(buf, sizeof buf, "%s/tests/data/io/%s", src ? src : FLASH_SOURCE_DIR, name);
     return buf;
-}
-
-static void write_bytes(const char *path, const void *buf, size_t n)
-{
-    /* Unlink first: truncating a file that has data makes ext4 flush it on
-     * close (auto_da_alloc), which makes thousands of rewrites slow. */
-    remove(path);
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(buf, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
 }
 
 static unsigned char *read_bytes(const char *path, size_t *n)
@@ -254,71 +218,63 @@ START_TEST(test_npy_writer_matches_numpy)
 }
 END_TEST
 
+/* Element k of a, whatever its dtype, as a double (exact for these files). */
+static double npy_elem(const flash_array *a, size_t k)
+{
+    switch (a->dtype) {
+    case FLASH_F32: return ((const float *)a->data)[k];
+    case FLASH_F64: return ((const double *)a->data)[k];
+    case FLASH_I64: return (double)((const int64_t *)a->data)[k];
+    case FLASH_I32: return ((const int32_t *)a->data)[k];
+    case FLASH_U8: return ((const uint8_t *)a->data)[k];
+    default: ck_abort_msg("dtype %d", (int)a->dtype);
+    }
+    return NAN;
+}
+
+/* The closed forms of tests/data/make_io_fixtures.py, at flat index k. */
+static double quarter_minus_one(size_t k) { return (float)k * 0.25f - 1.0f; }
+static double reciprocal(size_t k) { return 1.0 / ((double)k + 1.0); }
+static double tera(size_t k) { return ((double)k - 2.0) * 1e12; }
+static double minus_four(size_t k) { return (double)k - 4.0; }
+static double twenty_k_plus_three(size_t k) { return 20.0 * (double)k + 3.0; }
+static double two_and_a_half(size_t k) { (void)k; return 2.5; }
+
 START_TEST(test_npy_reads_numpy_files)
 {
+    static const struct {
+        const char *file;
+        flash_dtype dtype;
+        int ndim;
+        int64_t shape[3];
+        size_t numel;
+        double (*want)(size_t k);
+    } cases[] = {
+        {"f32_2x3.npy", FLASH_F32, 2, {2, 3}, 6, quarter_minus_one},
+        /* the same array in format version 2.0 (u32 header length) */
+        {"f32_v2.npy", FLASH_F32, 2, {2, 3}, 6, quarter_minus_one},
+        {"f64_4.npy", FLASH_F64, 1, {4}, 4, reciprocal},
+        {"i64_5.npy", FLASH_I64, 1, {5}, 5, tera},
+        {"i32_2x2x2.npy", FLASH_I32, 3, {2, 2, 2}, 8, minus_four},
+        {"u8_3x4.npy", FLASH_U8, 2, {3, 4}, 12, twenty_k_plus_three},
+        {"f32_scalar.npy", FLASH_F32, 0, {0}, 1, two_and_a_half},
+        {"f32_empty.npy", FLASH_F32, 2, {0, 3}, 0, NULL},
+    };
     flash_error err = {0};
     flash_array a;
-
-    ck_assert_msg(flash_npy_read(fixture("f32_2x3.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
-    ck_assert_int_eq(a.dtype, FLASH_F32);
-    ck_assert_int_eq(a.ndim, 2);
-    ck_assert_int_eq(a.shape[0], 2);
-    ck_assert_int_eq(a.shape[1], 3);
-    for (int k = 0; k < 6; k++)
-        ck_assert_float_eq(((float *)a.data)[k], (float)k * 0.25f - 1.0f);
-    flash_array_free(&a);
-
-    /* The same array in format version 2.0 (u32 header length). */
-    ck_assert_msg(flash_npy_read(fixture("f32_v2.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
-    ck_assert_int_eq(a.ndim, 2);
-    ck_assert_int_eq(a.shape[0], 2);
-    ck_assert_int_eq(a.shape[1], 3);
-    for (int k = 0; k < 6; k++)
-        ck_assert_float_eq(((float *)a.data)[k], (float)k * 0.25f - 1.0f);
-    flash_array_free(&a);
-
-    ck_assert_msg(flash_npy_read(fixture("f64_4.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
-    ck_assert_int_eq(a.dtype, FLASH_F64);
-    ck_assert_int_eq(a.ndim, 1);
-    ck_assert_int_eq(a.shape[0], 4);
-    for (int k = 0; k < 4; k++)
-        ck_assert_double_eq(((double *)a.data)[k], 1.0 / (k + 1.0));
-    flash_array_free(&a);
-
-    ck_assert_msg(flash_npy_read(fixture("i64_5.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
-    ck_assert_int_eq(a.dtype, FLASH_I64);
-    ck_assert_int_eq(a.shape[0], 5);
-    for (int k = 0; k < 5; k++)
-        ck_assert_int_eq(((int64_t *)a.data)[k], (k - 2) * 1000000000000LL);
-    flash_array_free(&a);
-
-    ck_assert_msg(flash_npy_read(fixture("i32_2x2x2.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
-    ck_assert_int_eq(a.dtype, FLASH_I32);
-    ck_assert_int_eq(a.ndim, 3);
-    for (int k = 0; k < 8; k++)
-        ck_assert_int_eq(((int32_t *)a.data)[k], k - 4);
-    flash_array_free(&a);
-
-    ck_assert_msg(flash_npy_read(fixture("u8_3x4.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
-    ck_assert_int_eq(a.dtype, FLASH_U8);
-    ck_assert_int_eq(a.shape[0], 3);
-    ck_assert_int_eq(a.shape[1], 4);
-    for (int k = 0; k < 12; k++)
-        ck_assert_int_eq(((uint8_t *)a.data)[k], 20 * k + 3);
-    flash_array_free(&a);
-
-    ck_assert_msg(flash_npy_read(fixture("f32_scalar.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
-    ck_assert_int_eq(a.ndim, 0);
-    ck_assert_uint_eq(flash_array_numel(&a), 1);
-    ck_assert_float_eq(((float *)a.data)[0], 2.5f);
-    flash_array_free(&a);
-
-    ck_assert_msg(flash_npy_read(fixture("f32_empty.npy"), &a, &err) == FLASH_OK, "%s", err.msg);
-    ck_assert_int_eq(a.ndim, 2);
-    ck_assert_int_eq(a.shape[0], 0);
-    ck_assert_int_eq(a.shape[1], 3);
-    ck_assert_uint_eq(flash_array_numel(&a), 0);
-    flash_array_free(&a);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *file = cases[c].file;
+        ck_assert_msg(flash_npy_read(fixture(file), &a, &err) == FLASH_OK, "%s", err.msg);
+        ck_assert_msg(a.dtype == cases[c].dtype, "%s: dtype %d", file, (int)a.dtype);
+        ck_assert_msg(a.ndim == cases[c].ndim, "%s: ndim %d", file, a.ndim);
+        for (int j = 0; j < a.ndim; j++)
+            ck_assert_msg(a.shape[j] == cases[c].shape[j], "%s: dimension %d is %lld", file, j, (long long)a.shape[j]);
+        ck_assert_uint_eq(flash_array_numel(&a), cases[c].numel);
+        for (size_t k = 0; k < cases[c].numel; k++)
+            ck_assert_msg(npy_elem(&a, k) == cases[c].want(k), "%s[%zu] = %.17g, want %.17g", file, k, npy_elem(&a, k),
+                          cases[c].want(k));
+        flash_array_free(&a);
+    }
 }
 END_TEST
 
@@ -927,7 +883,7 @@ static Suite *io_suite(void)
 {
     Suite *s = suite_create("io");
     TCase *tc = tcase_create("files");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, setup, tmpdir_remove);
     tcase_add_test(tc, test_atomic_write_replaces_and_leaves_no_temp);
     tcase_add_test(tc, test_atomic_abort_keeps_old_file);
     tcase_add_test(tc, test_atomic_open_missing_dir_fails);
