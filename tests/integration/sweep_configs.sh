@@ -13,7 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 sweeps=$FLASH_SOURCE_DIR/configs/sweeps
 
-for t in smoke:9 table1:8 table3:5; do
+for t in smoke:9 table1:9 table3:5; do
   name=${t%%:*} n=${t##*:}
   "$FLASH" sweep "$sweeps/$name.yaml" --out "$tmp/$name" --dry-run >"$tmp/$name.plan" 2>"$tmp/err" ||
     fail "$name --dry-run: $(cat "$tmp/err")"
