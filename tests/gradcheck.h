@@ -36,7 +36,7 @@
 #include <string.h>
 
 #include "flash/flash.h"
-#include "tensor_internal.h"
+#include "tensor/tensor_internal.h"
 
 #define GC_MAX_IN 4
 

@@ -98,7 +98,7 @@ FLASH_EXPORT const char *flash_safetensors_meta(const flash_safetensors *st, con
  * present) and, in __metadata__: format "flash-checkpoint-1", step, the RNG
  * state, the resolved config (YAML), and a checksum (FNV-1a 64 of all tensor
  * bytes) that load verifies, plus meta_checksum over format, step, rng and
- * config (see core/checkpoint.c). */
+ * config (see core/train/checkpoint.c). */
 typedef struct flash_ckpt_info {
     int64_t step;
     flash_rng rng;

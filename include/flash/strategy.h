@@ -7,7 +7,7 @@
  * of real data and a random stream, and owns everything else (optimizer,
  * EMA, checkpoints, resume).
  *
- * `flash distill` (core/distill.c) builds a flash_distill from the
+ * `flash distill` (core/train/distill.c) builds a flash_distill from the
  * pipeline's YAML and calls the strategy's step once per iteration; the
  * step returns the student's scalar loss on the tape, and the loop owns the
  * rest (Adam, EMA, checkpoints, resume, the losses' own updates):

@@ -8,7 +8,7 @@
  */
 #include <stddef.h>
 
-#include "backend.h"
+#include "tensor/backend.h"
 
 static flash_backend g_fake;
 

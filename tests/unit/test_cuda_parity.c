@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "flash/flash.h"
-#include "tensor_internal.h"
+#include "tensor/tensor_internal.h"
 
 #define TOL_EXACT 1e-6
 #define TOL_RED 1e-6

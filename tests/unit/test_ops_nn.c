@@ -17,8 +17,8 @@
 
 #include "flash/flash.h"
 #include "gradcheck.h"
-#include "ops_ref.h"
-#include "tensor_internal.h"
+#include "tensor/ops_ref.h"
+#include "tensor/tensor_internal.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 

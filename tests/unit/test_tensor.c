@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "flash/flash.h"
-#include "tensor_internal.h"
+#include "tensor/tensor_internal.h"
 
 /* One "training iteration" of a small graph; returns the loss value. */
 static float iteration(flash_ctx *c, flash_params *P, const float *xin) {

@@ -1,4 +1,4 @@
-/* The training loop (core/trainer.c): the learning-rate schedule against
+/* The training loop (core/train/trainer.c): the learning-rate schedule against
  * its closed form, the train: section's checks, and the guard that stops a
  * run at a non-finite loss and keeps the last good checkpoint. The `denoise`
  * strategy: its loss in every parameterisation, with and without min-SNR

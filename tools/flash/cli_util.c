@@ -75,7 +75,7 @@ flash_status flash_cli_threads(const flash_cfg *root, flash_error *err)
 flash_status flash_cli_device(const flash_cfg *map, const char *key, size_t arena_bytes, const char **device,
                               flash_ctx **ctx, flash_error *err)
 {
-    /* the values and messages of train.device (core/trainer.c) */
+    /* the values and messages of train.device (core/train/trainer.c) */
     static const char *const devices[] = {"cpu", "cuda", NULL};
     int dev = 0;
     flash_status st = flash_cfg_enum(map, key, devices, 0, &dev, err);

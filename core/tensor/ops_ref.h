@@ -10,7 +10,7 @@
 #ifndef FLASH_OPS_REF_H
 #define FLASH_OPS_REF_H
 
-#include "backend.h"
+#include "tensor/backend.h"
 
 /* y (n, out) = x (n, in) @ w (out, in)^T + b (out, or NULL) */
 void flash_ref_linear_forward(float *y, const float *x, const float *w, const float *b, int n, int in, int out);

@@ -3,7 +3,7 @@
 #ifndef FLASH_BACKEND_CPU_NN_H
 #define FLASH_BACKEND_CPU_NN_H
 
-#include "backend.h"
+#include "tensor/backend.h"
 
 int flash_cpu_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                     int ldb, float beta, float *c, int ldc);

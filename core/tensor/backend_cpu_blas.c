@@ -17,8 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backend_cpu_nn.h"
-#include "tensor_internal.h"
+#include "tensor/backend_cpu_nn.h"
+#include "tensor/tensor_internal.h"
 
 #define CONV_MIN_N 512
 

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "tensor_internal.h"
+#include "tensor/tensor_internal.h"
 
 static flash_tensor *scalar_out(flash_ctx *c, double v) {
     flash_tensor *y = flash_tensor_1d(c, 1);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tensor_internal.h"
+#include "tensor/tensor_internal.h"
 
 typedef struct flash_param_entry {
     char *name;

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "tensor_internal.h"
+#include "tensor/tensor_internal.h"
 
 /* ---- views ------------------------------------------------------------------ */
 

@@ -31,7 +31,7 @@
 
 #include "flash/flash.h"
 
-#include "backend.h"
+#include "tensor/backend.h"
 
 #define FLASH_TAPE_MAX_IN 4
 #define FLASH_TAPE_MAX_ARGS 8

@@ -14,7 +14,7 @@
  * the reader can hand out pointers that are correctly aligned for the type.
  */
 #include "flash/flash.h"
-#include "io_internal.h"
+#include "runtime/io_internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* The CUDA backend: the flash_backend table on one NVIDIA GPU.
  *
  * Built as libflash_cuda.so when FLASH_CUDA=ON and loaded by libflash at
- * run time (core/backend_load.c) the first time a context asks for
+ * run time (core/tensor/backend_load.c) the first time a context asks for
  * "cuda"; libflash never links CUDA itself. This file holds memory,
  * elementwise, reduction, gather, normalisation, resampling and optimiser
  * kernels; cuda_dnn.cu holds sgemm (cuBLAS) and convolutions (cuDNN).

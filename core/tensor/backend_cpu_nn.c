@@ -18,9 +18,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "backend_cpu_nn.h"
-#include "cpu_math.h"
-#include "tensor_internal.h"
+#include "tensor/backend_cpu_nn.h"
+#include "tensor/cpu_math.h"
+#include "tensor/tensor_internal.h"
 
 
 /* Sums over a group go through chunks of GN_CHUNK elements: 64 float lanes

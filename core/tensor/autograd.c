@@ -2,7 +2,7 @@
  * backward function when its output received a gradient. The tape order is
  * a topological order of the graph, so every output's gradient is complete
  * before its entry runs. */
-#include "tensor_internal.h"
+#include "tensor/tensor_internal.h"
 
 flash_status flash_backward_from(flash_ctx *c, flash_tensor *out, const float *seed, flash_error *err) {
     if (!c) return flash_error_set(err, FLASH_ERR_RUNTIME, "backward: no context");

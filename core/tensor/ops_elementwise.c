@@ -4,7 +4,7 @@
  * Broadcast backward: a's gradient has a's shape; b's gradient sums the
  * output gradient over the dims b was broadcast along (bcast_reduce).
  */
-#include "tensor_internal.h"
+#include "tensor/tensor_internal.h"
 
 /* ---- binary ------------------------------------------------------------- */
 

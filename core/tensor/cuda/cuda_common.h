@@ -1,4 +1,4 @@
-/* Shared state and helpers of the CUDA backend (the .cu files in core/cuda/).
+/* Shared state and helpers of the CUDA backend (the .cu files in core/tensor/cuda/).
  *
  * One stream carries all work, so kernels, cuBLAS and cuDNN calls and the
  * copies are ordered without events. Kernels return nothing: every launch
@@ -12,7 +12,7 @@
 #include <cuda_runtime.h>
 #include <stddef.h>
 
-#include "../backend.h"
+#include "tensor/backend.h"
 
 namespace flash_cuda {
 

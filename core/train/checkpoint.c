@@ -22,7 +22,7 @@
  * touching the params, so a refused file leaves the model as it was.
  */
 #include "flash/flash.h"
-#include "io_internal.h"
+#include "runtime/io_internal.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

@@ -9,8 +9,8 @@
  */
 #include <string.h>
 
-#include "ops_ref.h"
-#include "tensor_internal.h"
+#include "tensor/ops_ref.h"
+#include "tensor/tensor_internal.h"
 
 /* ---- reference -------------------------------------------------------- */
 

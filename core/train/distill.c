@@ -3,7 +3,7 @@
  * include/flash/distill.h). */
 #include "flash/distill.h"
 #include "flash/trainer.h"
-#include "tensor_internal.h" /* flash_host_alloc: labels are host memory on every device */
+#include "tensor/tensor_internal.h" /* flash_host_alloc: labels are host memory on every device */
 
 #include <errno.h>
 #include <math.h>

@@ -178,8 +178,8 @@ typedef struct flash_backend {
 
 extern const flash_backend flash_cpu_backend;
 
-/* The backend of a device name: "cpu", or "cuda" (core/cuda/, loaded from
- * libflash_cuda.so on first use; see core/backend_load.c). NULL with a
+/* The backend of a device name: "cpu", or "cuda" (core/tensor/cuda/, loaded from
+ * libflash_cuda.so on first use; see core/tensor/backend_load.c). NULL with a
  * message in msg when the name is unknown or the device unusable. */
 const flash_backend *flash_backend_for(const char *device, char *msg, size_t msg_size);
 

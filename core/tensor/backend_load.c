@@ -1,7 +1,7 @@
 /* Device backends by name.
  *
  * "cpu" is built into libflash. "cuda" lives in its own shared object,
- * libflash_cuda.so (core/cuda/, built when FLASH_CUDA=ON), loaded with
+ * libflash_cuda.so (core/tensor/cuda/, built when FLASH_CUDA=ON), loaded with
  * dlopen the first time a context asks for it, so that libflash itself
  * never links the CUDA runtime, cuBLAS or cuDNN: the CPU-only build and
  * machines without a GPU are unaffected. The object is looked for
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tensor_internal.h"
+#include "tensor/tensor_internal.h"
 
 #define FLASH_CUDA_SONAME "libflash_cuda.so"
 

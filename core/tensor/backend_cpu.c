@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend_cpu_nn.h"
-#include "cpu_math.h"
-#include "tensor_internal.h"
+#include "tensor/backend_cpu_nn.h"
+#include "tensor/cpu_math.h"
+#include "tensor/tensor_internal.h"
 
 #define FLASH_SUM_BLOCK 16384
 #define FLASH_SUM_MAX_BLOCKS 4096

@@ -46,8 +46,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend_cpu_nn.h"
-#include "tensor_internal.h"
+#include "tensor/backend_cpu_nn.h"
+#include "tensor/tensor_internal.h"
 
 /* ---- engine ------------------------------------------------------------ */
 
