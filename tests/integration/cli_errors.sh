@@ -60,7 +60,7 @@ printf 'group:\n  inner:\n    loss: {plugin: mse, wieght: 1}\n' >nested_bad.yaml
 expect 2 "nested unknown key" 'nested_bad\.yaml:3:[0-9]+' 'group\.inner\.loss\.wieght' -- check nested_bad.yaml
 
 expect 2 "missing config" 'nope\.yaml' -- check nope.yaml
-expect 2 "no config" 'no config' -- check
+expect 2 "no config" 'missing CONFIG' -- check
 expect 2 "unknown option" "unknown option '--frobnicate'" -- check good.yaml --frobnicate
 expect 2 "unknown command" "did you mean 'check'" -- chekc good.yaml
 expect 2 "unknown kind" "unknown kind 'losses'" -- plugins --kind losses

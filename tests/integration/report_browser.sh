@@ -19,7 +19,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 cat >"$tmp/sweep.yaml" <<YAML
 base: $FLASH_SOURCE_DIR/configs/quickstart.yaml
-set: [run.samples=1000, distill.steps=100, distill.warmup_steps=10, distill.log_every=10]
+set: [run.samples=1000, train.steps=100, train.warmup_steps=10, train.log_every=10]
 steps: [1, 3]
 timesteps: {1: [999], 3: [999, 750, 500]}
 variants:

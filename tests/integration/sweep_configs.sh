@@ -54,7 +54,7 @@ PY
 # a failing run is recorded and the others go on
 cat >"$tmp/bad.yaml" <<YAML
 base: $FLASH_SOURCE_DIR/configs/quickstart.yaml
-set: [run.samples=500, run.plots=false, distill.steps=20, distill.warmup_steps=5]
+set: [run.samples=500, run.plots=false, train.steps=20, train.warmup_steps=5]
 steps: [2]
 variants:
   - {name: teacher, model: teacher, per_step: ["sampler={plugin: dpmpp_2m, steps: {steps}}"]}
@@ -77,8 +77,8 @@ set:
      log_every: 100, ckpt_every: 100}}"
   - "student={plugin: mlp, dim: 2, hidden: 64, layers: 2, time_dim: 32}"
   - "losses=[{plugin: reconstruction}]"
-  - distill.steps=100
-  - distill.warmup_steps=10
+  - train.steps=100
+  - train.warmup_steps=10
   - run.samples=500
   - run.plots=false
 seeds: [0, 1, 2]

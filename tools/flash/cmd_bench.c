@@ -8,31 +8,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char help[] =
-    "usage: flash bench [CONFIG] [--set KEY=VALUE]... [--threads N] [--batch B]\n"
-    "                   [--repeats R] [--warmup W] [--seed S] [--out FILE]\n"
-    "                   [--device cpu|cuda]\n"
-    "\n"
-    "Times the config's model (default: model: {plugin: unet}, i.e. unet-s):\n"
-    "  train_step_s  one training step on a batch of B (default 64): forward,\n"
-    "                MSE loss (cross-entropy for classifiers), backward, Adam\n"
-    "  nfe_b1_s      one no-grad forward of a batch of 1\n"
-    "  nfe_b64_s     one no-grad forward of a batch of B\n"
-    "each the median of R runs (b1: 10 R) after W warm-up runs, and\n"
-    "sgemm_gflops, the rate of a 1024^3 matrix product (flash_matmul), as the\n"
-    "peak to compare with. Prints one JSON line on stdout (tools/bench/bench.sh\n"
-    "puts it next to the PyTorch peer's and prints ratios).\n"
-    "\n"
-    "  --set KEY=VALUE  override a config key, e.g. --set model.base_channels=64\n"
-    "  --threads N      threads (default 2)\n"
-    "  --batch B        training and batched-NFE batch size (default 64)\n"
-    "  --repeats R      timed runs (default 10)\n"
-    "  --warmup W       untimed runs first (default 3)\n"
-    "  --seed S         seed of the weights and inputs (default 0)\n"
-    "  --out FILE       also write the JSON line to FILE\n"
-    "  --device D       cpu (default) or cuda: the context and the parameters\n"
-    "                   live there; each timed run ends with a device sync\n"
-    "  -h, --help       this text\n";
+typedef struct bench_args {
+    const char *config, *out;
+    long threads, batch, repeats, warmup, seed;
+    flash_options_sets sets;
+} bench_args;
+
+static const flash_opt bench_opts[] = {
+    FLASH_OPT_SETS(bench_args, sets),
+    FLASH_INT("--threads", "N", bench_args, threads, 1, 1000000, "threads (default 2)"),
+    FLASH_INT("--batch", "B", bench_args, batch, 1, 1000000, "training and batched-NFE batch size (default 64)"),
+    FLASH_INT("--repeats", "R", bench_args, repeats, 1, 1000000, "timed runs (default 10)"),
+    FLASH_INT("--warmup", "W", bench_args, warmup, 1, 1000000, "untimed runs first (default 3)"),
+    FLASH_INT("--seed", "S", bench_args, seed, 0, 1000000, "seed of the weights and inputs (default 0)"),
+    FLASH_STRING("--out", "FILE", bench_args, out, "also write the JSON line to FILE"),
+    FLASH_OPT_DEVICE_OF(bench_args, sets,
+                        "The\n"
+                        "context and the parameters live there; each timed run ends with a\n"
+                        "device sync"),
+    {0},
+};
+
+static const flash_command bench_cmd = {
+    .name = "bench",
+    .positional = "CONFIG",
+    .positional_optional = true,
+    .positional_offset = offsetof(bench_args, config),
+    .opts = bench_opts,
+    .about = "Times the config's model (default: model: {plugin: unet}, i.e. unet-s):\n"
+             "  train_step_s  one training step on a batch of B (default 64): forward,\n"
+             "                MSE loss (cross-entropy for classifiers), backward, Adam\n"
+             "  nfe_b1_s      one no-grad forward of a batch of 1\n"
+             "  nfe_b64_s     one no-grad forward of a batch of B\n"
+             "each the median of R runs (b1: 10 R) after W warm-up runs, and\n"
+             "sgemm_gflops, the rate of a 1024^3 matrix product (flash_matmul), as the\n"
+             "peak to compare with. Prints one JSON line on stdout (tools/bench/bench.sh\n"
+             "puts it next to the PyTorch peer's and prints ratios).\n",
+};
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -164,76 +176,24 @@ static flash_status sgemm_rate(bench *b, double *gflops, flash_error *err)
     return FLASH_OK;
 }
 
-static int parse_pos(const char *s, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v < 1 || v > 1000000) return 0;
-    *out = v;
-    return 1;
-}
-
 int flash_cmd_bench(int argc, char **argv)
 {
-    if (flash_cli_wants_help(argc, argv)) {
-        fputs(help, stdout);
-        return FLASH_EXIT_OK;
-    }
-    const char *config = NULL, *out_path = NULL, *device = "cpu";
-    char **sets = calloc((size_t)argc, sizeof *sets);
-    int n_sets = 0;
-    long threads = 2, batch = 64, repeats = 10, warmup = 3, seed = 0;
-    if (!sets) return FLASH_EXIT_FAIL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        long *num = NULL;
-        if (strcmp(a, "--set") == 0 && i + 1 < argc)
-            sets[n_sets++] = argv[++i];
-        else if (strncmp(a, "--set=", 6) == 0)
-            sets[n_sets++] = argv[i] + 6;
-        else if (strcmp(a, "--out") == 0 && i + 1 < argc)
-            out_path = argv[++i];
-        else if (strcmp(a, "--device") == 0 && i + 1 < argc)
-            device = argv[++i];
-        else if (strcmp(a, "--threads") == 0)
-            num = &threads;
-        else if (strcmp(a, "--batch") == 0)
-            num = &batch;
-        else if (strcmp(a, "--repeats") == 0)
-            num = &repeats;
-        else if (strcmp(a, "--warmup") == 0)
-            num = &warmup;
-        else if (strcmp(a, "--seed") == 0)
-            num = &seed;
-        else if (a[0] == '-' || config) {
-            fprintf(stderr, "flash bench: unexpected argument '%s' (see flash bench --help)\n", a);
-            free(sets);
-            return FLASH_EXIT_USAGE;
-        } else
-            config = a;
-        if (num && (i + 1 >= argc || !parse_pos(argv[++i], num))) {
-            fprintf(stderr, "flash bench: %s takes a positive number\n", a);
-            free(sets);
-            return FLASH_EXIT_USAGE;
-        }
-    }
+    bench_args a = {.threads = 2, .batch = 64, .repeats = 10, .warmup = 3};
+    int rc;
+    if (!flash_options_parse(&bench_cmd, argc, argv, &a, &rc)) return rc;
+    const char *out_path = a.out, *device = "cpu";
+    const long threads = a.threads, batch = a.batch, repeats = a.repeats, warmup = a.warmup, seed = a.seed;
 
     flash_error err = {0};
     flash_cli_pipeline pl = {0};
     bench b;
     memset(&b, 0, sizeof b);
     flash_status st;
-    if (config)
-        st = flash_cli_pipeline_load(&pl, config, sets, n_sets, &err);
-    else {
-        /* No file: the unet-s default, with the --set overrides applied. */
-        st = flash_cfg_parse_string("model: {plugin: unet}\n", "<flash bench default>", &pl.root, &err);
-        for (int i = 0; st == FLASH_OK && i < n_sets; i++) st = flash_cfg_set(pl.root, sets[i], &err);
-        if (st == FLASH_OK && !(pl.registry = flash_registry_create()))
-            st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory");
-        if (st == FLASH_OK) st = flash_registry_load_default(pl.registry, pl.root, &err);
-    }
-    free(sets);
+    if (a.config)
+        st = flash_cli_pipeline_load(&pl, a.config, &a.sets, &err);
+    else /* no file: the unet-s default, with the overrides applied */
+        st = flash_cli_pipeline_parse(&pl, "model: {plugin: unet}\n", "<flash bench default>", &a.sets, &err);
+    if (!st) st = flash_pipeline_device(pl.root, 0, &device, NULL, &err);
     if (st) goto done;
     flash_set_threads((int)threads);
 

@@ -9,28 +9,39 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char help[] =
-    "usage: flash check CONFIG [--set KEY=VALUE]...\n"
-    "\n"
-    "Validates a pipeline config: parses it (following extends:), applies the\n"
-    "--set overrides, loads the plugins (built-in, $FLASH_PLUGIN_PATH, the\n"
-    "config's plugin_paths), then creates every component slot once, which\n"
-    "checks its plugin name, its keys and their values. Prints the resolved\n"
-    "config as YAML on stdout.\n"
-    "\n"
-    "A slot is a map with 'plugin: NAME' (sampler: {plugin: ddim}); a list of\n"
-    "such maps is a list of components (losses: [...]). Slots are found at the\n"
-    "top level and inside plain maps that group settings; a slot's own nested\n"
-    "slots are created by its component. The slot's key gives its kind (model,\n"
-    "teacher, student, schedule, sampler, loss, strategy, dataset, metric,\n"
-    "...); otherwise the plugin name does.\n"
-    "\n"
-    "  --set KEY=VALUE  override a key by dotted path, VALUE parsed as YAML\n"
-    "                   (--set sampler.steps=3); repeatable, applied in order\n"
-    "  -h, --help       this text\n"
-    "\n"
-    "Exit codes: 0 valid, 2 a config problem (reported as file:line:col: key:\n"
-    "message), 1 any other failure.\n";
+typedef struct check_args {
+    const char *config;
+    flash_options_sets sets;
+} check_args;
+
+static const flash_opt check_opts[] = {
+    FLASH_OPT_SETS(check_args, sets),
+    FLASH_OPT_DEVICE_OF(check_args, sets,
+                        "Checked\n"
+                        "as the other keys are and printed in the resolved config"),
+    {0},
+};
+
+static const flash_command check_cmd = {
+    .name = "check",
+    .positional = "CONFIG",
+    .positional_offset = offsetof(check_args, config),
+    .opts = check_opts,
+    .about = "Validates a pipeline config: parses it (following extends:), applies the\n"
+             "--set overrides, loads the plugins (built-in, $FLASH_PLUGIN_PATH, the\n"
+             "config's plugin_paths), then creates every component slot once, which\n"
+             "checks its plugin name, its keys and their values. Prints the resolved\n"
+             "config as YAML on stdout.\n"
+             "\n"
+             "A slot is a map with 'plugin: NAME' (sampler: {plugin: ddim}); a list of\n"
+             "such maps is a list of components (losses: [...]). Slots are found at the\n"
+             "top level and inside plain maps that group settings; a slot's own nested\n"
+             "slots are created by its component. The slot's key gives its kind (model,\n"
+             "teacher, student, schedule, sampler, loss, strategy, dataset, metric,\n"
+             "...); otherwise the plugin name does.\n",
+    .epilogue = "Exit codes: 0 valid, 2 a config problem (reported as file:line:col: key:\n"
+                "message), 1 any other failure.\n",
+};
 
 /* Slot keys with a fixed kind; other keys ending in "_<kind>" or "<kind>s"
  * also name their kind (teacher_sampler, metrics). */
@@ -137,7 +148,7 @@ static flash_status add_slot(const flash_registry *r, item_list *l, const char *
 
 /* Slots of a map: its values that are slots, lists of slots, and (one level
  * of grouping at a time) the slots inside plain maps such as
- * `distill: {strategy: {plugin: backward}}`. A slot's own nested slots are
+ * `target: {sampler: {plugin: ddim}}`. A slot's own nested slots are
  * its component's business. */
 static flash_status collect_map(const flash_registry *r, item_list *l, const flash_cfg *map, int top,
                                 flash_error *err)
@@ -180,55 +191,19 @@ static flash_status collect(const flash_cli_pipeline *p, check_item **items, siz
 
 int flash_cmd_check(int argc, char **argv)
 {
-    if (flash_cli_wants_help(argc, argv)) {
-        fputs(help, stdout);
-        return FLASH_EXIT_OK;
-    }
-    const char *config = NULL;
-    char **sets = calloc((size_t)argc, sizeof *sets);
-    if (!sets) {
-        fprintf(stderr, "flash check: out of memory\n");
-        return FLASH_EXIT_FAIL;
-    }
-    int n_sets = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--set") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "flash check: --set needs KEY=VALUE\n");
-                free(sets);
-                return FLASH_EXIT_USAGE;
-            }
-            sets[n_sets++] = argv[++i];
-        } else if (strncmp(argv[i], "--set=", 6) == 0) {
-            sets[n_sets++] = argv[i] + 6;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "flash check: unknown option '%s' (see 'flash check --help')\n", argv[i]);
-            free(sets);
-            return FLASH_EXIT_USAGE;
-        } else if (!config) {
-            config = argv[i];
-        } else {
-            fprintf(stderr, "flash check: one config at a time ('%s' and '%s')\n", config, argv[i]);
-            free(sets);
-            return FLASH_EXIT_USAGE;
-        }
-    }
-    if (!config) {
-        fprintf(stderr, "flash check: no config given (usage: flash check CONFIG [--set KEY=VALUE]...)\n");
-        free(sets);
-        return FLASH_EXIT_USAGE;
-    }
+    check_args a = {0};
+    int rc;
+    if (!flash_options_parse(&check_cmd, argc, argv, &a, &rc)) return rc;
+    const char *config = a.config;
     struct stat sb;
     if (stat(config, &sb) != 0) {
         fprintf(stderr, "flash check: %s: cannot open config: %s\n", config, strerror(errno));
-        free(sets);
         return FLASH_EXIT_USAGE;
     }
 
     flash_error err = {0};
     flash_cli_pipeline p;
-    flash_status st = flash_cli_pipeline_load(&p, config, sets, n_sets, &err);
-    free(sets);
+    flash_status st = flash_cli_pipeline_load(&p, config, &a.sets, &err);
     if (st) {
         /* A file the config names (extends:, plugin_paths:) that cannot be
          * read is a problem of the config. */

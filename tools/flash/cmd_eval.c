@@ -15,61 +15,41 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_SETS 64
-
-static const char help[] =
-    "usage: flash eval CONFIG [--set KEY=VALUE]... (--samples x.npy [--labels y.npy] | --real N)\n"
-    "                  [--seed S] [--device cpu|cuda] [--out metrics.json] [--grid grid.png]\n"
-    "\n"
-    "Computes the config's metrics (fd, class_acc, precision_recall,\n"
-    "sliced_wasserstein, ...) on a sample set and prints one summary line.\n"
-    "\n"
-    "  --set KEY=VALUE  override a config key (repeatable)\n"
-    "  --samples FILE   samples to evaluate (NPY, float32/float64, (N, shape...))\n"
-    "  --labels FILE    their class labels (NPY, int64/int32, (N)); class_acc needs them\n"
-    "  --real N         evaluate N real training images of the config's dataset\n"
-    "                   (a random subset drawn from --seed) instead: the floor\n"
-    "  --seed S         seed of the --real subset (default: the config's seed, else 0)\n"
-    "  --device D       run the metrics' networks (the evaluator) on cpu or cuda\n"
-    "                   (the same as --set device=D; the config's top-level\n"
-    "                   `device:`, default cpu); samples stay in host memory and\n"
-    "                   go to the device batch by batch\n"
-    "  --out FILE       metrics as JSON (written atomically)\n"
-    "  --grid FILE      PNG of image samples: a row of 10 per class (10 classes),\n"
-    "                   or the first 100 without labels\n"
-    "  -h, --help       this text\n";
-
 typedef struct eval_args {
-    flash_cli_args cli;
-    const char *samples, *labels, *out, *grid;
-    long real;
+    const char *config, *samples, *labels, *out, *grid;
+    long real, seed; /* seed -1: not given */
+    flash_options_sets sets;
 } eval_args;
 
-static int eval_option(void *self, const char *o, const char *v)
-{
-    eval_args *a = self;
-    const char **slot = NULL;
-    if (!o) {
-        if (!a->samples == !a->real) return flash_cli_usage("eval", "%s", "give either --samples FILE or --real N");
-        if (a->real && a->labels)
-            return flash_cli_usage("eval", "%s", "--labels goes with --samples (--real uses the dataset's)");
-        return FLASH_EXIT_OK;
-    }
-    if (strcmp(o, "--real") == 0) {
-        if (!flash_cli_parse_long(v, 2, 100000000, &a->real))
-            return flash_cli_usage("eval", "--real must be in [2, 1e8], got '%s'", v);
-        return FLASH_EXIT_OK;
-    }
-    if (strcmp(o, "--samples") == 0) slot = &a->samples;
-    else if (strcmp(o, "--labels") == 0) slot = &a->labels;
-    else if (strcmp(o, "--out") == 0) slot = &a->out;
-    else if (strcmp(o, "--grid") == 0) slot = &a->grid;
-    else return flash_cli_usage("eval", "unknown option '%s'", o);
-    *slot = v;
-    return FLASH_EXIT_OK;
-}
+static const flash_opt eval_opts[] = {
+    FLASH_OPT_SETS(eval_args, sets),
+    FLASH_STRING("--samples", "FILE", eval_args, samples, "samples to evaluate (NPY, float32/float64, (N, shape...))"),
+    FLASH_STRING("--labels", "FILE", eval_args, labels,
+        "their class labels (NPY, int64/int32, (N)); class_acc needs them"),
+    FLASH_INT("--real", "N", eval_args, real, 2, 100000000, "evaluate N real training images of the config's dataset\n"
+                                                            "(a random subset drawn from --seed) instead: the floor"),
+    FLASH_INT("--seed", "S", eval_args, seed, 0, LONG_MAX,
+        "seed of the --real subset (default: the config's seed, else 0)"),
+    FLASH_OPT_DEVICE_OF(eval_args, sets,
+                        "The\n"
+                        "metrics' networks (the evaluator) run there; samples stay in host\n"
+                        "memory and go to the device batch by batch"),
+    FLASH_STRING("--out", "FILE", eval_args, out, "metrics as JSON (written atomically)"),
+    FLASH_STRING("--grid", "FILE", eval_args, grid, "PNG of image samples: a row of 10 per class (10 classes),\n"
+                                                    "or the first 100 without labels"),
+    {0},
+};
 
-static const flash_cli_spec spec = {.cmd = "eval", .help = help, .max_sets = MAX_SETS, .option = eval_option};
+static const flash_command eval_cmd = {
+    .name = "eval",
+    .positional = "CONFIG",
+    .positional_offset = offsetof(eval_args, config),
+    .opts = eval_opts,
+    .about = "Computes the config's metrics (fd, class_acc, precision_recall,\n"
+             "sliced_wasserstein, ...) on a sample set (--samples FILE, or --real N)\n"
+             "and prints one summary line.\n",
+    .epilogue = "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n",
+};
 
 /* Samples from an NPY: float32 or float64, (N, shape...) -> a host tensor. */
 static flash_status read_samples(const char *path, flash_tensor **out, flash_error *err)
@@ -191,28 +171,30 @@ static flash_status write_json(const char *path, const eval_args *a, long n, dou
     if (st) return st;
     FILE *f = af.f;
     fputs("{\n  \"config\": ", f);
-    flash_cli_json_str(f, a->cli.config);
+    flash_json_str(f, a->config);
     fputs(",\n  \"samples\": ", f);
     if (a->samples)
-        flash_cli_json_str(f, a->samples);
+        flash_json_str(f, a->samples);
     else
         fputs("\"real:train\"", f);
     fprintf(f, ",\n  \"n\": %ld,\n  \"seconds\": ", n);
-    flash_cli_json_num(f, seconds);
+    flash_json_num(f, seconds);
     fputs(",\n  \"metrics\": ", f);
-    flash_cli_json_metrics(f, res);
+    flash_json_metrics(f, res);
     fputs("\n}\n", f);
-    return flash_cli_atomic_close(&af, err);
+    return flash_atomic_finish(&af, err);
 }
 
 int flash_cmd_eval(int argc, char **argv)
 {
-    eval_args a = {0};
-    flash_cli_pipeline p;
-    int rc = flash_cli_start(&spec, argc, argv, &a.cli, &a, &p);
-    if (rc || !p.root) return rc;
-
+    eval_args a = {.seed = -1};
+    int rc;
+    if (!flash_options_parse(&eval_cmd, argc, argv, &a, &rc)) return rc;
+    if (!a.samples == !a.real) return flash_cli_usage("eval", "%s", "give either --samples FILE or --real N");
+    if (a.real && a.labels) return flash_cli_usage("eval", "%s", "--labels goes with --samples (--real uses the dataset's)");
     flash_error err = {0};
+    flash_cli_pipeline p;
+    if (flash_cli_pipeline_load(&p, a.config, &a.sets, &err)) return flash_cli_fail("eval", &err);
     flash_status st = FLASH_OK;
     flash_tensor *xs = NULL;
     int *labels = NULL;
@@ -225,11 +207,11 @@ int flash_cmd_eval(int argc, char **argv)
     const flash_cfg *metrics = flash_cfg_get(p.root, "metrics");
     if (!metrics || flash_cfg_kind(metrics) != FLASH_CFG_SEQ || flash_cfg_len(metrics) == 0)
         st = flash_cfg_error(metrics ? metrics : p.root, &err, "flash eval needs a 'metrics:' list of metric slots");
-    if (!st) st = flash_cli_threads(p.root, &err);
+    if (!st) st = flash_pipeline_threads(p.root, &err);
     const char *device = "cpu";
-    if (!st) st = flash_cli_device(p.root, "device", (size_t)16 << 20, &device, &c, &err);
+    if (!st) st = flash_pipeline_device(p.root, (size_t)16 << 20, &device, &c, &err);
     if (!st) st = flash_cfg_int(p.root, "seed", 0, &seed, &err);
-    if (!st && a.cli.has_seed) seed = a.cli.seed;
+    if (!st && a.seed >= 0) seed = a.seed;
     if (!st && a.samples) {
         st = read_samples(a.samples, &xs, &err);
         if (!st && a.labels)

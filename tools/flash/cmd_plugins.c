@@ -5,50 +5,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char help[] =
-    "usage: flash plugins [--kind KIND] [--config FILE]\n"
-    "\n"
-    "Lists every loaded component: kind, name, the plugin file it came from and\n"
-    "a one-line summary. Plugins are loaded from the built-in directory, then\n"
-    "$FLASH_PLUGIN_PATH, then (with --config) the config's plugin_paths.\n"
-    "\n"
-    "  --kind KIND     only this kind: model, schedule, sampler, loss, strategy,\n"
-    "                  dataset, metric\n"
-    "  --config FILE   also load the plugins named by FILE's plugin_paths\n"
-    "  -h, --help      this text\n";
+typedef struct plugins_args {
+    const char *kind, *config;
+} plugins_args;
+
+static const flash_opt plugins_opts[] = {
+    FLASH_STRING("--kind", "KIND", plugins_args, kind,
+        "only this kind: model, schedule, sampler, loss, strategy,\ndataset, metric"),
+    FLASH_STRING("--config", "FILE", plugins_args, config, "also load the plugins named by FILE's plugin_paths"),
+    {0},
+};
+
+static const flash_command plugins_cmd = {
+    .name = "plugins",
+    .opts = plugins_opts,
+    .about = "Lists every loaded component: kind, name, the plugin file it came from and\n"
+             "a one-line summary. Plugins are loaded from the built-in directory, then\n"
+             "$FLASH_PLUGIN_PATH, then (with --config) the config's plugin_paths.\n",
+};
 
 int flash_cmd_plugins(int argc, char **argv)
 {
-    if (flash_cli_wants_help(argc, argv)) {
-        fputs(help, stdout);
-        return FLASH_EXIT_OK;
-    }
+    plugins_args a = {0};
+    int rc;
+    if (!flash_options_parse(&plugins_cmd, argc, argv, &a, &rc)) return rc;
     int kind = -1;
-    const char *config = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--kind") == 0 || strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "flash plugins: %s needs a value\n", argv[i]);
-                return FLASH_EXIT_USAGE;
-            }
-            if (argv[i][2] == 'c') {
-                config = argv[++i];
-                continue;
-            }
-            const char *k = argv[++i];
-            kind = flash_kind_parse(k);
-            if (kind < 0) {
-                const char *kinds[FLASH_KIND_COUNT + 1];
-                for (int j = 0; j < FLASH_KIND_COUNT; j++) kinds[j] = flash_kind_name((flash_kind)j);
-                kinds[FLASH_KIND_COUNT] = NULL;
-                const char *near = flash_did_you_mean(k, kinds);
-                fprintf(stderr, "flash plugins: unknown kind '%s'%s%s%s (kinds: model, schedule, sampler, loss, "
-                        "strategy, dataset, metric)\n",
-                        k, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
-                return FLASH_EXIT_USAGE;
-            }
-        } else {
-            fprintf(stderr, "flash plugins: unexpected argument '%s' (see 'flash plugins --help')\n", argv[i]);
+    const char *config = a.config;
+    if (a.kind) {
+        const char *k = a.kind;
+        kind = flash_kind_parse(k);
+        if (kind < 0) {
+            const char *kinds[FLASH_KIND_COUNT + 1];
+            for (int j = 0; j < FLASH_KIND_COUNT; j++) kinds[j] = flash_kind_name((flash_kind)j);
+            kinds[FLASH_KIND_COUNT] = NULL;
+            const char *near = flash_did_you_mean(k, kinds);
+            fprintf(stderr, "flash plugins: unknown kind '%s'%s%s%s (kinds: model, schedule, sampler, loss, "
+                    "strategy, dataset, metric)\n",
+                    k, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
             return FLASH_EXIT_USAGE;
         }
     }
@@ -57,7 +50,7 @@ int flash_cmd_plugins(int argc, char **argv)
     flash_cli_pipeline p = {0};
     flash_status st;
     if (config) {
-        st = flash_cli_pipeline_load(&p, config, NULL, 0, &err);
+        st = flash_cli_pipeline_load(&p, config, NULL, &err);
     } else {
         p.registry = flash_registry_create();
         st = p.registry ? flash_registry_load_default(p.registry, NULL, &err)

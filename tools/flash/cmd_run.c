@@ -1,680 +1,78 @@
-/* flash run CONFIG [--set k=v]... [--out DIR] [--resume] [--device D]
- *
- * A whole comparison: the teacher (loaded, or analytic), each distilled
- * variant (flash_distill_run into DIR/<variant>/, skipped when its
- * checkpoint is complete), sampling every variant on one fixed noise bank,
- * the config's metrics, DIR/results.json, DIR/samples/<variant>.npy (with
- * .labels.npy for class-conditional models), scatter plots for 2-D data
- * and a table on stdout. */
+/* flash run CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume] [--device D]:
+ * flash_run_pipeline (flash/pipeline.h) behind a command line. */
 #include "cli.h"
 
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 
-#include "flash/distill.h"
-#include "flash/trainer.h"
+typedef struct run_args {
+    const char *config, *out;
+    bool resume;
+    flash_options_sets sets;
+} run_args;
 
-static const char help[] =
-    "usage: flash run CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume] [--device cpu|cuda]\n"
-    "\n"
-    "Runs a whole pipeline: the teacher (trained first when the config has\n"
-    "`teacher_train: {strategy, train}` and teacher_checkpoint does not exist\n"
-    "yet, else loaded from teacher_checkpoint, or analytic), then each variant of the config's `run.variants` (a teacher\n"
-    "sampler, or a student distilled with the config plus the variant's\n"
-    "`set:` overrides, or an earlier variant's student sampled differently\n"
-    "with `from:`), every variant sampled on one fixed noise bank, then the\n"
-    "config's `metrics:`. Writes RUNDIR/results.json (per variant: name,\n"
-    "steps, NFE, seconds, distill seconds (null for a student reused from an\n"
-    "earlier run), metrics), RUNDIR/samples/<variant>.npy\n"
-    "(and .labels.npy), RUNDIR/plots/<variant>.png (a scatter plot of 2-D\n"
-    "data, a grid of the first 100 images), one run directory per distilled\n"
-    "variant, and prints a table. A variant whose distillation checkpoint is\n"
-    "complete is not distilled again; one that was interrupted continues\n"
-    "(--resume is accepted for symmetry with distill); one distilled with a\n"
-    "different config is refused.\n"
-    "\n"
-    "  run:\n"
-    "    samples: 10000        # size of the noise bank\n"
-    "    noise_seed: 1234      # its seed (and the labels')\n"
-    "    batch: 4096           # samples per sampler call\n"
-    "    plots: true\n"
+static const flash_opt run_opts[] = {
+    FLASH_OPT_SETS(run_args, sets),
+    FLASH_STRING("--out", "RUNDIR", run_args, out, "output directory (default runs/run)"),
+    FLASH_FLAG("--resume", run_args, resume, "continue interrupted distillations (the default)"),
+    FLASH_OPT_DEVICE_OF(run_args, sets,
+                        "The run's\n"
+                        "device: the teacher's training, each variant's distillation, sampling\n"
+                        "and the metrics' networks run there (a variant's `set:` may move it).\n"
+                        "It is part of each variant's recorded config: a student distilled on\n"
+                        "one device is not reused on another"),
+    {0},
+};
 
-    "    variants:\n"
-    "      - {name: teacher_dpmpp_25, model: teacher,\n"
-    "         set: [\"sampler={plugin: dpmpp_2m, steps: 25, timestep_spacing: trailing}\"]}\n"
-    "      - {name: imagine_flash_3}                          # the config as it is\n"
-    "      - {name: forward_3, set: [\"strategy.plugin=forward\"]}\n"
-    "      - {name: no_nc_3, from: imagine_flash_3, set: [\"sampler.noise_correction=false\"]}\n"
-    "\n"
-    "  --set KEY=VALUE  override a config key (repeatable)\n"
-    "  --out RUNDIR     output directory (default runs/run)\n"
-    "  --resume         continue interrupted distillations (the default)\n"
-    "  --device D       run on cpu or cuda: sets distill.device=D when it differs\n"
-    "                   from the config's. distill.device (default cpu) is the\n"
-    "                   run's device: the teacher's training (unless\n"
-    "                   teacher_train.train.device says otherwise), each\n"
-    "                   variant's distillation, sampling and the metrics'\n"
-    "                   networks run there (a variant's `set:` may move it). It is\n"
-    "                   part of each variant's recorded config: a student\n"
-    "                   distilled on one device is not reused on another\n"
-    "  (the config's top-level `threads:` sets the threads, default 2; small\n"
-    "  models such as the 2-D quickstart's run fastest on 1)\n"
-    "  -h, --help       this text\n"
-    "\n"
-    "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n";
-
-#define MAX_SETS 256
-#define MAX_VARIANTS 64
-#define MAX_VARIANT_SETS 32
-
-static const char *const run_keys[] = {"samples", "noise_seed", "batch", "plots", "variants", NULL};
-static const char *const variant_keys[] = {"name", "model", "from", "set", NULL};
-
-typedef struct result {
-    char name[64];
-    char model[16];   /* "teacher" or "student" */
-    char sampler[32];
-    int steps;
-    double nfe, seconds, distill_seconds;
-    flash_metric_result metrics;
-    int done;
-} result;
-
-typedef struct run_ctx {
-    const char *out;
-    const char *device; /* distill.device: the run's */
-    flash_cli_pipeline p;
-    long n, batch;
-    long noise_seed;
-    bool plots;
-    float *xT;
-    int *labels;
-    float *xs;
-    size_t per;
-    flash_model_info mi;
-    result res[MAX_VARIANTS];
-    int n_res;
-} run_ctx;
-
-static int usage(const char *msg, const char *arg)
-{
-    fprintf(stderr, "flash run: ");
-    fprintf(stderr, msg, arg);
-    fprintf(stderr, " (see 'flash run --help')\n");
-    return FLASH_EXIT_USAGE;
-}
-
-/* The variant's config: a copy of the pipeline with its `set:` applied. */
-static flash_status variant_config(const run_ctx *R, const flash_cfg *v, flash_cfg **out, flash_error *err)
-{
-    flash_cfg *cfg = flash_cfg_clone(R->p.root);
-    if (!cfg) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
-    const flash_cfg *sets = flash_cfg_get(v, "set");
-    if (sets) {
-        if (flash_cfg_kind(sets) != FLASH_CFG_SEQ) {
-            flash_cfg_free(cfg);
-            return flash_cfg_error(sets, err, "set: expected a list of \"key=value\" strings");
-        }
-        for (size_t i = 0; i < flash_cfg_len(sets); i++) {
-            const char *a = flash_cfg_scalar(flash_cfg_at(sets, i));
-            flash_status st = a ? flash_cfg_set(cfg, a, err)
-                                : flash_cfg_error(flash_cfg_at(sets, i), err, "expected a \"key=value\" string");
-            if (st) {
-                char where[128];
-                flash_error_prefix(err, "%s", flash_cfg_where(flash_cfg_at(sets, i), where, sizeof where));
-                flash_cfg_free(cfg);
-                return st;
-            }
-        }
-    }
-    *out = cfg;
-    return FLASH_OK;
-}
-
-/* cfg.key := the YAML of node (a copy of another part of the config). */
-static flash_status put_node(flash_cfg *cfg, const char *key, const flash_cfg *node, flash_error *err)
-{
-    char *yaml = flash_cfg_to_yaml(node);
-    size_t n = yaml ? strlen(key) + strlen(yaml) + 2 : 0;
-    char *a = yaml ? malloc(n) : NULL;
-    if (!a) {
-        free(yaml);
-        return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
-    }
-    snprintf(a, n, "%s=%s", key, yaml);
-    flash_status st = flash_cfg_set(cfg, a, err);
-    free(a);
-    free(yaml);
-    return st;
-}
-
-/* The teacher trains on the run's device unless its own train.device says. */
-static flash_status teacher_device(flash_cfg *tc, const char *device, flash_error *err)
-{
-    if (flash_cfg_get(flash_cfg_get(tc, "train"), "device")) return FLASH_OK;
-    char a[64];
-    snprintf(a, sizeof a, "train.device=%s", device);
-    return flash_cfg_set(tc, a, err);
-}
-
-/* The teacher stage: with `teacher_train: {strategy: ..., train: ...}` and
- * no checkpoint at `teacher_checkpoint` yet, trains the `teacher` model on
- * the pipeline's dataset and schedule with flash train's loop (trainer.h),
- * writing the checkpoint there (its directory is the training run's; an
- * interrupted training resumes). Without `teacher_train` the checkpoint is
- * only loaded, by each variant. */
-static flash_status teacher_stage(run_ctx *R, flash_error *err)
-{
-    static const char *const tt_keys[] = {"strategy", "train", NULL};
-    const flash_cfg *root = R->p.root, *tt = flash_cfg_get(root, "teacher_train");
-    if (!tt) return FLASH_OK;
-    flash_status st = flash_cfg_check_keys(tt, "teacher_train", tt_keys, err);
-    if (st) return st;
-    const char *ck = NULL;
-    if ((st = flash_cfg_str(root, "teacher_checkpoint", NULL, &ck, err))) return st;
-    if (!ck) return flash_cfg_error(tt, err, "teacher_train: needs `teacher_checkpoint:`, where the teacher is written");
-    const char *slash = strrchr(ck, '/');
-    const char *base = slash ? slash + 1 : ck;
-    if (strcmp(base, FLASH_RUN_CHECKPOINT) != 0)
-        return flash_cfg_error(flash_cfg_get(root, "teacher_checkpoint"), err,
-                               "teacher_train: the checkpoint must be named %s (it is the training run's)",
-                               FLASH_RUN_CHECKPOINT);
-    if (!flash_cfg_get(tt, "strategy"))
-        return flash_cfg_error(tt, err, "teacher_train: needs a `strategy:` (e.g. {plugin: denoise})");
-    struct stat sb;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - ck) : 1, slash ? ck : ".");
-    char state[4200];
-    snprintf(state, sizeof state, "%s/%s", dir, FLASH_RUN_METRICS);
-    const bool have = stat(ck, &sb) == 0;
-    if (have && stat(state, &sb) != 0) return FLASH_OK; /* a teacher from elsewhere: load it */
-    flash_cfg *tc = flash_cfg_clone(root);
-    if (!tc) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
-    if (!(st = put_node(tc, "model", flash_cfg_get(root, "teacher"), err)) &&
-        !(st = put_node(tc, "strategy", flash_cfg_get(tt, "strategy"), err)) &&
-        !(st = (flash_cfg_get(tt, "train") ? put_node(tc, "train", flash_cfg_get(tt, "train"), err) : FLASH_OK)) &&
-        !(st = teacher_device(tc, R->device, err))) {
-        flash_train_opts o = {.size = sizeof o, .root = tc, .registry = R->p.registry, .run_dir = dir, .resume = have,
-                              .progress = true};
-        fprintf(stderr, "flash run: training the teacher into %s\n", dir);
-        st = flash_train_run(&o, err);
-        if (st) flash_error_prefix(err, "teacher_train");
-    }
-    flash_cfg_free(tc);
-    return st;
-}
-
-/* The run's device: --device (set into distill.device only when it
- * changes it, so `--device cpu` on a CPU config leaves the variants'
- * recorded configs as they were), checked once with a context so an
- * unusable device stops the run before anything is trained. */
-static flash_status run_device(run_ctx *R, const char *want, flash_error *err)
-{
-    const flash_cfg *dmap = flash_cfg_get(R->p.root, "distill");
-    flash_status st = flash_cli_device(dmap, "device", 0, &R->device, NULL, err);
-    if (st) return st;
-    if (want && strcmp(want, R->device) != 0) {
-        char a[64];
-        snprintf(a, sizeof a, "distill.device=%s", want);
-        if ((st = flash_cfg_set(R->p.root, a, err))) return st;
-        dmap = flash_cfg_get(R->p.root, "distill");
-    }
-    flash_ctx *probe = NULL;
-    if ((st = flash_cli_device(dmap, "device", (size_t)1 << 16, &R->device, &probe, err))) return st;
-    flash_ctx_destroy(probe);
-    return FLASH_OK;
-}
-
-static flash_status make_bank(run_ctx *R, flash_error *err)
-{
-    const flash_cfg *root = R->p.root;
-    long seed;
-    flash_status st = flash_cfg_int(root, "seed", 0, &seed, err);
-    if (st) return st;
-    flash_env env = {.size = sizeof env, .registry = R->p.registry, .seed = (uint64_t)seed, .root = root};
-    flash_instance teacher = {0};
-    const flash_cfg *slot = flash_cfg_get(root, "teacher");
-    if (!slot) return flash_cfg_error(root, err, "flash run: the pipeline needs a 'teacher:' slot");
-    if ((st = flash_instance_create(&env, FLASH_KIND_MODEL, slot, &teacher, err))) return st;
-    FLASH_API(&teacher, flash_model_api)->info(teacher.self, &R->mi);
-    flash_instance_destroy(&teacher);
-    R->per = 1;
-    for (int j = 0; j < R->mi.ndim; j++) R->per *= (size_t)R->mi.shape[j];
-    R->xT = malloc((size_t)R->n * R->per * sizeof *R->xT);
-    R->xs = malloc((size_t)R->n * R->per * sizeof *R->xs);
-    if (!R->xT || !R->xs) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory for the noise bank");
-    flash_rng rng;
-    flash_rng_seed_stream(&rng, (uint64_t)R->noise_seed, 1);
-    flash_rng_fill_normal(&rng, R->xT, (size_t)R->n * R->per);
-    if (R->mi.num_classes > 0) {
-        if (!(R->labels = malloc((size_t)R->n * sizeof *R->labels)))
-            return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory for the labels");
-        flash_rng_seed_stream(&rng, (uint64_t)R->noise_seed, 2);
-        for (long i = 0; i < R->n; i++) R->labels[i] = (int)flash_rng_below(&rng, (uint64_t)R->mi.num_classes);
-    }
-    char path[4200];
-    int64_t shape[4] = {R->n, R->mi.shape[0], R->mi.shape[1], R->mi.shape[2]};
-    snprintf(path, sizeof path, "%s/noise_bank.npy", R->out);
-    if ((st = flash_npy_write(path, FLASH_F32, 1 + R->mi.ndim, shape, R->xT, err))) return st;
-    if (R->labels) {
-        int64_t *l64 = malloc((size_t)R->n * sizeof *l64);
-        if (!l64) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
-        for (long i = 0; i < R->n; i++) l64[i] = R->labels[i];
-        snprintf(path, sizeof path, "%s/noise_bank.labels.npy", R->out);
-        st = flash_npy_write(path, FLASH_I64, 1, shape, l64, err);
-        free(l64);
-    }
-    return st;
-}
-
-/* Samples the whole bank with (model, sampler) into R->xs. */
-static flash_status sample_bank(run_ctx *R, flash_instance *sched, flash_instance *model, flash_instance *sampler,
-                                const char *device, result *res, flash_error *err)
-{
-    flash_denoiser den = {0};
-    flash_status st = flash_denoiser_init(&den, model, sched, err);
-    if (st) return st;
-    /* the model's weights are on `device` already: noise goes in and
-     * samples come out batch by batch */
-    flash_ctx *c = flash_ctx_create_on(device, (size_t)64 << 20, err);
-    if (!c) {
-        flash_denoiser_release(&den);
-        flash_error_prefix(err, "variant '%s'", res->name);
-        return err->status ? err->status : FLASH_ERR_NOMEM;
-    }
-    flash_grad_set(c, false);
-    const flash_sampler_api *sapi = FLASH_API(sampler, flash_sampler_api);
-    int shape[FLASH_MAX_DIMS];
-    for (int j = 0; j < R->mi.ndim; j++) shape[1 + j] = R->mi.shape[j];
-    double ts[FLASH_MAX_STEPS];
-    res->steps = sapi->timesteps(sampler->self, flash_schedule_T(sched), ts, FLASH_MAX_STEPS);
-    long batches = 0;
-    double t0 = flash_now();
-    for (long b = 0; b < R->n; b += R->batch) {
-        int nb = (int)(R->n - b < R->batch ? R->n - b : R->batch);
-        flash_ctx_reset(c);
-        shape[0] = nb;
-        flash_tensor *x = flash_tensor_from(c, 1 + R->mi.ndim, shape, R->xT + (size_t)b * R->per);
-        flash_sample_request rq = {.size = sizeof rq, .den = &den, .x = x, .labels = R->labels ? R->labels + b : NULL,
-                                   .stop_at = -1.0};
-        flash_tensor *y = x ? sapi->sample(sampler->self, c, &rq) : NULL;
-        if (!y || !flash_ctx_ok(c)) {
-            flash_ctx_status(c, err);
-            flash_error_prefix(err, "variant '%s': sampler '%s'", res->name, sampler->comp->name);
-            st = FLASH_ERR_RUNTIME;
-            break;
-        }
-        if (y->numel != (size_t)nb * R->per) {
-            st = flash_error_set(err, FLASH_ERR_RUNTIME, "variant '%s': sampler '%s' returned %zu values for %d samples",
-                                 res->name, sampler->comp->name, y->numel, nb);
-            break;
-        }
-        if ((st = flash_tensor_to_host(c, y, R->xs + (size_t)b * R->per, err))) break;
-        batches++;
-    }
-    res->seconds = flash_now() - t0;
-    res->nfe = batches ? (double)den.nfe / (double)batches : 0;
-    flash_ctx_destroy(c);
-    flash_denoiser_release(&den);
-    return st;
-}
-
-static flash_status evaluate(run_ctx *R, const flash_instance *density_model, const char *device, result *res,
-                             flash_error *err)
-{
-    char path[4200];
-    int64_t shape[4] = {R->n, R->mi.shape[0], R->mi.shape[1], R->mi.shape[2]};
-    snprintf(path, sizeof path, "%s/samples/%s.npy", R->out, res->name);
-    flash_status st = flash_npy_write(path, FLASH_F32, 1 + R->mi.ndim, shape, R->xs, err);
-    if (st) return st;
-    if (R->labels) {
-        int64_t *l64 = malloc((size_t)R->n * sizeof *l64);
-        if (!l64) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
-        for (long i = 0; i < R->n; i++) l64[i] = R->labels[i];
-        snprintf(path, sizeof path, "%s/samples/%s.labels.npy", R->out, res->name);
-        st = flash_npy_write(path, FLASH_I64, 1, shape, l64, err);
-        free(l64);
-        if (st) return st;
-    }
-    if (R->plots && R->mi.ndim == 1 && R->mi.shape[0] == 2) {
-        snprintf(path, sizeof path, "%s/plots/%s.png", R->out, res->name);
-        if ((st = flash_cli_scatter_png(path, R->xs, R->n, density_model, err))) return st;
-    } else if (R->plots && R->mi.ndim == 3) {
-        /* the first 100 images, 10 per row (with 10 classes: a row per
-         * class position of the noise bank) */
-        const int k = R->n < 100 ? (int)R->n : 100;
-        snprintf(path, sizeof path, "%s/plots/%s.png", R->out, res->name);
-        if ((st = flash_png_grid(path, R->xs, k, R->mi.shape[0], R->mi.shape[1], R->mi.shape[2], 10, err))) return st;
-    }
-    const flash_cfg *metrics = flash_cfg_get(R->p.root, "metrics");
-    if (!metrics) return FLASH_OK;
-    if (flash_cfg_kind(metrics) != FLASH_CFG_SEQ)
-        return flash_cfg_error(metrics, err, "metrics: expected a list of metric slots");
-    long seed;
-    if ((st = flash_cfg_int(R->p.root, "seed", 0, &seed, err))) return st;
-    /* samples stay on the host (the metric API); networks the metrics run
-     * (an evaluator) live on the variant's device */
-    flash_env env = {.size = sizeof env, .registry = R->p.registry, .seed = (uint64_t)seed, .root = R->p.root,
-                     .device = device};
-    int tshape[FLASH_MAX_DIMS] = {(int)R->n};
-    for (int j = 0; j < R->mi.ndim; j++) tshape[1 + j] = R->mi.shape[j];
-    flash_tensor *t = flash_tensor_alloc(1 + R->mi.ndim, tshape);
-    if (!t) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
-    flash_ctx *c = flash_ctx_create_on(device, (size_t)16 << 20, err);
-    if (!c) {
-        flash_tensor_free(t);
-        return err->status ? err->status : FLASH_ERR_NOMEM;
-    }
-    memcpy(t->data, R->xs, (size_t)R->n * R->per * sizeof(float));
-    for (size_t i = 0; i < flash_cfg_len(metrics) && !st; i++) {
-        flash_instance m = {0};
-        if ((st = flash_instance_create(&env, FLASH_KIND_METRIC, flash_cfg_at(metrics, i), &m, err))) break;
-        st = FLASH_API(&m, flash_metric_api)->compute(m.self, c, t, R->labels, &res->metrics, err);
-        if (st) flash_error_prefix(err, "variant '%s': metric '%s'", res->name, m.comp->name);
-        flash_instance_destroy(&m);
-    }
-    flash_ctx_destroy(c);
-    flash_tensor_free(t);
-    return st;
-}
-
-static result *find_result(run_ctx *R, const char *name)
-{
-    for (int i = 0; i < R->n_res; i++)
-        if (strcmp(R->res[i].name, name) == 0) return &R->res[i];
-    return NULL;
-}
-
-/* A variant's run directory belongs to one config: DIR/<variant>/config.yaml
- * records it, and a later run with a different one stops instead of
- * reusing (or resuming) a student distilled otherwise. */
-static flash_status same_config(const flash_cfg *cfg, const char *dir, const char *name, flash_error *err)
-{
-    char path[4300];
-    snprintf(path, sizeof path, "%s/%s", dir, FLASH_RUN_CONFIG);
-    /* the comparison's own settings (samples, variants) are not the student's */
-    flash_cfg *copy = flash_cfg_clone(cfg);
-    flash_error e2 = {0};
-    char *yaml = copy && flash_cfg_set(copy, "run=null", &e2) == FLASH_OK ? flash_cfg_to_yaml(copy) : NULL;
-    flash_cfg_free(copy);
-    if (!yaml) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: cannot serialise the config");
-    flash_status st = FLASH_OK;
-    struct stat sb;
-    if (stat(path, &sb) == 0) {
-        char *old = NULL;
-        size_t n = 0;
-        if ((st = flash_read_file(path, &old, &n, err)) == FLASH_OK && (n != strlen(yaml) || memcmp(old, yaml, n)))
-            st = flash_error_set(err, FLASH_ERR_USAGE,
-                                 "variant '%s': %s was distilled with a different config (%s); remove the directory "
-                                 "or choose another --out",
-                                 name, dir, path);
-        free(old);
-    } else if ((st = flash_mkdirs(dir, err)) == FLASH_OK) {
-        st = flash_write_file_atomic(path, yaml, strlen(yaml), err);
-    }
-    free(yaml);
-    return st;
-}
-
-static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err)
-{
-    flash_status st;
-    const char *name = NULL, *model = NULL, *from = NULL;
-    if ((st = flash_cfg_check_keys(v, "variant", variant_keys, err)) ||
-        (st = flash_cfg_str(v, "name", NULL, &name, err)) || (st = flash_cfg_str(v, "model", "student", &model, err)) ||
-        (st = flash_cfg_str(v, "from", NULL, &from, err)))
-        return st;
-    if (!name || !name[0] || strlen(name) >= sizeof R->res[0].name || strpbrk(name, "/ \\."))
-        return flash_cfg_error(v, err, "a variant needs a `name:` (a file name: no '/', ' ', '.'; under 64 characters)");
-    if (find_result(R, name)) return flash_cfg_error(flash_cfg_get(v, "name"), err, "variant '%s' appears twice", name);
-    if (strcmp(model, "teacher") != 0 && strcmp(model, "student") != 0)
-        return flash_cfg_error(flash_cfg_get(v, "model"), err, "model: 'teacher' or 'student', got '%s'", model);
-    const bool is_teacher = strcmp(model, "teacher") == 0;
-    if (is_teacher && from) return flash_cfg_error(flash_cfg_get(v, "from"), err, "a teacher variant has no `from:`");
-    const result *src = NULL;
-    if (from && !(src = find_result(R, from)))
-        return flash_cfg_error(flash_cfg_get(v, "from"), err, "`from: %s` names no earlier variant", from);
-    if (src && strcmp(src->model, "student") != 0)
-        return flash_cfg_error(flash_cfg_get(v, "from"), err, "`from: %s` is a teacher variant", from);
-    if (R->n_res == MAX_VARIANTS) return flash_cfg_error(v, err, "at most %d variants", MAX_VARIANTS);
-    result *res = &R->res[R->n_res];
-    memset(res, 0, sizeof *res);
-    snprintf(res->name, sizeof res->name, "%s", name);
-    snprintf(res->model, sizeof res->model, "%s", model);
-
-    flash_cfg *cfg = NULL;
-    if ((st = variant_config(R, v, &cfg, err))) return st;
-    long seed;
-    flash_instance sched = {0}, teacher = {0}, student = {0}, sampler = {0};
-    char dir[4200], ckpt[4300];
-    const char *device = R->device;
-    if ((st = flash_cfg_int(cfg, "seed", 0, &seed, err))) goto done;
-    /* the variant's distill.device (the run's unless its `set:` moves it) */
-    if ((st = flash_cli_device(flash_cfg_get(cfg, "distill"), "device", 0, &device, NULL, err))) goto done;
-    flash_env env = {.size = sizeof env, .registry = R->p.registry, .seed = (uint64_t)seed, .root = cfg,
-                     .device = device};
-    const flash_cfg *slot;
-    if (!(slot = flash_cfg_get(cfg, "schedule"))) {
-        st = flash_cfg_error(cfg, err, "flash run: the pipeline needs a 'schedule:' slot");
-        goto done;
-    }
-    if ((st = flash_instance_create(&env, FLASH_KIND_SCHEDULE, slot, &sched, err))) goto done;
-    env.schedule = &sched;
-    if ((st = flash_instance_create(&env, FLASH_KIND_MODEL, flash_cfg_get(cfg, "teacher"), &teacher, err)) ||
-        (st = flash_teacher_load(cfg, &teacher, err)))
-        goto done;
-    const flash_model_api *tapi = FLASH_API(&teacher, flash_model_api);
-    flash_params *TP = tapi->params ? tapi->params(teacher.self) : NULL;
-    if (TP && (st = flash_params_to_device(TP, device, err))) goto done;
-    env.teacher = &teacher;
-    if (!(slot = flash_cfg_get(cfg, "sampler"))) {
-        st = flash_cfg_error(cfg, err, "variant '%s': no 'sampler:' slot", name);
-        goto done;
-    }
-    if ((st = flash_instance_create(&env, FLASH_KIND_SAMPLER, slot, &sampler, err))) goto done;
-    snprintf(res->sampler, sizeof res->sampler, "%s", sampler.comp->name);
-
-    flash_instance *m = &teacher;
-    if (!is_teacher) {
-        snprintf(dir, sizeof dir, "%s/%s", R->out, src ? src->name : name);
-        snprintf(ckpt, sizeof ckpt, "%s/%s", dir, FLASH_RUN_CHECKPOINT);
-        if (!src) {
-            if ((st = same_config(cfg, dir, name, err))) goto done;
-            struct stat sb, sa;
-            const bool had = stat(ckpt, &sb) == 0;
-            flash_distill_opts o = {.size = sizeof o, .root = cfg, .registry = R->p.registry, .run_dir = dir,
-                                    .resume = had, .progress = true};
-            fprintf(stderr, "flash run: distilling '%s'\n", name);
-            double t0 = flash_now();
-            if ((st = flash_distill_run(&o, err))) {
-                flash_error_prefix(err, "variant '%s'", name);
-                goto done;
-            }
-            res->distill_seconds = flash_now() - t0;
-            /* a finished student reused from an earlier run: its distillation
-             * time is not this run's to report (null in results.json) */
-            if (had && stat(ckpt, &sa) == 0 && sa.st_mtim.tv_sec == sb.st_mtim.tv_sec &&
-                sa.st_mtim.tv_nsec == sb.st_mtim.tv_nsec)
-                res->distill_seconds = NAN;
-        } else {
-            res->distill_seconds = 0;
-        }
-        if ((st = flash_instance_create(&env, FLASH_KIND_MODEL, flash_cfg_get(cfg, "student"), &student, err)))
-            goto done;
-        const flash_model_api *sapi = FLASH_API(&student, flash_model_api);
-        flash_params *P = sapi->params ? sapi->params(student.self) : NULL;
-        if (!P) {
-            st = flash_error_set(err, FLASH_ERR_CONFIG, "variant '%s': the student has no parameters", name);
-            goto done;
-        }
-        if ((st = flash_checkpoint_load(ckpt, P, NULL, err))) goto done;
-        if (flash_params_ema(P) && (st = flash_params_swap_ema(P, err))) goto done;
-        if ((st = flash_params_to_device(P, device, err))) goto done;
-        m = &student;
-    }
-    if ((st = sample_bank(R, &sched, m, &sampler, device, res, err))) goto done;
-    if ((st = evaluate(R, &teacher, device, res, err))) goto done;
-    res->done = 1;
-    R->n_res++;
-    fprintf(stderr, "flash run: %s: %d steps, %.4g NFE, %.3f s", name, res->steps, res->nfe, res->seconds);
-    for (int k = 0; k < res->metrics.n; k++) fprintf(stderr, ", %s %.5g", res->metrics.name[k], res->metrics.value[k]);
-    fputc('\n', stderr);
-done:
-    flash_instance_destroy(&sampler);
-    flash_instance_destroy(&student);
-    flash_instance_destroy(&teacher);
-    flash_instance_destroy(&sched);
-    flash_cfg_free(cfg);
-    return st;
-}
-
-static flash_status write_results(const run_ctx *R, const char *config, flash_error *err)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/results.json", R->out);
-    flash_atomic_file af;
-    flash_status st = flash_atomic_open(&af, path, err);
-    if (st) return st;
-    FILE *f = af.f;
-    fputs("{\n  \"config\": ", f);
-    flash_cli_json_str(f, config);
-    fprintf(f, ",\n  \"samples\": %ld,\n  \"noise_seed\": %ld,\n  \"threads\": %d,\n  \"variants\": [", R->n,
-            R->noise_seed, flash_get_threads());
-    for (int i = 0; i < R->n_res; i++) {
-        const result *r = &R->res[i];
-        fputs(i ? ",\n    {" : "\n    {", f);
-        fputs("\"name\": ", f);
-        flash_cli_json_str(f, r->name);
-        flash_cli_json_field_str(f, "model", r->model);
-        flash_cli_json_field_str(f, "sampler", r->sampler);
-        fprintf(f, ", \"steps\": %d", r->steps);
-        flash_cli_json_field_num(f, "nfe", r->nfe);
-        flash_cli_json_field_num(f, "seconds", r->seconds);
-        flash_cli_json_field_num(f, "distill_seconds", r->distill_seconds);
-        fprintf(f, ", \"samples\": \"samples/%s.npy\"", r->name);
-        if (R->labels) fprintf(f, ", \"labels\": \"samples/%s.labels.npy\"", r->name);
-        fputs(", \"metrics\": ", f);
-        flash_cli_json_metrics(f, &r->metrics);
-        fputc('}', f);
-    }
-    fputs("\n  ]\n}\n", f);
-    return flash_cli_atomic_close(&af, err);
-}
-
-static void print_table(const run_ctx *R)
-{
-    const flash_metric_result *m0 = R->n_res ? &R->res[0].metrics : NULL;
-    printf("%-20s %5s %6s", "variant", "steps", "NFE");
-    for (int k = 0; m0 && k < m0->n; k++) printf(" %14s", m0->name[k]);
-    printf(" %9s %10s\n", "sample_s", "distill_s");
-    for (int i = 0; i < R->n_res; i++) {
-        const result *r = &R->res[i];
-        printf("%-20s %5d %6.4g", r->name, r->steps, r->nfe);
-        for (int k = 0; m0 && k < m0->n; k++) {
-            double v = NAN;
-            for (int j = 0; j < r->metrics.n; j++)
-                if (strcmp(r->metrics.name[j], m0->name[k]) == 0) v = r->metrics.value[j];
-            printf(" %14.5g", v);
-        }
-        if (isfinite(r->distill_seconds))
-            printf(" %9.3f %10.2f\n", r->seconds, r->distill_seconds);
-        else
-            printf(" %9.3f %10s\n", r->seconds, "reused");
-    }
-    fflush(stdout);
-}
+static const flash_command run_cmd = {
+    .name = "run",
+    .positional = "CONFIG",
+    .positional_offset = offsetof(run_args, config),
+    .opts = run_opts,
+    .about =
+        "Runs a whole pipeline: the teacher (trained first when the config has\n"
+        "`teacher_train: {strategy, train}` and teacher_checkpoint does not exist\n"
+        "yet, else loaded from teacher_checkpoint, or analytic), then each variant\n"
+        "of the config's `run.variants` (a teacher sampler, or a student distilled\n"
+        "with the config plus the variant's `set:` overrides, or an earlier\n"
+        "variant's student sampled differently with `from:`), every variant\n"
+        "sampled on one fixed noise bank, then the config's `metrics:`. Writes\n"
+        "RUNDIR/results.json (per variant: name, steps, NFE, seconds, distill\n"
+        "seconds (null for a student reused from an earlier run), metrics),\n"
+        "RUNDIR/samples/<variant>.npy (and .labels.npy), RUNDIR/plots/<variant>.png\n"
+        "(a scatter plot of 2-D data, a grid of the first 100 images), one run\n"
+        "directory per distilled variant, and prints a table. A variant whose\n"
+        "distillation checkpoint is complete is not distilled again; one that was\n"
+        "interrupted continues (--resume is accepted for symmetry with distill);\n"
+        "one distilled with a different config is refused.\n"
+        "\n"
+        "  run:\n"
+        "    samples: 10000        # size of the noise bank\n"
+        "    noise_seed: 1234      # its seed (and the labels')\n"
+        "    batch: 4096           # samples per sampler call\n"
+        "    plots: true\n"
+        "    variants:\n"
+        "      - {name: teacher_dpmpp_25, model: teacher,\n"
+        "         set: [\"sampler={plugin: dpmpp_2m, steps: 25, timestep_spacing: trailing}\"]}\n"
+        "      - {name: imagine_flash_3}                          # the config as it is\n"
+        "      - {name: forward_3, set: [\"strategy.plugin=forward\"]}\n"
+        "      - {name: no_nc_3, from: imagine_flash_3, set: [\"sampler.noise_correction=false\"]}\n",
+    .epilogue =
+        "The config's top-level `threads:` sets the threads (default 2; small\n"
+        "models such as the 2-D quickstart's run fastest on 1).\n"
+        "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n",
+};
 
 int flash_cmd_run(int argc, char **argv)
 {
-    if (flash_cli_wants_help(argc, argv)) {
-        fputs(help, stdout);
-        return FLASH_EXIT_OK;
-    }
-    const char *config = NULL, *out = "runs/run", *device = NULL;
-    char *sets[MAX_SETS];
-    int n_sets = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (strcmp(o, "--resume") == 0) continue;
-        if (strcmp(o, "--device") == 0) {
-            if (i + 1 >= argc) return usage("%s needs cpu or cuda", o);
-            device = argv[++i];
-            if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0)
-                return usage("--device is cpu or cuda, not '%s'", device);
-            continue;
-        }
-        if (strcmp(o, "--set") == 0 || strcmp(o, "--out") == 0) {
-            if (i + 1 >= argc) return usage("%s needs a value", o);
-            if (o[2] == 'o')
-                out = argv[++i];
-            else if (n_sets == MAX_SETS)
-                return usage("too many --set%s", "");
-            else
-                sets[n_sets++] = argv[++i];
-        } else if (o[0] == '-' && o[1]) {
-            return usage("unknown option '%s'", o);
-        } else if (config) {
-            return usage("unexpected argument '%s'", o);
-        } else {
-            config = o;
-        }
-    }
-    if (!config) return usage("missing CONFIG%s", "");
-
-    run_ctx *R = calloc(1, sizeof *R);
-    if (!R) {
-        fprintf(stderr, "flash run: out of memory\n");
-        return FLASH_EXIT_FAIL;
-    }
-    R->out = out;
+    run_args a = {.out = "runs/run"};
+    int rc;
+    if (!flash_options_parse(&run_cmd, argc, argv, &a, &rc)) return rc;
     flash_error err = {0};
-    flash_status st = flash_cli_pipeline_load(&R->p, config, sets, n_sets, &err);
-    if (st) {
-        free(R);
-        return flash_cli_fail("run", &err);
-    }
-    const flash_cfg *run = flash_cfg_get(R->p.root, "run"), *variants = NULL;
-    char sub[4200];
-    if (!run) {
-        st = flash_cfg_error(R->p.root, &err, "flash run: the pipeline needs a 'run:' section with `variants:`");
-        goto done;
-    }
-    if ((st = flash_cfg_check_keys(run, "run", run_keys, &err)) ||
-        (st = flash_cfg_int(run, "samples", 10000, &R->n, &err)) ||
-        (st = flash_cfg_int(run, "noise_seed", 1234, &R->noise_seed, &err)) ||
-        (st = flash_cfg_int(run, "batch", 4096, &R->batch, &err)) || (st = flash_cfg_bool(run, "plots", true, &R->plots, &err)))
-        goto done;
-    if ((st = flash_cli_threads(R->p.root, &err))) goto done;
-    if ((st = run_device(R, device, &err))) goto done;
-    if (R->n < 1 || R->n > 100000000 || R->batch < 1) {
-        st = flash_cfg_error(run, &err, "run: samples must be in [1, 1e8] and batch >= 1");
-        goto done;
-    }
-    variants = flash_cfg_get(run, "variants");
-    if (!variants || flash_cfg_kind(variants) != FLASH_CFG_SEQ || flash_cfg_len(variants) < 1) {
-        st = flash_cfg_error(variants ? variants : run, &err, "run.variants: expected a list of variants");
-        goto done;
-    }
-    snprintf(sub, sizeof sub, "%s/samples", out);
-    if ((st = flash_mkdirs(sub, &err))) goto done;
-    snprintf(sub, sizeof sub, "%s/plots", out);
-    if (R->plots && (st = flash_mkdirs(sub, &err))) goto done;
-    if ((st = teacher_stage(R, &err)) || (st = make_bank(R, &err))) goto done;
-    for (size_t i = 0; i < flash_cfg_len(variants); i++) {
-        if ((st = run_variant(R, flash_cfg_at(variants, i), &err))) goto done;
-        /* results.json grows variant by variant, so a stopped run keeps what it measured */
-        if ((st = write_results(R, config, &err))) goto done;
-    }
-    print_table(R);
-    fprintf(stderr, "flash run: wrote %s/results.json\n", out);
-done:
-    free(R->xT);
-    free(R->xs);
-    free(R->labels);
-    flash_cli_pipeline_free(&R->p);
-    free(R);
+    flash_cli_pipeline p;
+    if (flash_cli_pipeline_load(&p, a.config, &a.sets, &err)) return flash_cli_fail("run", &err);
+    flash_run_opts o = {.size = sizeof o, .root = p.root, .registry = p.registry, .config_path = a.config,
+                        .out_dir = a.out, .log = stderr, .table = stdout};
+    flash_status st = flash_run_pipeline(&o, &err);
+    flash_cli_pipeline_free(&p);
     return st ? flash_cli_fail("run", &err) : FLASH_EXIT_OK;
 }

@@ -14,39 +14,6 @@
 
 #include "flash/diffusion.h"
 
-static const char help[] =
-    "usage: flash sample CONFIG [--set KEY=VALUE]... [--ckpt FILE [--weights ema|raw]] [--noise xT.npy]\n"
-    "                    [--labels y.npy] [--n N] [--seed S] [--device cpu|cuda] --out x0.npy\n"
-    "                    [--grid grid.png]\n"
-    "\n"
-    "Draws samples from the config's model (the `model` slot, else `student`,\n"
-    "else `teacher`) with its `sampler` and `schedule`, and writes them as a\n"
-    "float32 NPY of shape (N, ...). The sampler's settings (steps,\n"
-    "timestep_spacing, steps_offset or timesteps, guidance_scale,\n"
-    "noise_correction) come from the config or --set. Reports the NFEs.\n"
-    "\n"
-    "  --set KEY=VALUE  override a config key (repeatable)\n"
-    "  --ckpt FILE      model weights (a flash checkpoint)\n"
-    "  --batch N        samples per sampler call (default: from the sample size)\n"
-    "  --weights W      ema (default: the checkpoint's EMA copy when it has one)\n"
-    "                   or raw (the trained weights, for early checkpoints)\n"
-    "  --noise FILE     starting noise x_T (NPY, float32/64, (N, ...)) instead of\n"
-    "                   fresh noise: compare methods on identical noise\n"
-    "  --labels FILE    class labels (NPY, int64/int32, (N)); a class-conditional\n"
-    "                   model without them gets uniform random labels\n"
-    "  --n N            number of samples (default: the noise file's, else 64)\n"
-    "  --seed S         seed of the noise and labels (default: the config's seed, else 0)\n"
-    "  --device D       sample on cpu or cuda (the same as --set device=D; the\n"
-    "                   config's top-level `device:`, default cpu): the model's\n"
-    "                   weights and the sampling context live there; noise and\n"
-    "                   samples are copied in and out per batch\n"
-    "  --out FILE       samples as NPY (required)\n"
-    "  --grid FILE      also a PNG: a scatter plot over the true density for 2-D\n"
-    "                   points, a grid for images\n"
-    "  -h, --help       this text\n"
-    "\n"
-    "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n";
-
 /* Samples per sampler call: as many as keep one activation of a batch near
  * SAMPLE_BUDGET values (4096 2-D points, 83 images of 28x28), so image
  * sampling stays in cache-friendly working sets instead of paging through
@@ -55,39 +22,50 @@ static const char help[] =
 #define SAMPLE_BUDGET 65536
 
 typedef struct sample_args {
-    flash_cli_args cli;
-    const char *ckpt, *noise, *labels, *out, *grid, *weights;
-    long n, batch;
+    const char *config, *ckpt, *noise, *labels, *out, *grid, *weights;
+    long n, batch, seed; /* -1: not given */
+    flash_options_sets sets;
 } sample_args;
 
-static int sample_option(void *self, const char *o, const char *v) {
-    sample_args *a = self;
-    const char **slot = NULL;
-    if (!o) return a->out ? FLASH_EXIT_OK : flash_cli_usage("sample", "%s", "missing --out FILE");
-    if (strcmp(o, "--batch") == 0) {
-        if (!flash_cli_parse_long(v, 1, 1000000, &a->batch))
-            return flash_cli_usage("sample", "--batch must be in [1, 1e6], got '%s'", v);
-        return FLASH_EXIT_OK;
-    }
-    if (strcmp(o, "--n") == 0) {
-        if (!flash_cli_parse_long(v, 1, 100000000, &a->n)) return flash_cli_usage("sample", "--n must be in [1, 1e8], got '%s'", v);
-        return FLASH_EXIT_OK;
-    }
-    if (strcmp(o, "--ckpt") == 0) slot = &a->ckpt;
-    else if (strcmp(o, "--noise") == 0) slot = &a->noise;
-    else if (strcmp(o, "--labels") == 0) slot = &a->labels;
-    else if (strcmp(o, "--out") == 0) slot = &a->out;
-    else if (strcmp(o, "--grid") == 0) slot = &a->grid;
-    else if (strcmp(o, "--weights") == 0) {
-        if (strcmp(v, "ema") && strcmp(v, "raw")) return flash_cli_usage("sample", "--weights is ema or raw, not '%s'", v);
-        slot = &a->weights;
-    } else return flash_cli_usage("sample", "unknown option '%s'", o);
-    *slot = v;
-    return FLASH_EXIT_OK;
-}
+static const char *const weight_kinds[] = {"ema", "raw", NULL};
 
-static const flash_cli_spec spec = {.cmd = "sample", .help = help, .max_sets = FLASH_CLI_MAX_SETS,
-                                    .option = sample_option};
+static const flash_opt sample_opts[] = {
+    FLASH_OPT_SETS(sample_args, sets),
+    FLASH_STRING("--ckpt", "FILE", sample_args, ckpt, "model weights (a flash checkpoint)"),
+    FLASH_CHOICE("--weights", "W", sample_args, weights, weight_kinds,
+        "ema (default: the checkpoint's EMA copy when it has one)\n"
+        "or raw (the trained weights, for early checkpoints)"),
+    FLASH_INT("--batch", "N", sample_args, batch, 1, 1000000,
+        "samples per sampler call (default: from the sample size)"),
+    FLASH_STRING("--noise", "FILE", sample_args, noise, "starting noise x_T (NPY, float32/64, (N, ...)) instead of\n"
+                                                        "fresh noise: compare methods on identical noise"),
+    FLASH_STRING("--labels", "FILE", sample_args, labels, "class labels (NPY, int64/int32, (N)); a class-conditional\n"
+                                                          "model without them gets uniform random labels"),
+    FLASH_INT("--n", "N", sample_args, n, 1, 100000000, "number of samples (default: the noise file's, else 64)"),
+    FLASH_INT("--seed", "S", sample_args, seed, 0, LONG_MAX,
+        "seed of the noise and labels (default: the config's seed, else 0)"),
+    FLASH_OPT_DEVICE_OF(sample_args, sets,
+                        "The\n"
+                        "model's weights and the sampling context live there; noise and samples\n"
+                        "are copied in and out per batch"),
+    FLASH_REQUIRED("--out", "FILE", sample_args, out, "samples as NPY (required)"),
+    FLASH_STRING("--grid", "FILE", sample_args, grid, "also a PNG: a scatter plot over the true density for 2-D\n"
+                                                      "points, a grid for images"),
+    {0},
+};
+
+static const flash_command sample_cmd = {
+    .name = "sample",
+    .positional = "CONFIG",
+    .positional_offset = offsetof(sample_args, config),
+    .opts = sample_opts,
+    .about = "Draws samples from the config's model (the `model` slot, else `student`,\n"
+             "else `teacher`) with its `sampler` and `schedule`, and writes them as a\n"
+             "float32 NPY of shape (N, ...). The sampler's settings (steps,\n"
+             "timestep_spacing, steps_offset or timesteps, guidance_scale,\n"
+             "noise_correction) come from the config or --set. Reports the NFEs.\n",
+    .epilogue = "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n",
+};
 
 /* The model slot: model, else student, else teacher. */
 static const flash_cfg *model_slot(const flash_cfg *root) {
@@ -135,12 +113,12 @@ static flash_status read_noise(const char *path, const flash_model_info *mi, lon
 }
 
 int flash_cmd_sample(int argc, char **argv) {
-    sample_args a = {.n = -1};
-    flash_cli_pipeline p;
-    int rc = flash_cli_start(&spec, argc, argv, &a.cli, &a, &p);
-    if (rc || !p.root) return rc;
-
+    sample_args a = {.n = -1, .batch = -1, .seed = -1};
+    int rc;
+    if (!flash_options_parse(&sample_cmd, argc, argv, &a, &rc)) return rc;
     flash_error err = {0};
+    flash_cli_pipeline p;
+    if (flash_cli_pipeline_load(&p, a.config, &a.sets, &err)) return flash_cli_fail("sample", &err);
     flash_instance sched = {0}, model = {0}, sampler = {0};
     flash_denoiser den = {0};
     flash_ctx *c = NULL;
@@ -149,19 +127,19 @@ int flash_cmd_sample(int argc, char **argv) {
     flash_status st = FLASH_OK;
 
     long seed = 0;
-    if (a.cli.has_seed) {
-        seed = a.cli.seed;
+    if (a.seed >= 0) {
+        seed = a.seed;
     } else if ((st = flash_cfg_int(p.root, "seed", 0, &seed, &err))) {
         goto done;
     }
     const char *device = NULL;
-    if ((st = flash_cli_device(p.root, "device", (size_t)64 << 20, &device, &c, &err))) goto done;
+    if ((st = flash_pipeline_device(p.root, (size_t)64 << 20, &device, &c, &err))) goto done;
     flash_env env = {.size = sizeof env, .registry = p.registry, .seed = (uint64_t)seed, .root = p.root,
                      .device = device};
     const flash_cfg *ms = model_slot(p.root);
     if (!flash_cfg_get(p.root, "schedule") || !ms || !flash_cfg_get(p.root, "sampler")) {
         st = flash_error_set(&err, FLASH_ERR_CONFIG, "%s: sampling needs `schedule`, `model` and `sampler` slots",
-                             a.cli.config);
+                             a.config);
         goto done;
     }
     if ((st = flash_instance_create(&env, FLASH_KIND_SCHEDULE, flash_cfg_get(p.root, "schedule"), &sched, &err)))
@@ -262,7 +240,7 @@ int flash_cmd_sample(int argc, char **argv) {
     if ((st = flash_npy_write(a.out, FLASH_F32, 1 + mi->ndim, oshape, xs, &err))) goto done;
     if (a.grid) {
         if (mi->ndim == 1 && mi->shape[0] == 2) {
-            st = flash_cli_scatter_png(a.grid, xs, n, &model, &err);
+            st = flash_png_scatter(a.grid, xs, n, &model, &err);
         } else if (mi->ndim == 3) {
             int cols = (int)ceil(sqrt((double)n));
             st = flash_png_grid(a.grid, xs, (int)n, mi->shape[0], mi->shape[1], mi->shape[2], cols, &err);

@@ -9,31 +9,43 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char help[] =
-    "usage: flash train CONFIG [--set KEY=VALUE]... [--out RUNDIR] [--resume] [--threads N] [--quiet]\n"
-    "                  [--device cpu|cuda]\n"
-    "\n"
-    "Trains the config's model on its dataset with its strategy (denoise: a\n"
-    "diffusion teacher; classify: the evaluator): Adam/AdamW, warmup and\n"
-    "cosine/constant learning rate, gradient clipping, EMA, checkpoints every\n"
-    "train.ckpt_every steps and at the end, a progress line on stderr and JSONL\n"
-    "metrics. RUNDIR receives config.yaml (the resolved config),\n"
-    "checkpoint.safetensors and metrics.jsonl.\n"
-    "\n"
-    "  --set KEY=VALUE  override a config key (repeatable)\n"
-    "  --out RUNDIR     run directory (default: runs/<config name>)\n"
-    "  --resume         continue from RUNDIR's checkpoint, bit for bit\n"
-    "  --threads N      threads (default: the config's threads, else 2)\n"
-    "  --quiet          no progress line\n"
-    "  --device D       train on cpu or cuda (the same as --set train.device=D)\n"
-    "  -h, --help       this text\n"
-    "\n"
-    "Exit codes: 0 done, 2 a usage or config problem, 1 any other failure\n"
-    "(including the non-finite loss guard, which keeps the last checkpoint).\n";
+typedef struct train_args {
+    const char *config, *out;
+    bool resume, quiet;
+    long threads;
+    flash_options_sets sets;
+} train_args;
+
+static const flash_opt train_opts[] = {
+    FLASH_OPT_SETS(train_args, sets),
+    FLASH_STRING("--out", "RUNDIR", train_args, out, "run directory (default: runs/<config name>)"),
+    FLASH_FLAG("--resume", train_args, resume, "continue from RUNDIR's checkpoint, bit for bit"),
+    FLASH_INT("--threads", "N", train_args, threads, 1, 1024, "threads (default: the config's threads, else 2)"),
+    FLASH_FLAG("--quiet", train_args, quiet, "no progress line"),
+    FLASH_OPT_DEVICE_OF(train_args, sets,
+                        "The model,\n"
+                        "its optimiser state and the training context live there"),
+    {0},
+};
+
+static const flash_command train_cmd = {
+    .name = "train",
+    .positional = "CONFIG",
+    .positional_offset = offsetof(train_args, config),
+    .opts = train_opts,
+    .about = "Trains the config's model on its dataset with its strategy (denoise: a\n"
+             "diffusion teacher; classify: the evaluator): Adam/AdamW, warmup and\n"
+             "cosine/constant learning rate, gradient clipping, EMA, checkpoints every\n"
+             "train.ckpt_every steps and at the end, a progress line on stderr and JSONL\n"
+             "metrics. RUNDIR receives config.yaml (the resolved config),\n"
+             "checkpoint.safetensors and metrics.jsonl.\n",
+    .epilogue = "Exit codes: 0 done, 2 a usage or config problem, 1 any other failure\n"
+                "(including the non-finite loss guard, which keeps the last checkpoint).\n",
+};
 
 /* Top-level keys a training pipeline may carry besides its slots. */
-static const char *const top_keys[] = {"seed", "threads", "plugin_paths", "train", "dataset", "model",
-                                       "schedule", "strategy", "name", "description", NULL};
+static const char *const top_keys[] = {"seed",     "threads",  "device", "plugin_paths", "train",       "dataset",
+                                       "model",    "schedule", "strategy", "name",        "description", NULL};
 
 static flash_status check_top_keys(const flash_cfg *root, flash_error *err)
 {
@@ -82,61 +94,18 @@ static void compare_config(const char *run_dir, const char *yaml)
 
 int flash_cmd_train(int argc, char **argv)
 {
-    if (flash_cli_wants_help(argc, argv)) {
-        fputs(help, stdout);
-        return FLASH_EXIT_OK;
-    }
-    const char *config = NULL, *out = NULL;
-    char **sets = calloc((size_t)argc, sizeof *sets);
-    int n_sets = 0, resume = 0, quiet = 0;
-    char device_set[64];
-    long threads = 0;
-    if (!sets) {
-        fprintf(stderr, "flash train: out of memory\n");
-        return FLASH_EXIT_FAIL;
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--set") == 0 && i + 1 < argc)
-            sets[n_sets++] = argv[++i];
-        else if (strncmp(a, "--set=", 6) == 0)
-            sets[n_sets++] = argv[i] + 6;
-        else if (strcmp(a, "--out") == 0 && i + 1 < argc)
-            out = argv[++i];
-        else if (strcmp(a, "--device") == 0 && i + 1 < argc) {
-            snprintf(device_set, sizeof device_set, "train.device=%.40s", argv[++i]);
-            sets[n_sets++] = device_set;
-        } else if (strcmp(a, "--threads") == 0 && i + 1 < argc) {
-            char *end;
-            threads = strtol(argv[++i], &end, 10);
-            if (*end || threads < 1 || threads > 1024) {
-                fprintf(stderr, "flash train: --threads takes a positive count, not '%s'\n", argv[i]);
-                free(sets);
-                return FLASH_EXIT_USAGE;
-            }
-        } else if (strcmp(a, "--resume") == 0)
-            resume = 1;
-        else if (strcmp(a, "--quiet") == 0)
-            quiet = 1;
-        else if (a[0] == '-' || config) {
-            fprintf(stderr, "flash train: unexpected argument '%s' (see flash train --help)\n", a);
-            free(sets);
-            return FLASH_EXIT_USAGE;
-        } else
-            config = a;
-    }
-    if (!config) {
-        fprintf(stderr, "flash train: missing CONFIG (see flash train --help)\n");
-        free(sets);
-        return FLASH_EXIT_USAGE;
-    }
+    train_args a = {0};
+    int rc;
+    if (!flash_options_parse(&train_cmd, argc, argv, &a, &rc)) return rc;
+    const char *config = a.config, *out = a.out;
+    long threads = a.threads;
+    const bool resume = a.resume;
 
     flash_error err = {0};
     flash_cli_pipeline pl;
     char run_dir[4096], path[4200];
     char *yaml = NULL;
-    flash_status st = flash_cli_pipeline_load(&pl, config, sets, n_sets, &err);
-    free(sets);
+    flash_status st = flash_cli_pipeline_load(&pl, config, &a.sets, &err);
     if (st) return flash_cli_fail("train", &err);
     if ((st = check_top_keys(pl.root, &err))) goto done;
     if (threads == 0) {
@@ -170,7 +139,7 @@ int flash_cmd_train(int argc, char **argv)
     if ((st = flash_write_file_atomic(path, yaml, strlen(yaml), &err))) goto done;
 
     flash_train_opts o = {.size = sizeof o, .root = pl.root, .registry = pl.registry, .run_dir = run_dir,
-                          .resume = resume, .progress = !quiet};
+                          .resume = resume, .progress = !a.quiet};
     st = flash_train_run(&o, &err);
     if (st == FLASH_OK) fprintf(stderr, "flash train: done; %s/%s\n", run_dir, FLASH_RUN_CHECKPOINT);
 done:

@@ -1,11 +1,13 @@
-/* Plots, settings and JSON output shared by the subcommands (see cli.h). */
-#include "cli.h"
+/* Pieces the pipeline calls and the commands share (see pipeline.h): the
+ * threads and device of a pipeline, the JSON of the results files, and the
+ * scatter plot of 2-D samples. */
+#include "flash/pipeline.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-flash_status flash_cli_scatter_png(const char *path, const float *x, long n, const flash_instance *model,
+flash_status flash_png_scatter(const char *path, const float *x, long n, const flash_instance *model,
                                    flash_error *err)
 {
     enum { W = 512 };
@@ -62,7 +64,7 @@ flash_status flash_cli_scatter_png(const char *path, const float *x, long n, con
     return st;
 }
 
-flash_status flash_cli_threads(const flash_cfg *root, flash_error *err)
+flash_status flash_pipeline_threads(const flash_cfg *root, flash_error *err)
 {
     long threads;
     flash_status st = flash_cfg_int(root, "threads", 2, &threads, err);
@@ -72,18 +74,17 @@ flash_status flash_cli_threads(const flash_cfg *root, flash_error *err)
     return FLASH_OK;
 }
 
-flash_status flash_cli_device(const flash_cfg *map, const char *key, size_t arena_bytes, const char **device,
-                              flash_ctx **ctx, flash_error *err)
+flash_status flash_pipeline_device(const flash_cfg *root, size_t arena_bytes, const char **device, flash_ctx **ctx,
+                                   flash_error *err)
 {
-    /* the values and messages of train.device (core/train/trainer.c) */
     static const char *const devices[] = {"cpu", "cuda", NULL};
     int dev = 0;
-    flash_status st = flash_cfg_enum(map, key, devices, 0, &dev, err);
+    flash_status st = flash_cfg_enum(root, "device", devices, 0, &dev, err);
     if (st) return st;
     *device = devices[dev];
     if (!ctx) return FLASH_OK;
     if (!(*ctx = flash_ctx_create_on(*device, arena_bytes, err))) {
-        const flash_cfg *node = flash_cfg_get(map, key);
+        const flash_cfg *node = flash_cfg_get(root, "device");
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
         return node ? flash_cfg_error(node, err, "%s", why) : FLASH_ERR_RUNTIME;
@@ -91,37 +92,7 @@ flash_status flash_cli_device(const flash_cfg *map, const char *key, size_t aren
     return FLASH_OK;
 }
 
-flash_status flash_cli_read_labels(const char *path, long n, bool exact, long max_label, const char *why, int **out,
-                                   flash_error *err)
-{
-    flash_array a;
-    flash_status st = flash_npy_read(path, &a, err);
-    if (st) return st;
-    if ((a.dtype != FLASH_I64 && a.dtype != FLASH_I32) || a.ndim != 1 || (exact ? a.shape[0] != n : a.shape[0] < n)) {
-        flash_array_free(&a);
-        if (exact) return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected integer labels of shape (%ld)", path, n);
-        return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected integer labels of shape (N) with N >= %ld", path, n);
-    }
-    int *y = malloc((size_t)n * sizeof *y);
-    if (!y) {
-        flash_array_free(&a);
-        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for %ld labels", n);
-    }
-    for (long i = 0; i < n; i++) {
-        long long v = a.dtype == FLASH_I64 ? ((const int64_t *)a.data)[i] : ((const int32_t *)a.data)[i];
-        if (v < 0 || v > max_label) {
-            free(y);
-            flash_array_free(&a);
-            return flash_error_set(err, FLASH_ERR_USAGE, "%s: label %lld of sample %ld %s", path, v, i, why);
-        }
-        y[i] = (int)v;
-    }
-    flash_array_free(&a);
-    *out = y;
-    return FLASH_OK;
-}
-
-void flash_cli_json_str(FILE *f, const char *s)
+void flash_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -131,7 +102,7 @@ void flash_cli_json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-void flash_cli_json_num(FILE *f, double v)
+void flash_json_num(FILE *f, double v)
 {
     if (isfinite(v))
         fprintf(f, "%.9g", v);
@@ -139,31 +110,31 @@ void flash_cli_json_num(FILE *f, double v)
         fputs("null", f);
 }
 
-void flash_cli_json_field_str(FILE *f, const char *key, const char *s)
+void flash_json_field_str(FILE *f, const char *key, const char *s)
 {
     fprintf(f, ", \"%s\": ", key);
-    flash_cli_json_str(f, s);
+    flash_json_str(f, s);
 }
 
-void flash_cli_json_field_num(FILE *f, const char *key, double v)
+void flash_json_field_num(FILE *f, const char *key, double v)
 {
     fprintf(f, ", \"%s\": ", key);
-    flash_cli_json_num(f, v);
+    flash_json_num(f, v);
 }
 
-void flash_cli_json_metrics(FILE *f, const flash_metric_result *m)
+void flash_json_metrics(FILE *f, const flash_metric_result *m)
 {
     fputc('{', f);
     for (int k = 0; k < m->n; k++) {
         if (k) fputs(", ", f);
-        flash_cli_json_str(f, m->name[k]);
+        flash_json_str(f, m->name[k]);
         fputs(": ", f);
-        flash_cli_json_num(f, m->value[k]);
+        flash_json_num(f, m->value[k]);
     }
     fputc('}', f);
 }
 
-flash_status flash_cli_atomic_close(flash_atomic_file *af, flash_error *err)
+flash_status flash_atomic_finish(flash_atomic_file *af, flash_error *err)
 {
     if (ferror(af->f)) {
         flash_atomic_abort(af);

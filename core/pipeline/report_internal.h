@@ -1,0 +1,78 @@
+/* The report's internals, shared by its tables (report_tables.c: run
+ * folders collected into rows, groups over seeds, CSV, Markdown, JSON),
+ * plots (report_plots.c: inline SVG of metrics and training curves) and
+ * HTML page (report_html.c). See flash_report_write in pipeline.h.
+ *
+ * A sweep directory holds runs/<id>/ folders, each with run.json (what the
+ * sweep planned: method, seed, guidance, the method of each `flash run`
+ * variant and its noise-correction flag), config.yaml (the resolved config),
+ * results.json (written by `flash run`), DONE when the run finished (written
+ * atomically) or FAILED with the error. Collection reads only these files,
+ * so run folders produced elsewhere (a cluster job array) are collected the
+ * same way. A plain `flash run` directory (results.json and no runs/) is
+ * collected as one run. */
+#ifndef FLASH_PIPELINE_REPORT_INTERNAL_H
+#define FLASH_PIPELINE_REPORT_INTERNAL_H
+
+#include "flash/pipeline.h"
+
+#define FLASH_SWEEP_DONE "DONE"
+#define FLASH_SWEEP_FAILED "FAILED"
+#define FLASH_SWEEP_META "run.json"
+
+#define MAXM 16
+
+typedef struct row {
+    char run[160], method[128], variant[128], model[16], error[512], dir[4300];
+    int index, order;
+    int status; /* 0 ok, 1 failed, 2 not finished */
+    bool seeded, guided;
+    long seed;
+    double guidance;
+    int steps, nc;
+    double nfe, seconds, distill_seconds, samples;
+    double m[MAXM];
+} row;
+
+typedef struct group {
+    const row *first;
+    int n;
+    double mean[MAXM], sd[MAXM], nfe, ms, ms_sd;
+} group;
+
+typedef struct report {
+    row *rows;
+    int n, cap;
+    char names[MAXM][64];
+    int n_names;
+    group *groups;
+    int n_groups;
+    int base; /* group index or -1 */
+    int n_ok, n_failed, n_pending;
+} report;
+
+
+/* The metric cells of a group's row in a table: the mean (± sd over seeds)
+ * and, with a baseline, the relative value. */
+typedef struct cell_fmt {
+    const char *mean_sd, *mean, *pct, *no_pct;
+} cell_fmt;
+extern const cell_fmt report_html_cells;
+
+/* report_tables.c */
+void report_fmt(char *b, size_t n, double v);
+double report_rel(const report *R, const group *G, int k);
+bool report_exists(const char *path);
+const char *report_status_name(int s);
+void report_metric_cells(const report *R, const group *G, const cell_fmt *c, FILE *f);
+/* report_html.c */
+void report_html_esc(FILE *f, const char *s);
+int report_method_list(const report *R, const char **out);
+int report_step_list(const report *R, int *out);
+void report_write_html(const report *R, const char *dir, FILE *f);
+/* report_plots.c: each metric against steps and sampling time; training
+ * curves from each run's metrics.jsonl */
+void report_plot_metrics(const report *R, FILE *f, const char **methods, int nm);
+void report_plot_training(const report *R, FILE *f, const char **methods, int nm);
+
+#endif

@@ -1,0 +1,596 @@
+/* Report tables: the run folders of a sweep (or one `flash run` directory)
+ * collected into rows, grouped over seeds (mean and sample standard
+ * deviation, relative columns against a baseline, by default the 25-step
+ * teacher = 100% as in the paper's Appendix A), written as results.csv,
+ * results.json, table.md and table.csv; and flash_report_write, which
+ * writes them and report.html (see report_internal.h). */
+#include "pipeline/report_internal.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static row *new_row(report *R, flash_error *err)
+{
+    if (R->n == R->cap) {
+        int cap = R->cap ? 2 * R->cap : 64;
+        row *r = realloc(R->rows, (size_t)cap * sizeof *r);
+        if (!r) {
+            flash_error_set(err, FLASH_ERR_NOMEM, "flash report: out of memory");
+            return NULL;
+        }
+        R->rows = r;
+        R->cap = cap;
+    }
+    row *r = &R->rows[R->n++];
+    memset(r, 0, sizeof *r);
+    for (int k = 0; k < MAXM; k++) r->m[k] = NAN;
+    r->nc = -1;
+    r->nfe = r->seconds = r->distill_seconds = r->samples = NAN;
+    return r;
+}
+
+static double num(const flash_cfg *map, const char *key)
+{
+    const char *s = flash_cfg_scalar(flash_cfg_get(map, key));
+    if (!s || !strcmp(s, "null") || !s[0]) return NAN;
+    char *end;
+    double v = strtod(s, &end);
+    return *end ? NAN : v;
+}
+
+static const char *str(const flash_cfg *map, const char *key, const char *def)
+{
+    const char *s = flash_cfg_scalar(flash_cfg_get(map, key));
+    return s && strcmp(s, "null") ? s : def;
+}
+
+static int metric_index(report *R, const char *name)
+{
+    for (int k = 0; k < R->n_names; k++)
+        if (strcmp(R->names[k], name) == 0) return k;
+    if (R->n_names == MAXM) return -1;
+    snprintf(R->names[R->n_names], sizeof R->names[0], "%s", name);
+    return R->n_names++;
+}
+
+bool report_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* Rows from a `flash run` results.json; meta (a sweep's run.json) names
+ * each variant's method and noise-correction flag. */
+static flash_status read_results(report *R, const char *dir, const flash_cfg *meta, const row *proto, flash_error *err)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    flash_cfg *res = NULL;
+    flash_status st = flash_cfg_load(path, &res, err);
+    if (st) return st;
+    const flash_cfg *vars = flash_cfg_get(res, "variants");
+    double samples = num(res, "samples");
+    const flash_cfg *entries = meta ? flash_cfg_get(meta, "entries") : NULL;
+    for (size_t i = 0; vars && i < flash_cfg_len(vars); i++) {
+        const flash_cfg *v = flash_cfg_at(vars, i);
+        row *r = new_row(R, err);
+        if (!r) {
+            flash_cfg_free(res);
+            return FLASH_ERR_NOMEM;
+        }
+        *r = *proto;
+        r->order = (int)i;
+        snprintf(r->variant, sizeof r->variant, "%s", str(v, "name", "?"));
+        if (!meta) snprintf(r->method, sizeof r->method, "%s", r->variant);
+        for (size_t k = 0; entries && k < flash_cfg_len(entries); k++) {
+            const flash_cfg *e = flash_cfg_at(entries, k);
+            if (strcmp(str(e, "name", ""), r->variant) != 0) continue;
+            snprintf(r->method, sizeof r->method, "%s", str(e, "method", r->method));
+            const char *nc = str(e, "noise_correction", NULL);
+            r->nc = nc ? strcmp(nc, "true") == 0 : -1;
+        }
+        snprintf(r->model, sizeof r->model, "%s", str(v, "model", "?"));
+        r->steps = (int)num(v, "steps");
+        r->nfe = num(v, "nfe");
+        r->seconds = num(v, "seconds");
+        r->distill_seconds = num(v, "distill_seconds");
+        r->samples = samples;
+        const flash_cfg *m = flash_cfg_get(v, "metrics");
+        for (size_t k = 0; m && k < flash_cfg_len(m); k++) {
+            int j = metric_index(R, flash_cfg_key_at(m, k));
+            if (j >= 0) r->m[j] = num(m, flash_cfg_key_at(m, k));
+        }
+    }
+    flash_cfg_free(res);
+    return FLASH_OK;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static flash_status collect_run(report *R, const char *dir, const char *id, flash_error *err)
+{
+    char path[8800];
+    snprintf(path, sizeof path, "%s/%s", dir, FLASH_SWEEP_META);
+    flash_cfg *meta = NULL;
+    flash_status st = flash_cfg_load(path, &meta, err);
+    if (st) return st;
+    row proto;
+    memset(&proto, 0, sizeof proto);
+    for (int k = 0; k < MAXM; k++) proto.m[k] = NAN;
+    proto.nc = -1;
+    proto.nfe = proto.seconds = proto.distill_seconds = proto.samples = NAN;
+    snprintf(proto.run, sizeof proto.run, "%s", str(meta, "id", id));
+    snprintf(proto.method, sizeof proto.method, "%s", str(meta, "method", id));
+    snprintf(proto.model, sizeof proto.model, "%s", str(meta, "model", "?"));
+    snprintf(proto.dir, sizeof proto.dir, "%.4200s", dir);
+    proto.index = (int)num(meta, "index");
+    double seed = num(meta, "seed"), g = num(meta, "guidance");
+    proto.seeded = !isnan(seed);
+    proto.seed = proto.seeded ? (long)seed : 0;
+    proto.guided = !isnan(g);
+    proto.guidance = g;
+    char done[8800], failed[8800];
+    snprintf(done, sizeof done, "%s/%s", dir, FLASH_SWEEP_DONE);
+    snprintf(failed, sizeof failed, "%s/%s", dir, FLASH_SWEEP_FAILED);
+    if (report_exists(done)) {
+        st = read_results(R, dir, meta, &proto, err);
+        R->n_ok++;
+    } else {
+        row *r = new_row(R, err);
+        if (!r) {
+            flash_cfg_free(meta);
+            return FLASH_ERR_NOMEM;
+        }
+        *r = proto;
+        snprintf(r->variant, sizeof r->variant, "-");
+        r->status = report_exists(failed) ? 1 : 2;
+        if (r->status == 1) {
+            char *text = NULL;
+            size_t n = 0;
+            flash_error e2 = {0};
+            if (flash_read_file(failed, &text, &n, &e2) == FLASH_OK) {
+                text[strcspn(text, "\n")] = 0;
+                snprintf(r->error, sizeof r->error, "%s", text);
+            }
+            free(text);
+            R->n_failed++;
+        } else {
+            snprintf(r->error, sizeof r->error, "not finished");
+            R->n_pending++;
+        }
+    }
+    flash_cfg_free(meta);
+    return st;
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+    const row *x = a, *y = b;
+    if (x->index != y->index) return x->index < y->index ? -1 : 1;
+    int c = strcmp(x->run, y->run);
+    if (c) return c;
+    return (x->order > y->order) - (x->order < y->order);
+}
+
+static flash_status collect(report *R, const char *dir, flash_error *err)
+{
+    char runs[4300];
+    snprintf(runs, sizeof runs, "%s/runs", dir);
+    DIR *d = opendir(runs);
+    if (!d) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/results.json", dir);
+        if (!report_exists(path))
+            return flash_error_set(err, FLASH_ERR_IO, "flash report: %s has neither runs/ (a sweep) nor results.json", dir);
+        row proto;
+        memset(&proto, 0, sizeof proto);
+        for (int k = 0; k < MAXM; k++) proto.m[k] = NAN;
+        proto.nc = -1;
+        snprintf(proto.run, sizeof proto.run, ".");
+        snprintf(proto.dir, sizeof proto.dir, "%s", dir);
+        R->n_ok = 1;
+        return read_results(R, dir, NULL, &proto, err);
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    flash_status st = FLASH_OK;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (n == cap) {
+            char **g = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *g);
+            if (!g) {
+                st = flash_error_set(err, FLASH_ERR_NOMEM, "flash report: out of memory");
+                break;
+            }
+            names = g;
+        }
+        if (!(names[n] = strdup(e->d_name))) {
+            st = flash_error_set(err, FLASH_ERR_NOMEM, "flash report: out of memory");
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(names, n, sizeof *names, cmp_name);
+    for (size_t i = 0; i < n && !st; i++) {
+        char sub[4400], meta[8800];
+        snprintf(sub, sizeof sub, "%.4200s/%.150s", runs, names[i]);
+        snprintf(meta, sizeof meta, "%s/%s", sub, FLASH_SWEEP_META);
+        if (report_exists(meta)) st = collect_run(R, sub, names[i], err);
+    }
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (!st && R->n) qsort(R->rows, (size_t)R->n, sizeof *R->rows, cmp_rows);
+    return st;
+}
+
+static bool same_group(const row *a, const row *b)
+{
+    return !strcmp(a->method, b->method) && !strcmp(a->variant, b->variant) && a->guided == b->guided &&
+           (!a->guided || a->guidance == b->guidance);
+}
+
+/* mean and sample standard deviation of the finite values */
+static void stats(const double *v, int n, double *mean, double *sd)
+{
+    double s = 0, q = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) s += v[i], k++;
+    *mean = k ? s / k : NAN;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) q += (v[i] - *mean) * (v[i] - *mean);
+    *sd = k > 1 ? sqrt(q / (k - 1)) : (k ? 0 : NAN);
+}
+
+static flash_status aggregate(report *R, const char *baseline, flash_error *err)
+{
+    if (!(R->groups = calloc((size_t)R->n + 1, sizeof *R->groups)))
+        return flash_error_set(err, FLASH_ERR_NOMEM, "flash report: out of memory");
+    double *buf = malloc(((size_t)R->n + 1) * sizeof *buf), *buf2 = malloc(((size_t)R->n + 1) * sizeof *buf2);
+    if (!buf || !buf2) {
+        free(buf);
+        free(buf2);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "flash report: out of memory");
+    }
+    for (int i = 0; i < R->n; i++) {
+        const row *r = &R->rows[i];
+        if (r->status) continue;
+        int g = 0;
+        while (g < R->n_groups && !same_group(R->groups[g].first, r)) g++;
+        if (g == R->n_groups) R->groups[R->n_groups++].first = r;
+    }
+    /* a method's variants together, each method where it first appeared */
+    for (int a = 1; a < R->n_groups; a++) {
+        int pa = 0;
+        while (strcmp(R->groups[pa].first->method, R->groups[a].first->method)) pa++;
+        for (int b = a; b > 0; b--) {
+            int pb = 0;
+            while (strcmp(R->groups[pb].first->method, R->groups[b - 1].first->method)) pb++;
+            if (pb <= pa) break;
+            group t = R->groups[b];
+            R->groups[b] = R->groups[b - 1];
+            R->groups[b - 1] = t;
+        }
+    }
+    for (int g = 0; g < R->n_groups; g++) {
+        group *G = &R->groups[g];
+        for (int k = -2; k < R->n_names; k++) {
+            int n = 0;
+            for (int i = 0; i < R->n; i++) {
+                const row *r = &R->rows[i];
+                if (r->status || !same_group(G->first, r)) continue;
+                buf[n++] = k == -2 ? r->nfe : k == -1 ? 1e3 * r->seconds / r->samples : r->m[k];
+            }
+            G->n = n;
+            double sd;
+            if (k == -2)
+                stats(buf, n, &G->nfe, &sd);
+            else if (k == -1)
+                stats(buf, n, &G->ms, &G->ms_sd);
+            else
+                stats(buf, n, &G->mean[k], &G->sd[k]);
+        }
+    }
+    free(buf);
+    free(buf2);
+    R->base = -1;
+    for (int g = 0; g < R->n_groups && baseline; g++)
+        if (!strcmp(R->groups[g].first->variant, baseline)) R->base = g;
+    for (int g = 0; g < R->n_groups && baseline && R->base < 0; g++)
+        if (!strcmp(R->groups[g].first->method, baseline)) R->base = g;
+    if (baseline && R->base < 0) fprintf(stderr, "flash report: no variant or method '%s' for the baseline\n", baseline);
+    for (int g = 0; g < R->n_groups && !baseline && R->base < 0; g++)
+        if (!strcmp(R->groups[g].first->model, "teacher") && R->groups[g].first->steps == 25) R->base = g;
+    return FLASH_OK;
+}
+
+void report_fmt(char *b, size_t n, double v)
+{
+    if (isfinite(v))
+        snprintf(b, n, "%.4g", v);
+    else
+        snprintf(b, n, "-");
+}
+
+double report_rel(const report *R, const group *G, int k)
+{
+    if (R->base < 0) return NAN;
+    double b = R->groups[R->base].mean[k];
+    return b != 0 && isfinite(b) ? 100.0 * G->mean[k] / b : NAN;
+}
+
+static void csv_field(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        if (*s != '\n') fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_num(FILE *f, double v)
+{
+    if (isfinite(v)) fprintf(f, "%.9g", v);
+}
+
+const char *report_status_name(int s)
+{
+    return s == 0 ? "ok" : s == 1 ? "failed" : "unfinished";
+}
+
+/* results.csv: the measured columns first, timings last (they differ
+ * between two runs of the same sweep; everything before them does not) */
+static void write_rows_csv(const report *R, FILE *f)
+{
+    fputs("run,method,variant,model,seed,guidance,steps,nfe,status", f);
+    for (int k = 0; k < R->n_names; k++) fprintf(f, ",%s", R->names[k]);
+    fputs(",error,sample_seconds,ms_per_sample,distill_seconds\n", f);
+    for (int i = 0; i < R->n; i++) {
+        const row *r = &R->rows[i];
+        csv_field(f, r->run);
+        fputc(',', f);
+        csv_field(f, r->method);
+        fputc(',', f);
+        csv_field(f, r->variant);
+        fprintf(f, ",%s,", r->model);
+        if (r->seeded) fprintf(f, "%ld", r->seed);
+        fputc(',', f);
+        if (r->guided) fprintf(f, "%g", r->guidance);
+        fputc(',', f);
+        if (!r->status) fprintf(f, "%d", r->steps);
+        fputc(',', f);
+        csv_num(f, r->nfe);
+        fprintf(f, ",%s", report_status_name(r->status));
+        for (int k = 0; k < R->n_names; k++) {
+            fputc(',', f);
+            csv_num(f, r->m[k]);
+        }
+        fputc(',', f);
+        csv_field(f, r->error);
+        fputc(',', f);
+        csv_num(f, r->seconds);
+        fputc(',', f);
+        csv_num(f, 1e3 * r->seconds / r->samples);
+        fputc(',', f);
+        csv_num(f, r->distill_seconds);
+        fputc('\n', f);
+    }
+}
+
+static void write_table_csv(const report *R, FILE *f)
+{
+    fputs("method,variant,guidance,steps,nfe,seeds,ms_per_sample,ms_per_sample_sd", f);
+    for (int k = 0; k < R->n_names; k++) fprintf(f, ",%s_mean,%s_sd,%s_pct", R->names[k], R->names[k], R->names[k]);
+    fputc('\n', f);
+    for (int g = 0; g < R->n_groups; g++) {
+        const group *G = &R->groups[g];
+        csv_field(f, G->first->method);
+        fputc(',', f);
+        csv_field(f, G->first->variant);
+        fputc(',', f);
+        if (G->first->guided) fprintf(f, "%g", G->first->guidance);
+        fprintf(f, ",%d,", G->first->steps);
+        csv_num(f, G->nfe);
+        fprintf(f, ",%d,", G->n);
+        csv_num(f, G->ms);
+        fputc(',', f);
+        csv_num(f, G->ms_sd);
+        for (int k = 0; k < R->n_names; k++) {
+            fputc(',', f);
+            csv_num(f, G->mean[k]);
+            fputc(',', f);
+            csv_num(f, G->sd[k]);
+            fputc(',', f);
+            csv_num(f, report_rel(R, G, k));
+        }
+        fputc('\n', f);
+    }
+}
+
+static const cell_fmt md_cells = {" %s ± %s |", " %s |", " %.1f%% |", " - |"};
+const cell_fmt report_html_cells = {"<td>%s &plusmn; %s</td>", "<td>%s</td>", "<td>%.1f%%</td>", "<td>-</td>"};
+
+void report_metric_cells(const report *R, const group *G, const cell_fmt *c, FILE *f)
+{
+    char a[64], b[64];
+    for (int k = 0; k < R->n_names; k++) {
+        report_fmt(a, sizeof a, G->mean[k]);
+        report_fmt(b, sizeof b, G->sd[k]);
+        if (G->n > 1)
+            fprintf(f, c->mean_sd, a, b);
+        else
+            fprintf(f, c->mean, a);
+        if (R->base >= 0) {
+            double p = report_rel(R, G, k);
+            if (isfinite(p))
+                fprintf(f, c->pct, p);
+            else
+                fputs(c->no_pct, f);
+        }
+    }
+}
+
+static void write_table_md(const report *R, FILE *f)
+{
+    fputs("| method | variant | steps | NFE | seeds | ms/sample |", f);
+    for (int k = 0; k < R->n_names; k++) {
+        fprintf(f, " %s |", R->names[k]);
+        if (R->base >= 0) fprintf(f, " %s %% |", R->names[k]);
+    }
+    fputs("\n|---|---|---:|---:|---:|---:|", f);
+    for (int k = 0; k < R->n_names; k++) fputs(R->base >= 0 ? "---:|---:|" : "---:|", f);
+    fputc('\n', f);
+    char a[64];
+    for (int g = 0; g < R->n_groups; g++) {
+        const group *G = &R->groups[g];
+        report_fmt(a, sizeof a, G->nfe);
+        fprintf(f, "| %s | %s", G->first->method, G->first->variant);
+        if (G->first->guided) fprintf(f, " (w %g)", G->first->guidance);
+        fprintf(f, " | %d | %s | %d |", G->first->steps, a, G->n);
+        report_fmt(a, sizeof a, G->ms);
+        fprintf(f, " %s |", a);
+        report_metric_cells(R, G, &md_cells, f);
+        fputc('\n', f);
+    }
+    if (R->base >= 0)
+        fprintf(f, "\n%% columns: 100%% = %s (%d steps).\n", R->groups[R->base].first->variant,
+                R->groups[R->base].first->steps);
+    for (int i = 0; i < R->n; i++)
+        if (R->rows[i].status)
+            fprintf(f, "\n- %s: %s: %s", R->rows[i].run, report_status_name(R->rows[i].status), R->rows[i].error);
+    fputc('\n', f);
+}
+
+static void write_json(const report *R, FILE *f)
+{
+    fputs("{\n  \"metrics\": [", f);
+    for (int k = 0; k < R->n_names; k++) {
+        if (k) fputs(", ", f);
+        flash_json_str(f, R->names[k]);
+    }
+    fputs("],\n  \"baseline\": ", f);
+    if (R->base >= 0)
+        flash_json_str(f, R->groups[R->base].first->variant);
+    else
+        fputs("null", f);
+    fprintf(f, ",\n  \"runs\": {\"ok\": %d, \"failed\": %d, \"unfinished\": %d},\n  \"rows\": [", R->n_ok, R->n_failed,
+            R->n_pending);
+    for (int i = 0; i < R->n; i++) {
+        const row *r = &R->rows[i];
+        fputs(i ? ",\n    {\"run\": " : "\n    {\"run\": ", f);
+        flash_json_str(f, r->run);
+        flash_json_field_str(f, "method", r->method);
+        flash_json_field_str(f, "variant", r->variant);
+        flash_json_field_str(f, "model", r->model);
+        fputs(", \"seed\": ", f);
+        if (r->seeded)
+            fprintf(f, "%ld", r->seed);
+        else
+            fputs("null", f);
+        flash_json_field_num(f, "guidance", r->guided ? r->guidance : NAN);
+        fprintf(f, ", \"status\": \"%s\", \"steps\": %d", report_status_name(r->status), r->steps);
+        flash_json_field_num(f, "nfe", r->nfe);
+        flash_json_field_num(f, "sample_seconds", r->seconds);
+        flash_json_field_num(f, "ms_per_sample", 1e3 * r->seconds / r->samples);
+        flash_json_field_num(f, "distill_seconds", r->distill_seconds);
+        fputs(", \"metrics\": {", f);
+        int first = 1;
+        for (int k = 0; k < R->n_names; k++) {
+            if (!isfinite(r->m[k])) continue;
+            if (!first) fputs(", ", f);
+            flash_json_str(f, R->names[k]);
+            fputs(": ", f);
+            flash_json_num(f, r->m[k]);
+            first = 0;
+        }
+        fputs("}", f);
+        if (r->status) {
+            flash_json_field_str(f, "error", r->error);
+        }
+        fputc('}', f);
+    }
+    fputs("\n  ],\n  \"table\": [", f);
+    for (int g = 0; g < R->n_groups; g++) {
+        const group *G = &R->groups[g];
+        fputs(g ? ",\n    {\"method\": " : "\n    {\"method\": ", f);
+        flash_json_str(f, G->first->method);
+        flash_json_field_str(f, "variant", G->first->variant);
+        flash_json_field_num(f, "guidance", G->first->guided ? G->first->guidance : NAN);
+        fprintf(f, ", \"steps\": %d", G->first->steps);
+        flash_json_field_num(f, "nfe", G->nfe);
+        fprintf(f, ", \"seeds\": %d", G->n);
+        flash_json_field_num(f, "ms_per_sample", G->ms);
+        fputs(", \"metrics\": {", f);
+        for (int k = 0; k < R->n_names; k++) {
+            if (k) fputs(", ", f);
+            flash_json_str(f, R->names[k]);
+            fputs(": {\"mean\": ", f);
+            flash_json_num(f, G->mean[k]);
+            flash_json_field_num(f, "sd", G->sd[k]);
+            flash_json_field_num(f, "pct", report_rel(R, G, k));
+            fputc('}', f);
+        }
+        fputs("}}", f);
+    }
+    fputs("\n  ]\n}\n", f);
+}
+
+
+typedef void (*writer)(const report *R, FILE *f);
+
+static flash_status write_one(const report *R, const char *out, const char *name, writer w, flash_error *err)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", out, name);
+    flash_atomic_file af;
+    flash_status st = flash_atomic_open(&af, path, err);
+    if (st) return st;
+    w(R, af.f);
+    return flash_atomic_finish(&af, err);
+}
+
+static const char *g_dir; /* the report's title, for report_write_html through the writer type */
+
+static void html_writer(const report *R, FILE *f)
+{
+    report_write_html(R, g_dir, f);
+}
+
+flash_status flash_report_write(const char *dir, const char *baseline, const char *out, FILE *table, flash_error *err)
+{
+    report R;
+    memset(&R, 0, sizeof R);
+    if (!out) out = dir;
+    flash_status st = collect(&R, dir, err);
+    if (!st) st = aggregate(&R, baseline, err);
+    if (!st) st = flash_mkdirs(out, err);
+    g_dir = dir;
+    if (!st) st = write_one(&R, out, "results.csv", write_rows_csv, err);
+    if (!st) st = write_one(&R, out, "results.json", write_json, err);
+    if (!st) st = write_one(&R, out, "table.csv", write_table_csv, err);
+    if (!st) st = write_one(&R, out, "table.md", write_table_md, err);
+    if (!st) st = write_one(&R, out, "report.html", html_writer, err);
+    if (!st && table) {
+        write_table_md(&R, table);
+        fflush(table);
+        fprintf(stderr, "flash report: wrote %s/results.csv, results.json, table.md, table.csv, report.html\n", out);
+    }
+    free(R.rows);
+    free(R.groups);
+    return st;
+}
+

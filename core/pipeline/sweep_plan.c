@@ -1,0 +1,502 @@
+/* Sweep planning: the sweep file read and checked, expanded into runs (the
+ * grid of its axes or its explicit `runs:`), and each run's resolved
+ * config (see sweep_internal.h). */
+#include "pipeline/sweep_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const sweep_keys[] = {"base", "set", "out", "jobs", "seeds", "steps", "timesteps", "guidance",
+                                         "guidance_key", "baseline", "variants", "runs", NULL};
+static const char *const variant_keys[] = {"name", "config", "model", "set", "per_step", "share_steps", "seeded",
+                                           "steps", "resample", NULL};
+static const char *const resample_keys[] = {"name", "set", NULL};
+static const char *const run_keys[] = {"variant", "steps", "seed", "guidance", NULL};
+
+void sweep_say(const sweep *S, const char *fmt, ...)
+{
+    if (!S->log) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("flash sweep: ", S->log);
+    vfprintf(S->log, fmt, ap);
+    va_end(ap);
+}
+
+/* path relative to the directory of file (absolute paths unchanged) */
+static char *relative_to(const char *file, const char *path)
+{
+    if (path[0] == '/') return strdup(path);
+    const char *slash = strrchr(file, '/');
+    size_t d = slash ? (size_t)(slash - file) + 1 : 0;
+    char *s = malloc(d + strlen(path) + 1);
+    if (!s) return NULL;
+    memcpy(s, file, d);
+    strcpy(s + d, path);
+    return s;
+}
+
+static bool plain_name(const char *s)
+{
+    if (!s || !s[0] || strlen(s) > 48) return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '-'))
+            return false;
+    return true;
+}
+
+static flash_status check_strings(const flash_cfg *seq, const char *what, flash_error *err)
+{
+    if (!seq) return FLASH_OK;
+    if (flash_cfg_kind(seq) != FLASH_CFG_SEQ) return flash_cfg_error(seq, err, "%s: expected a list of strings", what);
+    for (size_t i = 0; i < flash_cfg_len(seq); i++)
+        if (!flash_cfg_scalar(flash_cfg_at(seq, i)))
+            return flash_cfg_error(flash_cfg_at(seq, i), err, "%s: expected a \"key=value\" string", what);
+    return FLASH_OK;
+}
+
+static flash_status read_longs(const flash_cfg *map, const char *key, long *out, int *n, flash_error *err)
+{
+    size_t k = 0;
+    flash_status st = flash_cfg_ints(map, key, out, MAX_LIST, &k, err);
+    *n = (int)k;
+    return st;
+}
+
+static flash_status parse_sweep(sweep *S, flash_error *err)
+{
+    flash_status st;
+    const flash_cfg *r = S->root;
+    const char *base = NULL;
+    if ((st = flash_cfg_check_keys(r, "sweep", sweep_keys, err)) || (st = flash_cfg_str(r, "base", NULL, &base, err)) ||
+        (st = flash_cfg_str(r, "guidance_key", "target.guidance_scale", &S->guidance_key, err)) ||
+        (st = flash_cfg_str(r, "baseline", NULL, &S->baseline, err)))
+        return st;
+    if (base && !(S->base = relative_to(S->path, base))) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    S->set = flash_cfg_get(r, "set");
+    if ((st = check_strings(S->set, "set", err))) return st;
+    if (flash_cfg_get(r, "seeds")) {
+        if ((st = read_longs(r, "seeds", S->seeds, &S->n_seeds, err))) return st;
+    }
+    if (flash_cfg_get(r, "steps") && (st = read_longs(r, "steps", S->steps, &S->n_steps, err))) return st;
+    if (flash_cfg_get(r, "guidance")) {
+        size_t k = 0;
+        if ((st = flash_cfg_doubles(r, "guidance", S->guidance, MAX_LIST, &k, err))) return st;
+        S->n_guidance = (int)k;
+    }
+    const flash_cfg *vs = flash_cfg_get(r, "variants");
+    if (!vs || flash_cfg_kind(vs) != FLASH_CFG_SEQ || flash_cfg_len(vs) < 1)
+        return flash_cfg_error(vs ? vs : r, err, "variants: expected a list of variants");
+    if (flash_cfg_len(vs) > MAX_VARIANTS) return flash_cfg_error(vs, err, "at most %d variants", MAX_VARIANTS);
+    for (size_t i = 0; i < flash_cfg_len(vs); i++) {
+        const flash_cfg *n = flash_cfg_at(vs, i);
+        sw_variant *v = &S->v[S->n_v];
+        const char *config = NULL;
+        v->node = n;
+        v->n_steps = -1;
+        if ((st = flash_cfg_check_keys(n, "variant", variant_keys, err)) ||
+            (st = flash_cfg_str(n, "name", NULL, &v->name, err)) ||
+            (st = flash_cfg_str(n, "config", NULL, &config, err)) ||
+            (st = flash_cfg_str(n, "model", "student", &v->model, err)) ||
+            (st = flash_cfg_bool(n, "share_steps", false, &v->share_steps, err)))
+            return st;
+        if (!plain_name(v->name))
+            return flash_cfg_error(n, err, "a variant needs a `name:` of letters, digits, '_' or '-' (48 at most)");
+        for (int j = 0; j < S->n_v; j++)
+            if (strcmp(S->v[j].name, v->name) == 0)
+                return flash_cfg_error(flash_cfg_get(n, "name"), err, "variant '%s' appears twice", v->name);
+        if (strcmp(v->model, "teacher") && strcmp(v->model, "student"))
+            return flash_cfg_error(flash_cfg_get(n, "model"), err, "model: 'teacher' or 'student', got '%s'", v->model);
+        v->is_teacher = strcmp(v->model, "teacher") == 0;
+        /* a teacher variant trains nothing: seeds would repeat it */
+        if ((st = flash_cfg_bool(n, "seeded", !v->is_teacher, &v->seeded, err))) return st;
+        v->set = flash_cfg_get(n, "set");
+        v->per_step = flash_cfg_get(n, "per_step");
+        v->resample = flash_cfg_get(n, "resample");
+        if ((st = check_strings(v->set, "set", err)) || (st = check_strings(v->per_step, "per_step", err))) return st;
+        if (flash_cfg_get(n, "steps") && (st = read_longs(n, "steps", v->steps, &v->n_steps, err))) return st;
+        if (v->resample) {
+            if (flash_cfg_kind(v->resample) != FLASH_CFG_SEQ)
+                return flash_cfg_error(v->resample, err, "resample: expected a list of {name, set}");
+            if (v->is_teacher) return flash_cfg_error(v->resample, err, "resample: a teacher variant has no student");
+            for (size_t k = 0; k < flash_cfg_len(v->resample); k++) {
+                const flash_cfg *rs = flash_cfg_at(v->resample, k);
+                const char *rn = NULL;
+                if ((st = flash_cfg_check_keys(rs, "resample", resample_keys, err)) ||
+                    (st = flash_cfg_str(rs, "name", NULL, &rn, err)) ||
+                    (st = check_strings(flash_cfg_get(rs, "set"), "set", err)))
+                    return st;
+                if (!plain_name(rn)) return flash_cfg_error(rs, err, "resample: a `name:` of letters, digits, '_', '-'");
+            }
+            if (!v->per_step) return flash_cfg_error(v->resample, err, "resample needs per_step (the variants it names)");
+        }
+        if (config && !(v->config = relative_to(S->path, config)))
+            return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+        if (!config && !S->base) return flash_cfg_error(n, err, "variant '%s' has no `config:` and the sweep no `base:`", v->name);
+        if (v->per_step && (v->n_steps >= 0 ? v->n_steps : S->n_steps) < 1)
+            return flash_cfg_error(n, err, "variant '%s' has per_step but no step counts (`steps:`)", v->name);
+        S->n_v++;
+    }
+    return FLASH_OK;
+}
+
+static int find_variant(const sweep *S, const char *name)
+{
+    for (int i = 0; i < S->n_v; i++)
+        if (strcmp(S->v[i].name, name) == 0) return i;
+    return -1;
+}
+
+static flash_status add_run(sweep *S, int vi, const long *steps, int n_steps, bool seeded, long seed, bool guided,
+                            double g, flash_error *err)
+{
+    if (S->n_runs == MAX_RUNS) return flash_error_set(err, FLASH_ERR_CONFIG, "%s: more than %d runs", S->path, MAX_RUNS);
+    sw_run *r = &S->runs[S->n_runs];
+    memset(r, 0, sizeof *r);
+    r->variant = vi;
+    if (n_steps) memcpy(r->steps, steps, (size_t)n_steps * sizeof *steps);
+    r->n_steps = n_steps;
+    r->seeded = seeded;
+    r->seed = seed;
+    r->guided = guided;
+    r->guidance = g;
+    int k = snprintf(r->id, sizeof r->id, "%s", S->v[vi].name);
+    if (n_steps == 1 && !S->v[vi].share_steps) k += snprintf(r->id + k, sizeof r->id - (size_t)k, "_s%ld", steps[0]);
+    if (seeded) k += snprintf(r->id + k, sizeof r->id - (size_t)k, "_seed%ld", seed);
+    if (guided) {
+        char gs[32];
+        snprintf(gs, sizeof gs, "%g", g);
+        for (char *c = gs; *c; c++)
+            if (*c == '.') *c = 'p';
+        snprintf(r->id + k, sizeof r->id - (size_t)k, "_g%s", gs);
+    }
+    for (int i = 0; i < S->n_runs; i++)
+        if (strcmp(S->runs[i].id, r->id) == 0) return flash_error_set(err, FLASH_ERR_CONFIG, "%s: run '%s' appears twice", S->path, r->id);
+    S->n_runs++;
+    return FLASH_OK;
+}
+
+static flash_status plan(sweep *S, flash_error *err)
+{
+    flash_status st;
+    if (!(S->runs = calloc(MAX_RUNS, sizeof *S->runs))) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    const flash_cfg *runs = flash_cfg_get(S->root, "runs");
+    if (runs) {
+        if (flash_cfg_kind(runs) != FLASH_CFG_SEQ) return flash_cfg_error(runs, err, "runs: expected a list of runs");
+        for (size_t i = 0; i < flash_cfg_len(runs); i++) {
+            const flash_cfg *n = flash_cfg_at(runs, i);
+            const char *vn = NULL;
+            long steps, seed;
+            double g;
+            if ((st = flash_cfg_check_keys(n, "run", run_keys, err)) || (st = flash_cfg_str(n, "variant", NULL, &vn, err)) ||
+                (st = flash_cfg_int(n, "steps", -1, &steps, err)) || (st = flash_cfg_int(n, "seed", 0, &seed, err)) ||
+                (st = flash_cfg_double(n, "guidance", NAN, &g, err)))
+                return st;
+            int vi = vn ? find_variant(S, vn) : -1;
+            if (vi < 0) return flash_cfg_error(n, err, "runs: `variant: %s` names no variant", vn ? vn : "(missing)");
+            const sw_variant *v = &S->v[vi];
+            if (v->per_step && steps < 1) return flash_cfg_error(n, err, "runs: variant '%s' needs `steps:`", vn);
+            if (!v->per_step && steps >= 1) return flash_cfg_error(n, err, "runs: variant '%s' has no per_step", vn);
+            if ((st = add_run(S, vi, &steps, v->per_step ? 1 : 0, v->seeded && flash_cfg_get(n, "seed"), seed,
+                              !isnan(g), g, err)))
+                return st;
+        }
+        return FLASH_OK;
+    }
+    for (int vi = 0; vi < S->n_v; vi++) {
+        const sw_variant *v = &S->v[vi];
+        const long *steps = v->n_steps >= 0 ? v->steps : S->steps;
+        int n_steps = v->n_steps >= 0 ? v->n_steps : S->n_steps;
+        int n_groups = !v->per_step ? 1 : v->share_steps ? 1 : n_steps;
+        int n_seeds = v->seeded && S->n_seeds ? S->n_seeds : 1;
+        int n_g = S->n_guidance ? S->n_guidance : 1;
+        for (int gi = 0; gi < n_groups; gi++)
+            for (int si = 0; si < n_seeds; si++)
+                for (int k = 0; k < n_g; k++) {
+                    const long *st0 = v->per_step ? (v->share_steps ? steps : steps + gi) : NULL;
+                    int ns = !v->per_step ? 0 : v->share_steps ? n_steps : 1;
+                    if ((st = add_run(S, vi, st0, ns, v->seeded && S->n_seeds > 0, S->n_seeds ? S->seeds[si] : 0,
+                                      S->n_guidance > 0, S->n_guidance ? S->guidance[k] : 0, err)))
+                        return st;
+                }
+    }
+    return FLASH_OK;
+}
+
+/* s with {steps} and {timesteps} replaced, into a malloc'd string */
+static flash_status substitute(const sweep *S, const flash_cfg *where, const char *s, long steps, char **out,
+                               flash_error *err)
+{
+    char ts[512] = "";
+    if (strstr(s, "{timesteps}")) {
+        const flash_cfg *map = flash_cfg_get(S->root, "timesteps");
+        char key[32];
+        snprintf(key, sizeof key, "%ld", steps);
+        const flash_cfg *list = map ? flash_cfg_get(map, key) : NULL;
+        if (!list || flash_cfg_kind(list) != FLASH_CFG_SEQ)
+            return flash_cfg_error(where, err, "{timesteps}: the sweep's `timesteps:` has no list for %ld steps", steps);
+        size_t k = 0;
+        k += (size_t)snprintf(ts + k, sizeof ts - k, "[");
+        for (size_t i = 0; i < flash_cfg_len(list) && k < sizeof ts - 16; i++) {
+            const char *t = flash_cfg_scalar(flash_cfg_at(list, i));
+            if (!t) return flash_cfg_error(list, err, "timesteps: expected numbers");
+            k += (size_t)snprintf(ts + k, sizeof ts - k, "%s%s", i ? ", " : "", t);
+        }
+        snprintf(ts + k, sizeof ts - k, "]");
+    }
+    char sn[32];
+    snprintf(sn, sizeof sn, "%ld", steps);
+    size_t cap = strlen(s) * 2 + strlen(ts) * 4 + 64;
+    char *o = malloc(cap);
+    if (!o) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    size_t k = 0;
+    while (*s) {
+        const char *rep = NULL;
+        size_t skip = 0;
+        if (strncmp(s, "{steps}", 7) == 0) rep = sn, skip = 7;
+        else if (strncmp(s, "{timesteps}", 11) == 0) rep = ts, skip = 11;
+        size_t add = rep ? strlen(rep) : 1;
+        if (k + add + 1 > cap) {
+            char *g = realloc(o, cap = 2 * cap + add);
+            if (!g) {
+                free(o);
+                return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+            }
+            o = g;
+        }
+        if (rep) {
+            memcpy(o + k, rep, add);
+            s += skip;
+        } else {
+            o[k] = *s++;
+        }
+        k += add;
+    }
+    o[k] = 0;
+    *out = o;
+    return FLASH_OK;
+}
+
+static flash_status apply_list(flash_cfg *cfg, const flash_cfg *seq, flash_error *err)
+{
+    for (size_t i = 0; seq && i < flash_cfg_len(seq); i++) {
+        flash_status st = flash_cfg_set(cfg, flash_cfg_scalar(flash_cfg_at(seq, i)), err);
+        if (st) {
+            char where[256];
+            flash_error_prefix(err, "%s", flash_cfg_where(flash_cfg_at(seq, i), where, sizeof where));
+            return st;
+        }
+    }
+    return FLASH_OK;
+}
+
+/* a YAML double-quoted scalar */
+static void yq(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+
+/* Writes the per_step strings for `steps` (plus extra) as a YAML flow list. */
+static flash_status flow_sets(const sweep *S, const sw_variant *v, long steps, const flash_cfg *extra, FILE *f,
+                              flash_error *err)
+{
+    fputc('[', f);
+    int first = 1;
+    for (size_t i = 0; i < flash_cfg_len(v->per_step); i++) {
+        char *s = NULL;
+        flash_status st = substitute(S, flash_cfg_at(v->per_step, i), flash_cfg_scalar(flash_cfg_at(v->per_step, i)),
+                                     steps, &s, err);
+        if (st) return st;
+        if (!first) fputs(", ", f);
+        yq(f, s);
+        free(s);
+        first = 0;
+    }
+    for (size_t i = 0; extra && i < flash_cfg_len(extra); i++) {
+        if (!first) fputs(", ", f);
+        yq(f, flash_cfg_scalar(flash_cfg_at(extra, i)));
+        first = 0;
+    }
+    fputc(']', f);
+    return FLASH_OK;
+}
+
+/* The run's resolved config and its entries' methods. */
+flash_status sweep_resolve(const sweep *S, const sw_run *r, flash_cfg **out, entry_meta *em, int *n_em,
+                           flash_error *err)
+{
+    const sw_variant *v = &S->v[r->variant];
+    flash_cfg *cfg = NULL;
+    flash_status st = flash_cfg_load(v->config ? v->config : S->base, &cfg, err);
+    if (st) return st;
+    char buf[256];
+    if ((st = apply_list(cfg, S->set, err)) || (st = apply_list(cfg, v->set, err))) goto fail;
+    if (r->seeded) {
+        snprintf(buf, sizeof buf, "seed=%ld", r->seed);
+        if ((st = flash_cfg_set(cfg, buf, err))) goto fail;
+    }
+    if (r->guided) {
+        snprintf(buf, sizeof buf, "%s=%.17g", S->guidance_key, r->guidance);
+        if ((st = flash_cfg_set(cfg, buf, err))) goto fail;
+    }
+    long threads;
+    if ((st = flash_cfg_int(cfg, "threads", 2, &threads, err))) goto fail;
+    if (threads > S->threads_per_job) threads = S->threads_per_job;
+    snprintf(buf, sizeof buf, "threads=%ld", threads < 1 ? 1 : threads);
+    if ((st = flash_cfg_set(cfg, buf, err))) goto fail;
+    *n_em = 0;
+    if (r->n_steps > 0) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (!f) {
+            st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        fputs("run.variants=[", f);
+        char first[128];
+        snprintf(first, sizeof first, "%s_%ld", v->name, r->steps[0]);
+        for (int i = 0; i < r->n_steps && !st; i++) {
+            const int main_entry = *n_em;
+            entry_meta *e = &em[(*n_em)++];
+            snprintf(e->name, sizeof e->name, "%s_%ld", v->name, r->steps[i]);
+            snprintf(e->method, sizeof e->method, "%s", v->name);
+            fprintf(f, "%s{name: %s, model: %s", i ? ", " : "", e->name, v->model);
+            if (i > 0 && !v->is_teacher) fprintf(f, ", from: %s", first);
+            fputs(", set: ", f);
+            st = flow_sets(S, v, r->steps[i], NULL, f, err);
+            fputc('}', f);
+            for (size_t k = 0; v->resample && k < flash_cfg_len(v->resample) && !st; k++) {
+                const flash_cfg *rs = flash_cfg_at(v->resample, k);
+                const char *rn = flash_cfg_scalar(flash_cfg_get(rs, "name"));
+                e = &em[(*n_em)++];
+                snprintf(e->method, sizeof e->method, "%s_%s", v->name, rn);
+                snprintf(e->name, sizeof e->name, "%s_%s_%ld", v->name, rn, r->steps[i]);
+                fprintf(f, ", {name: %s, from: %s, set: ", e->name, i > 0 ? first : em[main_entry].name);
+                st = flow_sets(S, v, r->steps[i], flash_cfg_get(rs, "set"), f, err);
+                fputc('}', f);
+            }
+        }
+        fputc(']', f);
+        fclose(f);
+        if (!text) {
+            st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        if (!st) {
+            st = flash_cfg_set(cfg, text, err);
+            if (st) flash_error_prefix(err, "run '%s'", r->id);
+        }
+        free(text);
+        if (st) goto fail;
+    }
+    /* the entries (ours or the config's own) and their noise-correction flags */
+    const flash_cfg *vars = flash_cfg_path(cfg, "run.variants");
+    if (!vars || flash_cfg_kind(vars) != FLASH_CFG_SEQ) {
+        st = flash_error_set(err, FLASH_ERR_CONFIG, "run '%s': the config has no run.variants (give the variant per_step)",
+                             r->id);
+        goto fail;
+    }
+    if (r->n_steps == 0) *n_em = 0;
+    for (size_t i = 0; i < flash_cfg_len(vars) && i < MAX_ENTRIES; i++) {
+        const flash_cfg *e = flash_cfg_at(vars, i);
+        const char *name = flash_cfg_scalar(flash_cfg_get(e, "name"));
+        if (!name) continue;
+        entry_meta *m = NULL;
+        for (int k = 0; k < *n_em; k++)
+            if (strcmp(em[k].name, name) == 0) m = &em[k];
+        if (!m) {
+            if (*n_em == MAX_ENTRIES) break;
+            m = &em[(*n_em)++];
+            snprintf(m->name, sizeof m->name, "%s", name);
+            snprintf(m->method, sizeof m->method, "%s", v->name);
+        }
+        flash_cfg *c = flash_cfg_clone(cfg);
+        flash_error e2 = {0};
+        m->nc = -1;
+        if (c && apply_list(c, flash_cfg_get(e, "set"), &e2) == FLASH_OK) {
+            const char *nc = flash_cfg_scalar(flash_cfg_path(c, "sampler.noise_correction"));
+            if (nc) m->nc = strcmp(nc, "true") == 0;
+        }
+        flash_cfg_free(c);
+    }
+    *out = cfg;
+    return FLASH_OK;
+fail:
+    flash_cfg_free(cfg);
+    return st;
+}
+
+
+flash_status flash_sweep_plan(const flash_sweep_opts *o, flash_sweep **out, flash_error *err)
+{
+    *out = NULL;
+    if (!o || o->size < sizeof *o || !o->path || !o->flash_exe || o->jobs < 1)
+        return flash_error_set(err, FLASH_ERR_USAGE, "flash_sweep_plan: incomplete options");
+    sweep *S = calloc(1, sizeof *S);
+    if (!S) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    S->path = o->path;
+    S->out = o->out_dir;
+    S->jobs = o->jobs;
+    S->resume = o->resume;
+    S->log = o->log;
+    S->only = -1;
+    snprintf(S->self, sizeof S->self, "%s", o->flash_exe);
+    flash_status st = flash_cfg_load(S->path, &S->root, err);
+    if (!st) st = parse_sweep(S, err);
+    if (!st && !S->out) {
+        const char *dir = NULL;
+        if (!(st = flash_cfg_str(S->root, "out", NULL, &dir, err))) {
+            if (!dir) {
+                const char *b = strrchr(S->path, '/');
+                b = b ? b + 1 : S->path;
+                snprintf(S->outbuf, sizeof S->outbuf, "runs/sweep-%.*s", (int)strcspn(b, "."), b);
+                dir = S->outbuf;
+            }
+            S->out = dir;
+        }
+    }
+    if (!st) st = plan(S, err);
+    if (st) {
+        flash_sweep_free(S);
+        return st;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    S->threads_per_job = (int)(ncpu > S->jobs ? ncpu / S->jobs : 1);
+    if (o->only) {
+        for (int i = 0; i < S->n_runs; i++)
+            if (strcmp(S->runs[i].id, o->only) == 0) S->only = i;
+        if (S->only < 0) {
+            flash_sweep_free(S);
+            return flash_error_set(err, FLASH_ERR_USAGE, "--run: no run named '%s' (see --dry-run)", o->only);
+        }
+    }
+    *out = S;
+    return FLASH_OK;
+}
+
+const char *flash_sweep_out_dir(const flash_sweep *s)
+{
+    return s->out;
+}
+
+void flash_sweep_free(flash_sweep *S)
+{
+    if (!S) return;
+    for (int i = 0; i < S->n_v; i++) free(S->v[i].config);
+    free(S->base);
+    free(S->runs);
+    flash_cfg_free(S->root);
+    free(S);
+}

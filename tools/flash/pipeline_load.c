@@ -1,0 +1,78 @@
+/* Loading a pipeline for a command and reading its inputs (see cli.h). */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The overrides, then the plugins the config names. */
+static flash_status finish_load(flash_cli_pipeline *p, const flash_options_sets *sets, flash_error *err)
+{
+    flash_status st = FLASH_OK;
+    for (int i = 0; sets && i < sets->n && !st; i++) st = flash_cfg_set(p->root, sets->v[i], err);
+    if (!st && !(p->registry = flash_registry_create())) st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    if (!st) st = flash_registry_load_default(p->registry, p->root, err);
+    if (st) {
+        const char *path = p->config_path;
+        flash_cli_pipeline_free(p);
+        p->config_path = path;
+    }
+    return st;
+}
+
+flash_status flash_cli_pipeline_load(flash_cli_pipeline *p, const char *path, const flash_options_sets *sets,
+                                     flash_error *err)
+{
+    memset(p, 0, sizeof *p);
+    p->config_path = path;
+    flash_status st = flash_cfg_load(path, &p->root, err);
+    return st ? st : finish_load(p, sets, err);
+}
+
+flash_status flash_cli_pipeline_parse(flash_cli_pipeline *p, const char *text, const char *name,
+                                      const flash_options_sets *sets, flash_error *err)
+{
+    memset(p, 0, sizeof *p);
+    p->config_path = name;
+    flash_status st = flash_cfg_parse_string(text, name, &p->root, err);
+    return st ? st : finish_load(p, sets, err);
+}
+
+void flash_cli_pipeline_free(flash_cli_pipeline *p)
+{
+    if (!p) return;
+    flash_registry_destroy(p->registry);
+    flash_cfg_free(p->root);
+    p->registry = NULL;
+    p->root = NULL;
+}
+
+flash_status flash_cli_read_labels(const char *path, long n, bool exact, long max_label, const char *why, int **out,
+                                   flash_error *err)
+{
+    flash_array a;
+    flash_status st = flash_npy_read(path, &a, err);
+    if (st) return st;
+    if ((a.dtype != FLASH_I64 && a.dtype != FLASH_I32) || a.ndim != 1 || (exact ? a.shape[0] != n : a.shape[0] < n)) {
+        flash_array_free(&a);
+        if (exact) return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected integer labels of shape (%ld)", path, n);
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected integer labels of shape (N) with N >= %ld", path, n);
+    }
+    int *y = malloc((size_t)n * sizeof *y);
+    if (!y) {
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory for %ld labels", n);
+    }
+    for (long i = 0; i < n; i++) {
+        long long v = a.dtype == FLASH_I64 ? ((const int64_t *)a.data)[i] : ((const int32_t *)a.data)[i];
+        if (v < 0 || v > max_label) {
+            free(y);
+            flash_array_free(&a);
+            return flash_error_set(err, FLASH_ERR_USAGE, "%s: label %lld of sample %ld %s", path, v, i, why);
+        }
+        y[i] = (int)v;
+    }
+    flash_array_free(&a);
+    *out = y;
+    return FLASH_OK;
+}
