@@ -1,5 +1,6 @@
 /* flash: the command-line front end. Dispatches to one cmd_<name>.c per
- * subcommand; each parses its own options and answers --help. */
+ * subcommand; each declares its options in a table that options.c parses
+ * and turns into its --help. */
 #include "cli.h"
 
 #include <stdio.h>
