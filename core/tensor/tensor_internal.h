@@ -94,10 +94,7 @@ struct flash_ctx {
  * records the sticky error and returns NULL. bytes == 0 returns a valid
  * pointer. Valid until flash_ctx_reset. */
 void *flash_arena_alloc(flash_ctx *c, size_t bytes);
-/* Host memory valid until flash_ctx_reset (the arena itself on the CPU):
- * for tensor headers, tape entries and anything the CPU reads or writes.
- * On failure records the sticky error and returns NULL. */
-void *flash_host_alloc(flash_ctx *c, size_t bytes);
+/* flash_host_alloc: include/flash/tensor.h */
 /* Zeroed arena floats. */
 float *flash_arena_zeros(flash_ctx *c, size_t n);
 

@@ -452,9 +452,3 @@ flash_tensor *flash_lincomb(flash_ctx *c, double a, flash_tensor *x, double b, f
     if (a == 0.0) return flash_scale(c, y, (float)b);
     return flash_add(c, flash_scale(c, x, (float)a), flash_scale(c, y, (float)b));
 }
-
-void flash_lcm_boundary(double t, double *c_skip, double *c_out) {
-    const double sigma_data = 0.5, scaled = t * 10.0;
-    *c_skip = sigma_data * sigma_data / (scaled * scaled + sigma_data * sigma_data);
-    *c_out = scaled / sqrt(scaled * scaled + sigma_data * sigma_data);
-}

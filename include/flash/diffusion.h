@@ -194,11 +194,6 @@ FLASH_EXPORT flash_status flash_plan_denoise(const flash_plan *p, flash_ctx *c, 
 /* x' = a x + b y with the same scalars for every sample (sampler updates). */
 FLASH_EXPORT flash_tensor *flash_lincomb(flash_ctx *c, double a, flash_tensor *x, double b, flash_tensor *y);
 
-/* LCM's consistency boundary condition (Luo et al. 2023, as diffusers'
- * LCMScheduler: sigma_data 0.5, timestep_scaling 10):
- * f(x, t) = c_skip(t) x + c_out(t) x0-hat. */
-FLASH_EXPORT void flash_lcm_boundary(double t, double *c_skip, double *c_out);
-
 #ifdef __cplusplus
 }
 #endif

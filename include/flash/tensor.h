@@ -95,6 +95,11 @@ FLASH_EXPORT bool flash_ctx_rewind(flash_ctx *c, const flash_arena_mark *m, flas
 FLASH_EXPORT const char *flash_ctx_error(const flash_ctx *c);
 /* Records a sticky error (the first one wins). Plugins use it too. */
 FLASH_EXPORT void flash_ctx_fail(flash_ctx *c, const char *fmt, ...) FLASH_PRINTF(2, 3);
+/* Host memory valid until flash_ctx_reset (the arena itself on the CPU):
+ * for what the CPU reads or writes beside a step's tensors (labels, a
+ * condition's per-sample timesteps), on every device. On failure records
+ * the sticky error and returns NULL. */
+FLASH_EXPORT void *flash_host_alloc(flash_ctx *c, size_t bytes);
 /* Copies the sticky error into err and returns FLASH_ERR_RUNTIME, or FLASH_OK. */
 FLASH_EXPORT flash_status flash_ctx_status(const flash_ctx *c, flash_error *err);
 /* Bytes currently reserved by the arena (for tests of the no-malloc rule). */
@@ -108,6 +113,11 @@ FLASH_EXPORT bool flash_grad_enabled(const flash_ctx *c);
 
 /* Reverse pass from a scalar (numel == 1) loss: d loss / d loss = 1. */
 FLASH_EXPORT flash_status flash_backward(flash_ctx *c, flash_tensor *loss, flash_error *err);
+/* Reverse pass from any output, seeded with d(something)/d(out) = seed
+ * (out->numel host floats): a vector-Jacobian product, for gradients of a
+ * weighted sum of a non-scalar output without building the sum on the tape
+ * (gradient checks, per-sample weights). */
+FLASH_EXPORT flash_status flash_backward_from(flash_ctx *c, flash_tensor *out, const float *seed, flash_error *err);
 
 /* ---- making tensors --------------------------------------------------- */
 

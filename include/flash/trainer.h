@@ -1,30 +1,39 @@
-/* The training loop behind `flash train`, independent of what is trained.
+/* The training loop behind `flash train` and `flash distill`, the same
+ * for every method: the strategy (strategy.h) is the only difference.
  *
- * A pipeline names a dataset, a model, optionally a schedule, and a
- * strategy whose train_step (strategy.h) computes one iteration's loss from
- * a batch of real data. The loop owns the rest:
+ * A pipeline names a `strategy:` and, as the strategy needs them, a
+ * `dataset:`, a `schedule:` and the models the strategy builds. The loop
+ * owns the rest:
  *
- *   - data order: flash_batcher over the training split (its own RNG
- *     stream of the run's seed), so a resumed run draws the same batches;
+ *   - data: flash_run_batch hands out batches of the training split in an
+ *     epoch order of its own RNG stream of the run's seed, so a resumed run
+ *     draws the same batches; flash_run_draw draws examples at random from
+ *     the strategy's stream;
  *   - Adam or AdamW with bias correction, linear warmup then a constant or
  *     cosine learning rate, global gradient-norm clipping, an EMA of the
- *     weights (the EMA is what samplers use);
+ *     weights (the EMA is what samplers use), all in one update step: the
+ *     one place where a step's gradients are complete before the optimiser
+ *     uses them;
  *   - checkpoints (flash_checkpoint_save: weights, EMA, Adam moments, step,
  *     the strategy's RNG, the resolved config) every ckpt_every steps and at
- *     the end, to RUN_DIR/checkpoint.safetensors, written atomically;
- *   - resume: load that checkpoint, restore the RNG and the batcher position
- *     and continue; with the same thread count the continued run is bit for
- *     bit the uninterrupted one (RUN_DIR/metrics.jsonl is cut back to the
+ *     the end, to RUN_DIR/checkpoint.safetensors, written atomically, with
+ *     the strategy's own parameter blocks (flash_run_track) beside it;
+ *   - resume: load that checkpoint, restore the RNG and the data order and
+ *     continue; with the same thread count the continued run is bit for bit
+ *     the uninterrupted one (RUN_DIR/metrics.jsonl is cut back to the
  *     checkpoint's step first, so the curve has no duplicate steps);
  *   - a guard that stops at the first non-finite loss or gradient with a
  *     message naming the step, leaving the last good checkpoint in place;
  *   - a progress line on stderr and JSONL metrics in RUN_DIR/metrics.jsonl:
- *     {"step", "loss", "lr", "grad_norm", "step_s", ...strategy stats};
- *   - optional evaluation on the test split every eval_every steps and at
- *     the end ("test_loss" and "test_<stat>" lines), run without gradients
- *     and from its own RNG stream, so it never changes the training run.
+ *     {"step", "loss", "loss_avg", "lr", "grad_norm", "step_s", ...strategy stats};
+ *   - for strategies that evaluate (FLASH_STRATEGY_EVALUATES), evaluation
+ *     on the test split every eval_every steps and at the end ("test_loss"
+ *     and "test_<stat>" lines), without gradients and from its own RNG
+ *     stream, so it never changes the training run.
  *
- * YAML (the `train:` section; defaults shown):
+ * YAML: where the contexts and parameters live is the pipeline's top-level
+ * `device: cpu | cuda` (default cpu); the loop's settings are the `train:`
+ * section (defaults shown):
  *
  *   train:
  *     steps: 1000          batch_size: 64
@@ -59,7 +68,6 @@ typedef struct flash_train_config {
     double grad_clip;
     float ema_decay;
     int64_t ckpt_every, log_every, eval_every, eval_batches;
-    char device[8];          /* "cpu" (default) or "cuda": where the context and the parameters live */
 } flash_train_config;
 
 /* Reads the `train:` map (NULL: all defaults); unknown keys are errors. */
@@ -67,34 +75,44 @@ FLASH_EXPORT flash_status flash_train_config_read(const flash_cfg *train, flash_
 /* The learning rate at step (1-based): linear warmup from lr/warmup to lr,
  * then constant, or cosine from lr down to min_lr at the last step. */
 FLASH_EXPORT float flash_train_lr_at(const flash_train_config *tc, int64_t step);
-/* One optimiser update from the scalar loss of a step, shared by flash train
- * and flash distill so both apply the same guard, clip, scheduled Adam step
- * and EMA: reads the loss (through flash_tensor_to_host, so it works on any
- * device), zeroes the gradients, backpropagates, clips to tc->grad_clip,
- * steps Adam at flash_train_lr_at(tc, step) and updates the EMA when
- * tc->ema_decay > 0. A non-finite loss or gradient stops before any
- * parameter changes: the call returns FLASH_OK with *bad naming what ("the
- * loss" or "the gradient norm") and *loss_value or *grad_norm holding the
- * offending value, so the caller reports it its own way; otherwise *bad is
- * NULL. A backward failure is prefixed "<who>: step N: backward". On success
- * *loss_value, *grad_norm (before clipping) and *lr hold the step's values. */
-FLASH_EXPORT flash_status flash_train_update(flash_ctx *c, flash_params *P, flash_tensor *loss,
-                                             const flash_train_config *tc, int64_t step, const char *who,
-                                             double *loss_value, double *grad_norm, double *lr, const char **bad,
-                                             flash_error *err);
-
 typedef struct flash_train_opts {
     uint32_t size;             /* sizeof(flash_train_opts) of the caller */
-    const flash_cfg *root;     /* the resolved pipeline (dataset, model, schedule, strategy, train, seed) */
+    const flash_cfg *root;     /* the resolved pipeline */
     flash_registry *registry;  /* plugins loaded */
-    const char *run_dir;       /* created if missing */
+    const char *run_dir;       /* created if missing (flash_train_open: may be NULL, nothing is written) */
     bool resume;               /* continue from RUN_DIR/checkpoint.safetensors */
     bool progress;             /* draw the progress line on stderr */
+    int64_t stop_after;        /* > 0: stop after this iteration, with a checkpoint (a planned interruption) */
+    const char *command;       /* names the run in messages ("flash distill"); NULL: "flash train" */
 } flash_train_opts;
 
-/* Trains to train.steps. Returns FLASH_ERR_RUNTIME with a message naming
- * the step when the guard stops the run. */
+/* Trains to train.steps. An existing checkpoint without resume is an error
+ * (FLASH_ERR_USAGE); the guard stopping the run is FLASH_ERR_RUNTIME with
+ * a message naming the step. */
 FLASH_EXPORT flash_status flash_train_run(const flash_train_opts *opts, flash_error *err);
+/* flash distill's entry: the same loop, named "flash distill" in messages. */
+typedef flash_train_opts flash_distill_opts;
+FLASH_EXPORT flash_status flash_distill_run(const flash_distill_opts *opts, flash_error *err);
+
+/* The run alone, built from the pipeline as flash_train_run builds it
+ * (strategy created, trained parameters on the device), for tools and
+ * tests that drive iterations themselves: nothing is read or written
+ * unless opts->run_dir is set. opts is borrowed until close. */
+FLASH_EXPORT flash_status flash_train_open(const flash_train_opts *opts, flash_run **out, flash_error *err);
+FLASH_EXPORT void flash_train_close(flash_run *run); /* NULL-safe */
+/* The pipeline's strategy instance and the run's context. */
+FLASH_EXPORT flash_instance *flash_run_strategy(flash_run *run);
+FLASH_EXPORT flash_ctx *flash_run_ctx(flash_run *run);
+
+/* Loads a model slot's weights from the pipeline's `<slot>_checkpoint` key
+ * (a path as given, else relative to the config file) into model, and puts
+ * its EMA weights in place when the checkpoint has them (`<slot>_weights:
+ * ema`, the default; `raw` keeps the trained weights). No key: nothing to
+ * load (an analytic model); a model with parameters and no key is an error. */
+FLASH_EXPORT flash_status flash_slot_load(const flash_cfg *root, const char *slot, flash_instance *model,
+                                          flash_error *err);
+/* flash_slot_load(root, "teacher", model, err). */
+FLASH_EXPORT flash_status flash_teacher_load(const flash_cfg *root, flash_instance *model, flash_error *err);
 
 /* File names inside a run directory. */
 #define FLASH_RUN_CHECKPOINT "checkpoint.safetensors"

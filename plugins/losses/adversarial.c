@@ -12,13 +12,13 @@
  * instance noise of that std to both the real and the generated inputs of
  * the discriminator (Sonderby et al. 2017), which keeps it from separating
  * the two perfectly early on. Paper learning rates: 1e-4 for the
- * discriminator, 5e-6 for the student (the `distill:` section).
+ * discriminator, 5e-6 for the student (the `train:` section).
  *
  * Device: the discriminator's context and parameters live on the
  * pipeline's device (flash_env_device); the update reads the student's
  * x0-hat in place (a detached view, no copy) and reads its statistics
  * through flash_tensor_to_host. */
-#include "folder.h"
+#include "distill.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -112,7 +112,7 @@ static flash_tensor *disc(adv *a, flash_ctx *c, flash_tensor *x, const flash_con
 static flash_tensor *adv_compute(void *self, flash_ctx *c, const flash_loss_in *in)
 {
     adv *a = self;
-    const flash_distill *d = in->distill;
+    const distill *d = in->distill;
     if (d && d->iter < a->start) return flash_zeros(c, 1, (int[]){1});
     flash_tensor *logits = disc(a, c, in->pred, in->cond);
     flash_tensor *l = a->kind == ADV_HINGE ? flash_neg(c, flash_mean(c, logits))
@@ -124,7 +124,7 @@ static flash_status adv_update(void *self, flash_ctx *c0, const flash_loss_in *i
 {
     (void)c0;
     adv *a = self;
-    flash_distill *d = in->distill;
+    distill *d = in->distill;
     if (!d || !in->pred)
         return flash_error_set(err, FLASH_ERR_RUNTIME, "loss 'adversarial': the update needs the distillation context");
     flash_ctx *c = a->c;
@@ -135,10 +135,10 @@ static flash_status adv_update(void *self, flash_ctx *c0, const flash_loss_in *i
     flash_tensor *fake = flash_detach(c, in->pred);
     flash_tensor *real = NULL;
     const int *rlabels = NULL;
-    if (flash_distill_real(d, c, n, &real, &rlabels)) return flash_ctx_status(c, err);
+    if (distill_real(d, c, n, &real, &rlabels)) return flash_ctx_status(c, err);
     const int *flabels = in->cond ? in->cond->labels : NULL;
     if (!flabels) rlabels = NULL;
-    else if (!rlabels) rlabels = flash_distill_labels(d, c, n);
+    else if (!rlabels) rlabels = distill_labels(d, c, n);
     flash_cond cf = {.n = n, .labels = flabels}, cr = {.n = n, .labels = rlabels};
     flash_tensor *lr = disc(a, c, real, &cr), *lf = disc(a, c, fake, &cf);
     flash_tensor *loss;
@@ -149,12 +149,11 @@ static flash_status adv_update(void *self, flash_ctx *c0, const flash_loss_in *i
         loss = flash_add(c, flash_mean(c, flash_softplus(c, flash_neg(c, lr))), flash_mean(c, flash_softplus(c, lf)));
     flash_status st = flash_ctx_status(c, err);
     if (st) return st;
-    flash_params_zero_grad(a->P);
-    if ((st = flash_backward(c, loss, err))) return st;
-    if (!flash_params_grad_finite(a->P))
-        return flash_error_set(err, FLASH_ERR_RUNTIME, "loss 'adversarial': non-finite discriminator gradient");
-    if (a->grad_clip > 0) flash_params_clip_grad(a->P, a->grad_clip);
-    if ((st = flash_adam_step(a->P, &a->opt, step, err))) return st;
+    /* the loop's gradient step, where every network's gradients are complete */
+    if ((st = flash_run_update(d->run, c, a->P, loss, &a->opt, a->grad_clip, step, err))) {
+        flash_error_prefix(err, "loss 'adversarial': discriminator");
+        return st;
+    }
     if (d->stats) {
         /* logged statistics: the loss and both logit vectors to the host */
         float lv = 0, *h = malloc(2 * (size_t)n * sizeof *h);

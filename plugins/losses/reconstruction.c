@@ -2,13 +2,13 @@
  *   weight * mean( rho(x0_Phi - x0-hat_Theta(x_t, t)) ),
  * between the student's x0-hat and the shared target operator's plain
  * target: k teacher DDIM steps with CFG from the student's own input x_t
- * (flash_distill_target). A strategy that brings its own target
+ * (distill_target). A strategy that brings its own target
  * (progressive, LCM, ADD) passes it in, and that is used instead. rho is
  * the square, or with `huber_c` > 0 the pseudo-Huber function
  * sqrt(d^2 + c^2) - c (Song & Dhariwal 2023), robust to outliers. A
  * strategy's per-sample weights (flash_loss_in.sample_weight: ADD's c(t),
  * progressive distillation's truncated SNR) weight each sample's mean. */
-#include "folder.h"
+#include "distill.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -61,12 +61,12 @@ static flash_tensor *rc_compute(void *self, flash_ctx *c, const flash_loss_in *i
     const recon *m = self;
     flash_tensor *target = in->target;
     if (!target) {
-        flash_distill *d = in->distill;
+        distill *d = in->distill;
         if (!d || !in->x_t || !in->cond || !in->cond->t) {
             flash_ctx_fail(c, "loss 'reconstruction': no target, and no distillation context to ask the teacher");
             return NULL;
         }
-        target = flash_distill_target(d, c, in->x_t, in->cond->t[0], in->cond->labels);
+        target = distill_target(d, c, in->x_t, in->cond->t[0], in->cond->labels);
     }
     flash_tensor *w = in->size >= offsetof(flash_loss_in, sample_weight) + sizeof in->sample_weight
                           ? in->sample_weight

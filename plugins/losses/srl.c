@@ -3,21 +3,22 @@
  * the same comparison as `reconstruction` but against the target the
  * shared target operator makes from the student's own x0-hat, re-noised
  * with fresh noise to t_phi = gamma(t) and denoised by k teacher DDIM steps
- * with CFG (flash_distill_srl_target; gamma from the `target:` map). For
- * large t the teacher restores structure and semantics around the
- * student's sample, for small t it adds detail (section 4.2). Keys:
- * weight, huber_c (pseudo-Huber, 0: square). */
-#include "folder.h"
+ * with CFG (distill_target from t_phi). For large t the teacher restores
+ * structure and semantics around the student's sample, for small t it
+ * adds detail (section 4.2). Keys: weight, huber_c (pseudo-Huber, 0:
+ * square), gamma (the shift map: `paper` (the default: 990 / 950 / 200,
+ * section 5.1) or rows [[above, value], ...], t > above -> value). */
+#include "distill.h"
+#include "shift_map.h"
 
 #include <stdlib.h>
 
-#include "flash/diffusion.h"
-
 typedef struct srl {
     float weight, huber_c;
+    shift_map gamma;
 } srl;
 
-static const char *const keys[] = {"weight", "huber_c", NULL};
+static const char *const keys[] = {"weight", "huber_c", "gamma", NULL};
 
 static flash_status srl_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
@@ -25,7 +26,8 @@ static flash_status srl_create(const flash_cfg *cfg, flash_env *env, void **self
     srl r;
     flash_status st;
     if ((st = flash_cfg_float(cfg, "weight", 1.0f, &r.weight, err)) ||
-        (st = flash_cfg_float(cfg, "huber_c", 0.0f, &r.huber_c, err)))
+        (st = flash_cfg_float(cfg, "huber_c", 0.0f, &r.huber_c, err)) ||
+        (st = shift_map_read(cfg, "gamma", FLASH_MAX_STEPS, &r.gamma, err)))
         return st;
     if (!(r.huber_c >= 0.0f))
         return flash_cfg_error(flash_cfg_get(cfg, "huber_c"), err, "loss 'srl': huber_c must be >= 0");
@@ -41,12 +43,15 @@ static void srl_destroy(void *self) { free(self); }
 static flash_tensor *srl_compute(void *self, flash_ctx *c, const flash_loss_in *in)
 {
     const srl *m = self;
-    flash_distill *d = in->distill;
+    distill *d = in->distill;
     if (!d || !in->cond || !in->cond->t) {
         flash_ctx_fail(c, "loss 'srl': needs the distillation context (use it in flash distill)");
         return NULL;
     }
-    flash_tensor *target = flash_distill_srl_target(d, c, in->pred, in->cond->t[0], in->cond->labels, d->rng);
+    /* eq. (8): X_{t_phi} = q(stopgrad(x0-hat), eps, gamma(t)) with fresh eps */
+    const double tp = shift_map_eval(&m->gamma, in->cond->t[0]);
+    flash_tensor *target = distill_renoised_target(d, c, in->pred, tp, in->cond->labels, d->rng);
+    if (!target) return NULL;
     flash_tensor *l;
     if (m->huber_c <= 0.0f) {
         l = flash_mse(c, in->pred, target);

@@ -19,7 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "flash/distill.h"
+#include "flash/diffusion.h"
+#include "flash/trainer.h"
 
 #define TD_MAX_FEATS 8
 

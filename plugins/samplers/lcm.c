@@ -2,13 +2,14 @@
  * Models", Algorithm 1; Luo et al. 2023, "Latent Consistency Models", as
  * diffusers' LCMScheduler): at each timestep predict clean data with the
  * consistency function f(x_t, t) = c_skip(t) x_t + c_out(t) x0-hat (the
- * boundary condition, flash_lcm_boundary; `boundary_condition: false` uses
+ * boundary condition, consistency_boundary; `boundary_condition: false` uses
  * x0-hat alone), then re-noise it to the next timestep with fresh noise:
  *   x_{t'} = alpha_{t'} f + sigma_{t'} z.
  * The last step returns f itself (or, with a stop, the re-noised x at the
  * stop timestep). The LCM baseline's sampler. */
 #include <stdlib.h>
 
+#include "consistency.h"
 #include "samplers.h"
 
 typedef struct lcm {
@@ -54,7 +55,7 @@ static flash_tensor *lcm_sample(void *self, flash_ctx *c, const flash_sample_req
         flash_tensor *f = d.x0;
         if (s->boundary) {
             double cs, co;
-            flash_lcm_boundary(p->t[i], &cs, &co);
+            consistency_boundary(p->t[i], &cs, &co);
             f = flash_lincomb(c, cs, x, co, d.x0);
         }
         if (p->sigma[i + 1] > 0.0) {

@@ -19,30 +19,36 @@
 #include <stdlib.h>
 
 typedef struct add {
+    distill d;
     long t_min;
 } add;
 
-static const char *const keys[] = {"t_min", NULL};
+static const char *const keys[] = {"t_min", DISTILL_KEYS, NULL};
+
+static flash_tensor *add_step(void *self, flash_ctx *c, distill *d, int64_t iter);
+
+static void add_destroy(void *self)
+{
+    distill_close(self);
+    free(self);
+}
 
 static flash_status add_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
-    (void)env;
     long tmin;
     flash_status st = flash_cfg_int(cfg, "t_min", 20, &tmin, err);
     if (st) return st;
     if (tmin < 0 || tmin >= FLASH_MAX_STEPS)
         return flash_cfg_error(flash_cfg_get(cfg, "t_min"), err, "strategy 'add': t_min must be in [0, %d)",
                                FLASH_MAX_STEPS);
-    add *a = malloc(sizeof *a);
+    add *a = calloc(1, sizeof *a);
     if (!a) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'add': out of memory");
     a->t_min = tmin;
-    *self = a;
-    return FLASH_OK;
+    if ((st = distill_open(&a->d, cfg, env, add_step, self, a, err))) add_destroy(a);
+    return st;
 }
 
-static void add_destroy(void *self) { free(self); }
-
-static flash_tensor *add_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
+static flash_tensor *add_step(void *self, flash_ctx *c, distill *d, int64_t iter)
 {
     (void)iter;
     const add *ad = self;
@@ -54,13 +60,13 @@ static flash_tensor *add_step(void *self, flash_ctx *c, flash_distill *d, int64_
     }
     flash_tensor *x0;
     const int *labels = NULL;
-    if (flash_distill_real(d, c, n, &x0, &labels)) return NULL;
+    if (distill_real(d, c, n, &x0, &labels)) return NULL;
     if (d->num_classes <= 0) labels = NULL;
-    else if (!labels) labels = flash_distill_labels(d, c, n);
+    else if (!labels) labels = distill_labels(d, c, n);
     const double s = d->timesteps[distill_pick_step(d)];
     double as, ss;
     flash_schedule_eval(d->student->schedule, s, &as, &ss);
-    flash_tensor *xs = flash_lincomb(c, as, x0, ss, flash_distill_noise(d, c, n));
+    flash_tensor *xs = flash_lincomb(c, as, x0, ss, distill_noise(d, c, n));
     flash_denoised st;
     if (flash_denoise(d->student, c, xs, NULL, s, labels, 1.0f, NULL, &st)) return NULL;
 
@@ -69,7 +75,7 @@ static flash_tensor *add_step(void *self, flash_ctx *c, flash_distill *d, int64_
     double at, sgt;
     flash_schedule_eval(d->teacher->schedule, t, &at, &sgt);
     bool was = flash_grad_set(c, false);
-    flash_tensor *xt = flash_lincomb(c, at, flash_detach(c, st.x0), sgt, flash_distill_noise(d, c, n));
+    flash_tensor *xt = flash_lincomb(c, at, flash_detach(c, st.x0), sgt, distill_noise(d, c, n));
     flash_denoised o;
     flash_tensor *target = NULL;
     if (!flash_denoise(d->teacher, c, xt, NULL, t, labels, labels ? d->target.guidance_scale : 1.0f, NULL, &o))
@@ -84,15 +90,10 @@ static flash_tensor *add_step(void *self, flash_ctx *c, flash_distill *d, int64_
         flash_metric_result_add(d->stats, "t", s);
         flash_metric_result_add(d->stats, "t_teacher", t);
     }
-    return flash_distill_losses(d, c, &in);
+    return distill_losses(d, c, &in);
 }
 
-static const flash_strategy_api add_api = {
-    .head = {sizeof add_api, FLASH_KIND_STRATEGY, "add",
-             "adversarial diffusion distillation (Sauer et al. 2023): forward-noised inputs, c(t) = alpha_t weighted "
-             "teacher target",
-             keys, add_create, add_destroy},
-    .step = add_step,
-};
-
-FLASH_COMPONENT(add_api)
+DISTILL_STRATEGY(add_api, "add",
+                 "adversarial diffusion distillation (Sauer et al. 2023): forward-noised inputs, c(t) = alpha_t weighted "
+                 "teacher target",
+                 keys, add_create, add_destroy)

@@ -16,17 +16,10 @@
 
 #include <stdlib.h>
 
-static flash_status bw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
-{
-    (void)env;
-    return distill_step_opts_create(cfg, "backward", self, err);
-}
-
-static void bw_destroy(void *self) { free(self); }
 
 /* The student's rollout from x_T to tau_i with gradients off (eq. 7's
  * stopgrad(f_Theta^{|T-t|}(x_T))), through its own sampler. */
-static flash_tensor *rollout(flash_distill *d, flash_ctx *c, flash_tensor *x_T, const int *labels, int i)
+static flash_tensor *rollout(distill *d, flash_ctx *c, flash_tensor *x_T, const int *labels, int i)
 {
     if (i == 0) return x_T;
     bool was = flash_grad_set(c, false);
@@ -38,7 +31,7 @@ static flash_tensor *rollout(flash_distill *d, flash_ctx *c, flash_tensor *x_T, 
     return flash_detach(c, x);
 }
 
-static flash_tensor *bw_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
+static flash_tensor *bw_step(void *self, flash_ctx *c, distill *d, int64_t iter)
 {
     (void)iter;
     const distill_step_opts *b = self;
@@ -48,18 +41,18 @@ static flash_tensor *bw_step(void *self, flash_ctx *c, flash_distill *d, int64_t
         flash_ctx_fail(c, "strategy 'backward': step %d, but the student has %d timesteps", i, d->n_steps);
         return NULL;
     }
-    flash_tensor *x_T = flash_distill_noise(d, c, n);
-    const int *labels = flash_distill_labels(d, c, n);
+    flash_tensor *x_T = distill_noise(d, c, n);
+    const int *labels = distill_labels(d, c, n);
     flash_tensor *x = rollout(d, c, x_T, labels, i);
     flash_cond cond;
     return distill_student_losses(d, c, x, d->timesteps[i], labels, b->plain_target, &cond);
 }
 
-static const flash_strategy_api backward_api = {
-    .head = {sizeof backward_api, FLASH_KIND_STRATEGY, "backward",
-             "backward distillation (Imagine Flash 4.1, eq. 7): inputs from the student's own stop-gradient rollout",
-             distill_step_keys, bw_create, bw_destroy},
-    .step = bw_step,
-};
+static flash_status bw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    return distill_step_opts_create(cfg, env, "backward", bw_step, self, err);
+}
 
-FLASH_COMPONENT(backward_api)
+DISTILL_STRATEGY(backward_api, "backward",
+                 "backward distillation (Imagine Flash 4.1, eq. 7): inputs from the student's own stop-gradient rollout",
+                 distill_step_keys, bw_create, distill_step_opts_destroy)

@@ -7,13 +7,14 @@
  * test split). Flips and the accuracy go through host copies
  * (flash_tensor_to_host/_from_host), so the strategy runs on any device.
  */
-#include "folder.h"
+#include "model_trainer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct classify {
+    model_trainer mt;
     int hflip;
     float *host; /* staging for flips and logits: tensor data may live on a device */
     size_t cap;
@@ -24,6 +25,7 @@ static void cl_destroy(void *self)
     classify *s = self;
     if (!s) return;
     free(s->host);
+    model_trainer_close(&s->mt);
     free(s);
 }
 
@@ -37,17 +39,18 @@ static float *cl_host(classify *s, size_t n)
     return p;
 }
 
+static flash_tensor *cl_step(void *self, flash_ctx *c, const train_batch *bt, int64_t iter);
+
 static flash_status cl_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
-    (void)env;
     bool hflip;
     flash_status st = flash_cfg_bool(cfg, "hflip", true, &hflip, err);
     if (st) return st;
     classify *s = calloc(1, sizeof *s);
     if (!s) return flash_error_set(err, FLASH_ERR_NOMEM, "classify: out of memory");
     s->hflip = hflip;
-    *self = s;
-    return FLASH_OK;
+    if ((st = model_trainer_open(&s->mt, env, cl_step, self, s, err))) cl_destroy(s);
+    return st;
 }
 
 /* Mirrors sample i of host data shaped like x (N, C, H, W) left-right. */
@@ -65,7 +68,7 @@ static void flip_sample(const flash_tensor *x, float *data, int i)
     }
 }
 
-static flash_tensor *cl_step(void *self, flash_ctx *c, const flash_train_batch *bt, int64_t iter)
+static flash_tensor *cl_step(void *self, flash_ctx *c, const train_batch *bt, int64_t iter)
 {
     classify *s = self;
     (void)iter;
@@ -128,11 +131,6 @@ static flash_tensor *cl_step(void *self, flash_ctx *c, const flash_train_batch *
 
 static const char *const cl_keys[] = {"hflip", NULL};
 
-static const flash_strategy_api classify_strategy = {
-    .head = {sizeof classify_strategy, FLASH_KIND_STRATEGY, "classify",
-             "evaluator training: cross-entropy on dataset labels, random horizontal flips", cl_keys, cl_create,
-             cl_destroy},
-    .step = NULL,
-    .train_step = cl_step,
-};
-FLASH_COMPONENT(classify_strategy)
+MODEL_TRAINER_STRATEGY(classify_strategy, "classify",
+                       "evaluator training: cross-entropy on dataset labels, random horizontal flips", cl_keys,
+                       cl_create, cl_destroy)

@@ -8,8 +8,8 @@
  *     epsilon: eps          (Ho et al. 2020, eq. 14)
  *     sample:  x0
  *     v:       alpha_t eps - sigma_t x0   (Salimans & Ho 2022, sec. 4)
- * `target: auto` (the default) uses the model's own prediction type; another
- * target converts the output first (e.g. an epsilon model trained with an
+ * `prediction: auto` (the default) regresses the model's own prediction
+ * type; another one converts the output first (e.g. an epsilon model trained with an
  * x0 loss: x0_hat = (x_t - sigma_t eps_hat) / alpha_t).
  *
  * Classifier-free guidance training (Ho & Salimans 2022, Algorithm 1):
@@ -22,7 +22,7 @@
  * min(SNR, gamma); for an epsilon loss that is min(SNR, gamma) / SNR and for
  * a v loss min(SNR, gamma) / (SNR + 1). min_snr_gamma: 0 turns it off.
  */
-#include "folder.h"
+#include "model_trainer.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -31,8 +31,9 @@
 enum { TARGET_AUTO = -1 };
 
 typedef struct denoise {
+    model_trainer mt;
     float label_dropout;
-    int target; /* TARGET_AUTO or a flash_prediction */
+    int target; /* what the loss regresses: TARGET_AUTO or a flash_prediction */
     float min_snr_gamma;
     int cap;
     float *t, *alpha, *sigma, *a, *b, *w;
@@ -50,20 +51,27 @@ static void dn_destroy(void *self)
     free(d->b);
     free(d->w);
     free(d->labels);
+    model_trainer_close(&d->mt);
     free(d);
 }
 
 static const char *const dn_targets[] = {"auto", "epsilon", "v", "sample", NULL};
 
+static flash_tensor *dn_step(void *self, flash_ctx *c, const train_batch *bt, int64_t iter);
+
 static flash_status dn_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
-    (void)env;
     denoise *d = calloc(1, sizeof *d);
     if (!d) return flash_error_set(err, FLASH_ERR_NOMEM, "denoise: out of memory");
     int tgt = 0;
     flash_status st;
+    if (flash_cfg_get(cfg, "target")) {
+        st = flash_cfg_error(flash_cfg_get(cfg, "target"), err,
+                             "denoise.target is now denoise.prediction (what the loss regresses)");
+        goto fail;
+    }
     if ((st = flash_cfg_float(cfg, "label_dropout", 0.1f, &d->label_dropout, err)) ||
-        (st = flash_cfg_enum(cfg, "target", dn_targets, 0, &tgt, err)) ||
+        (st = flash_cfg_enum(cfg, "prediction", dn_targets, 0, &tgt, err)) ||
         (st = flash_cfg_float(cfg, "min_snr_gamma", 0.0f, &d->min_snr_gamma, err)))
         goto fail;
     if (!(d->label_dropout >= 0 && d->label_dropout <= 1)) {
@@ -75,7 +83,7 @@ static flash_status dn_create(const flash_cfg *cfg, flash_env *env, void **self,
         goto fail;
     }
     d->target = tgt == 0 ? TARGET_AUTO : tgt - 1;
-    *self = d;
+    if ((st = model_trainer_open(&d->mt, env, dn_step, self, d, err))) goto fail;
     return FLASH_OK;
 fail:
     dn_destroy(d);
@@ -118,7 +126,7 @@ static void to_eps(flash_prediction p, double al, double sg, double *a, double *
     }
 }
 
-static flash_tensor *dn_step(void *self, flash_ctx *c, const flash_train_batch *bt, int64_t iter)
+static flash_tensor *dn_step(void *self, flash_ctx *c, const train_batch *bt, int64_t iter)
 {
     denoise *d = self;
     (void)iter;
@@ -205,13 +213,9 @@ static flash_tensor *dn_step(void *self, flash_ctx *c, const flash_train_batch *
     return flash_mean(c, flash_mul(c, per, flash_tensor_from(c, 1, wn, d->w)));
 }
 
-static const char *const dn_keys[] = {"label_dropout", "target", "min_snr_gamma", NULL};
+/* "target": the old name of "prediction", kept to say so */
+static const char *const dn_keys[] = {"label_dropout", "prediction", "min_snr_gamma", "target", NULL};
 
-static const flash_strategy_api denoise_strategy = {
-    .head = {sizeof denoise_strategy, FLASH_KIND_STRATEGY, "denoise",
-             "teacher training: x_t = alpha x0 + sigma eps, epsilon/v/x0 loss, CFG label dropout, min-SNR",
-             dn_keys, dn_create, dn_destroy},
-    .step = NULL,
-    .train_step = dn_step,
-};
-FLASH_COMPONENT(denoise_strategy)
+MODEL_TRAINER_STRATEGY(denoise_strategy, "denoise",
+                       "teacher training: x_t = alpha x0 + sigma eps, epsilon/v/x0 loss, CFG label dropout, min-SNR",
+                       dn_keys, dn_create, dn_destroy)

@@ -3,33 +3,12 @@
 #ifndef FLASH_PLUGIN_DISTILL_COMMON_H
 #define FLASH_PLUGIN_DISTILL_COMMON_H
 
-#include "flash/diffusion.h"
-#include "folder.h"
+#include "distill.h"
 
 #include <stdlib.h>
 
-/* Per-sample condition arrays for a batch at one timestep, in the arena. */
-static inline flash_cond distill_cond(flash_distill *d, flash_ctx *c, int n, double t, const int *labels)
-{
-    flash_cond cond = {.n = n, .labels = labels};
-    flash_tensor *buf = flash_tensor_1d(c, 3 * n);
-    if (!buf) return cond;
-    double a, s;
-    flash_schedule_eval(d->student->schedule, t, &a, &s);
-    float *tt = buf->data, *aa = tt + n, *ss = aa + n;
-    for (int i = 0; i < n; i++) {
-        tt[i] = (float)t;
-        aa[i] = (float)a;
-        ss[i] = (float)s;
-    }
-    cond.t = tt;
-    cond.alpha = aa;
-    cond.sigma = ss;
-    return cond;
-}
-
 /* A uniformly drawn student step index in [0, n_steps). */
-static inline int distill_pick_step(flash_distill *d)
+static inline int distill_pick_step(distill *d)
 {
     return (int)flash_rng_below(d->rng, (uint64_t)d->n_steps);
 }
@@ -39,46 +18,53 @@ static inline int distill_pick_step(flash_distill *d)
  * DDIM steps from x_t) when plain_target is set; the SRL target (eq. 8)
  * is made by the `srl` loss from the prediction. cond_out receives the
  * batch's condition (arena memory). */
-static inline flash_tensor *distill_student_losses(flash_distill *d, flash_ctx *c, flash_tensor *x_t, double t,
+static inline flash_tensor *distill_student_losses(distill *d, flash_ctx *c, flash_tensor *x_t, double t,
                                                    const int *labels, bool plain_target, flash_cond *cond_out)
 {
     flash_denoised s;
     if (!x_t || flash_denoise(d->student, c, x_t, NULL, t, labels, 1.0f, NULL, &s)) return NULL;
-    flash_tensor *target = plain_target ? flash_distill_target(d, c, x_t, t, labels) : NULL;
+    flash_tensor *target = plain_target ? distill_target(d, c, x_t, t, labels) : NULL;
     if (plain_target && !target) return NULL;
     *cond_out = distill_cond(d, c, x_t->shape[0], t, labels);
     flash_loss_in in = {.size = sizeof in, .pred = s.x0, .target = target, .x_t = x_t, .cond = cond_out,
                         .distill = d};
     if (d->stats) flash_metric_result_add(d->stats, "t", t);
-    return flash_distill_losses(d, c, &in);
+    return distill_losses(d, c, &in);
 }
 
 /* The settings `backward` and `forward` share: which student step index to
  * train (-1: drawn uniformly per iteration) and whether to hand the losses
  * the eq. 7 target. `what` names the strategy in messages. */
 typedef struct distill_step_opts {
+    distill d;
     long step;
     bool plain_target;
 } distill_step_opts;
 
-static const char *const distill_step_keys[] = {"step", "plain_target", NULL};
+static const char *const distill_step_keys[] = {"step", "plain_target", DISTILL_KEYS, NULL};
 
-static inline flash_status distill_step_opts_create(const flash_cfg *cfg, const char *what, void **self,
-                                                    flash_error *err)
+static inline void distill_step_opts_destroy(void *self)
+{
+    distill_close(self);
+    free(self);
+}
+
+static inline flash_status distill_step_opts_create(const flash_cfg *cfg, flash_env *env, const char *what,
+                                                    distill_step_fn fn, void **self, flash_error *err)
 {
     long step;
     bool plain;
     flash_status st = flash_cfg_int(cfg, "step", -1, &step, err);
     if (!st) st = flash_cfg_bool(cfg, "plain_target", true, &plain, err);
     if (st) return st;
-    if (step < -1 || step >= FLASH_DISTILL_MAX_STEPS)
+    if (step < -1 || step >= DISTILL_MAX_STEPS)
         return flash_cfg_error(flash_cfg_get(cfg, "step"), err, "strategy '%s': step must be -1 or an index", what);
-    distill_step_opts *o = malloc(sizeof *o);
+    distill_step_opts *o = calloc(1, sizeof *o);
     if (!o) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy '%s': out of memory", what);
     o->step = step;
     o->plain_target = plain;
-    *self = o;
-    return FLASH_OK;
+    if ((st = distill_open(&o->d, cfg, env, fn, self, o, err))) distill_step_opts_destroy(o);
+    return st;
 }
 
 #endif

@@ -12,15 +12,8 @@
 
 #include <stdlib.h>
 
-static flash_status fw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
-{
-    (void)env;
-    return distill_step_opts_create(cfg, "forward", self, err);
-}
 
-static void fw_destroy(void *self) { free(self); }
-
-static flash_tensor *fw_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
+static flash_tensor *fw_step(void *self, flash_ctx *c, distill *d, int64_t iter)
 {
     (void)iter;
     const distill_step_opts *f = self;
@@ -32,23 +25,23 @@ static flash_tensor *fw_step(void *self, flash_ctx *c, flash_distill *d, int64_t
     }
     flash_tensor *x0;
     const int *labels = NULL;
-    if (flash_distill_real(d, c, n, &x0, &labels)) return NULL;
+    if (distill_real(d, c, n, &x0, &labels)) return NULL;
     if (d->num_classes <= 0) labels = NULL;
-    else if (!labels) labels = flash_distill_labels(d, c, n);
+    else if (!labels) labels = distill_labels(d, c, n);
     const double t = d->timesteps[i];
     double a, s;
     flash_schedule_eval(d->student->schedule, t, &a, &s);
     /* eq. (1): x_t = alpha_t x0 + sigma_t eps */
-    flash_tensor *x = flash_lincomb(c, a, x0, s, flash_distill_noise(d, c, n));
+    flash_tensor *x = flash_lincomb(c, a, x0, s, distill_noise(d, c, n));
     flash_cond cond;
     return distill_student_losses(d, c, x, t, labels, f->plain_target, &cond);
 }
 
-static const flash_strategy_api forward_api = {
-    .head = {sizeof forward_api, FLASH_KIND_STRATEGY, "forward",
-             "forward distillation (the paper's w/o-backward ablation): inputs forward-noised from real data", distill_step_keys,
-             fw_create, fw_destroy},
-    .step = fw_step,
-};
+static flash_status fw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    return distill_step_opts_create(cfg, env, "forward", fw_step, self, err);
+}
 
-FLASH_COMPONENT(forward_api)
+DISTILL_STRATEGY(forward_api, "forward",
+                 "forward distillation (the paper's w/o-backward ablation): inputs forward-noised from real data",
+                 distill_step_keys, fw_create, distill_step_opts_destroy)

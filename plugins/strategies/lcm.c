@@ -2,7 +2,7 @@
  * "Latent Consistency Models", Algorithm 1; consistency distillation of
  * Song et al. 2023), the paper's LCM baseline (Imagine Flash Table 1).
  *
- *   f_theta(x, t) = c_skip(t) x + c_out(t) x0-hat_theta(x, t)   (flash_consistency_fn; f(x, 0) = x)
+ *   f_theta(x, t) = c_skip(t) x + c_out(t) x0-hat_theta(x, t)   (consistency_fn; f(x, 0) = x)
  *
  * Each iteration draws real x0, a timestep t from the skip-k grid
  * {k-1, 2k-1, ..., T-1} and x_t = a_t x0 + s_t eps; the teacher takes one
@@ -15,11 +15,13 @@
  * sampler (multistep consistency sampling) at 1, 2, 3 or 4 steps.
  *
  * Keys: skip (k, 20), ema (mu, 0.95). Needs a `dataset:`. */
+#include "consistency.h"
 #include "distill_common.h"
 
 #include <stdlib.h>
 
 typedef struct lcm {
+    distill d;
     long skip;
     float mu;
     flash_instance *target_net;
@@ -27,11 +29,13 @@ typedef struct lcm {
     bool ready;
 } lcm;
 
-static const char *const keys[] = {"skip", "ema", NULL};
+static const char *const keys[] = {"skip", "ema", DISTILL_KEYS, NULL};
+
+static flash_tensor *lcm_step(void *self, flash_ctx *c, distill *d, int64_t iter);
+static void lcm_destroy(void *self);
 
 static flash_status lcm_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
-    (void)env;
     long skip;
     float mu;
     flash_status st;
@@ -43,8 +47,8 @@ static flash_status lcm_create(const flash_cfg *cfg, flash_env *env, void **self
     if (!l) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'lcm': out of memory");
     l->skip = skip;
     l->mu = mu;
-    *self = l;
-    return FLASH_OK;
+    if ((st = distill_open(&l->d, cfg, env, lcm_step, self, l, err))) lcm_destroy(l);
+    return st;
 }
 
 static void lcm_destroy(void *self)
@@ -52,23 +56,24 @@ static void lcm_destroy(void *self)
     lcm *l = self;
     if (!l) return;
     if (l->ready) flash_denoiser_release(&l->tden);
+    distill_close(&l->d); /* with the target network */
     free(l);
 }
 
 /* theta^- <- mu theta^- + (1 - mu) theta, over the whole parameter block,
  * where the blocks live (the pipeline's device) */
-static flash_status ema_target(lcm *l, flash_distill *d, flash_error *err)
+static flash_status ema_target(lcm *l, distill *d, flash_error *err)
 {
     flash_params *tp = FLASH_API(l->target_net, flash_model_api)->params(l->target_net->self);
     return flash_params_lerp(tp, d->student_params, l->mu, err);
 }
 
-static flash_tensor *lcm_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
+static flash_tensor *lcm_step(void *self, flash_ctx *c, distill *d, int64_t iter)
 {
     lcm *l = self;
     if (!l->ready) {
         flash_error e = {0};
-        if (flash_distill_clone_student(d, &l->target_net, &e) ||
+        if (distill_clone_student(d, &l->target_net, &e) ||
             flash_denoiser_init(&l->tden, l->target_net, d->student->schedule, &e)) {
             flash_ctx_fail(c, "strategy 'lcm': %s", e.msg);
             return NULL;
@@ -88,9 +93,9 @@ static flash_tensor *lcm_step(void *self, flash_ctx *c, flash_distill *d, int64_
     const int n = d->batch_size;
     flash_tensor *x0;
     const int *labels = NULL;
-    if (flash_distill_real(d, c, n, &x0, &labels)) return NULL;
+    if (distill_real(d, c, n, &x0, &labels)) return NULL;
     if (d->num_classes <= 0) labels = NULL;
-    else if (!labels) labels = flash_distill_labels(d, c, n);
+    else if (!labels) labels = distill_labels(d, c, n);
     const long m = T / l->skip;
     if (m < 1) {
         flash_ctx_fail(c, "strategy 'lcm': skip %ld exceeds the %d training timesteps", l->skip, T);
@@ -101,29 +106,24 @@ static flash_tensor *lcm_step(void *self, flash_ctx *c, flash_distill *d, int64_
     double a, s, ap, sp;
     flash_schedule_eval(d->student->schedule, t, &a, &s);
     flash_schedule_eval(d->student->schedule, tp, &ap, &sp);
-    flash_tensor *x = flash_lincomb(c, a, x0, s, flash_distill_noise(d, c, n));
+    flash_tensor *x = flash_lincomb(c, a, x0, s, distill_noise(d, c, n));
 
     bool was = flash_grad_set(c, false);
     flash_denoised o;
     flash_tensor *target = NULL;
     if (!flash_denoise(d->teacher, c, x, NULL, t, labels, labels ? d->target.guidance_scale : 1.0f, NULL, &o)) {
         flash_tensor *xp = flash_lincomb(c, ap, o.x0, sp, o.eps); /* one teacher DDIM step (eq. 4) */
-        target = flash_consistency_fn(&l->tden, c, xp, tp, labels, 1.0f);
+        target = consistency_fn(&l->tden, c, xp, tp, labels, 1.0f);
     }
     flash_grad_set(c, was);
     if (!target) return NULL;
-    flash_tensor *pred = flash_consistency_fn(d->student, c, x, t, labels, 1.0f);
+    flash_tensor *pred = consistency_fn(d->student, c, x, t, labels, 1.0f);
     flash_cond cond = distill_cond(d, c, n, t, labels);
     flash_loss_in in = {.size = sizeof in, .pred = pred, .target = target, .x_t = x, .cond = &cond, .distill = d};
     if (d->stats) flash_metric_result_add(d->stats, "t", t);
-    return flash_distill_losses(d, c, &in);
+    return distill_losses(d, c, &in);
 }
 
-static const flash_strategy_api lcm_api = {
-    .head = {sizeof lcm_api, FLASH_KIND_STRATEGY, "lcm",
-             "latent consistency distillation (Luo et al. 2023): skip-k teacher DDIM step, EMA target network", keys,
-             lcm_create, lcm_destroy},
-    .step = lcm_step,
-};
-
-FLASH_COMPONENT(lcm_api)
+DISTILL_STRATEGY(lcm_api, "lcm",
+                 "latent consistency distillation (Luo et al. 2023): skip-k teacher DDIM step, EMA target network",
+                 keys, lcm_create, lcm_destroy)

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 
 typedef struct progressive {
+    distill d;
     long teacher_steps, final_steps;
     bool snr_weight;
     int rounds, round; /* the round the frozen copy belongs to */
@@ -37,11 +38,13 @@ typedef struct progressive {
     bool fden_ready;
 } progressive;
 
-static const char *const keys[] = {"teacher_steps", "final_steps", "snr_weight", NULL};
+static const char *const keys[] = {"teacher_steps", "final_steps", "snr_weight", DISTILL_KEYS, NULL};
+
+static flash_tensor *pg_step(void *self, flash_ctx *c, distill *d, int64_t iter);
+static void pg_destroy(void *self);
 
 static flash_status pg_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
-    (void)env;
     long ts, fs;
     bool snr;
     flash_status st;
@@ -66,8 +69,8 @@ static flash_status pg_create(const flash_cfg *cfg, flash_env *env, void **self,
     p->snr_weight = snr;
     p->rounds = rounds;
     p->round = -1;
-    *self = p;
-    return FLASH_OK;
+    if ((st = distill_open(&p->d, cfg, env, pg_step, self, p, err))) pg_destroy(p);
+    return st;
 }
 
 static void pg_destroy(void *self)
@@ -75,7 +78,8 @@ static void pg_destroy(void *self)
     progressive *p = self;
     if (!p) return;
     if (p->fden_ready) flash_denoiser_release(&p->fden);
-    free(p); /* the frozen copy belongs to the distillation loop */
+    distill_close(&p->d); /* with the frozen copy */
+    free(p);
 }
 
 /* t_j of the trailing N-step grid; j == N is clean data (-1). Computed as
@@ -86,7 +90,7 @@ static double grid(int T, long N, double j)
     return floor((double)T - (j * T) / (double)N + 0.5) - 1.0;
 }
 
-static void ab(flash_distill *d, double t, double *a, double *s)
+static void ab(distill *d, double t, double *a, double *s)
 {
     if (t < 0) {
         *a = 1.0;
@@ -97,14 +101,14 @@ static void ab(flash_distill *d, double t, double *a, double *s)
 }
 
 /* The round that iteration iter (from 1; 0 counts as 1) belongs to. */
-static int round_of(const progressive *p, const flash_distill *d, int64_t iter)
+static int round_of(const progressive *p, const distill *d, int64_t iter)
 {
     if (iter < 1) iter = 1;
     int r = (int)((iter - 1) * p->rounds / (d->steps > 0 ? d->steps : 1));
     return r < p->rounds ? r : p->rounds - 1;
 }
 
-static flash_tensor *pg_step(void *self, flash_ctx *c, flash_distill *d, int64_t iter)
+static flash_tensor *pg_step(void *self, flash_ctx *c, distill *d, int64_t iter)
 {
     progressive *p = self;
     flash_error e = {0};
@@ -112,7 +116,7 @@ static flash_tensor *pg_step(void *self, flash_ctx *c, flash_distill *d, int64_t
     if (!p->frozen) {
         /* the frozen teacher of rounds > 0: a copy of the student now, or
          * on resume the copy the loop saved */
-        if (flash_distill_clone_student(d, &p->frozen, &e) ||
+        if (distill_clone_student(d, &p->frozen, &e) ||
             flash_denoiser_init(&p->fden, p->frozen, d->student->schedule, &e)) {
             flash_ctx_fail(c, "strategy 'progressive': %s", e.msg);
             return NULL;
@@ -136,16 +140,16 @@ static flash_tensor *pg_step(void *self, flash_ctx *c, flash_distill *d, int64_t
     const int n = d->batch_size;
     flash_tensor *x0;
     const int *labels = NULL;
-    if (flash_distill_real(d, c, n, &x0, &labels)) return NULL;
+    if (distill_real(d, c, n, &x0, &labels)) return NULL;
     if (d->num_classes <= 0) labels = NULL;
-    else if (!labels) labels = flash_distill_labels(d, c, n);
+    else if (!labels) labels = distill_labels(d, c, n);
     const long j = (long)flash_rng_below(d->rng, (uint64_t)N);
     const double t = grid(T, N, (double)j), tm = grid(T, 2 * N, 2.0 * j + 1), t2 = grid(T, N, (double)(j + 1));
     double a, s, am, sm, a2, s2;
     ab(d, t, &a, &s);
     ab(d, tm, &am, &sm);
     ab(d, t2, &a2, &s2);
-    flash_tensor *z = flash_lincomb(c, a, x0, s, flash_distill_noise(d, c, n));
+    flash_tensor *z = flash_lincomb(c, a, x0, s, distill_noise(d, c, n));
 
     /* two DDIM steps (eq. 4) of the round's teacher, without gradients */
     bool was = flash_grad_set(c, false);
@@ -179,15 +183,10 @@ static flash_tensor *pg_step(void *self, flash_ctx *c, flash_distill *d, int64_t
         flash_metric_result_add(d->stats, "student_steps", (double)N);
         flash_metric_result_add(d->stats, "t", t);
     }
-    return flash_distill_losses(d, c, &in);
+    return distill_losses(d, c, &in);
 }
 
-static const flash_strategy_api progressive_api = {
-    .head = {sizeof progressive_api, FLASH_KIND_STRATEGY, "progressive",
-             "progressive distillation with guidance (Salimans & Ho 2022; Meng et al. 2023): halving rounds, 1 "
-             "student step = 2 teacher DDIM steps",
-             keys, pg_create, pg_destroy},
-    .step = pg_step,
-};
-
-FLASH_COMPONENT(progressive_api)
+DISTILL_STRATEGY(progressive_api, "progressive",
+                 "progressive distillation with guidance (Salimans & Ho 2022; Meng et al. 2023): halving rounds, 1 "
+                 "student step = 2 teacher DDIM steps",
+                 keys, pg_create, pg_destroy)

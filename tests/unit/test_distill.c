@@ -4,7 +4,7 @@
  * backward distillation's stop-gradient rollout (a spy student records the
  * grad mode of every call; the parameter gradient matches the closed form
  * of the last step alone), the consistency function's boundary condition
- * and progressive distillation's two-step target; `distill.device`: its
+ * and progressive distillation's two-step target; the top-level `device`: its
  * errors, and a context opened on the stand-in device (the CPU kernels
  * under the name "cuda", tests/fake_device/) with every part placed there. */
 #include <check.h>
@@ -13,7 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "flash/distill.h"
+#include "flash/trainer.h"
+
+#include "consistency.h"
+#include "distill.h"
+#include "shift_map.h"
 
 /* ---- a spy student: eps-hat = w * x, recording every call ---------------- */
 
@@ -135,8 +139,9 @@ static const flash_loss_api sl_api = {
 typedef struct fx {
     flash_registry *r;
     flash_cfg *root;
-    flash_distill_opts o;
-    flash_distill *d;
+    flash_train_opts o;
+    flash_run *run;
+    distill *d; /* the strategy's kit: a distillation strategy's state begins with it */
     flash_ctx *c;
     flash_error err;
 } fx;
@@ -149,8 +154,9 @@ static void fx_open(fx *f, const char *yaml)
     ck_assert_msg(flash_registry_load_default(f->r, NULL, &f->err) == FLASH_OK, "%s", f->err.msg);
     ck_assert_msg(flash_registry_add(f->r, &spy_desc, "test_distill", &f->err) == FLASH_OK, "%s", f->err.msg);
     ck_assert_msg(flash_cfg_parse_string(yaml, "t.yaml", &f->root, &f->err) == FLASH_OK, "%s", f->err.msg);
-    f->o = (flash_distill_opts){.size = sizeof f->o, .root = f->root, .registry = f->r};
-    ck_assert_msg(flash_distill_open(&f->o, &f->d, &f->err) == FLASH_OK, "%s", f->err.msg);
+    f->o = (flash_train_opts){.size = sizeof f->o, .root = f->root, .registry = f->r};
+    ck_assert_msg(flash_train_open(&f->o, &f->run, &f->err) == FLASH_OK, "%s", f->err.msg);
+    f->d = flash_run_strategy(f->run)->self;
     f->c = flash_ctx_create(1 << 20);
     ck_assert_ptr_nonnull(f->c);
 }
@@ -158,7 +164,7 @@ static void fx_open(fx *f, const char *yaml)
 static void fx_close(fx *f)
 {
     flash_ctx_destroy(f->c);
-    flash_distill_close(f->d);
+    flash_train_close(f->run);
     flash_cfg_free(f->root);
     flash_registry_destroy(f->r);
 }
@@ -169,13 +175,12 @@ static const char *yaml_with(const char *student, const char *strategy, const ch
     snprintf(buf, sizeof buf,
              "seed: 5\n" SCHED GMM "student: %s\n"
              "sampler: {plugin: ddim, timesteps: [999, 750, 500], noise_correction: true}\n"
-             "strategy: %s\n"
+             "strategy: {target: %s, %s\n"
              "losses: %s\n"
-             "target: %s\n"
              "dataset: {plugin: toy2d, kind: gmm, weights: [0.5, 0.5], means: [[-1.5, 0.5], [1.0, -1.0]], "
              "stds: [0.3, 0.5], n_train: 256, n_test: 16}\n"
-             "distill: {steps: 10, batch_size: 16}\n",
-             student, strategy, losses, target);
+             "train: {steps: 10, batch_size: 16}\n",
+             student, target, strategy + 1, losses);
     return buf;
 }
 
@@ -221,38 +226,39 @@ static flash_tensor *points(fx *f, int n, uint64_t seed, float scale)
 
 START_TEST(test_gamma_map)
 {
-    flash_target_spec s;
+    shift_map g;
     flash_error e = {0};
-    ck_assert(flash_target_spec_read(NULL, &s, &e) == FLASH_OK);
-    ck_assert_int_eq(s.k, 8);
-    /* Imagine Flash section 5.1 */
-    ck_assert_double_eq(flash_target_gamma(&s, 999), 990);
-    ck_assert_double_eq(flash_target_gamma(&s, 901), 990);
-    ck_assert_double_eq(flash_target_gamma(&s, 900), 950);
-    ck_assert_double_eq(flash_target_gamma(&s, 501), 950);
-    ck_assert_double_eq(flash_target_gamma(&s, 500), 200);
-    ck_assert_double_eq(flash_target_gamma(&s, 0), 200);
-
     flash_cfg *m = NULL;
-    ck_assert(flash_cfg_parse_string("{k: 3, gamma: [[600, 700], [-1, 100]]}", "g.yaml", &m, &e) == FLASH_OK);
-    ck_assert_msg(flash_target_spec_read(m, &s, &e) == FLASH_OK, "%s", e.msg);
-    ck_assert_int_eq(s.k, 3);
-    ck_assert_double_eq(flash_target_gamma(&s, 750), 700);
-    ck_assert_double_eq(flash_target_gamma(&s, 600), 100);
-    ck_assert_double_eq(flash_target_gamma(&s, 0), 100);
+    ck_assert(flash_cfg_parse_string("{weight: 1}", "g.yaml", &m, &e) == FLASH_OK);
+    ck_assert(shift_map_read(m, "gamma", 1000, &g, &e) == FLASH_OK);
+    flash_cfg_free(m);
+    /* Imagine Flash section 5.1 */
+    ck_assert_double_eq(shift_map_eval(&g, 999), 990);
+    ck_assert_double_eq(shift_map_eval(&g, 901), 990);
+    ck_assert_double_eq(shift_map_eval(&g, 900), 950);
+    ck_assert_double_eq(shift_map_eval(&g, 501), 950);
+    ck_assert_double_eq(shift_map_eval(&g, 500), 200);
+    ck_assert_double_eq(shift_map_eval(&g, 0), 200);
+
+    ck_assert(flash_cfg_parse_string("{gamma: [[600, 700], [-1, 100]]}", "g.yaml", &m, &e) == FLASH_OK);
+    ck_assert_msg(shift_map_read(m, "gamma", 1000, &g, &e) == FLASH_OK, "%s", e.msg);
+    ck_assert_double_eq(shift_map_eval(&g, 750), 700);
+    ck_assert_double_eq(shift_map_eval(&g, 600), 100);
+    ck_assert_double_eq(shift_map_eval(&g, 0), 100);
+    flash_cfg_free(m);
+    distill_target_spec s = {.k = 3, .guidance_scale = 1.0f};
     double ts[16];
-    ck_assert_int_eq(flash_target_timesteps(&s, 750, ts), 3);
+    ck_assert_int_eq(distill_target_timesteps(&s, 750, ts), 3);
     ck_assert_double_eq(ts[0], 750);
     ck_assert_double_eq(ts[1], 500);
     ck_assert_double_eq(ts[2], 250);
-    flash_cfg_free(m);
 
-    const char *bad[] = {"{gamma: papr}", "{gamma: [[500, 700], [600, 100]]}", "{gamma: [[500]]}", "{k: 0}",
-                         "{kk: 3}"};
+    const char *bad[] = {"{gamma: papr}", "{gamma: [[500, 700], [600, 100]]}", "{gamma: [[500]]}",
+                         "{gamma: [[500, 1200]]}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert(flash_cfg_parse_string(bad[i], "b.yaml", &m, &e) == FLASH_OK);
         e = (flash_error){0};
-        ck_assert_int_eq(flash_target_spec_read(m, &s, &e), FLASH_ERR_CONFIG);
+        ck_assert_int_eq(shift_map_read(m, "gamma", 1000, &g, &e), FLASH_ERR_CONFIG);
         ck_assert_msg(strstr(e.msg, "b.yaml:") != NULL, "%s", e.msg);
         flash_cfg_free(m);
     }
@@ -265,7 +271,7 @@ START_TEST(test_plain_target_is_k_ddim_steps)
     fx f;
     fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 4}"));
     flash_tensor *x = points(&f, 32, 11, 1.0f);
-    flash_tensor *got = flash_distill_target(f.d, f.c, x, 750, NULL);
+    flash_tensor *got = distill_target(f.d, f.c, x, 750, NULL);
     ck_assert_msg(got && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
     const double ts[] = {750, 563, 375, 188}; /* round(750 (4 - j) / 4) */
     flash_tensor *want = ddim_reference(&f, x, ts, 4);
@@ -279,12 +285,14 @@ END_TEST
 START_TEST(test_srl_target_from_renoised_x0)
 {
     fx f;
-    fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 4, gamma: paper}"));
+    fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 4}"));
     flash_tensor *x0 = points(&f, 32, 12, 1.5f);
     flash_rng r1, r2;
     flash_rng_seed(&r1, 77);
     flash_rng_seed(&r2, 77);
-    flash_tensor *got = flash_distill_srl_target(f.d, f.c, x0, 800, NULL, &r1);
+    shift_map g;
+    shift_map_paper(&g);
+    flash_tensor *got = distill_renoised_target(f.d, f.c, x0, shift_map_eval(&g, 800), NULL, &r1);
     ck_assert_msg(got && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
     /* gamma(800) = 950 (900 >= t > 500) */
     double a, s;
@@ -297,7 +305,7 @@ START_TEST(test_srl_target_from_renoised_x0)
     ck_assert_double_lt(max_abs_diff(got, want), 1e-5);
     /* the target does not depend on the student's input, and a different
      * noise draw gives a different target */
-    flash_tensor *other = flash_distill_srl_target(f.d, f.c, x0, 800, NULL, &r1);
+    flash_tensor *other = distill_renoised_target(f.d, f.c, x0, shift_map_eval(&g, 800), NULL, &r1);
     ck_assert_double_gt(max_abs_diff(got, other), 1e-3);
     fx_close(&f);
 }
@@ -309,9 +317,9 @@ START_TEST(test_backward_rollout_stop_gradient)
 {
     fx f;
     fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward, step: 2}", "{k: 2}"));
-    flash_instance *strat = flash_distill_strategy(f.d);
+    flash_instance *strat = flash_run_strategy(f.run);
     spy_n = 0;
-    flash_tensor *loss = FLASH_API(strat, flash_strategy_api)->step(strat->self, f.c, f.d, 1);
+    flash_tensor *loss = FLASH_API(strat, flash_strategy_api)->step(strat->self, f.c, f.run, 1);
     ck_assert_msg(loss && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
     ck_assert_int_eq(spy_n, 3);
     ck_assert_double_eq(spy_log[0].t, 999);
@@ -332,7 +340,7 @@ START_TEST(test_backward_rollout_stop_gradient)
     ck_assert_int_eq(n, 16);
     flash_tensor *x = flash_tensor_2d(f.c, n, 2);
     memcpy(x->data, spy_log[2].x, (size_t)n * 2 * sizeof(float));
-    flash_tensor *y = flash_distill_target(f.d, f.c, x, 500, NULL);
+    flash_tensor *y = distill_target(f.d, f.c, x, 500, NULL);
     ck_assert_ptr_nonnull(y);
     double a, s, acc = 0;
     flash_schedule_eval(f.d->teacher->schedule, 500, &a, &s);
@@ -364,14 +372,14 @@ START_TEST(test_consistency_boundary)
     fx f;
     fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 2}"));
     flash_tensor *x = points(&f, 16, 13, 1.0f);
-    flash_tensor *f0 = flash_consistency_fn(f.d->student, f.c, x, 0, NULL, 1.0f);
+    flash_tensor *f0 = consistency_fn(f.d->student, f.c, x, 0, NULL, 1.0f);
     ck_assert_msg(f0 && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
     ck_assert_double_eq(max_abs_diff(f0, x), 0.0);
-    flash_tensor *f9 = flash_consistency_fn(f.d->student, f.c, x, 999, NULL, 1.0f);
+    flash_tensor *f9 = consistency_fn(f.d->student, f.c, x, 999, NULL, 1.0f);
     flash_denoised o;
     ck_assert(flash_denoise(f.d->student, f.c, x, NULL, 999, NULL, 1.0f, NULL, &o) == FLASH_OK);
     double cs, co;
-    flash_lcm_boundary(999, &cs, &co);
+    consistency_boundary(999, &cs, &co);
     ck_assert_double_lt(cs, 1e-6);
     ck_assert_double_lt(max_abs_diff(f9, o.x0), 1e-4);
     fx_close(&f);
@@ -386,11 +394,11 @@ START_TEST(test_progressive_target_two_ddim_steps)
     fx f;
     fx_open(&f, yaml_with("{plugin: spy}", "{plugin: progressive, teacher_steps: 8, final_steps: 4, snr_weight: false}",
                           "{k: 2}", "[{plugin: spy_loss}]"));
-    flash_instance *strat = flash_distill_strategy(f.d);
+    flash_instance *strat = flash_run_strategy(f.run);
     int seen_last = 0, seen_inner = 0;
     for (int it = 1; it <= 12 && !(seen_last && seen_inner); it++) {
         flash_ctx_reset(f.c);
-        flash_tensor *loss = FLASH_API(strat, flash_strategy_api)->step(strat->self, f.c, f.d, it);
+        flash_tensor *loss = FLASH_API(strat, flash_strategy_api)->step(strat->self, f.c, f.run, it);
         ck_assert_msg(loss && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
         /* the student's 4-step trailing grid 999, 749, 499, 249; the
          * teacher's 8-step grid adds 874, 624, 374, 124 */
@@ -465,7 +473,7 @@ START_TEST(test_adversarial_discriminator_learns)
     flash_tensor *fake = flash_add_scalar(f.c, points(&f, 64, 999, 0.3f), 4.0f);
     flash_tensor *real;
     const int *rl;
-    ck_assert(flash_distill_real(f.d, f.c, 64, &real, &rl) == FLASH_OK);
+    ck_assert(distill_real(f.d, f.c, 64, &real, &rl) == FLASH_OK);
     flash_loss_in in = {.size = sizeof in, .pred = fake, .distill = f.d};
     flash_tensor *g = api->compute(li->self, f.c, &in);
     ck_assert_msg(g && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
@@ -620,7 +628,7 @@ START_TEST(test_teacher_discriminator)
 }
 END_TEST
 
-/* distill.device takes cpu or cuda, with train.device's message. */
+/* device takes cpu or cuda. */
 START_TEST(test_device_key)
 {
     flash_registry *r = flash_registry_create();
@@ -629,12 +637,12 @@ START_TEST(test_device_key)
     flash_cfg *root = NULL;
     ck_assert(flash_cfg_parse_string(base_yaml("{plugin: mlp, hidden: 16, layers: 1}", "{plugin: backward}", "{k: 2}"),
                                      "t.yaml", &root, &e) == FLASH_OK);
-    ck_assert(flash_cfg_set(root, "distill.device=gpu", &e) == FLASH_OK);
-    flash_distill_opts o = {.size = sizeof o, .root = root, .registry = r};
-    flash_distill *dd = NULL;
-    ck_assert_int_eq(flash_distill_open(&o, &dd, &e), FLASH_ERR_CONFIG);
+    ck_assert(flash_cfg_set(root, "device=gpu", &e) == FLASH_OK);
+    flash_train_opts o = {.size = sizeof o, .root = root, .registry = r};
+    flash_run *dd = NULL;
+    ck_assert_int_eq(flash_train_open(&o, &dd, &e), FLASH_ERR_CONFIG);
     ck_assert_ptr_null(dd);
-    ck_assert_msg(strstr(e.msg, "distill") && strstr(e.msg, "device") && strstr(e.msg, "gpu") &&
+    ck_assert_msg(strstr(e.msg, "device:") && strstr(e.msg, "gpu") &&
                       strstr(e.msg, "cuda"),
                   "%s", e.msg);
     flash_cfg_free(root);
@@ -642,7 +650,7 @@ START_TEST(test_device_key)
 }
 END_TEST
 
-/* distill.device: cuda without a loadable backend: a config error at the
+/* device: cuda without a loadable backend: a config error at the
  * key, before any component is built. */
 START_TEST(test_device_unavailable)
 {
@@ -653,11 +661,11 @@ START_TEST(test_device_unavailable)
     flash_cfg *root = NULL;
     ck_assert(flash_cfg_parse_string(base_yaml("{plugin: mlp, hidden: 16, layers: 1}", "{plugin: backward}", "{k: 2}"),
                                      "t.yaml", &root, &e) == FLASH_OK);
-    ck_assert(flash_cfg_set(root, "distill.device=cuda", &e) == FLASH_OK);
-    flash_distill_opts o = {.size = sizeof o, .root = root, .registry = r};
-    flash_distill *d = NULL;
-    ck_assert_int_eq(flash_distill_open(&o, &d, &e), FLASH_ERR_CONFIG);
-    ck_assert_msg(strstr(e.msg, "distill.device") && strstr(e.msg, "device 'cuda'") &&
+    ck_assert(flash_cfg_set(root, "device=cuda", &e) == FLASH_OK);
+    flash_train_opts o = {.size = sizeof o, .root = root, .registry = r};
+    flash_run *d = NULL;
+    ck_assert_int_eq(flash_train_open(&o, &d, &e), FLASH_ERR_CONFIG);
+    ck_assert_msg(strstr(e.msg, "device:") && strstr(e.msg, "device 'cuda'") &&
                       strstr(e.msg, "cannot load FLASH_CUDA_LIB=/nonexistent"),
                   "%s", e.msg);
     flash_cfg_free(root);
@@ -683,10 +691,11 @@ START_TEST(test_device_parts)
                             "[{plugin: reconstruction}, {plugin: adversarial, "
                             "discriminator: {plugin: mlp_discriminator, hidden: 16, layers: 1}}]"),
                   "t.yaml", &root, &e) == FLASH_OK);
-    ck_assert(flash_cfg_set(root, "distill.device=cuda", &e) == FLASH_OK);
-    flash_distill_opts o = {.size = sizeof o, .root = root, .registry = r};
-    flash_distill *d = NULL;
-    ck_assert_msg(flash_distill_open(&o, &d, &e) == FLASH_OK, "%s", e.msg);
+    ck_assert(flash_cfg_set(root, "device=cuda", &e) == FLASH_OK);
+    flash_train_opts o = {.size = sizeof o, .root = root, .registry = r};
+    flash_run *run = NULL;
+    ck_assert_msg(flash_train_open(&o, &run, &e) == FLASH_OK, "%s", e.msg);
+    distill *d = flash_run_strategy(run)->self;
     ck_assert_str_eq(flash_env_device(d->env), "cuda");
     ck_assert_str_eq(flash_params_device(d->student_params), "cuda");
     const flash_loss_api *la = FLASH_API(&d->losses[1], flash_loss_api);
@@ -700,10 +709,9 @@ START_TEST(test_device_parts)
     flash_ctx *c = flash_ctx_create_on("cuda", 1 << 20, &e);
     ck_assert_msg(c != NULL, "%s", e.msg);
     flash_metric_result stats = {0};
-    d->stats = &stats;
-    d->iter = 1;
-    flash_tensor *loss = FLASH_API(flash_distill_strategy(d), flash_strategy_api)
-                             ->step(flash_distill_strategy(d)->self, c, d, 1);
+    run->stats = &stats;
+    flash_tensor *loss = FLASH_API(flash_run_strategy(run), flash_strategy_api)
+                             ->step(flash_run_strategy(run)->self, c, run, 1);
     ck_assert_msg(loss && flash_ctx_ok(c), "%s", flash_ctx_error(c));
     float lv = 0;
     ck_assert(flash_tensor_to_host(c, loss, &lv, &e) == FLASH_OK);
@@ -713,9 +721,9 @@ START_TEST(test_device_parts)
     for (int i = 0; i < stats.n; i++)
         if (!strncmp(stats.name[i], "loss_", 5)) sum += stats.value[i];
     ck_assert_double_eq_tol(sum, lv, 1e-5 * fabs(lv) + 1e-6);
-    d->stats = NULL;
+    run->stats = NULL;
     flash_ctx_destroy(c);
-    flash_distill_close(d);
+    flash_train_close(run);
     flash_cfg_free(root);
     flash_registry_destroy(r);
 }

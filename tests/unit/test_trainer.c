@@ -13,6 +13,8 @@
 #include "flash/flash.h"
 #include "flash/trainer.h"
 
+#include "model_trainer.h"
+
 static flash_status read_train(const char *yaml, flash_train_config *tc, flash_error *err)
 {
     flash_cfg *root = NULL;
@@ -176,8 +178,18 @@ static flash_tensor *ident_forward(void *self, flash_ctx *c, flash_tensor *x, co
     return flash_copy(c, x);
 }
 
+/* the strategy builds its `model:` slot: the fixture hands it its own */
+static ident *ident_next;
+
+static flash_status ident_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+{
+    (void)cfg, (void)env, (void)err;
+    *self = ident_next;
+    return FLASH_OK;
+}
+
 static const flash_model_api ident_api = {
-    .head = {sizeof ident_api, FLASH_KIND_MODEL, "identity", "test", NULL, NULL, NULL},
+    .head = {sizeof ident_api, FLASH_KIND_MODEL, "identity", "test", NULL, ident_create, NULL},
     .info = ident_info,
     .forward = ident_forward,
 };
@@ -196,16 +208,22 @@ static void dn_make(dn_fixture *f, const char *strategy_yaml, flash_prediction p
     f->reg = flash_registry_create();
     ck_assert_msg(flash_registry_load_dir(f->reg, FLASH_BINARY_DIR "/lib/flash/plugins", &err) == FLASH_OK, "%s",
                   err.msg);
-    flash_env env = {.size = sizeof env, .registry = f->reg, .seed = 0};
-    flash_cfg *s = NULL, *g = NULL;
+    static const flash_component *const comps[] = {&ident_api.head};
+    static const flash_plugin_desc desc = {FLASH_ABI_MAJOR, FLASH_ABI_MINOR, "ident", "0", comps, 1};
+    ck_assert_msg(flash_registry_add(f->reg, &desc, "test_trainer", &err) == FLASH_OK, "%s", err.msg);
+    flash_cfg *s = NULL, *g = NULL, *root = NULL;
+    ck_assert_int_eq(flash_cfg_parse_string("model: {plugin: identity}\n", "test", &root, &err), FLASH_OK);
+    flash_env env = {.size = sizeof env, .registry = f->reg, .seed = 0, .root = root};
+    f->model.pred = pred;
+    f->model.num_classes = num_classes;
+    ident_next = &f->model;
     ck_assert_int_eq(flash_cfg_parse_string("plugin: discrete\n", "test", &s, &err), FLASH_OK);
     ck_assert_msg(flash_instance_create(&env, FLASH_KIND_SCHEDULE, s, &f->sched, &err) == FLASH_OK, "%s", err.msg);
     ck_assert_int_eq(flash_cfg_parse_string(strategy_yaml, "test", &g, &err), FLASH_OK);
     ck_assert_msg(flash_instance_create(&env, FLASH_KIND_STRATEGY, g, &f->strat, &err) == FLASH_OK, "%s", err.msg);
     flash_cfg_free(s);
     flash_cfg_free(g);
-    f->model.pred = pred;
-    f->model.num_classes = num_classes;
+    flash_cfg_free(root);
     f->model_inst.comp = &ident_api.head;
     f->model_inst.self = &f->model;
 }
@@ -269,9 +287,10 @@ static void dn_check(const char *yaml, flash_prediction model_pred, flash_predic
     double want = dn_expected(&f, rng, x0, n, d, target, gamma);
     flash_ctx *c = flash_ctx_create(1 << 20);
     int shape[2] = {n, d};
-    flash_train_batch b = {.size = sizeof b, .model = &f.model_inst, .schedule = &f.sched,
-                           .x = flash_tensor_from(c, 2, shape, x0), .rng = &rng};
-    flash_tensor *loss = FLASH_API(&f.strat, flash_strategy_api)->train_step(f.strat.self, c, &b, 1);
+    train_batch b = {.model = &f.model_inst, .schedule = &f.sched, .x = flash_tensor_from(c, 2, shape, x0),
+                     .rng = &rng};
+    const model_trainer *mt = f.strat.self;
+    flash_tensor *loss = mt->step(mt->method, c, &b, 1);
     ck_assert_msg(loss && flash_ctx_ok(c), "%s", flash_ctx_error(c));
     ck_assert_msg(fabs(loss->data[0] - want) <= 1e-4 * fabs(want) + 1e-6, "%s: loss %.9g, expected %.9g", yaml,
                   loss->data[0], want);
@@ -289,9 +308,9 @@ START_TEST(test_denoise_targets)
     dn_check("plugin: denoise\nmin_snr_gamma: 5\n", FLASH_PRED_V, FLASH_PRED_V, 5);
     dn_check("plugin: denoise\nmin_snr_gamma: 5\n", FLASH_PRED_SAMPLE, FLASH_PRED_SAMPLE, 5);
     /* losses in another space than the model's output */
-    dn_check("plugin: denoise\ntarget: v\n", FLASH_PRED_EPSILON, FLASH_PRED_V, 0);
-    dn_check("plugin: denoise\ntarget: epsilon\nmin_snr_gamma: 2\n", FLASH_PRED_V, FLASH_PRED_EPSILON, 2);
-    dn_check("plugin: denoise\ntarget: v\n", FLASH_PRED_SAMPLE, FLASH_PRED_V, 0);
+    dn_check("plugin: denoise\nprediction: v\n", FLASH_PRED_EPSILON, FLASH_PRED_V, 0);
+    dn_check("plugin: denoise\nprediction: epsilon\nmin_snr_gamma: 2\n", FLASH_PRED_V, FLASH_PRED_EPSILON, 2);
+    dn_check("plugin: denoise\nprediction: v\n", FLASH_PRED_SAMPLE, FLASH_PRED_V, 0);
 }
 END_TEST
 
@@ -311,11 +330,10 @@ START_TEST(test_denoise_label_dropout)
         flash_rng_seed(&rng, 5);
         flash_ctx *c = flash_ctx_create(1 << 20);
         int shape[2] = {n, 6};
-        flash_train_batch b = {.size = sizeof b, .model = &f.model_inst, .schedule = &f.sched,
-                               .x = flash_tensor_from(c, 2, shape, x0), .labels = labels, .num_classes = 10,
-                               .rng = &rng};
-        const flash_strategy_api *api = FLASH_API(&f.strat, flash_strategy_api);
-        ck_assert_ptr_nonnull(api->train_step(f.strat.self, c, &b, 1));
+        train_batch b = {.model = &f.model_inst, .schedule = &f.sched, .x = flash_tensor_from(c, 2, shape, x0),
+                         .labels = labels, .num_classes = 10, .rng = &rng};
+        const model_trainer *mt = f.strat.self;
+        ck_assert_ptr_nonnull(mt->step(mt->method, c, &b, 1));
         int dropped = 0;
         for (int i = 0; i < n; i++) {
             ck_assert(f.model.labels[i] == labels[i] || f.model.labels[i] == 10); /* kept, or the null class */
@@ -328,7 +346,7 @@ START_TEST(test_denoise_label_dropout)
         b.eval = 1;
         flash_ctx_reset(c);
         b.x = flash_tensor_from(c, 2, shape, x0);
-        ck_assert_ptr_nonnull(api->train_step(f.strat.self, c, &b, 1));
+        ck_assert_ptr_nonnull(mt->step(mt->method, c, &b, 1));
         for (int i = 0; i < n; i++) ck_assert_int_eq(f.model.labels[i], labels[i]);
         flash_ctx_destroy(c);
         dn_free(&f);

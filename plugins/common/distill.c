@@ -1,0 +1,386 @@
+/* The distillation kit (distill.h): building teacher, student, sampler and
+ * losses, the teacher's target operator (Imagine Flash eq. 7) and the
+ * strategy entries every distillation strategy shares. */
+#include "distill.h"
+
+#include "flash/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The distillation's stream of the run's seed: its draws (noise, labels,
+ * step indices, real-data indices). */
+#define DISTILL_STREAM 0x6469737469ull /* "disti" */
+
+static flash_params *model_params(const flash_instance *m)
+{
+    const flash_model_api *api = FLASH_API(m, flash_model_api);
+    flash_params *p = api->params ? api->params(m->self) : NULL;
+    return p && flash_params_count(p) > 0 ? p : NULL;
+}
+
+/* ---- the target operator ------------------------------------------------ */
+
+static const char *const target_keys[] = {"k", "guidance_scale", NULL};
+
+static flash_status target_spec_read(const flash_cfg *map, distill_target_spec *s, flash_error *err)
+{
+    flash_status st;
+    long k = 8;
+    s->k = 8;
+    s->guidance_scale = 1.0f;
+    if (!map) return FLASH_OK;
+    if (flash_cfg_kind(map) != FLASH_CFG_MAP) return flash_cfg_error(map, err, "target: expected a map {k, guidance_scale}");
+    if (flash_cfg_get(map, "gamma"))
+        return flash_cfg_error(flash_cfg_get(map, "gamma"), err,
+                               "target.gamma moved to the loss that shifts its target: {plugin: srl, gamma: ...}");
+    if ((st = flash_cfg_check_keys(map, "target", target_keys, err))) return st;
+    if ((st = flash_cfg_int(map, "k", 8, &k, err))) return st;
+    if (k < 1 || k > FLASH_MAX_STEPS)
+        return flash_cfg_error(flash_cfg_get(map, "k"), err, "k must be in [1, %d]", FLASH_MAX_STEPS);
+    s->k = (int)k;
+    if ((st = flash_cfg_float(map, "guidance_scale", 1.0f, &s->guidance_scale, err))) return st;
+    if (!(s->guidance_scale >= 0.0f))
+        return flash_cfg_error(flash_cfg_get(map, "guidance_scale"), err, "guidance_scale must be >= 0");
+    return FLASH_OK;
+}
+
+int distill_target_timesteps(const distill_target_spec *s, double t, double *out)
+{
+    int n = 0;
+    for (int j = 0; j < s->k; j++) {
+        double tj = floor(t * (double)(s->k - j) / (double)s->k + 0.5);
+        if (n > 0 && !(tj < out[n - 1])) continue;
+        if (tj < 0) break;
+        out[n++] = tj;
+    }
+    return n;
+}
+
+/* k DDIM steps (eq. 4) of the teacher with CFG from x at t; returns the
+ * x0-hat of the last evaluation, which is where a DDIM trajectory to clean
+ * data ends (eq. 7: x0-hat(f^k(x_t), eps, t/k)). */
+flash_tensor *distill_target(distill *d, flash_ctx *c, flash_tensor *x, double t, const int *labels)
+{
+    if (!x) return NULL;
+    double ts[FLASH_MAX_STEPS];
+    const int n = distill_target_timesteps(&d->target, t, ts);
+    const float w = labels ? d->target.guidance_scale : 1.0f;
+    bool was = flash_grad_set(c, false);
+    flash_tensor *x0 = NULL;
+    x = flash_detach(c, x);
+    for (int j = 0; j < n && x; j++) {
+        flash_denoised o;
+        if (flash_denoise(d->teacher, c, x, NULL, ts[j], labels, w, NULL, &o)) {
+            x0 = NULL;
+            break;
+        }
+        x0 = o.x0;
+        if (j + 1 < n) {
+            double a, s;
+            flash_schedule_eval(d->teacher->schedule, ts[j + 1], &a, &s);
+            x = flash_lincomb(c, a, o.x0, s, o.eps);
+        }
+    }
+    flash_grad_set(c, was);
+    if (!x0 && flash_ctx_ok(c)) flash_ctx_fail(c, "target: the teacher took no step from t = %g", t);
+    return x0;
+}
+
+flash_tensor *distill_renoised_target(distill *d, flash_ctx *c, flash_tensor *x0_hat, double t_phi,
+                                      const int *labels, flash_rng *rng)
+{
+    if (!x0_hat) return NULL;
+    double a, s;
+    flash_schedule_eval(d->teacher->schedule, t_phi, &a, &s);
+    bool was = flash_grad_set(c, false);
+    flash_tensor *eps = flash_randn(c, rng, x0_hat->ndim, x0_hat->shape);
+    flash_tensor *x = flash_lincomb(c, a, flash_detach(c, x0_hat), s, eps);
+    flash_grad_set(c, was);
+    return distill_target(d, c, x, t_phi, labels);
+}
+
+/* ---- draws --------------------------------------------------------------- */
+
+const int *distill_labels(distill *d, flash_ctx *c, int n)
+{
+    return flash_run_labels(d->run, c, n, d->num_classes);
+}
+
+flash_tensor *distill_noise(distill *d, flash_ctx *c, int n)
+{
+    int shape[FLASH_MAX_DIMS] = {n};
+    for (int i = 0; i < d->ndim; i++) shape[1 + i] = d->shape[i];
+    return flash_randn(c, d->rng, 1 + d->ndim, shape);
+}
+
+flash_status distill_real(distill *d, flash_ctx *c, int n, flash_tensor **x, const int **labels)
+{
+    return flash_run_draw(d->run, c, n, x, labels);
+}
+
+flash_cond distill_cond(distill *d, flash_ctx *c, int n, double t, const int *labels)
+{
+    flash_cond cond = {.n = n, .labels = labels};
+    /* host memory: a condition's arrays are read on the host on every device */
+    float *tt = flash_host_alloc(c, 3 * (size_t)n * sizeof *tt);
+    if (!tt) return cond;
+    double a, s;
+    flash_schedule_eval(d->student->schedule, t, &a, &s);
+    float *aa = tt + n, *ss = aa + n;
+    for (int i = 0; i < n; i++) {
+        tt[i] = (float)t;
+        aa[i] = (float)a;
+        ss[i] = (float)s;
+    }
+    cond.t = tt;
+    cond.alpha = aa;
+    cond.sigma = ss;
+    return cond;
+}
+
+/* ---- losses -------------------------------------------------------------- */
+
+flash_tensor *distill_losses(distill *d, flash_ctx *c, const flash_loss_in *in)
+{
+    flash_tensor *sum = NULL;
+    d->last = *in;
+    if (in->cond) {
+        /* the caller's condition may live on its stack; its arrays are in
+         * the arena, which outlives the losses' updates */
+        d->last_cond = *in->cond;
+        d->last.cond = &d->last_cond;
+    }
+    for (int i = 0; i < d->n_losses; i++) {
+        const flash_loss_api *api = FLASH_API(&d->losses[i], flash_loss_api);
+        flash_tensor *l = api->compute(d->losses[i].self, c, in);
+        if (!l || !flash_ctx_ok(c)) {
+            if (flash_ctx_ok(c)) flash_ctx_fail(c, "loss '%s' returned nothing", d->losses[i].comp->name);
+            return NULL;
+        }
+        if (l->numel != 1) {
+            flash_ctx_fail(c, "loss '%s' returned %zu values, not a scalar", d->losses[i].comp->name, l->numel);
+            return NULL;
+        }
+        if (d->stats) {
+            char name[32];
+            float v = 0;
+            flash_error e = {0};
+            if (flash_tensor_to_host(c, l, &v, &e)) {
+                flash_ctx_fail(c, "loss '%s': %s", d->losses[i].comp->name, e.msg);
+                return NULL;
+            }
+            snprintf(name, sizeof name, "loss_%s", d->losses[i].comp->name);
+            flash_metric_result_add(d->stats, name, v);
+        }
+        sum = sum ? flash_add(c, sum, l) : l;
+    }
+    if (!sum) flash_ctx_fail(c, "distill: no losses configured");
+    return sum;
+}
+
+/* ---- copies of the student ------------------------------------------------- */
+
+flash_status distill_clone_student(distill *d, flash_instance **out, flash_error *err)
+{
+    *out = NULL;
+    if (!d->run) return flash_error_set(err, FLASH_ERR_RUNTIME, "distill: no run to keep a copy of the student");
+    if (d->n_clones == DISTILL_MAX_CLONES)
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "distill: at most %d copies of the student", DISTILL_MAX_CLONES);
+    flash_instance *inst = calloc(1, sizeof *inst);
+    if (!inst) return flash_error_set(err, FLASH_ERR_NOMEM, "distill: out of memory");
+    flash_status st = flash_instance_create(d->env, FLASH_KIND_MODEL, flash_cfg_get(d->env->root, "student"), inst, err);
+    if (st) {
+        free(inst);
+        return st;
+    }
+    flash_params *p = model_params(inst);
+    char name[32];
+    snprintf(name, sizeof name, "clone%d", d->n_clones);
+    bool restored = false;
+    if (!p)
+        st = flash_error_set(err, FLASH_ERR_CONFIG, "distill: the student '%s' has no parameters to copy",
+                             d->student_inst.comp->name);
+    /* a resumed run restores the copy from its checkpoint */
+    else if ((st = flash_run_track(d->run, name, p, &restored, err)) == FLASH_OK && !restored)
+        st = flash_params_copy(p, d->student_params, err);
+    /* the copy works beside the student, on the pipeline's device */
+    if (st == FLASH_OK) st = flash_params_to_device(p, flash_env_device(d->env), err);
+    if (st) {
+        flash_instance_destroy(inst);
+        free(inst);
+        return st;
+    }
+    d->clones[d->n_clones++] = inst;
+    *out = inst;
+    return FLASH_OK;
+}
+
+/* ---- building ------------------------------------------------------------ */
+
+static flash_status need(const flash_cfg *root, const char *key, const flash_cfg **out, flash_error *err)
+{
+    *out = flash_cfg_get(root, key);
+    if (!*out) return flash_cfg_error(root, err, "distillation: the pipeline needs a '%s:' section", key);
+    return FLASH_OK;
+}
+
+void distill_close(distill *d)
+{
+    if (!d) return;
+    for (int i = 0; i < d->n_clones; i++) {
+        flash_instance_destroy(d->clones[i]);
+        free(d->clones[i]);
+    }
+    d->n_clones = 0;
+    for (int i = 0; i < d->n_losses; i++) flash_instance_destroy(&d->loss_inst[i]);
+    d->n_losses = 0;
+    flash_denoiser_release(&d->sden);
+    flash_denoiser_release(&d->tden);
+    flash_instance_destroy(&d->sampler_inst);
+    flash_instance_destroy(&d->student_inst);
+    flash_instance_destroy(&d->teacher_inst);
+}
+
+flash_status distill_open(distill *d, const flash_cfg *cfg, flash_env *env, distill_step_fn step, void **self,
+                          void *method, flash_error *err)
+{
+    const flash_cfg *root = env->root, *slot;
+    flash_status st;
+    d->env = env;
+    d->method_step = step;
+    d->method = method;
+    if ((st = target_spec_read(flash_cfg_get(cfg, "target"), &d->target, err))) return st;
+    if (!env->schedule) return flash_cfg_error(root, err, "distillation: the pipeline needs a 'schedule:' section");
+    if ((st = need(root, "teacher", &slot, err)) ||
+        (st = flash_instance_create(env, FLASH_KIND_MODEL, slot, &d->teacher_inst, err)) ||
+        (st = flash_teacher_load(root, &d->teacher_inst, err)))
+        return st;
+    env->teacher = &d->teacher_inst;
+    if ((st = need(root, "student", &slot, err)) ||
+        (st = flash_instance_create(env, FLASH_KIND_MODEL, slot, &d->student_inst, err)))
+        return st;
+    if (!(d->student_params = model_params(&d->student_inst)))
+        return flash_cfg_error(slot, err, "student '%s' has no parameters to train", d->student_inst.comp->name);
+    if ((st = need(root, "sampler", &slot, err)) ||
+        (st = flash_instance_create(env, FLASH_KIND_SAMPLER, slot, &d->sampler_inst, err)))
+        return st;
+    if ((st = flash_denoiser_init(&d->tden, &d->teacher_inst, env->schedule, err)) ||
+        (st = flash_denoiser_init(&d->sden, &d->student_inst, env->schedule, err)))
+        return st;
+    const flash_model_info *ti = &d->tden.info, *si = &d->sden.info;
+    int same = ti->ndim == si->ndim;
+    for (int i = 0; same && i < ti->ndim; i++) same = ti->shape[i] == si->shape[i];
+    if (!same)
+        return flash_cfg_error(flash_cfg_get(root, "student"), err,
+                               "student '%s' and teacher '%s' take samples of different shapes",
+                               d->student_inst.comp->name, d->teacher_inst.comp->name);
+    if (ti->num_classes > 0 && si->num_classes != ti->num_classes)
+        return flash_cfg_error(flash_cfg_get(root, "student"), err,
+                               "the teacher has %d classes, the student %d: set the student's num_classes",
+                               ti->num_classes, si->num_classes);
+
+    /* Imagine Flash section 5: the student starts as a copy of the teacher */
+    flash_params *tp = model_params(&d->teacher_inst);
+    if (tp) {
+        flash_error e = {0};
+        if (flash_params_copy(d->student_params, tp, &e) == FLASH_OK)
+            flash_info("student initialised from the teacher's weights");
+        else
+            flash_info("student not initialised from the teacher (%s)", e.msg);
+    }
+
+    const int T = flash_schedule_T(env->schedule);
+    const flash_sampler_api *sa = FLASH_API(&d->sampler_inst, flash_sampler_api);
+    d->n_steps = sa->timesteps(d->sampler_inst.self, T, d->timesteps, DISTILL_MAX_STEPS);
+    if (d->n_steps < 1)
+        return flash_cfg_error(flash_cfg_get(root, "sampler"), err,
+                               "the student's sampler lays out no timesteps (at most %d) on %d training steps",
+                               DISTILL_MAX_STEPS, T);
+
+    if ((st = need(root, "losses", &slot, err))) return st;
+    if (flash_cfg_kind(slot) != FLASH_CFG_SEQ || flash_cfg_len(slot) < 1)
+        return flash_cfg_error(slot, err, "losses: expected a list of loss slots ({plugin: NAME, weight: W})");
+    if (flash_cfg_len(slot) > DISTILL_MAX_LOSSES)
+        return flash_cfg_error(slot, err, "losses: at most %d", DISTILL_MAX_LOSSES);
+    for (size_t i = 0; i < flash_cfg_len(slot); i++) {
+        if ((st = flash_instance_create(env, FLASH_KIND_LOSS, flash_cfg_at(slot, i), &d->loss_inst[i], err)))
+            return st;
+        d->n_losses = (int)i + 1;
+    }
+    d->teacher = &d->tden;
+    d->student = &d->sden;
+    d->sampler = &d->sampler_inst;
+    d->losses = d->loss_inst;
+    d->num_classes = ti->num_classes;
+    d->ndim = ti->ndim;
+    for (int i = 0; i < 3; i++) d->shape[i] = ti->shape[i];
+    *self = method;
+    return FLASH_OK;
+}
+
+/* ---- the strategy entries ----------------------------------------------- */
+
+flash_params *distill_trained(void *self, flash_run *run, flash_error *err)
+{
+    distill *d = self;
+    d->run = run;
+    d->rng = run->rng;
+    flash_rng_seed_stream(run->rng, run->env->seed, DISTILL_STREAM);
+    d->batch_size = run->batch_size;
+    d->steps = run->steps;
+    if (run->data) {
+        int ok = run->data->ndim == d->ndim;
+        for (int i = 0; ok && i < d->ndim; i++) ok = run->data->shape[i] == d->shape[i];
+        if (!ok) {
+            flash_cfg_error(flash_cfg_get(d->env->root, "dataset"), err,
+                            "the dataset's examples do not have the teacher's shape");
+            return NULL;
+        }
+    }
+    /* the teacher works beside the student, on the pipeline's device; the
+     * loop moves the student */
+    flash_params *tp = model_params(&d->teacher_inst);
+    if (tp && flash_params_to_device(tp, flash_env_device(d->env), err)) return NULL;
+    /* the losses' own parameters (a discriminator) in the run's checkpoints */
+    for (int i = 0; i < d->n_losses; i++) {
+        const flash_loss_api *api = FLASH_API(&d->losses[i], flash_loss_api);
+        flash_params *p = api->params ? api->params(d->losses[i].self) : NULL;
+        if (!p) continue;
+        char name[32];
+        snprintf(name, sizeof name, "loss%d", i);
+        if (flash_run_track(run, name, p, NULL, err)) return NULL;
+    }
+    return d->student_params;
+}
+
+flash_tensor *distill_step(void *self, flash_ctx *c, flash_run *run, int64_t iter)
+{
+    distill *d = self;
+    d->iter = iter;
+    d->stats = run->stats;
+    memset(&d->last, 0, sizeof d->last);
+    const int64_t nfe0 = d->tden.nfe;
+    flash_tensor *loss = d->method_step(d->method, c, d, iter);
+    if (d->stats) flash_metric_result_add(d->stats, "teacher_nfe", (double)(d->tden.nfe - nfe0));
+    return loss;
+}
+
+flash_status distill_after_step(void *self, flash_ctx *c, flash_run *run, int64_t iter, flash_error *err)
+{
+    (void)run;
+    distill *d = self;
+    /* the losses' own parts (a discriminator) alternate with the student */
+    for (int i = 0; i < d->n_losses; i++) {
+        const flash_loss_api *api = FLASH_API(&d->losses[i], flash_loss_api);
+        if (!api->update || !d->last.pred) continue;
+        flash_status st = api->update(d->losses[i].self, c, &d->last, iter, err);
+        if (st) {
+            flash_error_prefix(err, "loss '%s' update", d->losses[i].comp->name);
+            return st;
+        }
+    }
+    return FLASH_OK;
+}

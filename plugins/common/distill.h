@@ -1,0 +1,156 @@
+/* The distillation kit: what the in-tree distillation strategies and
+ * losses share, built on the core's strategy interface (flash/strategy.h).
+ * Not part of the core: the core trains whatever a strategy hands it; this
+ * kit is how these strategies build a teacher, a student, its sampler and
+ * the losses, and the teacher's target operator (Imagine Flash eq. 7).
+ *
+ * A distillation strategy's state begins with a `distill`; the kit's
+ * trained/step/after_step entries then serve every strategy, and the
+ * method is one function:
+ *
+ *   typedef struct mine { distill d; ... } mine;
+ *   static flash_tensor *my_step(void *self, flash_ctx *c, distill *d, int64_t iter)
+ *   {
+ *       ... x_t at the student timestep t, labels (distill_noise, distill_labels) ...
+ *       flash_denoised s;
+ *       flash_denoise(d->student, c, x_t, NULL, t, labels, 1.0f, NULL, &s);   // x0-hat, with grad
+ *       flash_loss_in in = {.size = sizeof in, .pred = s.x0, .x_t = x_t, .distill = d, ...};
+ *       in.target = distill_target(d, c, x_t, t, labels);                    // eq. (7), no grad
+ *       return distill_losses(d, c, &in);                                   // the weighted losses
+ *   }
+ *   static flash_status my_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
+ *   {
+ *       mine *m = calloc(1, sizeof *m);
+ *       ... its own keys ...
+ *       return distill_open(&m->d, cfg, env, my_step, self, m, err);
+ *   }
+ *   DISTILL_STRATEGY(mine_api, "mine", "one line", keys, my_create, my_destroy)
+ *
+ * The pipeline's slots that the kit reads:
+ *
+ *   teacher:   {plugin: gmm | unet, ...}        the model Phi
+ *   teacher_checkpoint: runs/teacher/checkpoint.safetensors   (EMA weights unless teacher_weights: raw)
+ *   student:   {plugin: mlp | unet, ...}        the model Theta, initialised from the teacher where
+ *                                               names and shapes allow (Imagine Flash section 5.1)
+ *   sampler:   {plugin: ddim, timesteps: [999, 750, 500], noise_correction: true}
+ *   losses:    [{plugin: reconstruction, weight: 1.0}, {plugin: adversarial, ...}]
+ *   strategy:  {plugin: NAME, target: {k: 8, guidance_scale: 1.0}, ...}
+ *
+ * The strategy's `target:` map sets the target operator: k time-uniform
+ * teacher DDIM steps (paper: 8) with classifier-free guidance scale w.
+ */
+#ifndef FLASH_PLUGINS_DISTILL_H
+#define FLASH_PLUGINS_DISTILL_H
+
+#include "flash/diffusion.h"
+#include "folder.h"
+
+#define DISTILL_MAX_STEPS 64
+#define DISTILL_MAX_LOSSES 16
+#define DISTILL_MAX_CLONES 4
+
+/* The keys the kit reads from a strategy's slot; a strategy lists them
+ * with its own. */
+#define DISTILL_KEYS "target"
+
+typedef struct distill distill;
+typedef flash_tensor *(*distill_step_fn)(void *self, flash_ctx *c, distill *d, int64_t iter);
+
+/* The target operator's settings (the strategy's `target:` map). */
+typedef struct distill_target_spec {
+    int k;                 /* teacher DDIM steps, >= 1 */
+    float guidance_scale;  /* teacher CFG scale (1: none) */
+} distill_target_spec;
+
+struct distill {
+    flash_env *env;
+    flash_run *run;                  /* the loop's, from trained() on */
+    /* teacher Phi and student Theta on the pipeline's schedule; the
+     * denoisers count NFEs (teacher NFEs are what targets cost) */
+    flash_denoiser *teacher;
+    flash_denoiser *student;
+    flash_params *student_params;
+    /* the student's sampler (its timesteps and noise correction): backward
+     * distillation rolls the student out with it */
+    flash_instance *sampler;
+    int n_steps;                     /* the student's timesteps tau_0 > tau_1 > ... */
+    double timesteps[DISTILL_MAX_STEPS];
+    distill_target_spec target;
+    flash_instance *losses;          /* summed by distill_losses */
+    int n_losses;
+    int batch_size;
+    int num_classes;                 /* the teacher's (0: unconditional) */
+    int ndim, shape[3];              /* sample shape without the batch */
+    flash_rng *rng;                  /* the run's strategy stream (checkpointed) */
+    int64_t steps;                   /* total iterations of the run */
+    int64_t iter;                    /* the current iteration, from 1 */
+    flash_metric_result *stats;      /* extra scalars logged for this iteration, may be NULL */
+    /* the inputs of the last distill_losses call: after_step hands them to
+     * the losses' update (a discriminator step) */
+    flash_loss_in last;
+    flash_cond last_cond;
+    /* owned */
+    distill_step_fn method_step;
+    void *method;                    /* the strategy's state, handed to method_step */
+    flash_instance teacher_inst, student_inst, sampler_inst, loss_inst[DISTILL_MAX_LOSSES];
+    flash_denoiser tden, sden;
+    flash_instance *clones[DISTILL_MAX_CLONES];
+    int n_clones;
+};
+
+/* Builds teacher, student, sampler and losses from the pipeline (env->root)
+ * and the target operator from the strategy's slot cfg; step is the
+ * method, called with `method` as self. On success *self = method. */
+flash_status distill_open(distill *d, const flash_cfg *cfg, flash_env *env, distill_step_fn step, void **self,
+                          void *method, flash_error *err);
+void distill_close(distill *d); /* NULL-safe; frees what distill_open built, not the strategy's state */
+
+/* The kit's strategy entries (flash_strategy_api); self starts with a distill. */
+flash_params *distill_trained(void *self, flash_run *run, flash_error *err);
+flash_tensor *distill_step(void *self, flash_ctx *c, flash_run *run, int64_t iter);
+flash_status distill_after_step(void *self, flash_ctx *c, flash_run *run, int64_t iter, flash_error *err);
+
+#define DISTILL_STRATEGY(var, name, summary, keys, create, destroy)                                         \
+    static const flash_strategy_api var = {                                                                 \
+        .head = {sizeof var, FLASH_KIND_STRATEGY, name, summary, keys, create, destroy},                    \
+        .trained = distill_trained,                                                                         \
+        .step = distill_step,                                                                               \
+        .after_step = distill_after_step,                                                                   \
+    };                                                                                                      \
+    FLASH_COMPONENT(var)
+
+/* n labels for a batch: uniform over the teacher's classes, NULL when it is
+ * unconditional. Host arena memory. */
+const int *distill_labels(distill *d, flash_ctx *c, int n);
+/* n samples of N(0, I) in the sample shape. */
+flash_tensor *distill_noise(distill *d, flash_ctx *c, int n);
+/* n real examples (and labels) drawn from the pipeline's `dataset:`. */
+flash_status distill_real(distill *d, flash_ctx *c, int n, flash_tensor **x, const int **labels);
+
+/* The k time-uniform teacher timesteps from t (descending, rounded to
+ * integers, duplicates dropped): t, t (k-1)/k, ..., t/k. Returns their
+ * count. */
+int distill_target_timesteps(const distill_target_spec *s, double t, double *out);
+/* Imagine Flash eq. (7): x0-hat of the teacher after k time-uniform DDIM
+ * steps with CFG from x_t at timestep t (no gradient; the teacher NFEs are
+ * counted in d->teacher). */
+flash_tensor *distill_target(distill *d, flash_ctx *c, flash_tensor *x_t, double t, const int *labels);
+/* Imagine Flash eq. (8)'s target: the student's stop-gradient x0-hat
+ * re-noised with fresh noise from rng to t_phi, X = q(x0-hat, eps, t_phi),
+ * then distill_target from there. */
+flash_tensor *distill_renoised_target(distill *d, flash_ctx *c, flash_tensor *x0_hat, double t_phi,
+                                      const int *labels, flash_rng *rng);
+/* The weighted sum of the configured losses on in (each loss applies its
+ * own `weight`); records each loss's value in d->stats as loss_<name> and
+ * keeps in as d->last for the losses' updates. */
+flash_tensor *distill_losses(distill *d, flash_ctx *c, const flash_loss_in *in);
+/* A second instance of the student model (from the `student:` slot) with
+ * the student's current weights: a frozen teacher of a later round, an EMA
+ * target network. The run keeps it in its checkpoints (clone<i>) and a
+ * resumed run restores it; it lives as long as d. */
+flash_status distill_clone_student(distill *d, flash_instance **out, flash_error *err);
+
+/* Per-sample condition arrays for a batch at one timestep, in the arena. */
+flash_cond distill_cond(distill *d, flash_ctx *c, int n, double t, const int *labels);
+
+#endif

@@ -1,0 +1,97 @@
+/* Training one model on real data: what the `denoise` and `classify`
+ * strategies share on top of the core's strategy interface. The strategy
+ * builds the pipeline's `model:` slot, hands its parameters to the loop,
+ * and each iteration gets the loop's next batch as a train_batch.
+ *
+ *   typedef struct mine { model_trainer mt; ... } mine;     // first member
+ *   static flash_tensor *my_step(void *self, flash_ctx *c, const train_batch *b, int64_t iter) {...}
+ *   create: ... return model_trainer_open(&m->mt, env, my_step, self, m, err);
+ *   MODEL_TRAINER_STRATEGY(mine_api, "mine", "one line", keys, my_create, my_destroy)
+ */
+#ifndef FLASH_PLUGINS_MODEL_TRAINER_H
+#define FLASH_PLUGINS_MODEL_TRAINER_H
+
+#include "folder.h"
+
+/* One iteration's batch. Everything is borrowed for the call. */
+typedef struct train_batch {
+    flash_instance *model;         /* the model being trained */
+    flash_instance *schedule;      /* the pipeline's schedule, NULL when none is configured */
+    flash_tensor *x;               /* (N, shape...) real examples, in the context's arena */
+    const int *labels;             /* (N) labels, NULL for unlabelled data */
+    int num_classes;               /* the dataset's classes (0: unlabelled) */
+    flash_rng *rng;                /* the strategy's stream */
+    flash_metric_result *stats;    /* optional extra scalars to log, may be NULL */
+    bool eval;                     /* held-out evaluation, grad off: no augmentation, no dropout */
+} train_batch;
+
+typedef flash_tensor *(*model_trainer_step_fn)(void *self, flash_ctx *c, const train_batch *b, int64_t iter);
+
+typedef struct model_trainer {
+    flash_instance model;
+    model_trainer_step_fn step;
+    void *method;
+} model_trainer;
+
+/* Builds the pipeline's `model:` slot; on success *self = method. */
+static inline flash_status model_trainer_open(model_trainer *t, flash_env *env, model_trainer_step_fn step,
+                                              void **self, void *method, flash_error *err)
+{
+    const flash_cfg *slot = flash_cfg_get(env->root, "model");
+    if (!slot) return flash_cfg_error(env->root, err, "the pipeline needs a 'model:' section ({plugin: NAME, ...})");
+    flash_status st = flash_instance_create(env, FLASH_KIND_MODEL, slot, &t->model, err);
+    if (st) return st;
+    t->step = step;
+    t->method = method;
+    *self = method;
+    return FLASH_OK;
+}
+
+static inline void model_trainer_close(model_trainer *t) { flash_instance_destroy(&t->model); }
+
+static inline flash_params *model_trainer_trained(void *self, flash_run *run, flash_error *err)
+{
+    model_trainer *t = self;
+    const flash_model_api *api = FLASH_API(&t->model, flash_model_api);
+    const flash_cfg *slot = flash_cfg_get(run->env->root, "model");
+    if (!run->data) {
+        flash_cfg_error(run->env->root, err, "this strategy trains on real data: add a `dataset:` slot");
+        return NULL;
+    }
+    flash_model_info mi;
+    api->info(t->model.self, &mi);
+    int same = mi.ndim == run->data->ndim;
+    for (int i = 0; same && i < mi.ndim; i++) same = mi.shape[i] == run->data->shape[i];
+    if (!same) {
+        flash_cfg_error(slot, err, "model '%s' takes examples of %d dims (%d, %d, %d) but the dataset has %d dims (%d, %d, %d)",
+                        t->model.comp->name, mi.ndim, mi.shape[0], mi.shape[1], mi.shape[2], run->data->ndim,
+                        run->data->shape[0], run->data->shape[1], run->data->shape[2]);
+        return NULL;
+    }
+    flash_params *p = api->params ? api->params(t->model.self) : NULL;
+    if (!p || flash_params_count(p) == 0) {
+        flash_cfg_error(slot, err, "model '%s' has no parameters to train", t->model.comp->name);
+        return NULL;
+    }
+    return p;
+}
+
+static inline flash_tensor *model_trainer_step(void *self, flash_ctx *c, flash_run *run, int64_t iter)
+{
+    model_trainer *t = self;
+    train_batch b = {.model = &t->model, .schedule = run->env->schedule, .num_classes = run->data->num_classes,
+                     .rng = run->rng, .stats = run->stats, .eval = run->eval};
+    if (flash_run_batch(run, c, &b.x, &b.labels)) return NULL;
+    return t->step(t->method, c, &b, iter);
+}
+
+#define MODEL_TRAINER_STRATEGY(var, name, summary, keys, create, destroy)                                   \
+    static const flash_strategy_api var = {                                                                 \
+        .head = {sizeof var, FLASH_KIND_STRATEGY, name, summary, keys, create, destroy},                    \
+        .trained = model_trainer_trained,                                                                   \
+        .step = model_trainer_step,                                                                         \
+        .flags = FLASH_STRATEGY_EVALUATES,                                                                  \
+    };                                                                                                      \
+    FLASH_COMPONENT(var)
+
+#endif
