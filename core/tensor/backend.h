@@ -12,6 +12,16 @@
  * Conventions: outputs first; `acc` true means += into the output instead
  * of overwriting it. Every kernel is deterministic for a fixed thread count
  * (reductions use fixed partitions combined in a fixed order).
+ *
+ * The table crosses dlopen: a device backend (libflash_cuda.so, the test
+ * stand-in tests/fake_device/) is built apart from the libflash that loads
+ * it, so the table starts with its size and ABI version. Fields are only
+ * ever appended, each addition bumping FLASH_BACKEND_ABI_MINOR; changing or
+ * removing one bumps FLASH_BACKEND_ABI_MAJOR. The loader (backend_load.c)
+ * refuses a table of another major, or one shorter than the major's first
+ * layout (FLASH_BACKEND_MIN_SIZE); it reads an older minor's shorter table
+ * with the fields appended since then NULL, and a newer minor's longer one
+ * up to the fields it knows.
  */
 #ifndef FLASH_BACKEND_H
 #define FLASH_BACKEND_H
@@ -70,7 +80,13 @@ typedef enum flash_unop {
     FLASH_UN_TANH,
 } flash_unop;
 
+#define FLASH_BACKEND_ABI_MAJOR 1
+#define FLASH_BACKEND_ABI_MINOR 0
+
 typedef struct flash_backend {
+    uint32_t size;      /* sizeof(flash_backend) where the backend was built */
+    uint16_t abi_major; /* FLASH_BACKEND_ABI_MAJOR / _MINOR where the backend was built */
+    uint16_t abi_minor;
     const char *name;
 
     /* ---- memory ---- */
@@ -176,17 +192,16 @@ typedef struct flash_backend {
     int (*sync)(void);
 } flash_backend;
 
+/* The size of ABI 1.0's table (its last field is `sync`): the least a
+ * loader of major 1 accepts. Stays as it is when fields are appended. */
+#define FLASH_BACKEND_MIN_SIZE (offsetof(flash_backend, sync) + sizeof(int (*)(void)))
+
 extern const flash_backend flash_cpu_backend;
 
-/* The backend of a device name: "cpu", or "cuda" (core/tensor/cuda/, loaded from
- * libflash_cuda.so on first use; see core/tensor/backend_load.c). NULL with a
- * message in msg when the name is unknown or the device unusable. */
-const flash_backend *flash_backend_for(const char *device, char *msg, size_t msg_size);
-
 /* The entry symbol of a device backend's shared object: fills msg and
- * returns NULL when no device is usable. */
+ * returns NULL when no device is usable. The table lives as long as the
+ * library; the loader copies what it knows of it. */
 typedef const flash_backend *(*flash_backend_entry_fn)(char *msg, size_t msg_size);
 #define FLASH_BACKEND_ENTRY "flash_backend_entry"
-
 
 #endif

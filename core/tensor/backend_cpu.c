@@ -408,6 +408,9 @@ static void cpu_scatter_add_rows(float *gtable, const float *g, const int *idx, 
 }
 
 const flash_backend flash_cpu_backend = {
+    .size = sizeof(flash_backend),
+    .abi_major = FLASH_BACKEND_ABI_MAJOR,
+    .abi_minor = FLASH_BACKEND_ABI_MINOR,
     .name = "cpu",
     .alloc = cpu_alloc,
     .free = cpu_free,

@@ -9,8 +9,9 @@
  *   2. beside libflash.so (the build tree's lib/ and the install's libdir),
  *   3. by name through the dynamic loader's search path;
  * its entry symbol (FLASH_BACKEND_ENTRY) initialises the device and returns
- * the backend table, or NULL with the reason. The result, success or
- * failure, is kept for the life of the process.
+ * the backend table, or NULL with the reason. The table's ABI is checked
+ * (backend.h) and what this libflash knows of it copied. The result,
+ * success or failure, is kept for the life of the process.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -18,12 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tensor/tensor_internal.h"
+#include "flash/flash.h"
+
+#include "tensor/backend_load.h"
 
 #define FLASH_CUDA_SONAME "libflash_cuda.so"
 
 static pthread_once_t g_cuda_once = PTHREAD_ONCE_INIT;
 static const flash_backend *g_cuda;
+static flash_backend g_cuda_table; /* the loaded table, fields it lacks NULL */
 static char g_cuda_msg[512];
 
 static void *open_beside_libflash(void) {
@@ -35,6 +39,29 @@ static void *open_beside_libflash(void) {
     int n = snprintf(path, sizeof path, "%.*s/%s", (int)(slash - info.dli_fname), info.dli_fname, FLASH_CUDA_SONAME);
     if (n < 0 || (size_t)n >= sizeof path) return NULL;
     return dlopen(path, RTLD_NOW | RTLD_LOCAL);
+}
+
+/* Can this libflash read the table a backend's entry returned? Another
+ * major, or a table shorter than the major's first layout, is refused with
+ * both versions named. */
+static bool table_readable(const flash_backend *t, const char *path, char *msg, size_t msg_size) {
+    if (t->abi_major != FLASH_BACKEND_ABI_MAJOR) {
+        snprintf(msg, msg_size,
+                 "%s: device backend built for backend ABI %u.%u, this libflash has backend ABI %d.%d "
+                 "(the major must match: rebuild the backend against this flash)",
+                 path, (unsigned)t->abi_major, (unsigned)t->abi_minor, FLASH_BACKEND_ABI_MAJOR,
+                 FLASH_BACKEND_ABI_MINOR);
+        return false;
+    }
+    if (t->size < FLASH_BACKEND_MIN_SIZE) {
+        snprintf(msg, msg_size,
+                 "%s: device backend table (backend ABI %u.%u) is %u bytes, this libflash (backend ABI %d.%d) "
+                 "needs at least %zu",
+                 path, (unsigned)t->abi_major, (unsigned)t->abi_minor, (unsigned)t->size, FLASH_BACKEND_ABI_MAJOR,
+                 FLASH_BACKEND_ABI_MINOR, (size_t)FLASH_BACKEND_MIN_SIZE);
+        return false;
+    }
+    return true;
 }
 
 static void cuda_load(void) {
@@ -63,9 +90,17 @@ static void cuda_load(void) {
         snprintf(g_cuda_msg, sizeof g_cuda_msg, "%s has no entry symbol %s", FLASH_CUDA_SONAME, FLASH_BACKEND_ENTRY);
         return;
     }
-    g_cuda = entry(g_cuda_msg, sizeof g_cuda_msg);
-    if (!g_cuda && !g_cuda_msg[0]) snprintf(g_cuda_msg, sizeof g_cuda_msg, "no usable CUDA device");
+    Dl_info info;
+    const char *path = dladdr(sym, &info) && info.dli_fname ? info.dli_fname : FLASH_CUDA_SONAME;
+    const flash_backend *t = entry(g_cuda_msg, sizeof g_cuda_msg);
+    if (!t) {
+        if (!g_cuda_msg[0]) snprintf(g_cuda_msg, sizeof g_cuda_msg, "no usable CUDA device");
+        return;
+    }
+    if (!table_readable(t, path, g_cuda_msg, sizeof g_cuda_msg)) return;
     /* the library stays loaded: the table points into it */
+    memcpy(&g_cuda_table, t, t->size < sizeof g_cuda_table ? t->size : sizeof g_cuda_table);
+    g_cuda = &g_cuda_table;
 }
 
 const flash_backend *flash_backend_for(const char *device, char *msg, size_t msg_size) {
@@ -80,6 +115,5 @@ const flash_backend *flash_backend_for(const char *device, char *msg, size_t msg
 }
 
 bool flash_device_available(const char *device) {
-    char msg[8];
-    return flash_backend_for(device, msg, sizeof msg) != NULL;
+    return flash_backend_for(device, NULL, 0) != NULL;
 }

@@ -1,5 +1,6 @@
 /* 2-D convolution (cross-correlation, as in PyTorch's Conv2d): the op, its
- * backward pass and the plain reference (ops_ref.h).
+ * backward pass (the plain reference the tests check it against is
+ * tests/ops_ref/).
  *
  *   y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] x[n, c, i s - pad + p, j s - pad + q]
  *
@@ -9,88 +10,7 @@
  */
 #include <string.h>
 
-#include "tensor/ops_ref.h"
 #include "tensor/tensor_internal.h"
-
-/* ---- reference -------------------------------------------------------- */
-
-void flash_ref_conv2d_forward(float *y, const float *x, const float *w, const float *b, const flash_conv_geom *g) {
-    for (int n = 0; n < g->n; n++)
-        for (int o = 0; o < g->cout; o++)
-            for (int i = 0; i < g->ho; i++)
-                for (int j = 0; j < g->wo; j++) {
-                    double acc = b ? b[o] : 0.0;
-                    for (int c = 0; c < g->cin; c++)
-                        for (int p = 0; p < g->k; p++) {
-                            int yi = i * g->stride - g->pad + p;
-                            if (yi < 0 || yi >= g->h) continue;
-                            for (int q = 0; q < g->k; q++) {
-                                int xj = j * g->stride - g->pad + q;
-                                if (xj < 0 || xj >= g->w) continue;
-                                acc += (double)w[(((size_t)o * g->cin + c) * g->k + p) * g->k + q] *
-                                       x[(((size_t)n * g->cin + c) * g->h + yi) * g->w + xj];
-                            }
-                        }
-                    y[(((size_t)n * g->cout + o) * g->ho + i) * g->wo + j] = (float)acc;
-                }
-}
-
-/* Each gradient is written as its own gather (a sum over the outputs that
- * touch the element), not as a scatter, so it shares no code path with the
- * forward loop above. */
-void flash_ref_conv2d_backward(float *gx, float *gw, float *gb, const float *gy, const float *x, const float *w,
-                               const flash_conv_geom *g) {
-    if (gx)
-        for (int n = 0; n < g->n; n++)
-            for (int c = 0; c < g->cin; c++)
-                for (int yi = 0; yi < g->h; yi++)
-                    for (int xj = 0; xj < g->w; xj++) {
-                        double acc = 0;
-                        for (int p = 0; p < g->k; p++) {
-                            int t = yi + g->pad - p; /* = i * stride */
-                            if (t < 0 || t % g->stride) continue;
-                            int i = t / g->stride;
-                            if (i >= g->ho) continue;
-                            for (int q = 0; q < g->k; q++) {
-                                int u = xj + g->pad - q;
-                                if (u < 0 || u % g->stride) continue;
-                                int j = u / g->stride;
-                                if (j >= g->wo) continue;
-                                for (int o = 0; o < g->cout; o++)
-                                    acc += (double)w[(((size_t)o * g->cin + c) * g->k + p) * g->k + q] *
-                                           gy[(((size_t)n * g->cout + o) * g->ho + i) * g->wo + j];
-                            }
-                        }
-                        gx[(((size_t)n * g->cin + c) * g->h + yi) * g->w + xj] += (float)acc;
-                    }
-    if (gw)
-        for (int o = 0; o < g->cout; o++)
-            for (int c = 0; c < g->cin; c++)
-                for (int p = 0; p < g->k; p++)
-                    for (int q = 0; q < g->k; q++) {
-                        double acc = 0;
-                        for (int n = 0; n < g->n; n++)
-                            for (int i = 0; i < g->ho; i++) {
-                                int yi = i * g->stride - g->pad + p;
-                                if (yi < 0 || yi >= g->h) continue;
-                                for (int j = 0; j < g->wo; j++) {
-                                    int xj = j * g->stride - g->pad + q;
-                                    if (xj < 0 || xj >= g->w) continue;
-                                    acc += (double)gy[(((size_t)n * g->cout + o) * g->ho + i) * g->wo + j] *
-                                           x[(((size_t)n * g->cin + c) * g->h + yi) * g->w + xj];
-                                }
-                            }
-                        gw[(((size_t)o * g->cin + c) * g->k + p) * g->k + q] += (float)acc;
-                    }
-    if (gb)
-        for (int o = 0; o < g->cout; o++) {
-            double acc = 0;
-            for (int n = 0; n < g->n; n++)
-                for (size_t i = 0; i < (size_t)g->ho * g->wo; i++)
-                    acc += gy[((size_t)n * g->cout + o) * g->ho * g->wo + i];
-            gb[o] += (float)acc;
-        }
-}
 
 /* ---- op --------------------------------------------------------------- */
 

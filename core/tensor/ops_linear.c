@@ -1,75 +1,13 @@
-/* Linear layers and matrix products: the ops, their backward passes and
- * the plain references (ops_ref.h). The fast path is the backend's sgemm.
+/* Linear layers and matrix products: the ops and their backward passes
+ * (plain references for the tests: tests/ops_ref/). The fast path is the
+ * backend's sgemm.
  *
  *   linear:  y = x w^T + b        gx += gy w,   gw += gy^T x,  gb += sum_rows gy
  *   matmul:  c = a b              ga += gc b^T, gb += a^T gc
  */
 #include <string.h>
 
-#include "tensor/ops_ref.h"
 #include "tensor/tensor_internal.h"
-
-/* ---- references ------------------------------------------------------- */
-
-void flash_ref_linear_forward(float *y, const float *x, const float *w, const float *b, int n, int in, int out) {
-    for (int i = 0; i < n; i++)
-        for (int o = 0; o < out; o++) {
-            double acc = b ? b[o] : 0.0;
-            for (int k = 0; k < in; k++) acc += (double)x[(size_t)i * in + k] * w[(size_t)o * in + k];
-            y[(size_t)i * out + o] = (float)acc;
-        }
-}
-
-void flash_ref_linear_backward(float *gx, float *gw, float *gb, const float *gy, const float *x, const float *w, int n,
-                               int in, int out) {
-    if (gx)
-        for (int i = 0; i < n; i++)
-            for (int k = 0; k < in; k++) {
-                double acc = 0;
-                for (int o = 0; o < out; o++) acc += (double)gy[(size_t)i * out + o] * w[(size_t)o * in + k];
-                gx[(size_t)i * in + k] += (float)acc;
-            }
-    if (gw)
-        for (int o = 0; o < out; o++)
-            for (int k = 0; k < in; k++) {
-                double acc = 0;
-                for (int i = 0; i < n; i++) acc += (double)gy[(size_t)i * out + o] * x[(size_t)i * in + k];
-                gw[(size_t)o * in + k] += (float)acc;
-            }
-    if (gb)
-        for (int o = 0; o < out; o++) {
-            double acc = 0;
-            for (int i = 0; i < n; i++) acc += gy[(size_t)i * out + o];
-            gb[o] += (float)acc;
-        }
-}
-
-void flash_ref_matmul_forward(float *c, const float *a, const float *b, int m, int k, int n) {
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) {
-            double acc = 0;
-            for (int p = 0; p < k; p++) acc += (double)a[(size_t)i * k + p] * b[(size_t)p * n + j];
-            c[(size_t)i * n + j] = (float)acc;
-        }
-}
-
-void flash_ref_matmul_backward(float *ga, float *gb, const float *gc, const float *a, const float *b, int m, int k,
-                               int n) {
-    if (ga)
-        for (int i = 0; i < m; i++)
-            for (int p = 0; p < k; p++) {
-                double acc = 0;
-                for (int j = 0; j < n; j++) acc += (double)gc[(size_t)i * n + j] * b[(size_t)p * n + j];
-                ga[(size_t)i * k + p] += (float)acc;
-            }
-    if (gb)
-        for (int p = 0; p < k; p++)
-            for (int j = 0; j < n; j++) {
-                double acc = 0;
-                for (int i = 0; i < m; i++) acc += (double)a[(size_t)i * k + p] * gc[(size_t)i * n + j];
-                gb[(size_t)p * n + j] += (float)acc;
-            }
-}
 
 /* ---- helpers ---------------------------------------------------------- */
 

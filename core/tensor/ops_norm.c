@@ -1,5 +1,5 @@
-/* Group normalisation (Wu & He 2018): the op, its backward pass and the
- * plain reference (ops_ref.h).
+/* Group normalisation (Wu & He 2018): the op and its backward pass (the
+ * tests' plain reference is tests/ops_ref/).
  *
  *   y = (x - mean_g) / sqrt(var_g + eps) * gamma[c] + beta[c]
  *
@@ -12,75 +12,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "tensor/ops_ref.h"
 #include "tensor/tensor_internal.h"
-
-/* ---- reference -------------------------------------------------------- */
-
-void flash_ref_group_norm_forward(float *y, const float *x, const float *gamma, const float *beta, int n, int c,
-                                  int hw, int groups, float eps) {
-    const int cpg = c / groups;
-    const size_t m = (size_t)cpg * hw;
-    for (int s = 0; s < n; s++)
-        for (int g = 0; g < groups; g++) {
-            const size_t base = ((size_t)s * c + (size_t)g * cpg) * hw;
-            double mean = 0, var = 0;
-            for (size_t i = 0; i < m; i++) mean += x[base + i];
-            mean /= (double)m;
-            for (size_t i = 0; i < m; i++) var += (x[base + i] - mean) * (x[base + i] - mean);
-            var /= (double)m;
-            for (int ch = 0; ch < cpg; ch++) {
-                int cc = g * cpg + ch;
-                for (int j = 0; j < hw; j++) {
-                    size_t i = base + (size_t)ch * hw + j;
-                    double v = (x[i] - mean) / sqrt(var + eps);
-                    y[i] = (float)(v * (gamma ? gamma[cc] : 1.0) + (beta ? beta[cc] : 0.0));
-                }
-            }
-        }
-}
-
-/* The textbook chain rule through mean and variance (dvar, then dmean),
- * rather than the fused closed form of the fast kernel. */
-void flash_ref_group_norm_backward(float *gx, float *ggamma, float *gbeta, const float *gy, const float *x,
-                                   const float *gamma, int n, int c, int hw, int groups, float eps) {
-    const int cpg = c / groups;
-    const size_t m = (size_t)cpg * hw;
-    for (int s = 0; s < n; s++)
-        for (int g = 0; g < groups; g++) {
-            const size_t base = ((size_t)s * c + (size_t)g * cpg) * hw;
-            double mean = 0, var = 0;
-            for (size_t i = 0; i < m; i++) mean += x[base + i];
-            mean /= (double)m;
-            for (size_t i = 0; i < m; i++) var += (x[base + i] - mean) * (x[base + i] - mean);
-            var /= (double)m;
-            const double sd = sqrt(var + eps);
-            double dvar = 0, dmean = 0, sum_xm = 0;
-            for (int ch = 0; ch < cpg; ch++) {
-                int cc = g * cpg + ch;
-                double gm = gamma ? gamma[cc] : 1.0;
-                for (int j = 0; j < hw; j++) {
-                    size_t i = base + (size_t)ch * hw + j;
-                    double dxhat = gy[i] * gm;
-                    dvar += dxhat * (x[i] - mean) * -0.5 / (sd * sd * sd);
-                    dmean += -dxhat / sd;
-                    sum_xm += -2.0 * (x[i] - mean);
-                    if (ggamma) ggamma[cc] += (float)(gy[i] * (x[i] - mean) / sd);
-                    if (gbeta) gbeta[cc] += gy[i];
-                }
-            }
-            dmean += dvar * sum_xm / (double)m;
-            if (!gx) continue;
-            for (int ch = 0; ch < cpg; ch++) {
-                int cc = g * cpg + ch;
-                double gm = gamma ? gamma[cc] : 1.0;
-                for (int j = 0; j < hw; j++) {
-                    size_t i = base + (size_t)ch * hw + j;
-                    gx[i] += (float)(gy[i] * gm / sd + dvar * 2.0 * (x[i] - mean) / (double)m + dmean / (double)m);
-                }
-            }
-        }
-}
 
 /* ---- ops -------------------------------------------------------------- */
 

@@ -1,55 +1,11 @@
 /* Resampling: nearest-neighbour 2x upsampling and k x k average pooling
- * (stride k): the ops, their backward passes and the plain references
- * (ops_ref.h). Both work on any tensor of 3 or more dims, treating the
- * leading dims as a stack of H x W planes.
+ * (stride k): the ops and their backward passes (the tests' plain
+ * references are tests/ops_ref/). Both work on any tensor of 3 or more
+ * dims, treating the leading dims as a stack of H x W planes.
  */
 #include <string.h>
 
-#include "tensor/ops_ref.h"
 #include "tensor/tensor_internal.h"
-
-/* ---- references ------------------------------------------------------- */
-
-void flash_ref_upsample2x_forward(float *y, const float *x, int nc, int h, int w) {
-    for (int p = 0; p < nc; p++)
-        for (int i = 0; i < 2 * h; i++)
-            for (int j = 0; j < 2 * w; j++)
-                y[((size_t)p * 2 * h + i) * 2 * w + j] = x[((size_t)p * h + i / 2) * w + j / 2];
-}
-
-void flash_ref_upsample2x_backward(float *gx, const float *gy, int nc, int h, int w) {
-    for (int p = 0; p < nc; p++)
-        for (int i = 0; i < h; i++)
-            for (int j = 0; j < w; j++) {
-                double acc = 0;
-                for (int a = 0; a < 2; a++)
-                    for (int b = 0; b < 2; b++) acc += gy[((size_t)p * 2 * h + 2 * i + a) * 2 * w + 2 * j + b];
-                gx[((size_t)p * h + i) * w + j] += (float)acc;
-            }
-}
-
-void flash_ref_avg_pool2d_forward(float *y, const float *x, int nc, int h, int w, int k) {
-    const int ho = h / k, wo = w / k;
-    for (int p = 0; p < nc; p++)
-        for (int i = 0; i < ho; i++)
-            for (int j = 0; j < wo; j++) {
-                double acc = 0;
-                for (int a = 0; a < k; a++)
-                    for (int b = 0; b < k; b++) acc += x[((size_t)p * h + i * k + a) * w + j * k + b];
-                y[((size_t)p * ho + i) * wo + j] = (float)(acc / (k * k));
-            }
-}
-
-void flash_ref_avg_pool2d_backward(float *gx, const float *gy, int nc, int h, int w, int k) {
-    const int ho = h / k, wo = w / k;
-    for (int p = 0; p < nc; p++)
-        for (int i = 0; i < ho; i++)
-            for (int j = 0; j < wo; j++) {
-                double g = gy[((size_t)p * ho + i) * wo + j] / (double)(k * k);
-                for (int a = 0; a < k; a++)
-                    for (int b = 0; b < k; b++) gx[((size_t)p * h + i * k + a) * w + j * k + b] += (float)g;
-            }
-}
 
 /* ---- ops -------------------------------------------------------------- */
 

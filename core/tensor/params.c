@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/backend_load.h"
 #include "tensor/tensor_internal.h"
 
 typedef struct flash_param_entry {

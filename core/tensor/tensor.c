@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/backend_load.h"
 #include "tensor/tensor_internal.h"
 
 #define FLASH_ARENA_DEFAULT (1u << 20)

@@ -137,11 +137,6 @@ void flash_bcast_make(flash_bcast *bc, const flash_tensor *a, const flash_tensor
 /* rows x inner with one b value per row (per-sample scalars). */
 void flash_bcast_rows(flash_bcast *bc, size_t rows, size_t inner);
 
-/* The reverse pass from any output, seeded with d(something)/d(out) =
- * seed (out->numel floats); flash_backward is the scalar case. Used by
- * gradient-check tests. */
-flash_status flash_backward_from(flash_ctx *c, flash_tensor *out, const float *seed, flash_error *err);
-
 /* Records "op: message" as the sticky error (first wins); returns NULL so
  * ops can `return flash_op_fail(c, "add", "...")`. */
 void *flash_op_fail(flash_ctx *c, const char *op, const char *fmt, ...) FLASH_PRINTF(3, 4);

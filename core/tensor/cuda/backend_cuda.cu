@@ -871,6 +871,9 @@ extern "C" __attribute__((visibility("default"))) const flash_backend *flash_bac
     }
     if (!dnn_init(msg, msg_size)) return NULL;
     flash_backend *t = &g_table;
+    t->size = sizeof *t;
+    t->abi_major = FLASH_BACKEND_ABI_MAJOR;
+    t->abi_minor = FLASH_BACKEND_ABI_MINOR;
     t->name = "cuda";
     t->alloc = cu_alloc;
     t->free = cu_free;

@@ -5,12 +5,13 @@
  * derived independently of the fast kernels' closed forms.
  *
  * Shapes as in the ops (tensor.h); backward functions accumulate (+=) into
- * every gradient that is not NULL.
+ * every gradient that is not NULL. Test-only: built into the static library
+ * flash_ref (tests/CMakeLists.txt), never into libflash.
  */
 #ifndef FLASH_OPS_REF_H
 #define FLASH_OPS_REF_H
 
-#include "tensor/backend.h"
+#include "tensor/backend.h" /* flash_conv_geom */
 
 /* y (n, out) = x (n, in) @ w (out, in)^T + b (out, or NULL) */
 void flash_ref_linear_forward(float *y, const float *x, const float *w, const float *b, int n, int in, int out);
