@@ -5,11 +5,22 @@
  * component starts with flash_component (the head); each kind extends it
  * with its own function table (model.h, schedule.h, sampler.h, ...).
  *
- * Versioning: the loader requires desc->abi_major == FLASH_ABI_MAJOR and
- * desc->abi_minor <= FLASH_ABI_MINOR, and head.size >= the size of the
- * kind's struct in ABI 1.0 (fields are only ever appended, so a newer host
- * reads an older plugin's struct up to its size). Duplicate (kind, name)
- * pairs are refused. Libraries stay loaded until the process exits.
+ * Versioning: a plugin states the ABI it was built against in its
+ * descriptor (FLASH_ABI_MAJOR.FLASH_ABI_MINOR of the headers it included).
+ *   - Within a major, additions only: a minor bump appends fields to the
+ *     end of a struct (head.size tells the host how much of it a plugin
+ *     has) and adds functions or kinds; nothing is removed, reordered or
+ *     changed in meaning. Anything else bumps the major.
+ *   - So a plugin built against an older minor of the host's major loads:
+ *     the host reads its structs up to head.size and treats fields it
+ *     lacks as absent (NULL). A 1.0 plugin loads on a 1.1 host.
+ *   - A plugin of a newer minor than the host's (it may rely on what the
+ *     host lacks), or of another major, is refused with an error naming
+ *     the file, the version the plugin needs and the host's (`flash
+ *     --version` prints the host's).
+ * The loader also requires head.size >= the size of the kind's struct in
+ * ABI <major>.0 and refuses duplicate (kind, name) pairs. Libraries stay
+ * loaded until the process exits.
  *
  * Writing one (see CONTRIBUTING.md):
  *
@@ -35,7 +46,7 @@ extern "C" {
 #endif
 
 #define FLASH_ABI_MAJOR 1
-#define FLASH_ABI_MINOR 0
+#define FLASH_ABI_MINOR 1
 #define FLASH_PLUGIN_ENTRY_SYMBOL "flash_plugin_entry"
 
 /* Component kinds. Values only grow at the end. */
