@@ -583,13 +583,20 @@ static flash_status run_eval(loop *L, int64_t step, flash_error *err)
 
 /* ---- the loop ------------------------------------------------------------ */
 
+/* "train" of "flash train": what the run's messages say it does. */
+static const char *verb_of(const char *who)
+{
+    return strncmp(who, "flash ", 6) == 0 ? who + 6 : who;
+}
+
+
 static flash_status loop_run(loop *L, int64_t start, flash_error *err)
 {
     const flash_train_config *tc = &L->tc;
     flash_run *run = &L->run;
     const bool evaluates = (L->sapi->flags & FLASH_STRATEGY_EVALUATES) != 0;
     flash_progress prog;
-    if (L->o->progress) flash_progress_begin(&prog, L->who + (strncmp(L->who, "flash ", 6) ? 0 : 6), start, tc->steps);
+    if (L->o->progress) flash_progress_begin(&prog, verb_of(L->who), start, tc->steps);
     double t_log = flash_now(), loss_acc = 0;
     int64_t n_acc = 0;
     flash_status st = FLASH_OK;
@@ -700,11 +707,11 @@ flash_status flash_train_run(const flash_train_opts *o, flash_error *err)
         }
     }
     if ((st = flash_jsonl_open(&L->jl, L->metrics_path, err))) goto out;
-    flash_info("%s: %s with %s (%zu parameters): %lld steps of %d, %d threads, device %s", L->who,
-               L->have_data ? L->data.comp->name : "no dataset", L->strategy.comp->name, flash_params_count(L->P),
+    flash_info("%sing with %s on %s (%zu parameters): %lld steps of %d, %d threads, device %s", verb_of(L->who),
+               L->strategy.comp->name, L->have_data ? L->data.comp->name : "no dataset", flash_params_count(L->P),
                (long long)L->tc.steps, L->tc.batch_size, flash_get_threads(), L->device);
     if (start >= L->tc.steps) {
-        flash_info("the checkpoint is at step %lld: nothing left to train", (long long)start);
+        flash_info("the checkpoint is at step %lld: nothing left to %s", (long long)start, verb_of(L->who));
         goto out;
     }
     st = loop_run(L, start, err);

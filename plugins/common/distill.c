@@ -247,12 +247,22 @@ void distill_close(distill *d)
 flash_status distill_open(distill *d, const flash_cfg *cfg, flash_env *env, distill_step_fn step, void **self,
                           void *method, flash_error *err)
 {
-    const flash_cfg *root = env->root, *slot;
-    flash_status st;
     d->env = env;
     d->method_step = step;
     d->method = method;
-    if ((st = target_spec_read(flash_cfg_get(cfg, "target"), &d->target, err))) return st;
+    flash_status st = target_spec_read(flash_cfg_get(cfg, "target"), &d->target, err);
+    if (st == FLASH_OK) *self = method;
+    return st;
+}
+
+/* The models, the sampler and the losses, built when the run asks for
+ * the trained parameters (creating the strategy alone, as `flash check`
+ * does, reads only its own keys). */
+static flash_status distill_build(distill *d, flash_error *err)
+{
+    flash_env *env = d->env;
+    const flash_cfg *root = env->root, *slot;
+    flash_status st;
     if (!env->schedule) return flash_cfg_error(root, err, "distillation: the pipeline needs a 'schedule:' section");
     if ((st = need(root, "teacher", &slot, err)) ||
         (st = flash_instance_create(env, FLASH_KIND_MODEL, slot, &d->teacher_inst, err)) ||
@@ -317,7 +327,6 @@ flash_status distill_open(distill *d, const flash_cfg *cfg, flash_env *env, dist
     d->num_classes = ti->num_classes;
     d->ndim = ti->ndim;
     for (int i = 0; i < 3; i++) d->shape[i] = ti->shape[i];
-    *self = method;
     return FLASH_OK;
 }
 
@@ -326,6 +335,7 @@ flash_status distill_open(distill *d, const flash_cfg *cfg, flash_env *env, dist
 flash_params *distill_trained(void *self, flash_run *run, flash_error *err)
 {
     distill *d = self;
+    if (distill_build(d, err)) return NULL;
     d->run = run;
     d->rng = run->rng;
     flash_rng_seed_stream(run->rng, run->env->seed, DISTILL_STREAM);

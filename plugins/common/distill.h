@@ -98,9 +98,11 @@ struct distill {
     int n_clones;
 };
 
-/* Builds teacher, student, sampler and losses from the pipeline (env->root)
- * and the target operator from the strategy's slot cfg; step is the
- * method, called with `method` as self. On success *self = method. */
+/* Reads the target operator from the strategy's slot cfg; step is the
+ * method, called with `method` as self. On success *self = method. The
+ * teacher, the student, the sampler and the losses are built from the
+ * pipeline (env->root) when the run asks for the trained parameters
+ * (distill_trained). */
 flash_status distill_open(distill *d, const flash_cfg *cfg, flash_env *env, distill_step_fn step, void **self,
                           void *method, flash_error *err);
 void distill_close(distill *d); /* NULL-safe; frees what distill_open built, not the strategy's state */

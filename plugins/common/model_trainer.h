@@ -28,19 +28,20 @@ typedef struct train_batch {
 typedef flash_tensor *(*model_trainer_step_fn)(void *self, flash_ctx *c, const train_batch *b, int64_t iter);
 
 typedef struct model_trainer {
+    flash_env *env;
     flash_instance model;
     model_trainer_step_fn step;
     void *method;
 } model_trainer;
 
-/* Builds the pipeline's `model:` slot; on success *self = method. */
+/* Keeps the method; the pipeline's `model:` slot is built when the run
+ * asks for the trained parameters (creating the strategy alone, as `flash
+ * check` does, reads only its own keys). On success *self = method. */
 static inline flash_status model_trainer_open(model_trainer *t, flash_env *env, model_trainer_step_fn step,
                                               void **self, void *method, flash_error *err)
 {
-    const flash_cfg *slot = flash_cfg_get(env->root, "model");
-    if (!slot) return flash_cfg_error(env->root, err, "the pipeline needs a 'model:' section ({plugin: NAME, ...})");
-    flash_status st = flash_instance_create(env, FLASH_KIND_MODEL, slot, &t->model, err);
-    if (st) return st;
+    (void)err;
+    t->env = env;
     t->step = step;
     t->method = method;
     *self = method;
@@ -52,8 +53,13 @@ static inline void model_trainer_close(model_trainer *t) { flash_instance_destro
 static inline flash_params *model_trainer_trained(void *self, flash_run *run, flash_error *err)
 {
     model_trainer *t = self;
-    const flash_model_api *api = FLASH_API(&t->model, flash_model_api);
     const flash_cfg *slot = flash_cfg_get(run->env->root, "model");
+    if (!slot) {
+        flash_cfg_error(run->env->root, err, "the pipeline needs a 'model:' section ({plugin: NAME, ...})");
+        return NULL;
+    }
+    if (!t->model.comp && flash_instance_create(t->env, FLASH_KIND_MODEL, slot, &t->model, err)) return NULL;
+    const flash_model_api *api = FLASH_API(&t->model, flash_model_api);
     if (!run->data) {
         flash_cfg_error(run->env->root, err, "this strategy trains on real data: add a `dataset:` slot");
         return NULL;

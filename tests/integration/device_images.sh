@@ -38,8 +38,8 @@ small=(--set dataset.limit_train=16 --set dataset.limit_test=4 --set threads=1)
 "$FLASH" train configs/eval/fmnist_classifier.yaml --set train.steps=1 --set train.batch_size=2 \
   --set train.warmup_steps=0 --set train.eval_every=0 "${small[@]}" --out "$tmp/classifier" >/dev/null 2>"$tmp/err" ||
   fail "classifier: $(tail -3 "$tmp/err")"
-two=(--set "teacher_checkpoint=$tmp/teacher/checkpoint.safetensors" --set distill.steps=2 --set distill.batch_size=2
-  --set distill.warmup_steps=0 "${small[@]}")
+two=(--set "teacher_checkpoint=$tmp/teacher/checkpoint.safetensors" --set train.steps=2 --set train.batch_size=2
+  --set train.warmup_steps=0 "${small[@]}")
 for r in imagine_flash_1step lcm; do
   for d in cpu cuda; do
     fake "$FLASH" distill "configs/distill/$r.yaml" "${two[@]}" --device $d --out "$tmp/$r.$d" 2>"$tmp/err" ||

@@ -57,8 +57,8 @@ numbers() {
 same_numbers() { paste <(numbers "$1") <(numbers "$2") | close_cols "$3"; }
 
 # ---- flash distill --------------------------------------------------------
-small=(--set distill.steps=10 --set distill.batch_size=64 --set distill.warmup_steps=2 --set distill.log_every=2
-  --set distill.ckpt_every=5)
+small=(--set train.steps=10 --set train.batch_size=64 --set train.warmup_steps=2 --set train.log_every=2
+  --set train.ckpt_every=5)
 "$FLASH" distill "$cfg" "${small[@]}" --out "$tmp/d_cpu" 2>"$tmp/log" || fail "distill cpu: $(tail -3 "$tmp/log")"
 fake "$FLASH" distill "$cfg" "${small[@]}" --device cuda --out "$tmp/d_dev" 2>"$tmp/log" ||
   fail "distill cuda: $(tail -3 "$tmp/log")"
@@ -70,9 +70,9 @@ same_ckpt "$tmp/d_cpu/checkpoint.safetensors" "$tmp/d_dev/checkpoint.safetensors
 same_ckpt "$tmp/d_cpu/loss1.safetensors" "$tmp/d_dev/loss1.safetensors" "discriminator checkpoint" ||
   fail "discriminator checkpoints differ"
 # the YAML key does what --device does
-fake "$FLASH" distill "$cfg" "${small[@]}" --set distill.device=cuda --set distill.steps=3 --out "$tmp/d_key" \
-  2>"$tmp/log" || fail "distill.device=cuda: $(tail -3 "$tmp/log")"
-grep -q "device cuda" "$tmp/log" || fail "distill.device: cuda did not run on the device"
+fake "$FLASH" distill "$cfg" "${small[@]}" --set device=cuda --set train.steps=3 --out "$tmp/d_key" \
+  2>"$tmp/log" || fail "device=cuda: $(tail -3 "$tmp/log")"
+grep -q "device cuda" "$tmp/log" || fail "device: cuda did not run on the device"
 
 # stopped and resumed on the device: bit for bit
 fake "$FLASH" distill "$cfg" "${small[@]}" --device cuda --until 5 --out "$tmp/d_res" 2>"$tmp/log" ||
@@ -105,7 +105,7 @@ run=(--set "teacher={plugin: mlp, dim: 2, hidden: 32, layers: 2, time_dim: 16}"
   --set "student={plugin: mlp, dim: 2, hidden: 32, layers: 2, time_dim: 16}"
   --set "losses=[{plugin: reconstruction}, {plugin: adversarial, kind: hinge, weight: 0.3, lr: 3.0e-4,
     discriminator: {plugin: mlp_discriminator, dim: 2, hidden: 32, layers: 2}}]"
-  --set distill.steps=6 --set distill.batch_size=32 --set distill.warmup_steps=2 --set distill.log_every=3
+  --set train.steps=6 --set train.batch_size=32 --set train.warmup_steps=2 --set train.log_every=3
   --set run.samples=400 --set run.plots=false
   --set 'run.variants=[{name: teacher_3, model: teacher, set: ["sampler={plugin: dpmpp_2m, steps: 3}"]},
     {name: student_3}]')
@@ -114,8 +114,8 @@ for d in cpu cuda; do
     --device $d --out "$tmp/r_$d" >/dev/null 2>"$tmp/log_$d" || fail "run $d: $(tail -3 "$tmp/log_$d")"
 done
 grep -q "training the teacher" "$tmp/log_cuda" || fail "flash run did not train its teacher"
-grep -q "training mlp .*device cuda" "$tmp/log_cuda" || fail "the teacher did not train on the device"
-grep -q "iterations of 32, device cuda" "$tmp/log_cuda" || fail "the student was not distilled on the device"
+grep -q "training with denoise .*device cuda" "$tmp/log_cuda" || fail "the teacher did not train on the device"
+grep -q "distilling with backward .*steps of 32, .*device cuda" "$tmp/log_cuda" || fail "the student was not distilled on the device"
 same_ckpt "$tmp/r_cpu/teacher/checkpoint.safetensors" "$tmp/r_cuda/teacher/checkpoint.safetensors" \
   "run teacher checkpoint" || fail "the teachers differ"
 same_numbers "$tmp/r_cpu/results.json" "$tmp/r_cuda/results.json" "run results" || fail "results.json differs"

@@ -23,8 +23,8 @@ small=(--set dataset.limit_train=16 --set dataset.limit_test=4 --set threads=1)
 "$FLASH" train configs/teacher/fmnist_unet_s.yaml --set train.steps=1 --set train.batch_size=2 \
   --set train.warmup_steps=0 "${small[@]}" --out "$tmp/teacher" >/dev/null 2>"$tmp/err" ||
   fail "teacher: $(tail -3 "$tmp/err")"
-two=(--set "teacher_checkpoint=$tmp/teacher/checkpoint.safetensors" --set distill.steps=2 --set distill.batch_size=2
-  --set distill.warmup_steps=0 "${small[@]}")
+two=(--set "teacher_checkpoint=$tmp/teacher/checkpoint.safetensors" --set train.steps=2 --set train.batch_size=2
+  --set train.warmup_steps=0 "${small[@]}")
 for r in imagine_flash_3step imagine_flash_1step no_backward step_distill_4step lcm add_4step; do
   "$FLASH" distill "configs/distill/$r.yaml" "${two[@]}" --out "$tmp/$r" 2>"$tmp/err" || fail "$r: $(tail -3 "$tmp/err")"
   [[ -f $tmp/$r/checkpoint.safetensors ]] || fail "$r: no checkpoint"

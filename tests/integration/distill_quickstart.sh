@@ -23,7 +23,7 @@ variants='[{name: teacher_dpmpp_3, model: teacher, set: ["sampler={plugin: dpmpp
   {name: backward_3, set: ["losses=[{plugin: reconstruction, weight: 1.0}]"]},
   {name: no_nc_3, from: backward_3, set: ["sampler.noise_correction=false"]},
   {name: my_loss_3, set: ["losses=[{plugin: my_loss, weight: 1.0}]"]}]'
-sets=(--set run.samples=4000 --set distill.steps=1200 --set distill.batch_size=256 --set distill.warmup_steps=50
+sets=(--set run.samples=4000 --set train.steps=1200 --set train.batch_size=256 --set train.warmup_steps=50
   --set "run.variants=$variants" --set run.plots=false)
 export FLASH_PLUGIN_PATH=$tmp/plugins
 "$FLASH" run "$cfg" --out "$tmp/run" "${sets[@]}" >"$tmp/table" 2>"$tmp/log" || fail "flash run: $(tail -5 "$tmp/log")"
@@ -57,7 +57,7 @@ grep '"name": "backward_3"' "$res" | grep -q '"distill_seconds": null' || fail "
 
 # a run directory belongs to its config
 rc=0
-"$FLASH" run "$cfg" --out "$tmp/run" "${sets[@]}" --set distill.lr=3e-3 >/dev/null 2>"$tmp/err" || rc=$?
+"$FLASH" run "$cfg" --out "$tmp/run" "${sets[@]}" --set train.lr=3e-3 >/dev/null 2>"$tmp/err" || rc=$?
 ((rc == 2)) || fail "a changed config reused the students: exit $rc"
 grep -q "was distilled with a different config" "$tmp/err" || fail "$(cat "$tmp/err")"
 # but the comparison's own settings may change
@@ -68,8 +68,8 @@ grep -q "was distilled with a different config" "$tmp/err" || fail "$(cat "$tmp/
 # the quickstart (backward distillation with its discriminator), LCM (its
 # EMA target network) and progressive distillation (its frozen teacher,
 # with the round boundary at the interruption)
-one=(--set distill.steps=60 --set distill.batch_size=64 --set distill.warmup_steps=5 --set distill.ckpt_every=20
-  --set distill.log_every=10)
+one=(--set train.steps=60 --set train.batch_size=64 --set train.warmup_steps=5 --set train.ckpt_every=20
+  --set train.log_every=10)
 for strat in quickstart lcm progressive; do
   case $strat in
     quickstart) extra=() ;;

@@ -16,7 +16,7 @@ sets=(--set "teacher={plugin: mlp, dim: 2, hidden: 64, layers: 2, time_dim: 32}"
   --set "teacher_train={strategy: {plugin: denoise}, train: {steps: 300, batch_size: 128, lr: 2.0e-3, ema_decay: 0.99,
     log_every: 100, ckpt_every: 100}}"
   --set "student={plugin: mlp, dim: 2, hidden: 64, layers: 2, time_dim: 32}"
-  --set "losses=[{plugin: reconstruction}]" --set distill.steps=200 --set distill.warmup_steps=10
+  --set "losses=[{plugin: reconstruction}]" --set train.steps=200 --set train.warmup_steps=10
   --set run.samples=1000 --set run.plots=false
   --set 'run.variants=[{name: teacher_3, model: teacher, set: ["sampler={plugin: dpmpp_2m, steps: 3}"]}, {name: student_3}]')
 "$FLASH" run "$FLASH_SOURCE_DIR/configs/quickstart.yaml" --out "$tmp/out" "${sets[@]}" >/dev/null 2>"$tmp/log" ||

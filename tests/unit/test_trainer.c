@@ -178,18 +178,8 @@ static flash_tensor *ident_forward(void *self, flash_ctx *c, flash_tensor *x, co
     return flash_copy(c, x);
 }
 
-/* the strategy builds its `model:` slot: the fixture hands it its own */
-static ident *ident_next;
-
-static flash_status ident_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
-{
-    (void)cfg, (void)env, (void)err;
-    *self = ident_next;
-    return FLASH_OK;
-}
-
 static const flash_model_api ident_api = {
-    .head = {sizeof ident_api, FLASH_KIND_MODEL, "identity", "test", NULL, ident_create, NULL},
+    .head = {sizeof ident_api, FLASH_KIND_MODEL, "identity", "test", NULL, NULL, NULL},
     .info = ident_info,
     .forward = ident_forward,
 };
@@ -208,22 +198,16 @@ static void dn_make(dn_fixture *f, const char *strategy_yaml, flash_prediction p
     f->reg = flash_registry_create();
     ck_assert_msg(flash_registry_load_dir(f->reg, FLASH_BINARY_DIR "/lib/flash/plugins", &err) == FLASH_OK, "%s",
                   err.msg);
-    static const flash_component *const comps[] = {&ident_api.head};
-    static const flash_plugin_desc desc = {FLASH_ABI_MAJOR, FLASH_ABI_MINOR, "ident", "0", comps, 1};
-    ck_assert_msg(flash_registry_add(f->reg, &desc, "test_trainer", &err) == FLASH_OK, "%s", err.msg);
-    flash_cfg *s = NULL, *g = NULL, *root = NULL;
-    ck_assert_int_eq(flash_cfg_parse_string("model: {plugin: identity}\n", "test", &root, &err), FLASH_OK);
-    flash_env env = {.size = sizeof env, .registry = f->reg, .seed = 0, .root = root};
+    flash_env env = {.size = sizeof env, .registry = f->reg, .seed = 0};
+    flash_cfg *s = NULL, *g = NULL;
     f->model.pred = pred;
     f->model.num_classes = num_classes;
-    ident_next = &f->model;
     ck_assert_int_eq(flash_cfg_parse_string("plugin: discrete\n", "test", &s, &err), FLASH_OK);
     ck_assert_msg(flash_instance_create(&env, FLASH_KIND_SCHEDULE, s, &f->sched, &err) == FLASH_OK, "%s", err.msg);
     ck_assert_int_eq(flash_cfg_parse_string(strategy_yaml, "test", &g, &err), FLASH_OK);
     ck_assert_msg(flash_instance_create(&env, FLASH_KIND_STRATEGY, g, &f->strat, &err) == FLASH_OK, "%s", err.msg);
     flash_cfg_free(s);
     flash_cfg_free(g);
-    flash_cfg_free(root);
     f->model_inst.comp = &ident_api.head;
     f->model_inst.self = &f->model;
 }
@@ -289,7 +273,7 @@ static void dn_check(const char *yaml, flash_prediction model_pred, flash_predic
     int shape[2] = {n, d};
     train_batch b = {.model = &f.model_inst, .schedule = &f.sched, .x = flash_tensor_from(c, 2, shape, x0),
                      .rng = &rng};
-    const model_trainer *mt = f.strat.self;
+    const model_trainer *mt = f.strat.self; /* the strategy's state begins with it */
     flash_tensor *loss = mt->step(mt->method, c, &b, 1);
     ck_assert_msg(loss && flash_ctx_ok(c), "%s", flash_ctx_error(c));
     ck_assert_msg(fabs(loss->data[0] - want) <= 1e-4 * fabs(want) + 1e-6, "%s: loss %.9g, expected %.9g", yaml,
