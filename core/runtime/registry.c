@@ -54,6 +54,12 @@ static const size_t kind_min_size[FLASH_KIND_COUNT] = {
     [FLASH_KIND_METRIC] = sizeof(flash_metric_api),
 };
 
+/* The first minor of this major each kind's table has its present meaning
+ * in. ABI 1.1 replaced the strategy table (one training loop: trained,
+ * step(flash_run), after_step), so a strategy built against 1.0 is refused
+ * with the version it needs; the other kinds of a 1.0 plugin load. */
+static const uint16_t kind_min_minor[FLASH_KIND_COUNT] = {[FLASH_KIND_STRATEGY] = 1};
+
 const char *flash_kind_name(flash_kind k)
 {
     if ((int)k < 0 || k >= FLASH_KIND_COUNT) return "unknown";
@@ -136,6 +142,13 @@ static flash_status check_component(const flash_registry *r, const flash_plugin_
                                origin, d->name ? d->name : "?", pv, d->abi_major, d->abi_minor, FLASH_ABI_MAJOR,
                                FLASH_ABI_MINOR, kind_names[c->kind], cname, c->size, FLASH_ABI_MAJOR,
                                kind_min_size[c->kind]);
+    if (d->abi_minor < kind_min_minor[c->kind])
+        return flash_error_set(err, FLASH_ERR_PLUGIN,
+                               "%s: plugin '%s' %s (ABI %u.%u, host ABI %d.%d): %s '%s' needs ABI %d.%u or later (the "
+                               "%s table changed then): rebuild the plugin against this flash's headers",
+                               origin, d->name ? d->name : "?", pv, d->abi_major, d->abi_minor, FLASH_ABI_MAJOR,
+                               FLASH_ABI_MINOR, kind_names[c->kind], c->name ? c->name : "(unnamed)", FLASH_ABI_MAJOR,
+                               kind_min_minor[c->kind], kind_names[c->kind]);
     if (!c->name || !c->name[0])
         return flash_error_set(err, FLASH_ERR_PLUGIN, "%s: plugin '%s' %s: %s component %zu has no name", origin,
                                d->name ? d->name : "?", pv, kind_names[c->kind], i);

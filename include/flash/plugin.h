@@ -18,6 +18,10 @@
  *     host lacks), or of another major, is refused with an error naming
  *     the file, the version the plugin needs and the host's (`flash
  *     --version` prints the host's).
+ * One exception, before 1.0 had users: ABI 1.1 replaced the strategy
+ * table (strategy.h: one training loop for every method), so a strategy
+ * built against 1.0 is refused with a message naming 1.1; the other kinds
+ * of a 1.0 plugin load.
  * The loader also requires head.size >= the size of the kind's struct in
  * ABI <major>.0 and refuses duplicate (kind, name) pairs. Libraries stay
  * loaded until the process exits.
@@ -66,7 +70,7 @@ typedef struct flash_env flash_env;
 typedef struct flash_component {
     uint32_t size;            /* sizeof the kind's concrete struct */
     flash_kind kind;
-    const char *name;         /* unique per kind: "ddim", "srl", "backward" */
+    const char *name;         /* unique per kind: "ddim", "mse", "backward" */
     const char *summary;      /* one line for `flash plugins` */
     const char *const *keys;  /* accepted config keys, NULL-terminated ("plugin" is implicit) */
     /* cfg is the component's slot map, borrowed for the call. On failure

@@ -37,7 +37,7 @@ typedef struct flash_sample_request {
     /* x is an intermediate x_t at the first timestep, not the starting noise:
      * no noise correction (eq. 9) at the first step */
     bool mid_trajectory;
-    flash_rng *rng;             /* stochastic samplers (ddim eta > 0, lcm); NULL: the sampler's own stream */
+    flash_rng *rng;             /* stochastic samplers (ddim eta > 0, those that re-noise); NULL: the sampler's own stream */
 } flash_sample_request;
 
 typedef struct flash_sampler_api {

@@ -123,6 +123,27 @@ START_TEST(test_older_minor_accepted)
 }
 END_TEST
 
+/* ABI 1.1 replaced the strategy table: a 1.0 strategy is refused, naming
+ * the version it needs, and nothing of its plugin is added; the same
+ * strategy built against 1.1 loads. */
+START_TEST(test_old_strategy_refused)
+{
+    static flash_strategy_api s = {.head = {sizeof(flash_strategy_api), FLASH_KIND_STRATEGY, "t_strategy", "test",
+                                            NULL, t_create, t_destroy}};
+    LOSS(a, "t_loss");
+    const flash_component *comps[] = {&a.head, &s.head};
+    flash_plugin_desc desc = one(comps, 2);
+    desc.abi_minor = 0;
+    ck_assert_int_eq(flash_registry_add(r, &desc, "old_strategy.so", &err), FLASH_ERR_PLUGIN);
+    ck_msg_has("old_strategy.so");
+    ck_msg_has("strategy 't_strategy' needs ABI 1.1 or later");
+    ck_assert_ptr_null(flash_registry_find(r, FLASH_KIND_LOSS, "t_loss"));
+    desc.abi_minor = 1;
+    ck_assert_int_eq(flash_registry_add(r, &desc, "new_strategy.so", &err), FLASH_OK);
+    ck_assert_ptr_eq(flash_registry_find(r, FLASH_KIND_STRATEGY, "t_strategy"), &s.head);
+}
+END_TEST
+
 START_TEST(test_equal_minor_accepted)
 {
     LOSS(a, "t_loss");
@@ -349,6 +370,7 @@ static Suite *registry_suite(void)
     tcase_add_test(tc, test_abi_minor_too_new);
     tcase_add_test(tc, test_equal_minor_accepted);
     tcase_add_test(tc, test_older_minor_accepted);
+    tcase_add_test(tc, test_old_strategy_refused);
     tcase_add_test(tc, test_short_struct);
     tcase_add_test(tc, test_duplicate_names_both_files);
     tcase_add_test(tc, test_duplicate_within_one_plugin);
