@@ -25,16 +25,14 @@ typedef struct dpmpp_2m {
 
 static const char *const keys[] = {FLASH_SAMPLER_KEYS, "lower_order_final", NULL};
 
-static void dpmpp_destroy(void *self) { free(self); }
-
 static flash_status dpmpp_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err) {
     (void)env;
-    dpmpp_2m *s = calloc(1, sizeof *s);
-    if (!s) return flash_error_set(err, FLASH_ERR_NOMEM, "sampler 'dpmpp_2m': out of memory");
+    void *mem;
+    flash_status st = flash_sampler_alloc(cfg, "dpmpp_2m", sizeof(dpmpp_2m), &mem, err);
+    if (st) return st;
+    dpmpp_2m *s = mem;
     bool lof = true;
-    flash_status st;
-    if ((st = flash_sampler_opts_parse(cfg, "dpmpp_2m", &s->o, err)) ||
-        (st = flash_cfg_bool(cfg, "lower_order_final", true, &lof, err))) {
+    if ((st = flash_cfg_bool(cfg, "lower_order_final", true, &lof, err))) {
         free(s);
         return st;
     }
@@ -54,51 +52,35 @@ static double log_snr(double a, double s) {
     return log(a) - log(s);
 }
 
+/* The multistep memory: the previous step's x0-hat and h. */
+typedef struct dpmpp_walk {
+    flash_tensor *prev_x0;
+    double h_prev;
+} dpmpp_walk;
+
+static flash_tensor *dpmpp_step(void *state, flash_ctx *c, const flash_plan *p, int i, flash_tensor *x,
+                                const flash_denoised *d) {
+    (void)x;
+    dpmpp_walk *w = state;
+    const double an = p->alpha[i + 1], sn = p->sigma[i + 1];
+    const double h = log_snr(an, sn) - log_snr(p->alpha[i], p->sigma[i]);
+    const bool first = !w->prev_x0 || (p->to_clean && i == p->n - 1) || !isfinite(h) || !isfinite(w->h_prev);
+    flash_tensor *next = flash_lincomb(c, an, d->x0, sn, d->eps);
+    if (!first) {
+        /* -alpha_{t'} (e^{-h} - 1) (D0 - D_prev) / (2 r), r = h_prev / h */
+        double c1 = 0.5 * an * -expm1(-h) * h / w->h_prev;
+        next = flash_add(c, next, flash_scale(c, flash_sub(c, d->x0, w->prev_x0), (float)c1));
+    }
+    w->prev_x0 = d->x0;
+    w->h_prev = h;
+    return next;
+}
+
 static flash_tensor *dpmpp_sample(void *self, flash_ctx *c, const flash_sample_request *req) {
-    dpmpp_2m *s = self;
-    flash_plan *p = malloc(sizeof *p);
-    if (!p) {
-        flash_ctx_fail(c, "sampler 'dpmpp_2m': out of memory");
-        return NULL;
-    }
-    flash_tensor *x = NULL, *prev_x0 = NULL;
-    double h_prev = 0.0;
-    if (flash_plan_make(p, req, &s->o, FLASH_GRID_DPM, 1.0, 0.0, c)) goto done;
-    x = req->x;
-    for (int i = 0; i < p->n; i++) {
-        flash_denoised d;
-        if (flash_plan_denoise(p, c, i, x, &d)) {
-            x = NULL;
-            goto done;
-        }
-        const double an = p->alpha[i + 1], sn = p->sigma[i + 1];
-        const double h = log_snr(an, sn) - log_snr(p->alpha[i], p->sigma[i]);
-        const bool first = !prev_x0 || (p->to_clean && i == p->n - 1) || !isfinite(h) || !isfinite(h_prev);
-        x = flash_lincomb(c, an, d.x0, sn, d.eps);
-        if (!first) {
-            /* -alpha_{t'} (e^{-h} - 1) (D0 - D_prev) / (2 r), r = h_prev / h */
-            double c1 = 0.5 * an * -expm1(-h) * h / h_prev;
-            x = flash_add(c, x, flash_scale(c, flash_sub(c, d.x0, prev_x0), (float)c1));
-        }
-        if (!x) goto done;
-        prev_x0 = d.x0;
-        h_prev = h;
-    }
-done:
-    free(p);
-    return flash_ctx_ok(c) ? x : NULL;
+    dpmpp_walk w = {NULL, 0.0};
+    return flash_sampler_walk(c, req, &((dpmpp_2m *)self)->o, FLASH_GRID_DPM, 1.0, 0.0, dpmpp_step, &w);
 }
 
-static int dpmpp_timesteps(void *self, int T, double *out, int max) {
-    return flash_sampler_timesteps(&((dpmpp_2m *)self)->o, FLASH_GRID_DPM, T, out, max);
-}
-
-static const flash_sampler_api flash_sampler_dpmpp_2m = {
-    .head = {sizeof flash_sampler_dpmpp_2m, FLASH_KIND_SAMPLER, "dpmpp_2m",
-             "DPM-Solver++(2M) (Lu et al. 2022), data prediction, as diffusers' DPMSolverMultistep", keys,
-             dpmpp_create, dpmpp_destroy},
-    .sample = dpmpp_sample,
-    .timesteps = dpmpp_timesteps,
-};
-
-FLASH_COMPONENT(flash_sampler_dpmpp_2m)
+FLASH_SAMPLER(flash_sampler_dpmpp_2m, "dpmpp_2m",
+              "DPM-Solver++(2M) (Lu et al. 2022), data prediction, as diffusers' DPMSolverMultistep",
+              keys, dpmpp_create, dpmpp_sample, FLASH_GRID_DPM)

@@ -17,34 +17,15 @@ typedef struct euler {
 
 static const char *const keys[] = {FLASH_SAMPLER_KEYS, NULL};
 
-static void euler_destroy(void *self) { free(self); }
-
 static flash_status euler_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err) {
     (void)env;
-    euler *s = calloc(1, sizeof *s);
-    if (!s) return flash_error_set(err, FLASH_ERR_NOMEM, "sampler 'euler': out of memory");
-    flash_status st = flash_sampler_opts_parse(cfg, "euler", &s->o, err);
-    if (st) {
-        free(s);
-        return st;
-    }
-    *self = s;
-    return FLASH_OK;
+    return flash_sampler_alloc(cfg, "euler", sizeof(euler), self, err);
 }
 
 static flash_tensor *euler_sample(void *self, flash_ctx *c, const flash_sample_request *req) {
     return flash_ddim_trajectory(c, req, &((euler *)self)->o, FLASH_GRID_EULER, 1.0, 0.0, 0.0, NULL);
 }
 
-static int euler_timesteps(void *self, int T, double *out, int max) {
-    return flash_sampler_timesteps(&((euler *)self)->o, FLASH_GRID_EULER, T, out, max);
-}
-
-static const flash_sampler_api flash_sampler_euler = {
-    .head = {sizeof flash_sampler_euler, FLASH_KIND_SAMPLER, "euler",
-             "Euler on the PF-ODE in sigma space, as diffusers' EulerDiscrete", keys, euler_create, euler_destroy},
-    .sample = euler_sample,
-    .timesteps = euler_timesteps,
-};
-
-FLASH_COMPONENT(flash_sampler_euler)
+FLASH_SAMPLER(flash_sampler_euler, "euler",
+              "Euler on the PF-ODE in sigma space, as diffusers' EulerDiscrete",
+              keys, euler_create, euler_sample, FLASH_GRID_EULER)

@@ -20,14 +20,12 @@ typedef struct lcm {
 
 static const char *const keys[] = {FLASH_SAMPLER_KEYS, "boundary_condition", NULL};
 
-static void lcm_destroy(void *self) { free(self); }
-
 static flash_status lcm_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err) {
-    lcm *s = calloc(1, sizeof *s);
-    if (!s) return flash_error_set(err, FLASH_ERR_NOMEM, "sampler 'lcm': out of memory");
-    flash_status st;
-    if ((st = flash_sampler_opts_parse(cfg, "lcm", &s->o, err)) ||
-        (st = flash_cfg_bool(cfg, "boundary_condition", true, &s->boundary, err))) {
+    void *mem;
+    flash_status st = flash_sampler_alloc(cfg, "lcm", sizeof(lcm), &mem, err);
+    if (st) return st;
+    lcm *s = mem;
+    if ((st = flash_cfg_bool(cfg, "boundary_condition", true, &s->boundary, err))) {
         free(s);
         return st;
     }
@@ -36,51 +34,31 @@ static flash_status lcm_create(const flash_cfg *cfg, flash_env *env, void **self
     return FLASH_OK;
 }
 
+/* The sampler and the request its noise may come from. */
+typedef struct lcm_walk {
+    lcm *s;
+    const flash_sample_request *req;
+} lcm_walk;
+
+static flash_tensor *lcm_step(void *state, flash_ctx *c, const flash_plan *p, int i, flash_tensor *x,
+                              const flash_denoised *d) {
+    const lcm_walk *w = state;
+    flash_tensor *f = d->x0;
+    if (w->s->boundary) {
+        double cs, co;
+        consistency_boundary(p->t[i], &cs, &co);
+        f = flash_lincomb(c, cs, x, co, d->x0);
+    }
+    if (!(p->sigma[i + 1] > 0.0)) return f;
+    flash_tensor *z = flash_randn(c, w->req->rng ? w->req->rng : &w->s->rng, x->ndim, x->shape);
+    return flash_lincomb(c, p->alpha[i + 1], f, p->sigma[i + 1], z);
+}
+
 static flash_tensor *lcm_sample(void *self, flash_ctx *c, const flash_sample_request *req) {
-    lcm *s = self;
-    flash_plan *p = malloc(sizeof *p);
-    if (!p) {
-        flash_ctx_fail(c, "sampler 'lcm': out of memory");
-        return NULL;
-    }
-    flash_tensor *x = NULL;
-    if (flash_plan_make(p, req, &s->o, FLASH_GRID_DDIM, 1.0, 0.0, c)) goto done;
-    x = req->x;
-    for (int i = 0; i < p->n; i++) {
-        flash_denoised d;
-        if (flash_plan_denoise(p, c, i, x, &d)) {
-            x = NULL;
-            goto done;
-        }
-        flash_tensor *f = d.x0;
-        if (s->boundary) {
-            double cs, co;
-            consistency_boundary(p->t[i], &cs, &co);
-            f = flash_lincomb(c, cs, x, co, d.x0);
-        }
-        if (p->sigma[i + 1] > 0.0) {
-            flash_tensor *z = flash_randn(c, req->rng ? req->rng : &s->rng, x->ndim, x->shape);
-            x = flash_lincomb(c, p->alpha[i + 1], f, p->sigma[i + 1], z);
-        } else {
-            x = f;
-        }
-        if (!x) goto done;
-    }
-done:
-    free(p);
-    return flash_ctx_ok(c) ? x : NULL;
+    lcm_walk w = {self, req};
+    return flash_sampler_walk(c, req, &w.s->o, FLASH_GRID_DDIM, 1.0, 0.0, lcm_step, &w);
 }
 
-static int lcm_timesteps(void *self, int T, double *out, int max) {
-    return flash_sampler_timesteps(&((lcm *)self)->o, FLASH_GRID_DDIM, T, out, max);
-}
-
-static const flash_sampler_api flash_sampler_lcm = {
-    .head = {sizeof flash_sampler_lcm, FLASH_KIND_SAMPLER, "lcm",
-             "multistep consistency sampling (LCM): predict x0, re-noise to the next timestep", keys, lcm_create,
-             lcm_destroy},
-    .sample = lcm_sample,
-    .timesteps = lcm_timesteps,
-};
-
-FLASH_COMPONENT(flash_sampler_lcm)
+FLASH_SAMPLER(flash_sampler_lcm, "lcm",
+              "multistep consistency sampling (LCM): predict x0, re-noise to the next timestep",
+              keys, lcm_create, lcm_sample, FLASH_GRID_DDIM)
