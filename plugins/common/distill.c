@@ -218,6 +218,17 @@ flash_status distill_clone_student(distill *d, flash_instance **out, flash_error
     return FLASH_OK;
 }
 
+flash_status distill_clone_denoiser(distill *d, flash_instance **inst, flash_denoiser **out, flash_error *err)
+{
+    *out = NULL;
+    flash_status st = distill_clone_student(d, inst, err);
+    if (st) return st;
+    flash_denoiser *den = &d->clone_dens[d->n_clones - 1];
+    if ((st = flash_denoiser_init(den, *inst, d->student->schedule, err))) return st;
+    *out = den;
+    return FLASH_OK;
+}
+
 /* ---- building ------------------------------------------------------------ */
 
 static flash_status need(const flash_cfg *root, const char *key, const flash_cfg **out, flash_error *err)
@@ -231,6 +242,7 @@ void distill_close(distill *d)
 {
     if (!d) return;
     for (int i = 0; i < d->n_clones; i++) {
+        flash_denoiser_release(&d->clone_dens[i]);
         flash_instance_destroy(d->clones[i]);
         free(d->clones[i]);
     }
@@ -242,6 +254,12 @@ void distill_close(distill *d)
     flash_instance_destroy(&d->sampler_inst);
     flash_instance_destroy(&d->student_inst);
     flash_instance_destroy(&d->teacher_inst);
+}
+
+void distill_destroy(void *self)
+{
+    distill_close(self);
+    free(self);
 }
 
 flash_status distill_open(distill *d, const flash_cfg *cfg, flash_env *env, distill_step_fn step, void **self,

@@ -95,6 +95,7 @@ struct distill {
     flash_instance teacher_inst, student_inst, sampler_inst, loss_inst[DISTILL_MAX_LOSSES];
     flash_denoiser tden, sden;
     flash_instance *clones[DISTILL_MAX_CLONES];
+    flash_denoiser clone_dens[DISTILL_MAX_CLONES]; /* distill_clone_denoiser's, on clones[i] */
     int n_clones;
 };
 
@@ -106,6 +107,9 @@ struct distill {
 flash_status distill_open(distill *d, const flash_cfg *cfg, flash_env *env, distill_step_fn step, void **self,
                           void *method, flash_error *err);
 void distill_close(distill *d); /* NULL-safe; frees what distill_open built, not the strategy's state */
+/* A strategy's destroy when its state (starting with the kit) owns nothing
+ * else: distill_close, then free. NULL-safe. */
+void distill_destroy(void *self);
 
 /* The kit's strategy entries (flash_strategy_api); self starts with a distill. */
 flash_params *distill_trained(void *self, flash_run *run, flash_error *err);
@@ -151,6 +155,9 @@ flash_tensor *distill_losses(distill *d, flash_ctx *c, const flash_loss_in *in);
  * target network. The run keeps it in its checkpoints (clone<i>) and a
  * resumed run restores it; it lives as long as d. */
 flash_status distill_clone_student(distill *d, flash_instance **out, flash_error *err);
+/* distill_clone_student and a denoiser on the copy with the student's
+ * schedule (a round's teacher, a target network); both live as long as d. */
+flash_status distill_clone_denoiser(distill *d, flash_instance **inst, flash_denoiser **out, flash_error *err);
 
 /* Per-sample condition arrays for a batch at one timestep, in the arena. */
 flash_cond distill_cond(distill *d, flash_ctx *c, int n, double t, const int *labels);

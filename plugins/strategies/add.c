@@ -27,12 +27,6 @@ static const char *const keys[] = {"t_min", DISTILL_KEYS, NULL};
 
 static flash_tensor *add_step(void *self, flash_ctx *c, distill *d, int64_t iter);
 
-static void add_destroy(void *self)
-{
-    distill_close(self);
-    free(self);
-}
-
 static flash_status add_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
     long tmin;
@@ -44,7 +38,7 @@ static flash_status add_create(const flash_cfg *cfg, flash_env *env, void **self
     add *a = calloc(1, sizeof *a);
     if (!a) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'add': out of memory");
     a->t_min = tmin;
-    if ((st = distill_open(&a->d, cfg, env, add_step, self, a, err))) add_destroy(a);
+    if ((st = distill_open(&a->d, cfg, env, add_step, self, a, err))) distill_destroy(a);
     return st;
 }
 
@@ -59,14 +53,10 @@ static flash_tensor *add_step(void *self, flash_ctx *c, distill *d, int64_t iter
         return NULL;
     }
     flash_tensor *x0;
-    const int *labels = NULL;
-    if (distill_real(d, c, n, &x0, &labels)) return NULL;
-    if (d->num_classes <= 0) labels = NULL;
-    else if (!labels) labels = distill_labels(d, c, n);
+    const int *labels;
+    if (distill_real_batch(d, c, n, &x0, &labels)) return NULL;
     const double s = d->timesteps[distill_pick_step(d)];
-    double as, ss;
-    flash_schedule_eval(d->student->schedule, s, &as, &ss);
-    flash_tensor *xs = flash_lincomb(c, as, x0, ss, distill_noise(d, c, n));
+    flash_tensor *xs = distill_forward_noise(d, c, x0, s);
     flash_denoised st;
     if (flash_denoise(d->student, c, xs, NULL, s, labels, 1.0f, NULL, &st)) return NULL;
 
@@ -96,4 +86,4 @@ static flash_tensor *add_step(void *self, flash_ctx *c, distill *d, int64_t iter
 DISTILL_STRATEGY(add_api, "add",
                  "adversarial diffusion distillation (Sauer et al. 2023): forward-noised inputs, c(t) = alpha_t weighted "
                  "teacher target",
-                 keys, add_create, add_destroy)
+                 keys, add_create, distill_destroy)

@@ -55,4 +55,4 @@ static flash_status bw_create(const flash_cfg *cfg, flash_env *env, void **self,
 
 DISTILL_STRATEGY(backward_api, "backward",
                  "backward distillation (Imagine Flash 4.1, eq. 7): inputs from the student's own stop-gradient rollout",
-                 distill_step_keys, bw_create, distill_step_opts_destroy)
+                 distill_step_keys, bw_create, distill_destroy)

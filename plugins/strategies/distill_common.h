@@ -13,6 +13,29 @@ static inline int distill_pick_step(distill *d)
     return (int)flash_rng_below(d->rng, (uint64_t)d->n_steps);
 }
 
+/* A batch of n real examples from the pipeline's `dataset:` with their
+ * labels when the teacher is class-conditional (drawn uniformly where the
+ * data have none) and NULL labels when it is not: the start of every
+ * strategy that trains on forward-noised data. */
+static inline flash_status distill_real_batch(distill *d, flash_ctx *c, int n, flash_tensor **x0, const int **labels)
+{
+    *labels = NULL;
+    flash_status st = distill_real(d, c, n, x0, labels);
+    if (st) return st;
+    if (d->num_classes <= 0) *labels = NULL;
+    else if (!*labels) *labels = distill_labels(d, c, n);
+    return FLASH_OK;
+}
+
+/* Imagine Flash eq. (1) on the student's schedule: x_t = alpha_t x0 +
+ * sigma_t eps with fresh noise. */
+static inline flash_tensor *distill_forward_noise(distill *d, flash_ctx *c, flash_tensor *x0, double t)
+{
+    double a, s;
+    flash_schedule_eval(d->student->schedule, t, &a, &s);
+    return flash_lincomb(c, a, x0, s, distill_noise(d, c, (int)x0->shape[0]));
+}
+
 /* The student's x0-hat at (x_t, t) with gradients (eq. 5), then the
  * configured losses on it, handed the plain target of eq. (7) (k teacher
  * DDIM steps from x_t) when plain_target is set; the SRL target (eq. 8)
@@ -43,12 +66,6 @@ typedef struct distill_step_opts {
 
 static const char *const distill_step_keys[] = {"step", "plain_target", DISTILL_KEYS, NULL};
 
-static inline void distill_step_opts_destroy(void *self)
-{
-    distill_close(self);
-    free(self);
-}
-
 static inline flash_status distill_step_opts_create(const flash_cfg *cfg, flash_env *env, const char *what,
                                                     distill_step_fn fn, void **self, flash_error *err)
 {
@@ -63,7 +80,7 @@ static inline flash_status distill_step_opts_create(const flash_cfg *cfg, flash_
     if (!o) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy '%s': out of memory", what);
     o->step = step;
     o->plain_target = plain;
-    if ((st = distill_open(&o->d, cfg, env, fn, self, o, err))) distill_step_opts_destroy(o);
+    if ((st = distill_open(&o->d, cfg, env, fn, self, o, err))) distill_destroy(o);
     return st;
 }
 

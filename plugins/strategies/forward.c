@@ -24,17 +24,11 @@ static flash_tensor *fw_step(void *self, flash_ctx *c, distill *d, int64_t iter)
         return NULL;
     }
     flash_tensor *x0;
-    const int *labels = NULL;
-    if (distill_real(d, c, n, &x0, &labels)) return NULL;
-    if (d->num_classes <= 0) labels = NULL;
-    else if (!labels) labels = distill_labels(d, c, n);
+    const int *labels;
+    if (distill_real_batch(d, c, n, &x0, &labels)) return NULL;
     const double t = d->timesteps[i];
-    double a, s;
-    flash_schedule_eval(d->student->schedule, t, &a, &s);
-    /* eq. (1): x_t = alpha_t x0 + sigma_t eps */
-    flash_tensor *x = flash_lincomb(c, a, x0, s, distill_noise(d, c, n));
     flash_cond cond;
-    return distill_student_losses(d, c, x, t, labels, f->plain_target, &cond);
+    return distill_student_losses(d, c, distill_forward_noise(d, c, x0, t), t, labels, f->plain_target, &cond);
 }
 
 static flash_status fw_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
@@ -44,4 +38,4 @@ static flash_status fw_create(const flash_cfg *cfg, flash_env *env, void **self,
 
 DISTILL_STRATEGY(forward_api, "forward",
                  "forward distillation (the paper's w/o-backward ablation): inputs forward-noised from real data",
-                 distill_step_keys, fw_create, distill_step_opts_destroy)
+                 distill_step_keys, fw_create, distill_destroy)

@@ -25,14 +25,12 @@ typedef struct lcm {
     long skip;
     float mu;
     flash_instance *target_net;
-    flash_denoiser tden;
-    bool ready;
+    flash_denoiser *tden; /* on target_net */
 } lcm;
 
 static const char *const keys[] = {"skip", "ema", DISTILL_KEYS, NULL};
 
 static flash_tensor *lcm_step(void *self, flash_ctx *c, distill *d, int64_t iter);
-static void lcm_destroy(void *self);
 
 static flash_status lcm_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
@@ -47,17 +45,8 @@ static flash_status lcm_create(const flash_cfg *cfg, flash_env *env, void **self
     if (!l) return flash_error_set(err, FLASH_ERR_NOMEM, "strategy 'lcm': out of memory");
     l->skip = skip;
     l->mu = mu;
-    if ((st = distill_open(&l->d, cfg, env, lcm_step, self, l, err))) lcm_destroy(l);
+    if ((st = distill_open(&l->d, cfg, env, lcm_step, self, l, err))) distill_destroy(l);
     return st;
-}
-
-static void lcm_destroy(void *self)
-{
-    lcm *l = self;
-    if (!l) return;
-    if (l->ready) flash_denoiser_release(&l->tden);
-    distill_close(&l->d); /* with the target network */
-    free(l);
 }
 
 /* theta^- <- mu theta^- + (1 - mu) theta, over the whole parameter block,
@@ -71,14 +60,12 @@ static flash_status ema_target(lcm *l, distill *d, flash_error *err)
 static flash_tensor *lcm_step(void *self, flash_ctx *c, distill *d, int64_t iter)
 {
     lcm *l = self;
-    if (!l->ready) {
+    if (!l->tden) {
         flash_error e = {0};
-        if (distill_clone_student(d, &l->target_net, &e) ||
-            flash_denoiser_init(&l->tden, l->target_net, d->student->schedule, &e)) {
+        if (distill_clone_denoiser(d, &l->target_net, &l->tden, &e)) {
             flash_ctx_fail(c, "strategy 'lcm': %s", e.msg);
             return NULL;
         }
-        l->ready = true;
     }
     /* follows the student's last update (on resume too: the saved target
      * network predates it) */
@@ -92,10 +79,8 @@ static flash_tensor *lcm_step(void *self, flash_ctx *c, distill *d, int64_t iter
     const int T = flash_schedule_T(d->student->schedule);
     const int n = d->batch_size;
     flash_tensor *x0;
-    const int *labels = NULL;
-    if (distill_real(d, c, n, &x0, &labels)) return NULL;
-    if (d->num_classes <= 0) labels = NULL;
-    else if (!labels) labels = distill_labels(d, c, n);
+    const int *labels;
+    if (distill_real_batch(d, c, n, &x0, &labels)) return NULL;
     const long m = T / l->skip;
     if (m < 1) {
         flash_ctx_fail(c, "strategy 'lcm': skip %ld exceeds the %d training timesteps", l->skip, T);
@@ -103,17 +88,16 @@ static flash_tensor *lcm_step(void *self, flash_ctx *c, distill *d, int64_t iter
     }
     const double t = (double)((1 + (long)flash_rng_below(d->rng, (uint64_t)m)) * l->skip - 1);
     const double tp = t - l->skip > 0 ? t - l->skip : 0;
-    double a, s, ap, sp;
-    flash_schedule_eval(d->student->schedule, t, &a, &s);
+    double ap, sp;
     flash_schedule_eval(d->student->schedule, tp, &ap, &sp);
-    flash_tensor *x = flash_lincomb(c, a, x0, s, distill_noise(d, c, n));
+    flash_tensor *x = distill_forward_noise(d, c, x0, t);
 
     bool was = flash_grad_set(c, false);
     flash_denoised o;
     flash_tensor *target = NULL;
     if (!flash_denoise(d->teacher, c, x, NULL, t, labels, labels ? d->target.guidance_scale : 1.0f, NULL, &o)) {
         flash_tensor *xp = flash_lincomb(c, ap, o.x0, sp, o.eps); /* one teacher DDIM step (eq. 4) */
-        target = consistency_fn(&l->tden, c, xp, tp, labels, 1.0f);
+        target = consistency_fn(l->tden, c, xp, tp, labels, 1.0f);
     }
     flash_grad_set(c, was);
     if (!target) return NULL;
@@ -126,4 +110,4 @@ static flash_tensor *lcm_step(void *self, flash_ctx *c, distill *d, int64_t iter
 
 DISTILL_STRATEGY(lcm_api, "lcm",
                  "latent consistency distillation (Luo et al. 2023): skip-k teacher DDIM step, EMA target network",
-                 keys, lcm_create, lcm_destroy)
+                 keys, lcm_create, distill_destroy)

@@ -34,14 +34,12 @@ typedef struct progressive {
     bool snr_weight;
     int rounds, round; /* the round the frozen copy belongs to */
     flash_instance *frozen;
-    flash_denoiser fden;
-    bool fden_ready;
+    flash_denoiser *fden; /* on frozen */
 } progressive;
 
 static const char *const keys[] = {"teacher_steps", "final_steps", "snr_weight", DISTILL_KEYS, NULL};
 
 static flash_tensor *pg_step(void *self, flash_ctx *c, distill *d, int64_t iter);
-static void pg_destroy(void *self);
 
 static flash_status pg_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
@@ -69,17 +67,8 @@ static flash_status pg_create(const flash_cfg *cfg, flash_env *env, void **self,
     p->snr_weight = snr;
     p->rounds = rounds;
     p->round = -1;
-    if ((st = distill_open(&p->d, cfg, env, pg_step, self, p, err))) pg_destroy(p);
+    if ((st = distill_open(&p->d, cfg, env, pg_step, self, p, err))) distill_destroy(p);
     return st;
-}
-
-static void pg_destroy(void *self)
-{
-    progressive *p = self;
-    if (!p) return;
-    if (p->fden_ready) flash_denoiser_release(&p->fden);
-    distill_close(&p->d); /* with the frozen copy */
-    free(p);
 }
 
 /* t_j of the trailing N-step grid; j == N is clean data (-1). Computed as
@@ -113,15 +102,13 @@ static flash_tensor *pg_step(void *self, flash_ctx *c, distill *d, int64_t iter)
     progressive *p = self;
     flash_error e = {0};
     const int round = round_of(p, d, iter);
-    if (!p->frozen) {
+    if (!p->fden) {
         /* the frozen teacher of rounds > 0: a copy of the student now, or
          * on resume the copy the loop saved */
-        if (distill_clone_student(d, &p->frozen, &e) ||
-            flash_denoiser_init(&p->fden, p->frozen, d->student->schedule, &e)) {
+        if (distill_clone_denoiser(d, &p->frozen, &p->fden, &e)) {
             flash_ctx_fail(c, "strategy 'progressive': %s", e.msg);
             return NULL;
         }
-        p->fden_ready = true;
         p->round = round_of(p, d, iter - 1);
     }
     if (round != p->round) {
@@ -134,22 +121,20 @@ static flash_tensor *pg_step(void *self, flash_ctx *c, distill *d, int64_t iter)
     }
     const long N = p->teacher_steps >> (round + 1); /* the student's steps this round */
     const int T = flash_schedule_T(d->student->schedule);
-    flash_denoiser *tden = round == 0 ? d->teacher : &p->fden;
+    flash_denoiser *tden = round == 0 ? d->teacher : p->fden;
     const float w = round == 0 ? d->target.guidance_scale : 1.0f;
 
     const int n = d->batch_size;
     flash_tensor *x0;
-    const int *labels = NULL;
-    if (distill_real(d, c, n, &x0, &labels)) return NULL;
-    if (d->num_classes <= 0) labels = NULL;
-    else if (!labels) labels = distill_labels(d, c, n);
+    const int *labels;
+    if (distill_real_batch(d, c, n, &x0, &labels)) return NULL;
     const long j = (long)flash_rng_below(d->rng, (uint64_t)N);
     const double t = grid(T, N, (double)j), tm = grid(T, 2 * N, 2.0 * j + 1), t2 = grid(T, N, (double)(j + 1));
     double a, s, am, sm, a2, s2;
     ab(d, t, &a, &s);
     ab(d, tm, &am, &sm);
     ab(d, t2, &a2, &s2);
-    flash_tensor *z = flash_lincomb(c, a, x0, s, distill_noise(d, c, n));
+    flash_tensor *z = distill_forward_noise(d, c, x0, t);
 
     /* two DDIM steps (eq. 4) of the round's teacher, without gradients */
     bool was = flash_grad_set(c, false);
@@ -189,4 +174,4 @@ static flash_tensor *pg_step(void *self, flash_ctx *c, distill *d, int64_t iter)
 DISTILL_STRATEGY(progressive_api, "progressive",
                  "progressive distillation with guidance (Salimans & Ho 2022; Meng et al. 2023): halving rounds, 1 "
                  "student step = 2 teacher DDIM steps",
-                 keys, pg_create, pg_destroy)
+                 keys, pg_create, distill_destroy)
