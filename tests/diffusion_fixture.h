@@ -21,6 +21,16 @@ typedef struct dpipe {
     flash_error err;
 } dpipe;
 
+/* n values of N(0, 1) from seed, malloc'd: starting noise for a sampler. */
+static inline float *normal_noise(uint64_t seed, int n) {
+    float *x = malloc((size_t)n * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    flash_rng r;
+    flash_rng_seed(&r, seed);
+    flash_rng_fill_normal(&r, x, (size_t)n);
+    return x;
+}
+
 /* Creates `schedule`, `model` and (when present) `sampler` of yaml; fails
  * the test on any error. */
 static inline void pipe_open(dpipe *p, const char *yaml) {

@@ -2,27 +2,9 @@
 # `flash check` on broken configs: each exits 2 and says file:line:col and
 # the key; usage errors exit 2; --help works on every subcommand.
 # Env (set by CTest): FLASH.
-set -euo pipefail
 : "${FLASH:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "${BASH_SOURCE%/*}/common.bash"
 cd "$tmp"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-# expect RC NAME PATTERN... -- ARGS...: runs flash, checks exit code and stderr
-expect() {
-  local want=$1 name=$2
-  shift 2
-  local pats=()
-  while [[ $1 != -- ]]; do pats+=("$1"); shift; done
-  shift
-  local rc=0
-  "$FLASH" "$@" >out 2>err || rc=$?
-  ((rc == want)) || fail "$name: exit $rc, want $want: $(cat err)"
-  for p in "${pats[@]}"; do
-    grep -qE -- "$p" err || fail "$name: stderr lacks /$p/: $(cat err)"
-  done
-}
 
 printf 'dataset:\n  plugin: toy2d\n  kind: [checkerboard\nloss: {plugin: mse}\n' >syntax.yaml
 expect 2 "syntax error" 'syntax\.yaml:[0-9]+:[0-9]+' -- check syntax.yaml

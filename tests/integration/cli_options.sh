@@ -6,29 +6,11 @@
 # top-level `device:` key; --name=VALUE works as --name VALUE.
 # No plugin is needed: FLASH_PLUGIN_DIR points at an empty directory.
 # Env (set by CTest): FLASH.
-set -euo pipefail
 : "${FLASH:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "${BASH_SOURCE%/*}/common.bash"
 cd "$tmp"
 mkdir empty
 export FLASH_PLUGIN_DIR=$tmp/empty
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-# expect RC NAME PATTERN... -- ARGS...: runs flash, checks exit code and stderr
-expect() {
-  local want=$1 name=$2
-  shift 2
-  local pats=()
-  while [[ $1 != -- ]]; do pats+=("$1"); shift; done
-  shift
-  local rc=0
-  "$FLASH" "$@" >out 2>err || rc=$?
-  ((rc == want)) || fail "$name: exit $rc, want $want: $(cat err)"
-  for p in "${pats[@]}"; do
-    grep -qE -- "$p" err || fail "$name: stderr lacks /$p/: $(cat err)"
-  done
-}
 
 # every declared option, per command: each appears in its --help
 declare -A options=(

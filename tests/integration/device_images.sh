@@ -8,16 +8,10 @@
 # images keep it short. Tolerance as in device_pipeline.sh:
 # |a - b| <= 1e-4 + 1e-3 |a| (observed: identical).
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR, FLASH_FAKE_DEVICE.
-set -euo pipefail
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}" "${FLASH_FAKE_DEVICE:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "${BASH_SOURCE%/*}/common.bash"
 cd "$FLASH_SOURCE_DIR"
-if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
-  echo "SKIP: Fashion-MNIST is not installed (tools/setup.sh installs it)"
-  exit 0
-fi
+need_fashion_mnist
 export OMP_WAIT_POLICY=passive
 fake() { FLASH_CUDA_LIB=$FLASH_FAKE_DEVICE "$@"; }
 numbers() {

@@ -21,11 +21,8 @@
 # |a - b| <= 1e-4 + 1e-3 |a| per value (observed: 4e-8 on the student,
 # 1.2e-4 on the discriminator after 10 iterations).
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR, FLASH_FAKE_DEVICE.
-set -euo pipefail
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}" "${FLASH_FAKE_DEVICE:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "${BASH_SOURCE%/*}/common.bash"
 export OMP_WAIT_POLICY=passive
 unset FLASH_CUDA_LIB
 fake() { FLASH_CUDA_LIB=$FLASH_FAKE_DEVICE "$@"; }

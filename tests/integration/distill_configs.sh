@@ -5,17 +5,11 @@
 # discriminators, dataset) is created with its keys checked. The ablations
 # differ from the 3-step recipe in the one thing they name.
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
-set -euo pipefail
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "${BASH_SOURCE%/*}/common.bash"
 cd "$FLASH_SOURCE_DIR"
 
-if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
-  echo "SKIP: Fashion-MNIST is not installed (tools/setup.sh installs it)"
-  exit 0
-fi
+need_fashion_mnist
 # teacher_discriminator (the 1-step recipe) loads the teacher's weights:
 # a teacher trained for one step stands in
 "$FLASH" train configs/teacher/fmnist_unet_s.yaml --set train.steps=1 --set train.batch_size=2 \

@@ -9,16 +9,10 @@
 # the features of an evaluator trained for one step); `flash eval` scores
 # those samples again from the files.
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
-set -euo pipefail
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "${BASH_SOURCE%/*}/common.bash"
 cd "$FLASH_SOURCE_DIR"
-if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
-  echo "SKIP: Fashion-MNIST is not installed (tools/setup.sh installs it)"
-  exit 0
-fi
+need_fashion_mnist
 small=(--set dataset.limit_train=16 --set dataset.limit_test=4 --set threads=1)
 "$FLASH" train configs/teacher/fmnist_unet_s.yaml --set train.steps=1 --set train.batch_size=2 \
   --set train.warmup_steps=0 "${small[@]}" --out "$tmp/teacher" >/dev/null 2>"$tmp/err" ||

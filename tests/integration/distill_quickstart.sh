@@ -8,11 +8,8 @@
 # the plugin's loss was the one optimised and changed the result, that a
 # finished run is not distilled again, and `flash distill --resume`.
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
-set -euo pipefail
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "${BASH_SOURCE%/*}/common.bash"
 
 mkdir -p "$tmp/plugins"
 ${CC:-cc} -shared -fPIC -Wall -Wextra -Werror "$FLASH_SOURCE_DIR/tests/data/plugins/my_loss.c" \

@@ -5,11 +5,8 @@
 # from it (initialised from its weights); a second run loads the finished
 # teacher instead of training it again.
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
-set -euo pipefail
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "${BASH_SOURCE%/*}/common.bash"
 
 sets=(--set "teacher={plugin: mlp, dim: 2, hidden: 64, layers: 2, time_dim: 32}"
   --set "teacher_checkpoint=$tmp/out/teacher/checkpoint.safetensors"

@@ -5,12 +5,9 @@
 # report NFEs (2 per step with guidance), draw a scatter plot, and refuse bad
 # usage with exit 2 and undefined configurations with exit 1.
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
-set -euo pipefail
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "${BASH_SOURCE%/*}/common.bash"
 cd "$tmp"
-fail() { echo "FAIL: $*" >&2; exit 1; }
 cfg=$FLASH_SOURCE_DIR/configs/gmm2d
 ref=$FLASH_SOURCE_DIR/tests/data/ref
 

@@ -6,11 +6,8 @@
 # a failing run recorded with its error while the sweep goes on, and bad
 # sweep files rejected with exit code 2.
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
-set -euo pipefail
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "${BASH_SOURCE%/*}/common.bash"
 sweeps=$FLASH_SOURCE_DIR/configs/sweeps
 
 for t in smoke:9 table1:9 table3:5; do

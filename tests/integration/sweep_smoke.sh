@@ -7,11 +7,8 @@
 # that its final table equals the uninterrupted one (every column but the
 # timings).
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
-set -euo pipefail
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "${BASH_SOURCE%/*}/common.bash"
 sweep=$FLASH_SOURCE_DIR/configs/sweeps/smoke.yaml
 
 t0=$(date +%s.%N)

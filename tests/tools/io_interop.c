@@ -115,14 +115,7 @@ static int check(const char *path)
         fprintf(stderr, "io_interop: %s\n", err.msg);
         return 1;
     }
-    struct {
-        const char *name;
-        flash_dtype t;
-        int ndim;
-        int64_t shape[2];
-        const void *data;
-        size_t nbytes;
-    } want[] = {
+    const flash_st_tensor want[] = {
         {"img", FLASH_U8, 2, {2, 3}, img, sizeof img}, {"w", FLASH_F32, 2, {3, 4}, w, sizeof w},
         {"ids", FLASH_I64, 1, {5}, ids, sizeof ids},   {"d", FLASH_F64, 1, {2}, d, sizeof d},
         {"i", FLASH_I32, 1, {4}, iv, sizeof iv},
@@ -134,7 +127,7 @@ static int check(const char *path)
     }
     for (int i = 0; i < 5; i++) {
         const flash_st_tensor *t = flash_safetensors_find(st, want[i].name);
-        if (!t || t->dtype != want[i].t || t->ndim != want[i].ndim || t->nbytes != want[i].nbytes ||
+        if (!t || t->dtype != want[i].dtype || t->ndim != want[i].ndim || t->nbytes != want[i].nbytes ||
             t->shape[0] != want[i].shape[0] || (t->ndim == 2 && t->shape[1] != want[i].shape[1]) ||
             memcmp(t->data, want[i].data, want[i].nbytes) != 0) {
             fprintf(stderr, "io_interop: tensor '%s' missing or different\n", want[i].name);

@@ -128,6 +128,20 @@ static flash_tensor *mlp_loss(dpipe *p, const float *x0, const float *eps, const
     return flash_mse(p->c, o, target);
 }
 
+/* A training batch of n points from N((1.5, -0.5), 0.25 I) with noise,
+ * timesteps and (when labels is not NULL) classes 0..3, 3 the null class. */
+static void draw_batch(flash_rng *r, int n, float *x0, float *eps, float *t, int *labels)
+{
+    for (int i = 0; i < n; i++) {
+        x0[2 * i] = (float)(1.5 + 0.5 * flash_rng_normal(r));
+        x0[2 * i + 1] = (float)(-0.5 + 0.5 * flash_rng_normal(r));
+        eps[2 * i] = flash_rng_normal(r);
+        eps[2 * i + 1] = flash_rng_normal(r);
+        t[i] = (float)flash_rng_below(r, 1000);
+        if (labels) labels[i] = (int)flash_rng_below(r, 4); /* the null class included */
+    }
+}
+
 START_TEST(test_mlp_gradients_and_training)
 {
     dpipe p;
@@ -142,14 +156,7 @@ START_TEST(test_mlp_gradients_and_training)
     int labels[128];
     flash_rng r;
     flash_rng_seed(&r, 4);
-    for (int i = 0; i < n; i++) {
-        x0[2 * i] = (float)(1.5 + 0.5 * flash_rng_normal(&r));
-        x0[2 * i + 1] = (float)(-0.5 + 0.5 * flash_rng_normal(&r));
-        eps[2 * i] = flash_rng_normal(&r);
-        eps[2 * i + 1] = flash_rng_normal(&r);
-        t[i] = (float)flash_rng_below(&r, 1000);
-        labels[i] = (int)flash_rng_below(&r, 4); /* the null class included */
-    }
+    draw_batch(&r, n, x0, eps, t, labels);
     /* gradients by central differences on a few parameters */
     flash_ctx_reset(p.c);
     flash_params_zero_grad(prm);
@@ -176,13 +183,7 @@ START_TEST(test_mlp_gradients_and_training)
     flash_adam opt = {.lr = 3e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     double first = 0, last = 0;
     for (int step = 1; step <= 300; step++) {
-        for (int i = 0; i < n; i++) {
-            x0[2 * i] = (float)(1.5 + 0.5 * flash_rng_normal(&r));
-            x0[2 * i + 1] = (float)(-0.5 + 0.5 * flash_rng_normal(&r));
-            eps[2 * i] = flash_rng_normal(&r);
-            eps[2 * i + 1] = flash_rng_normal(&r);
-            t[i] = (float)flash_rng_below(&r, 1000);
-        }
+        draw_batch(&r, n, x0, eps, t, NULL);
         flash_ctx_reset(p.c);
         flash_params_zero_grad(prm);
         loss = mlp_loss(&p, x0, eps, t, n, labels);

@@ -224,6 +224,16 @@ static flash_tensor *points(fx *f, int n, uint64_t seed, float scale)
 
 /* ---- tests ---------------------------------------------------------------- */
 
+/* A registry with the built-in plugins; fails the test when they do not load. */
+static flash_registry *builtin_registry(void)
+{
+    flash_registry *r = flash_registry_create();
+    flash_error e = {0};
+    ck_assert_ptr_nonnull(r);
+    ck_assert_msg(flash_registry_load_default(r, NULL, &e) == FLASH_OK, "%s", e.msg);
+    return r;
+}
+
 START_TEST(test_gamma_map)
 {
     shift_map g;
@@ -504,9 +514,8 @@ END_TEST
  * its input gradient agrees with central differences of its own forward. */
 START_TEST(test_conv_discriminator)
 {
-    flash_registry *r = flash_registry_create();
+    flash_registry *r = builtin_registry();
     flash_error e = {0};
-    ck_assert(flash_registry_load_default(r, NULL, &e) == FLASH_OK);
     flash_cfg *cfg = NULL;
     ck_assert(flash_cfg_parse_string("{plugin: conv_discriminator, size: 8, width: 4, num_classes: 3}", "c.yaml", &cfg,
                                      &e) == FLASH_OK);
@@ -560,9 +569,8 @@ END_TEST
  * gets a gradient, the teacher's weights get none and stay as loaded. */
 START_TEST(test_teacher_discriminator)
 {
-    flash_registry *r = flash_registry_create();
+    flash_registry *r = builtin_registry();
     flash_error e = {0};
-    ck_assert(flash_registry_load_default(r, NULL, &e) == FLASH_OK);
     char dir[] = "/tmp/flash_td_XXXXXX", path[128], yaml[512];
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
@@ -631,9 +639,8 @@ END_TEST
 /* device takes cpu or cuda. */
 START_TEST(test_device_key)
 {
-    flash_registry *r = flash_registry_create();
+    flash_registry *r = builtin_registry();
     flash_error e = {0};
-    ck_assert(flash_registry_load_default(r, NULL, &e) == FLASH_OK);
     flash_cfg *root = NULL;
     ck_assert(flash_cfg_parse_string(base_yaml("{plugin: mlp, hidden: 16, layers: 1}", "{plugin: backward}", "{k: 2}"),
                                      "t.yaml", &root, &e) == FLASH_OK);
@@ -655,9 +662,8 @@ END_TEST
 START_TEST(test_device_unavailable)
 {
     setenv("FLASH_CUDA_LIB", "/nonexistent/libflash_cuda.so", 1);
-    flash_registry *r = flash_registry_create();
+    flash_registry *r = builtin_registry();
     flash_error e = {0};
-    ck_assert(flash_registry_load_default(r, NULL, &e) == FLASH_OK);
     flash_cfg *root = NULL;
     ck_assert(flash_cfg_parse_string(base_yaml("{plugin: mlp, hidden: 16, layers: 1}", "{plugin: backward}", "{k: 2}"),
                                      "t.yaml", &root, &e) == FLASH_OK);
@@ -682,9 +688,8 @@ START_TEST(test_device_parts)
     snprintf(lib, sizeof lib, "%s/tests/tools/libflash_fake_device.so", FLASH_BINARY_DIR);
     ck_assert_msg(access(lib, R_OK) == 0, "no stand-in device at %s", lib);
     setenv("FLASH_CUDA_LIB", lib, 1);
-    flash_registry *r = flash_registry_create();
+    flash_registry *r = builtin_registry();
     flash_error e = {0};
-    ck_assert(flash_registry_load_default(r, NULL, &e) == FLASH_OK);
     flash_cfg *root = NULL;
     ck_assert(flash_cfg_parse_string(
                   yaml_with("{plugin: mlp, hidden: 16, layers: 1}", "{plugin: backward}", "{k: 2}",

@@ -193,19 +193,13 @@ START_TEST(test_npy_writer_matches_numpy)
     uint8_t u[12];
     for (int k = 0; k < 12; k++)
         u[k] = (uint8_t)(20 * k + 3);
-    struct {
-        const char *name;
-        flash_dtype t;
-        int ndim;
-        int64_t shape[2];
-        const void *data;
-    } cases[] = {
-        {"f32_2x3.npy", FLASH_F32, 2, {2, 3}, f},
-        {"u8_3x4.npy", FLASH_U8, 2, {3, 4}, u},
+    const flash_st_tensor cases[] = {
+        {"f32_2x3.npy", FLASH_F32, 2, {2, 3}, f, sizeof f},
+        {"u8_3x4.npy", FLASH_U8, 2, {3, 4}, u, sizeof u},
     };
     for (size_t i = 0; i < 2; i++) {
         const char *p = tmp_path(cases[i].name);
-        ck_assert_int_eq(flash_npy_write(p, cases[i].t, cases[i].ndim, cases[i].shape, cases[i].data, &err),
+        ck_assert_int_eq(flash_npy_write(p, cases[i].dtype, cases[i].ndim, cases[i].shape, cases[i].data, &err),
                          FLASH_OK);
         size_t n1, n2;
         unsigned char *mine = read_bytes(p, &n1);

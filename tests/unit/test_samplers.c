@@ -217,10 +217,7 @@ START_TEST(test_ddim_eta_marginals)
     pipe_open(&p, SCHED_SD "model: {plugin: gmm, weights: [1.0], means: [[1.5, -0.5]], stds: [0.5]}\n"
                            "sampler: {plugin: ddim, steps: 50, eta: 1.0}\n");
     const int n = 4000;
-    float *xT = malloc(2 * n * sizeof *xT);
-    flash_rng r;
-    flash_rng_seed(&r, 9);
-    flash_rng_fill_normal(&r, xT, 2 * n);
+    float *xT = normal_noise(9, 2 * n);
     flash_tensor *x = pipe_sample(&p, xT, n, 2, NULL);
     ck_assert_msg(x != NULL, "%s", flash_ctx_error(p.c));
     for (int j = 0; j < 2; j++) {
@@ -245,10 +242,7 @@ START_TEST(test_lcm)
     pipe_open(&p, SCHED_SD "model: {plugin: gmm, weights: [1.0], means: [[1.0, 2.0]], stds: [0.001], "
                            "prediction_type: sample}\nsampler: {plugin: lcm, timesteps: [999, 759, 519, 279]}\n");
     const int n = 4000;
-    float *xT = malloc(2 * n * sizeof *xT);
-    flash_rng r;
-    flash_rng_seed(&r, 13);
-    flash_rng_fill_normal(&r, xT, 2 * n);
+    float *xT = normal_noise(13, 2 * n);
     flash_tensor *x = pipe_sample(&p, xT, n, 2, NULL);
     ck_assert_msg(x != NULL, "%s", flash_ctx_error(p.c));
     ck_assert_int_eq(p.den.nfe, 4);
@@ -350,10 +344,7 @@ START_TEST(test_speed_10k_points)
     dpipe p;
     pipe_open(&p, SCHED_SD "model: " GMM3 "}\nsampler: {plugin: dpmpp_2m, steps: 25}\n");
     const int n = 10000;
-    float *xT = malloc(2 * n * sizeof *xT);
-    flash_rng r;
-    flash_rng_seed(&r, 1);
-    flash_rng_fill_normal(&r, xT, 2 * n);
+    float *xT = normal_noise(1, 2 * n);
     double t0 = flash_now();
     flash_tensor *x = pipe_sample(&p, xT, n, 2, NULL);
     double dt = flash_now() - t0;

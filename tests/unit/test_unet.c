@@ -39,6 +39,14 @@ static flash_status make_model(const char *yaml, uint64_t seed, flash_instance *
     return st;
 }
 
+/* make_model that must succeed; returns the model's API. */
+static const flash_model_api *open_model(const char *yaml, uint64_t seed, flash_instance *m)
+{
+    flash_error err = {0};
+    ck_assert_msg(make_model(yaml, seed, m, &err) == FLASH_OK, "%s", err.msg);
+    return FLASH_API(m, flash_model_api);
+}
+
 static void check_shape(flash_params *P, const char *name, int ndim, int d0, int d1, int d2, int d3)
 {
     flash_tensor *t = flash_params_find(P, name);
@@ -50,10 +58,8 @@ static void check_shape(flash_params *P, const char *name, int ndim, int d0, int
 
 START_TEST(test_unet_s_parameters)
 {
-    flash_error err = {0};
     flash_instance m = {0};
-    ck_assert_msg(make_model("plugin: unet\n", 0, &m, &err) == FLASH_OK, "%s", err.msg);
-    const flash_model_api *api = FLASH_API(&m, flash_model_api);
+    const flash_model_api *api = open_model("plugin: unet\n", 0, &m);
     flash_params *P = api->params(m.self);
     /* The unet-s, counted layer by layer in tools/bench/unet_torch.py. */
     ck_assert_uint_eq(flash_params_count(P), 572449);
@@ -91,10 +97,8 @@ END_TEST
 
 START_TEST(test_unet_forward_shapes)
 {
-    flash_error err = {0};
     flash_instance m = {0};
-    ck_assert_msg(make_model("plugin: unet\n", 1, &m, &err) == FLASH_OK, "%s", err.msg);
-    const flash_model_api *api = FLASH_API(&m, flash_model_api);
+    const flash_model_api *api = open_model("plugin: unet\n", 1, &m);
     flash_ctx *c = flash_ctx_create(1 << 24);
     flash_rng r;
     flash_rng_seed(&r, 3);
@@ -261,10 +265,8 @@ END_TEST
 
 START_TEST(test_classifier)
 {
-    flash_error err = {0};
     flash_instance m = {0};
-    ck_assert_msg(make_model("plugin: classifier\n", 2, &m, &err) == FLASH_OK, "%s", err.msg);
-    const flash_model_api *api = FLASH_API(&m, flash_model_api);
+    const flash_model_api *api = open_model("plugin: classifier\n", 2, &m);
     flash_model_info info;
     api->info(m.self, &info);
     ck_assert_int_eq(info.out_dim, 10);
