@@ -75,51 +75,37 @@ static flash_status lookup(const flash_cfg *map, const char *key, const flash_cf
 }
 
 flash_status flash_cfg_int(const flash_cfg *map, const char *key, long def, long *out, flash_error *err) {
+    *out = def; /* kept when the key is absent */
     const flash_cfg *v;
     flash_status st = lookup(map, key, &v, err);
-    if (st) return st;
-    if (!v) {
-        *out = def;
-        return FLASH_OK;
-    }
-    return scalar_long(v, out, err);
+    return st || !v ? st : scalar_long(v, out, err);
 }
 
 flash_status flash_cfg_double(const flash_cfg *map, const char *key, double def, double *out, flash_error *err) {
+    *out = def; /* kept when the key is absent */
     const flash_cfg *v;
     flash_status st = lookup(map, key, &v, err);
-    if (st) return st;
-    if (!v) {
-        *out = def;
-        return FLASH_OK;
-    }
-    return scalar_double(v, out, err);
+    return st || !v ? st : scalar_double(v, out, err);
 }
 
 flash_status flash_cfg_float(const flash_cfg *map, const char *key, float def, float *out, flash_error *err) {
-    const flash_cfg *v;
-    flash_status st = lookup(map, key, &v, err);
-    if (st) return st;
-    if (!v) {
-        *out = def;
-        return FLASH_OK;
-    }
     double d;
-    if ((st = scalar_double(v, &d, err))) return st;
-    if (fabs(d) > FLT_MAX) return flash_cfg_error(v, err, "number '%s' is out of range for a float", v->scalar);
+    flash_status st = flash_cfg_double(map, key, def, &d, err);
+    if (st) return st;
+    if (fabs(d) > FLT_MAX) {
+        const flash_cfg *v = flash_cfg_get(map, key);
+        return flash_cfg_error(v, err, "number '%s' is out of range for a float", v->scalar);
+    }
     *out = (float)d;
     return FLASH_OK;
 }
 
 flash_status flash_cfg_bool(const flash_cfg *map, const char *key, bool def, bool *out, flash_error *err) {
     static const char *const yes[] = {"true", "yes", "on", NULL}, *const no[] = {"false", "no", "off", NULL};
+    *out = def; /* kept when the key is absent */
     const flash_cfg *v;
     flash_status st = lookup(map, key, &v, err);
-    if (st) return st;
-    if (!v) {
-        *out = def;
-        return FLASH_OK;
-    }
+    if (st || !v) return st;
     if ((st = need_scalar(v, "a boolean (true/false)", err))) return st;
     for (int i = 0; yes[i]; i++) {
         if (!strcasecmp(v->scalar, yes[i])) {
@@ -136,13 +122,10 @@ flash_status flash_cfg_bool(const flash_cfg *map, const char *key, bool def, boo
 
 flash_status flash_cfg_str(const flash_cfg *map, const char *key, const char *def, const char **out,
                            flash_error *err) {
+    *out = def; /* kept when the key is absent */
     const flash_cfg *v;
     flash_status st = lookup(map, key, &v, err);
-    if (st) return st;
-    if (!v) {
-        *out = def;
-        return FLASH_OK;
-    }
+    if (st || !v) return st;
     if (v->type != FLASH_CFG_SCALAR) return cfg_expected(v, "a string", err);
     *out = v->scalar;
     return FLASH_OK;
@@ -150,13 +133,10 @@ flash_status flash_cfg_str(const flash_cfg *map, const char *key, const char *de
 
 flash_status flash_cfg_enum(const flash_cfg *map, const char *key, const char *const *choices, int def, int *out,
                             flash_error *err) {
+    *out = def; /* kept when the key is absent */
     const flash_cfg *v;
     flash_status st = lookup(map, key, &v, err);
-    if (st) return st;
-    if (!v) {
-        *out = def;
-        return FLASH_OK;
-    }
+    if (st || !v) return st;
     if (v->type == FLASH_CFG_SCALAR)
         for (int i = 0; choices[i]; i++)
             if (strcmp(v->scalar, choices[i]) == 0) {
