@@ -215,6 +215,24 @@ static int group_size(const geom *g) {
 
 static int is_pointwise(const geom *g) { return g->k == 1 && g->s == 1 && g->p == 0; }
 
+/* The GEMM operand of samples n0 .. n0+nb-1: their im2col matrices side by
+ * side in col (rows of nb hw), or x itself for one pointwise sample, whose
+ * input already is that matrix. */
+static const float *columns(const geom *g, const float *x, int n0, int nb, float *col) {
+    const int ld = nb * g->hw;
+    if (is_pointwise(g) && nb == 1) return x + (size_t)n0 * g->cin * g->h * g->w;
+    for (int s = 0; s < nb; s++) {
+        const float *xs = x + (size_t)(n0 + s) * g->cin * g->h * g->w;
+        if (is_pointwise(g))
+            for (int c = 0; c < g->cin; c++)
+                memcpy(col + (size_t)c * ld + (size_t)s * g->hw, xs + (size_t)c * g->hw,
+                       sizeof(float) * (size_t)g->hw);
+        else
+            im2col(g, xs, col + (size_t)s * g->hw, ld);
+    }
+    return col;
+}
+
 typedef struct im2col_ws {
     float *col[64], *tmp[64], *dw[64];
 } im2col_ws;
@@ -228,22 +246,7 @@ static void conv_fwd_im2col(const geom *g, const float *x, const float *w, float
         int n0 = gi * gs, nb = BATCH - n0 < gs ? BATCH - n0 : gs;
         int ld = nb * g->hw;
         float *col = ws->col[t], *tmp = ws->tmp[t];
-        const float *b;
-        if (is_pointwise(g) && nb == 1) {
-            b = x + (size_t)n0 * g->cin * g->h * g->w;
-            ld = g->hw;
-        } else {
-            for (int s = 0; s < nb; s++) {
-                const float *xs = x + (size_t)(n0 + s) * g->cin * g->h * g->w;
-                if (is_pointwise(g))
-                    for (int c = 0; c < g->cin; c++)
-                        memcpy(col + (size_t)c * ld + (size_t)s * g->hw, xs + (size_t)c * g->hw,
-                               sizeof(float) * (size_t)g->hw);
-                else
-                    im2col(g, xs, col + (size_t)s * g->hw, ld);
-            }
-            b = col;
-        }
+        const float *b = columns(g, x, n0, nb, col);
         float *out = nb == 1 ? y + (size_t)n0 * g->cout * g->hw : tmp;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, ld, g->kk, 1.0f, w, g->kk, b, ld, 0.0f,
                     out, ld);
@@ -322,20 +325,7 @@ static void conv_bwd_filter_im2col(const geom *g, const float *x, const float *d
                                dy + ((size_t)(n0 + s) * g->cout + co) * g->hw, sizeof(float) * (size_t)g->hw);
                 a = tmp;
             }
-            if (is_pointwise(g) && nb == 1) {
-                b = x + (size_t)n0 * g->cin * g->hw;
-            } else {
-                for (int s = 0; s < nb; s++) {
-                    const float *xs = x + (size_t)(n0 + s) * g->cin * g->h * g->w;
-                    if (is_pointwise(g))
-                        for (int c = 0; c < g->cin; c++)
-                            memcpy(col + (size_t)c * ld + (size_t)s * g->hw, xs + (size_t)c * g->hw,
-                                   sizeof(float) * (size_t)g->hw);
-                    else
-                        im2col(g, xs, col + (size_t)s * g->hw, ld);
-                }
-                b = col;
-            }
+            b = columns(g, x, n0, nb, col);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cout, g->kk, ld, 1.0f, a, ld, b, ld, 1.0f, dwt,
                         g->kk);
             for (int co = 0; co < g->cout; co++) {
