@@ -20,6 +20,13 @@
     __attribute__((used, section("flash_components"))) static const flash_component *const \
         flash_component_ptr_##var = &(var).head;
 
+/* Defines a component's table `var` (of type `type`, the kind's API) and
+ * registers it: the head's size is the table's own and its kind is `kind`;
+ * the kind's entries follow as designated initializers. */
+#define FLASH_COMPONENT_TABLE(type, var, kind, name, summary, keys, create, destroy, ...)                  \
+    static const type var = {.head = {sizeof var, kind, name, summary, keys, create, destroy}, __VA_ARGS__}; \
+    FLASH_COMPONENT(var)
+
 /* The linker defines these around the section; hidden so each shared object
  * sees its own. */
 extern const flash_component *const __start_flash_components[] __attribute__((visibility("hidden")));

@@ -159,11 +159,6 @@ static flash_status fm_get(void *self, flash_split split, const int64_t *idx, in
 
 static const char *const fm_keys[] = {"path", "limit_train", "limit_test", NULL};
 
-static const flash_dataset_api fashion_mnist_dataset = {
-    .head = {sizeof fashion_mnist_dataset, FLASH_KIND_DATASET, "fashion_mnist",
-             "Fashion-MNIST 28x28 grey images in [-1, 1] with labels 0..9 (IDX files)", fm_keys, fm_create,
-             fm_destroy},
-    .info = fm_info,
-    .get = fm_get,
-};
-FLASH_COMPONENT(fashion_mnist_dataset)
+FLASH_COMPONENT_TABLE(flash_dataset_api, fashion_mnist_dataset, FLASH_KIND_DATASET, "fashion_mnist",
+                      "Fashion-MNIST 28x28 grey images in [-1, 1] with labels 0..9 (IDX files)", fm_keys, fm_create,
+                      fm_destroy, .info = fm_info, .get = fm_get)

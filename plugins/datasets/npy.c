@@ -186,11 +186,6 @@ static flash_status npy_get(void *self, flash_split split, const int64_t *idx, i
 
 static const char *const npy_keys[] = {"path", "labels", "test_path", "test_labels", "num_classes", NULL};
 
-static const flash_dataset_api npy_dataset = {
-    .head = {sizeof npy_dataset, FLASH_KIND_DATASET, "npy",
-             "float32 NPY array (N, C, H, W) or (N, D) with optional int64 labels", npy_keys, npy_create,
-             npy_destroy},
-    .info = npy_info,
-    .get = npy_get,
-};
-FLASH_COMPONENT(npy_dataset)
+FLASH_COMPONENT_TABLE(flash_dataset_api, npy_dataset, FLASH_KIND_DATASET, "npy",
+                      "float32 NPY array (N, C, H, W) or (N, D) with optional int64 labels", npy_keys, npy_create,
+                      npy_destroy, .info = npy_info, .get = npy_get)

@@ -237,12 +237,6 @@ static flash_status toy_get(void *self, flash_split split, const int64_t *idx, i
     return FLASH_OK;
 }
 
-static const flash_dataset_api toy2d_dataset = {
-    .head = {sizeof toy2d_dataset, FLASH_KIND_DATASET, "toy2d",
-             "2-D toy data: checkerboard, two_moons, swiss_roll, eight_gaussians, gmm samples", toy_keys, toy_create,
-             toy_destroy},
-    .info = toy_info,
-    .get = toy_get,
-};
-
-FLASH_COMPONENT(toy2d_dataset)
+FLASH_COMPONENT_TABLE(flash_dataset_api, toy2d_dataset, FLASH_KIND_DATASET, "toy2d",
+                      "2-D toy data: checkerboard, two_moons, swiss_roll, eight_gaussians, gmm samples", toy_keys,
+                      toy_create, toy_destroy, .info = toy_info, .get = toy_get)

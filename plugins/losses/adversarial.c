@@ -178,14 +178,8 @@ static flash_status adv_update(void *self, flash_ctx *c0, const flash_loss_in *i
 
 static flash_params *adv_params(void *self) { return ((adv *)self)->P; }
 
-static const flash_loss_api adv_api = {
-    .head = {sizeof adv_api, FLASH_KIND_LOSS, "adversarial",
-             "GAN loss (hinge or non-saturating) on x0-hat vs real data, own discriminator and Adam (ADD; Imagine Flash "
-             "5.1)",
-             keys, adv_create, adv_destroy},
-    .compute = adv_compute,
-    .update = adv_update,
-    .params = adv_params,
-};
-
-FLASH_COMPONENT(adv_api)
+FLASH_COMPONENT_TABLE(flash_loss_api, adv_api, FLASH_KIND_LOSS, "adversarial",
+                      "GAN loss (hinge or non-saturating) on x0-hat vs real data, own discriminator and Adam "
+                      "(ADD; Imagine Flash 5.1)",
+                      keys, adv_create, adv_destroy, .compute = adv_compute, .update = adv_update,
+                      .params = adv_params)

@@ -43,10 +43,6 @@ static flash_tensor *mse_compute(void *self, flash_ctx *c, const flash_loss_in *
     return m->weight == 1.0f ? l : flash_scale(c, l, m->weight);
 }
 
-static const flash_loss_api mse_loss = {
-    .head = {sizeof mse_loss, FLASH_KIND_LOSS, "mse", "mean squared error between prediction and target (weight)",
-             mse_keys, mse_create, mse_destroy},
-    .compute = mse_compute,
-};
-
-FLASH_COMPONENT(mse_loss)
+FLASH_COMPONENT_TABLE(flash_loss_api, mse_loss, FLASH_KIND_LOSS, "mse",
+                      "mean squared error between prediction and target (weight)", mse_keys, mse_create, mse_destroy,
+                      .compute = mse_compute)

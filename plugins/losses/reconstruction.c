@@ -75,11 +75,6 @@ static flash_tensor *rc_compute(void *self, flash_ctx *c, const flash_loss_in *i
     return m->weight == 1.0f ? l : flash_scale(c, l, m->weight);
 }
 
-static const flash_loss_api recon_api = {
-    .head = {sizeof recon_api, FLASH_KIND_LOSS, "reconstruction",
-             "eq. 7: student x0-hat vs the teacher's k-step target from x_t (squared or pseudo-Huber; weight)", keys,
-             rc_create, rc_destroy},
-    .compute = rc_compute,
-};
-
-FLASH_COMPONENT(recon_api)
+FLASH_COMPONENT_TABLE(flash_loss_api, recon_api, FLASH_KIND_LOSS, "reconstruction",
+                      "eq. 7: student x0-hat vs the teacher's k-step target from x_t (squared or pseudo-Huber; weight)",
+                      keys, rc_create, rc_destroy, .compute = rc_compute)

@@ -63,11 +63,7 @@ static flash_tensor *srl_compute(void *self, flash_ctx *c, const flash_loss_in *
     return m->weight == 1.0f ? l : flash_scale(c, l, m->weight);
 }
 
-static const flash_loss_api srl_api = {
-    .head = {sizeof srl_api, FLASH_KIND_LOSS, "srl",
-             "eq. 8: shifted reconstruction loss, teacher target from the student's x0-hat re-noised to gamma(t)",
-             keys, srl_create, srl_destroy},
-    .compute = srl_compute,
-};
-
-FLASH_COMPONENT(srl_api)
+FLASH_COMPONENT_TABLE(flash_loss_api, srl_api, FLASH_KIND_LOSS, "srl",
+                      "eq. 8: shifted reconstruction loss, teacher target from the student's x0-hat re-noised to "
+                      "gamma(t)",
+                      keys, srl_create, srl_destroy, .compute = srl_compute)

@@ -44,11 +44,6 @@ static flash_status ca_compute(void *self, flash_ctx *c, const flash_tensor *sam
     return FLASH_OK;
 }
 
-static const flash_metric_api class_acc_metric = {
-    .head = {sizeof class_acc_metric, FLASH_KIND_METRIC, "class_acc",
-             "fraction of samples the evaluator assigns to their label (checkpoint, evaluator, n)", ca_keys,
-             ca_create, ca_destroy},
-    .compute = ca_compute,
-};
-
-FLASH_COMPONENT(class_acc_metric)
+FLASH_COMPONENT_TABLE(flash_metric_api, class_acc_metric, FLASH_KIND_METRIC, "class_acc",
+                      "fraction of samples the evaluator assigns to their label (checkpoint, evaluator, n)", ca_keys,
+                      ca_create, ca_destroy, .compute = ca_compute)

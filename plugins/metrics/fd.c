@@ -53,11 +53,6 @@ static flash_status fd_compute(void *self, flash_ctx *c, const flash_tensor *sam
     return st;
 }
 
-static const flash_metric_api fd_metric = {
-    .head = {sizeof fd_metric, FLASH_KIND_METRIC, "fd",
-             "Fréchet distance of evaluator features to a reference split (checkpoint, evaluator, n)", fd_keys,
-             fd_create, fd_destroy},
-    .compute = fd_compute,
-};
-
-FLASH_COMPONENT(fd_metric)
+FLASH_COMPONENT_TABLE(flash_metric_api, fd_metric, FLASH_KIND_METRIC, "fd",
+                      "Fréchet distance of evaluator features to a reference split (checkpoint, evaluator, n)",
+                      fd_keys, fd_create, fd_destroy, .compute = fd_compute)

@@ -107,11 +107,6 @@ static flash_status nll_compute(void *self, flash_ctx *c, const flash_tensor *sa
     return FLASH_OK;
 }
 
-static const flash_metric_api gmm_nll_metric = {
-    .head = {sizeof gmm_nll_metric, FLASH_KIND_METRIC, "gmm_nll",
-             "exact negative log-likelihood (nats/sample) under a Gaussian mixture given in the config", nll_keys,
-             nll_create, nll_destroy},
-    .compute = nll_compute,
-};
-
-FLASH_COMPONENT(gmm_nll_metric)
+FLASH_COMPONENT_TABLE(flash_metric_api, gmm_nll_metric, FLASH_KIND_METRIC, "gmm_nll",
+                      "exact negative log-likelihood (nats/sample) under a Gaussian mixture given in the config",
+                      nll_keys, nll_create, nll_destroy, .compute = nll_compute)

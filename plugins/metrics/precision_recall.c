@@ -76,11 +76,6 @@ static flash_status pr_compute(void *self, flash_ctx *c, const flash_tensor *sam
     return st;
 }
 
-static const flash_metric_api precision_recall_metric = {
-    .head = {sizeof precision_recall_metric, FLASH_KIND_METRIC, "precision_recall",
-             "k-NN manifold precision and recall in evaluator features (checkpoint, evaluator, n, k)", pr_keys,
-             pr_create, pr_destroy},
-    .compute = pr_compute,
-};
-
-FLASH_COMPONENT(precision_recall_metric)
+FLASH_COMPONENT_TABLE(flash_metric_api, precision_recall_metric, FLASH_KIND_METRIC, "precision_recall",
+                      "k-NN manifold precision and recall in evaluator features (checkpoint, evaluator, n, k)",
+                      pr_keys, pr_create, pr_destroy, .compute = pr_compute)

@@ -217,11 +217,6 @@ static flash_status sw_compute(void *self, flash_ctx *c, const flash_tensor *sam
     return FLASH_OK;
 }
 
-static const flash_metric_api sliced_wasserstein_metric = {
-    .head = {sizeof sliced_wasserstein_metric, FLASH_KIND_METRIC, "sliced_wasserstein",
-             "sliced Wasserstein-2 distance to a reference sample set (projections, seed)", sw_keys, sw_create,
-             sw_destroy},
-    .compute = sw_compute,
-};
-
-FLASH_COMPONENT(sliced_wasserstein_metric)
+FLASH_COMPONENT_TABLE(flash_metric_api, sliced_wasserstein_metric, FLASH_KIND_METRIC, "sliced_wasserstein",
+                      "sliced Wasserstein-2 distance to a reference sample set (projections, seed)", sw_keys,
+                      sw_create, sw_destroy, .compute = sw_compute)

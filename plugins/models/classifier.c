@@ -225,12 +225,7 @@ static flash_params *cls_params(void *self)
 static const char *const cls_keys[] = {"in_channels", "image_size", "channels", "groups", "feature_dim",
                                        "num_classes", NULL};
 
-static const flash_model_api classifier_model = {
-    .head = {sizeof classifier_model, FLASH_KIND_MODEL, "classifier",
-             "small CNN evaluator: class predictions and penultimate features", cls_keys, cls_create, cls_destroy},
-    .info = cls_info,
-    .params = cls_params,
-    .forward = cls_forward,
-    .features = cls_features,
-};
-FLASH_COMPONENT(classifier_model)
+FLASH_COMPONENT_TABLE(flash_model_api, classifier_model, FLASH_KIND_MODEL, "classifier",
+                      "small CNN evaluator: class predictions and penultimate features", cls_keys, cls_create,
+                      cls_destroy, .info = cls_info, .params = cls_params, .forward = cls_forward,
+                      .features = cls_features)

@@ -115,13 +115,7 @@ static flash_tensor *cd_forward(void *self, flash_ctx *c, flash_tensor *x, const
     return logit;
 }
 
-static const flash_model_api cd_api = {
-    .head = {sizeof cd_api, FLASH_KIND_MODEL, "conv_discriminator",
-             "small conv GAN discriminator for images (3 convs, pooled linear head, optional class projection)", keys,
-             cd_create, cd_destroy},
-    .info = cd_info,
-    .params = cd_params,
-    .forward = cd_forward,
-};
-
-FLASH_COMPONENT(cd_api)
+FLASH_COMPONENT_TABLE(flash_model_api, cd_api, FLASH_KIND_MODEL, "conv_discriminator",
+                      "small conv GAN discriminator for images (3 convs, pooled linear head, optional class "
+                      "projection)",
+                      keys, cd_create, cd_destroy, .info = cd_info, .params = cd_params, .forward = cd_forward)

@@ -150,13 +150,7 @@ static double gmm_log_density(void *self, const float *x, int label) {
     return lp;
 }
 
-static const flash_model_api gmm_model_api = {
-    .head = {sizeof gmm_model_api, FLASH_KIND_MODEL, "gmm",
-             "exact denoiser of a Gaussian mixture (weights, means, stds; classes for guidance)", gmm_keys,
-             gmm_create, gmm_destroy},
-    .info = gmm_info,
-    .forward = gmm_forward,
-    .log_density = gmm_log_density,
-};
-
-FLASH_COMPONENT(gmm_model_api)
+FLASH_COMPONENT_TABLE(flash_model_api, gmm_model_api, FLASH_KIND_MODEL, "gmm",
+                      "exact denoiser of a Gaussian mixture (weights, means, stds; classes for guidance)", gmm_keys,
+                      gmm_create, gmm_destroy, .info = gmm_info, .forward = gmm_forward,
+                      .log_density = gmm_log_density)

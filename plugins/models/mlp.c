@@ -174,12 +174,6 @@ static flash_tensor *mlp_forward(void *self, flash_ctx *c, flash_tensor *x, cons
     return flash_linear(c, h, m->w_out, m->b_out);
 }
 
-static const flash_model_api mlp_model_api = {
-    .head = {sizeof mlp_model_api, FLASH_KIND_MODEL, "mlp",
-             "small trainable denoiser for 2-D data (time and class embeddings)", mlp_keys, mlp_create, mlp_destroy},
-    .info = mlp_info,
-    .params = mlp_params,
-    .forward = mlp_forward,
-};
-
-FLASH_COMPONENT(mlp_model_api)
+FLASH_COMPONENT_TABLE(flash_model_api, mlp_model_api, FLASH_KIND_MODEL, "mlp",
+                      "small trainable denoiser for 2-D data (time and class embeddings)", mlp_keys, mlp_create,
+                      mlp_destroy, .info = mlp_info, .params = mlp_params, .forward = mlp_forward)

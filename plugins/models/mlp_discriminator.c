@@ -121,13 +121,6 @@ static flash_tensor *md_forward(void *self, flash_ctx *c, flash_tensor *x, const
     return logit;
 }
 
-static const flash_model_api md_api = {
-    .head = {sizeof md_api, FLASH_KIND_MODEL, "mlp_discriminator",
-             "GAN discriminator for low-dimensional data: LeakyReLU MLP, optional class projection", keys, md_create,
-             md_destroy},
-    .info = md_info,
-    .params = md_params,
-    .forward = md_forward,
-};
-
-FLASH_COMPONENT(md_api)
+FLASH_COMPONENT_TABLE(flash_model_api, md_api, FLASH_KIND_MODEL, "mlp_discriminator",
+                      "GAN discriminator for low-dimensional data: LeakyReLU MLP, optional class projection", keys,
+                      md_create, md_destroy, .info = md_info, .params = md_params, .forward = md_forward)

@@ -204,13 +204,7 @@ static flash_tensor *td_forward(void *self, flash_ctx *c, flash_tensor *x, const
     return logit;
 }
 
-static const flash_model_api td_api = {
-    .head = {sizeof td_api, FLASH_KIND_MODEL, "teacher_discriminator",
-             "discriminator on the frozen teacher's encoder features with trainable heads (Imagine Flash 5.1, 1 step)",
-             keys, td_create, td_destroy},
-    .info = td_info,
-    .params = td_params,
-    .forward = td_forward,
-};
-
-FLASH_COMPONENT(td_api)
+FLASH_COMPONENT_TABLE(flash_model_api, td_api, FLASH_KIND_MODEL, "teacher_discriminator",
+                      "discriminator on the frozen teacher's encoder features with trainable heads (Imagine Flash "
+                      "5.1, 1 step)",
+                      keys, td_create, td_destroy, .info = td_info, .params = td_params, .forward = td_forward)

@@ -461,14 +461,7 @@ static const char *const unet_keys[] = {"in_channels", "image_size", "base_chann
                                         "num_res_blocks", "mid_blocks", "groups", "num_classes",
                                         "time_dim", "emb_dim", "max_period", "prediction", NULL};
 
-static const flash_model_api unet_model = {
-    .head = {sizeof unet_model, FLASH_KIND_MODEL, "unet",
-             "class-conditional U-Net denoiser (default unet-s: 572,449 parameters)", unet_keys, unet_create,
-             unet_destroy},
-    .info = unet_info,
-    .params = unet_params,
-    .forward = unet_forward,
-    .features = NULL,
-    .encode = unet_encode,
-};
-FLASH_COMPONENT(unet_model)
+FLASH_COMPONENT_TABLE(flash_model_api, unet_model, FLASH_KIND_MODEL, "unet",
+                      "class-conditional U-Net denoiser (default unet-s: 572,449 parameters)", unet_keys,
+                      unet_create, unet_destroy, .info = unet_info, .params = unet_params, .forward = unet_forward,
+                      .features = NULL, .encode = unet_encode)

@@ -151,12 +151,7 @@ static void discrete_alpha_sigma(void *self, double t, double *alpha, double *si
     *sigma = sqrt(1.0 - acp);
 }
 
-static const flash_schedule_api flash_schedule_discrete = {
-    .head = {sizeof flash_schedule_discrete, FLASH_KIND_SCHEDULE, "discrete",
-             "discrete VP schedule (linear, scaled_linear, squaredcos_cap_v2; zero-terminal-SNR rescaling)", keys,
-             discrete_create, discrete_destroy},
-    .num_train_timesteps = discrete_T,
-    .alpha_sigma = discrete_alpha_sigma,
-};
-
-FLASH_COMPONENT(flash_schedule_discrete)
+FLASH_COMPONENT_TABLE(flash_schedule_api, flash_schedule_discrete, FLASH_KIND_SCHEDULE, "discrete",
+                      "discrete VP schedule (linear, scaled_linear, squaredcos_cap_v2; zero-terminal-SNR rescaling)",
+                      keys, discrete_create, discrete_destroy, .num_train_timesteps = discrete_T,
+                      .alpha_sigma = discrete_alpha_sigma)
