@@ -30,6 +30,10 @@
 /* Nodes per file, aliases expanded: bounds the memory a hostile file can
  * ask for. */
 #define CFG_MAX_NODES 100000
+/* Bytes per file once aliases and merge keys are expanded (node headers,
+ * scalars, key paths, file names): a few kilobytes of nested aliases can
+ * otherwise ask for gigabytes, well before the node count is reached. */
+#define CFG_MAX_BYTES ((size_t)64 << 20)
 /* Longest `extends` chain (cycles are caught separately, by name). */
 #define CFG_MAX_EXTENDS 64
 
@@ -39,8 +43,13 @@ typedef struct cfg_key {
     bool merged;   /* copied in by a `<<` merge key: an explicit key may replace it */
 } cfg_key;
 
+/* What a node does to the base it is merged onto (`extends`): the tags
+ * `!replace` and `!delete`. Load resolves them; a loaded tree has none. */
+typedef enum cfg_op { CFG_OP_MERGE = 0, CFG_OP_REPLACE, CFG_OP_DELETE } cfg_op;
+
 struct flash_cfg {
     flash_cfg_type type;
+    unsigned char op; /* cfg_op, while loading */
     bool quoted;  /* scalar written quoted (or tagged !!str): always a string */
     char *scalar; /* FLASH_CFG_SCALAR only */
     char *file;
@@ -86,6 +95,10 @@ flash_status cfg_error_at(flash_error *err, flash_status st, const char *file, i
 const char *cfg_describe(const flash_cfg *n, char *buf, size_t size);
 /* "expected <what>, got <n described>" at n. */
 flash_status cfg_expected(const flash_cfg *n, const char *what, flash_error *err);
+
+/* Removes the `!delete` nodes below n and clears every `!replace`: once a
+ * file is merged onto its bases, its tags have done their work. */
+void cfg_resolve_ops(flash_cfg *n);
 
 /* ---- config_parse.c ----------------------------------------------------- */
 

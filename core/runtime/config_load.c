@@ -3,6 +3,8 @@
  * Composition happens once, at load time: `extends` bases are loaded
  * recursively (relative to the including file), merged in order, then the
  * child is merged on top; maps merge key by key, everything else replaces.
+ * The child's `!replace` (on a map: take it whole, do not merge) and
+ * `!delete` (`key: !delete`: remove the base's key) say otherwise.
  */
 #include "runtime/config_internal.h"
 
@@ -12,13 +14,22 @@
 #include <string.h>
 
 /* Overlays src onto dst (both maps), consuming src: maps merge key by key,
- * anything else in src replaces what dst has. */
+ * anything else in src replaces what dst has; a map tagged `!replace`
+ * replaces the base's whole, and `key: !delete` removes the base's key.
+ * (A `!delete` of a key the base lacks stays as a marker until
+ * cfg_resolve_ops drops it.) */
 static bool merge_into(flash_cfg *dst, flash_cfg *src) {
     while (src->n > 0) {
         flash_cfg *sv = src->items[0];
         cfg_key sk = src->keys[0];
         long i = cfg_map_index(dst, sk.name);
-        if (i >= 0 && dst->items[i]->type == FLASH_CFG_MAP && sv->type == FLASH_CFG_MAP) {
+        if (sv->op == CFG_OP_DELETE && i >= 0) {
+            /* `key: !delete`: the base's key goes, and so does the marker */
+            cfg_map_remove(dst, (size_t)i);
+            cfg_map_remove(src, 0);
+            continue;
+        }
+        if (i >= 0 && dst->items[i]->type == FLASH_CFG_MAP && sv->type == FLASH_CFG_MAP && sv->op != CFG_OP_REPLACE) {
             if (!merge_into(dst->items[i], sv)) return false;
             dst->keys[i].line = sk.line;
             dst->keys[i].col = sk.col;
@@ -184,6 +195,9 @@ static flash_status finish_root(flash_cfg **rootp, const char *file, load_stack 
     }
     flash_status st = apply_extends(rootp, file, stack, err);
     if (st) return st;
+    /* this file's tags applied to its bases; a file that extends it sees
+     * plain nodes */
+    cfg_resolve_ops(*rootp);
     if (!cfg_relabel(*rootp, "")) return cfg_nomem(err);
     return FLASH_OK;
 }

@@ -27,6 +27,7 @@ typedef struct parse_ctx {
     const char *text; /* the input, to place reader errors */
     size_t len;
     size_t nodes;     /* created so far, aliases expanded */
+    size_t bytes;     /* what they hold (CFG_MAX_BYTES) */
     const char *file;
     flash_error *err;
     anchor *anchors;
@@ -92,6 +93,46 @@ static size_t node_count(const flash_cfg *n) {
     return k;
 }
 
+/* The bytes a copy of n holds once relabelled from a root path of old_len
+ * characters to one of new_len: key paths grow with every level, so a deep
+ * copy costs more than its text. */
+static size_t copy_bytes(const flash_cfg *n, size_t old_len, size_t new_len) {
+    const size_t path = strlen(n->path);
+    size_t b = sizeof *n + (n->scalar ? strlen(n->scalar) + 1 : 0) + strlen(n->file) + 1 +
+               (path >= old_len ? path - old_len : 0) + new_len + 1;
+    for (size_t i = 0; i < n->n; i++) {
+        b += sizeof *n->items + copy_bytes(n->items[i], old_len, new_len);
+        if (n->keys) b += sizeof *n->keys + strlen(n->keys[i].name) + 1;
+    }
+    return b;
+}
+
+/* The op of a node's tag: none, a YAML core tag (!!str, ...), `!replace`
+ * or `!delete`; any other local tag is refused rather than ignored. */
+static flash_status tag_op(parse_ctx *c, const char *tag, int line, int col, const char *path, unsigned char *op) {
+    *op = CFG_OP_MERGE;
+    if (!tag || !strcmp(tag, "!") || !strncmp(tag, "tag:yaml.org,2002:", 18)) return FLASH_OK;
+    if (!strcmp(tag, "!replace")) {
+        *op = CFG_OP_REPLACE;
+        return FLASH_OK;
+    }
+    if (!strcmp(tag, "!delete")) {
+        *op = CFG_OP_DELETE;
+        return FLASH_OK;
+    }
+    return cfg_error_at(c->err, FLASH_ERR_CONFIG, c->file, line, col, path,
+                        "unknown tag '%s' (a config knows !replace and !delete, for extends)", tag);
+}
+
+/* Counts bytes against the budget; an error at (line, col) past it. */
+static flash_status spend(parse_ctx *c, size_t bytes, int line, int col, const char *path) {
+    c->bytes += bytes;
+    if (c->bytes <= CFG_MAX_BYTES) return FLASH_OK;
+    return cfg_error_at(c->err, FLASH_ERR_CONFIG, c->file, line, col, path,
+                        "the config expands to more than %zu MiB (aliases and merge keys count as copies)",
+                        CFG_MAX_BYTES >> 20);
+}
+
 /* YAML's merge key: `<<: *defaults` (or a list of them) copies in the keys
  * of those maps that n does not have yet; later explicit keys override
  * them. Sweeps and ablations use it to share blocks within one file. */
@@ -121,6 +162,10 @@ static flash_status merge_key(parse_ctx *c, flash_cfg *n, int kline, int kcol, i
                                   "more than %d nodes once aliases are expanded", CFG_MAX_NODES);
                 break;
             }
+            if ((st = spend(c, copy_bytes(src->items[i], strlen(src->items[i]->path),
+                                          strlen(n->path) + 1 + strlen(src->keys[i].name)),
+                            kline, kcol, n->path)))
+                break;
             flash_cfg *copy = flash_cfg_clone(src->items[i]);
             char *path = n->path[0] ? cfg_asprintf("%s.%s", n->path, src->keys[i].name)
                                     : cfg_strdup(src->keys[i].name);
@@ -256,6 +301,9 @@ static flash_status parse_node(parse_ctx *c, yaml_event_t *ev, int depth, const 
                 if (c->nodes > CFG_MAX_NODES)
                     return cfg_error_at(c->err, FLASH_ERR_CONFIG, c->file, line, col, path,
                                         "more than %d nodes once aliases are expanded", CFG_MAX_NODES);
+                if ((st = spend(c, copy_bytes(c->anchors[i].node, strlen(c->anchors[i].node->path), strlen(path)),
+                                line, col, path)))
+                    return st;
                 if (!(n = flash_cfg_clone(c->anchors[i].node))) return cfg_nomem(c->err);
                 if (!cfg_relabel(n, path)) {
                     flash_cfg_free(n);
@@ -269,7 +317,11 @@ static flash_status parse_node(parse_ctx *c, yaml_event_t *ev, int depth, const 
     case YAML_SCALAR_EVENT: {
         const char *text = (const char *)ev->data.scalar.value;
         const char *tag = (const char *)ev->data.scalar.tag;
-        bool plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        unsigned char op;
+        if ((st = tag_op(c, tag, line, col, path, &op))) return st;
+        /* `key: !delete` is a null whose text is empty */
+        if (op != CFG_OP_MERGE) tag = NULL;
+        bool plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE || op != CFG_OP_MERGE;
         bool str_tag = tag && (!strcmp(tag, YAML_STR_TAG) || !strcmp(tag, "!"));
         if (plain && !str_tag && cfg_is_null_text(text)) {
             n = cfg_node_new(FLASH_CFG_NULL, c->file, line, col);
@@ -287,13 +339,21 @@ static flash_status parse_node(parse_ctx *c, yaml_event_t *ev, int depth, const 
             flash_cfg_free(n);
             return cfg_nomem(c->err);
         }
+        n->op = op;
         anchor_name = ev->data.scalar.anchor;
         break;
     }
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT: {
         bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
+        unsigned char op;
+        const char *tag = (const char *)(seq ? ev->data.sequence_start.tag : ev->data.mapping_start.tag);
+        if ((st = tag_op(c, tag, line, col, path, &op))) return st;
+        if (op == CFG_OP_DELETE)
+            return cfg_error_at(c->err, FLASH_ERR_CONFIG, c->file, line, col, path,
+                                "!delete takes no value: write `key: !delete`");
         if (!(n = cfg_node_new(seq ? FLASH_CFG_SEQ : FLASH_CFG_MAP, c->file, line, col))) return cfg_nomem(c->err);
+        n->op = op;
         if (!cfg_relabel(n, path)) {
             flash_cfg_free(n);
             return cfg_nomem(c->err);
@@ -305,6 +365,10 @@ static flash_status parse_node(parse_ctx *c, yaml_event_t *ev, int depth, const 
     default:
         return cfg_error_at(c->err, FLASH_ERR_CONFIG, c->file, line, col, path, "unexpected YAML event %d", ev->type);
     }
+    /* the node's own bytes (its children counted themselves) */
+    if (!st)
+        st = spend(c, sizeof *n + (n->scalar ? strlen(n->scalar) + 1 : 0) + strlen(n->file) + strlen(n->path) + 2, line,
+                   col, path);
     /* Anchors are registered once the node is complete, so a node cannot
      * alias itself (which would need a graph, not a tree). */
     if (!st) st = add_anchor(c, anchor_name, n);

@@ -143,6 +143,7 @@ flash_cfg *flash_cfg_clone(const flash_cfg *s) {
     flash_cfg *n = cfg_node_new(s->type, s->file, s->line, s->col);
     if (!n) return NULL;
     n->quoted = s->quoted;
+    n->op = s->op;
     free(n->path);
     n->path = cfg_strdup(s->path);
     if (!n->path) goto fail;
@@ -311,3 +312,22 @@ flash_status cfg_expected(const flash_cfg *n, const char *what, flash_error *err
 }
 
 /* ---- scalar resolution ------------------------------------------------- */
+
+void cfg_resolve_ops(flash_cfg *n) {
+    if (!n) return;
+    n->op = CFG_OP_MERGE;
+    for (size_t i = 0; i < n->n;) {
+        if (n->items[i]->op == CFG_OP_DELETE) {
+            if (n->keys) {
+                cfg_map_remove(n, i);
+            } else {
+                flash_cfg_free(n->items[i]);
+                memmove(n->items + i, n->items + i + 1, (n->n - i - 1) * sizeof *n->items);
+                n->n--;
+            }
+            continue;
+        }
+        cfg_resolve_ops(n->items[i]);
+        i++;
+    }
+}

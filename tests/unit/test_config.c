@@ -221,6 +221,27 @@ START_TEST(test_hostile_input) {
                          "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
     ck_assert_int_eq(flash_cfg_parse_string(laughs, "laughs", &r, &err), FLASH_ERR_CONFIG);
     ck_assert_msg(strstr(err.msg, "once aliases are expanded") != NULL, "got: %s", err.msg);
+    /* Few nodes but large ones: 8 scalars of 60 KB copied 8^4 times would
+     * hold 16 GB. The byte budget stops it early, by bytes, not nodes. */
+    {
+        const size_t big = 60000;
+        char *bomb = malloc(8 * (big + 16) + 512);
+        ck_assert_ptr_nonnull(bomb);
+        size_t len = (size_t)sprintf(bomb, "a0: &a0 [");
+        for (int i = 0; i < 8; i++) {
+            memset(bomb + len, 'v', big);
+            len += big;
+            len += (size_t)sprintf(bomb + len, "%s", i < 7 ? ", " : "]\n");
+        }
+        for (int j = 1; j < 6; j++)
+            len += (size_t)sprintf(bomb + len, "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", j, j,
+                                   j - 1, j - 1, j - 1, j - 1, j - 1, j - 1, j - 1, j - 1);
+        const double t0 = flash_now();
+        ck_assert_int_eq(flash_cfg_parse_string(bomb, "bomb", &r, &err), FLASH_ERR_CONFIG);
+        ck_assert_double_lt(flash_now() - t0, 1.0);
+        ck_assert_msg(strstr(err.msg, "expands to more than 64 MiB") != NULL, "got: %s", err.msg);
+        free(bomb);
+    }
     /* Invalid UTF-8 is placed by line and column. */
     ck_assert_int_eq(flash_cfg_parse_string("a: 1\nb: \xc3\xa9\xff\n", "utf8", &r, &err), FLASH_ERR_CONFIG);
     ck_assert_str_eq(err.msg, "utf8:2:5: invalid leading UTF-8 octet");
@@ -542,6 +563,48 @@ START_TEST(test_extends_bad_base) {
 }
 END_TEST
 
+/* `!replace` takes a map whole instead of merging it into the base's;
+ * `key: !delete` removes the base's key; the tags are gone once loaded, and
+ * a delete of a key the base lacks does nothing. */
+START_TEST(test_extends_replace_delete) {
+    flash_error err = {0};
+    flash_cfg *r = NULL;
+    ck_assert_msg(flash_cfg_parse_string("extends: " DATA "child.yaml\n"
+                                         "model: !replace {plugin: mlp, hidden: 8}\n"
+                                         "schedule: !delete\n"
+                                         "nothing_there: !delete\n"
+                                         "losses: !replace [{plugin: mse}]\n",
+                                         "s", &r, &err) == FLASH_OK,
+                  "%s", err.msg);
+    const flash_cfg *model = flash_cfg_get(r, "model");
+    ck_assert_uint_eq(flash_cfg_len(model), 2);
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(model, "plugin")), "mlp");
+    ck_assert_ptr_null(flash_cfg_get(model, "channels"));
+    ck_assert_ptr_null(flash_cfg_get(r, "schedule"));
+    ck_assert_ptr_null(flash_cfg_get(r, "nothing_there"));
+    ck_assert_uint_eq(flash_cfg_len(flash_cfg_get(r, "losses")), 1);
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_get(r, "name")), "child");
+    /* printed, nothing of the tags is left */
+    char *yaml = flash_cfg_to_yaml(r);
+    ck_assert_ptr_nonnull(yaml);
+    ck_assert_ptr_null(strstr(yaml, "!"));
+    free(yaml);
+    flash_cfg_free(r);
+    /* nested: a key deep in a merged map */
+    ck_assert_msg(flash_cfg_parse_string("extends: " DATA "child.yaml\nmodel:\n  dropout: !delete\n", "s", &r, &err) ==
+                      FLASH_OK,
+                  "%s", err.msg);
+    ck_assert_ptr_null(flash_cfg_path(r, "model.dropout"));
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_path(r, "model.channels")), "64");
+    flash_cfg_free(r);
+    /* misuse is an error at its place */
+    ck_assert_int_eq(flash_cfg_parse_string("a: !delete {b: 1}\n", "s", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "s:1:4: a: !delete takes no value: write `key: !delete`");
+    ck_assert_int_eq(flash_cfg_parse_string("a: !drop 1\n", "s", &r, &err), FLASH_ERR_CONFIG);
+    ck_assert_msg(strstr(err.msg, "s:1:4: a: unknown tag '!drop'") != NULL, "got: %s", err.msg);
+}
+END_TEST
+
 START_TEST(test_extends_from_string) {
     /* Text parsed from a string resolves bases against the current
      * directory. */
@@ -799,6 +862,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_extends_cycle);
     tcase_add_test(tc, test_extends_bad_base);
     tcase_add_test(tc, test_extends_from_string);
+    tcase_add_test(tc, test_extends_replace_delete);
     tcase_add_test(tc, test_set);
     suite_add_tcase(s, tc);
     tc = tcase_create("emit");
