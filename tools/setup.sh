@@ -10,6 +10,7 @@ packages=(
   libopenblas-dev libdnnl-dev
   dataset-fashion-mnist python3-numpy
   chromium
+  clang libclang-rt-14-dev
 )
 
 missing=()
