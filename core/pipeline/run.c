@@ -560,6 +560,8 @@ flash_status flash_run_pipeline(const flash_run_opts *o, flash_error *err)
         st = flash_cfg_error(variants ? variants : run, err, "run.variants: expected a list of variants");
         goto done;
     }
+    /* the run folder first: a symlink or a file there is refused, not written into */
+    if ((st = flash_mkdirs(out, err))) goto done;
     snprintf(sub, sizeof sub, "%s/samples", out);
     if ((st = flash_mkdirs(sub, err))) goto done;
     snprintf(sub, sizeof sub, "%s/plots", out);

@@ -4,6 +4,9 @@
  * only atomic within one file system), is flushed and fsync'ed, renamed over
  * the target, and then the directory is fsync'ed so the rename itself is
  * durable. A crash at any point leaves either the old file or the new one.
+ * Only a regular file or a missing path is replaced: what flash does not
+ * own (a symlink, a FIFO, a device) is refused, or with --force written
+ * through (include/flash/io.h).
  */
 #include "flash/flash.h"
 
@@ -47,11 +50,59 @@ static flash_status fsync_dir(const char *path, flash_error *err)
     return FLASH_OK;
 }
 
+static bool g_force;
+
+void flash_io_set_force(bool force)
+{
+    g_force = force;
+}
+
+static const char *file_kind(mode_t m)
+{
+    return S_ISLNK(m) ? "a symlink" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : S_ISCHR(m) ? "a character device"
+           : S_ISBLK(m) ? "a block device" : S_ISDIR(m) ? "a directory" : "not a regular file";
+}
+
+flash_status flash_output_check(const char *path, bool *through, flash_error *err)
+{
+    *through = false;
+    struct stat sb;
+    if (lstat(path, &sb) != 0) {
+        if (errno == ENOENT) return FLASH_OK;
+        return flash_error_set(err, FLASH_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    if (S_ISREG(sb.st_mode)) return FLASH_OK;
+    if (S_ISDIR(sb.st_mode))
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s is a directory, not an output file", path);
+    if (!g_force)
+        return flash_error_set(err, FLASH_ERR_USAGE,
+                               "%s is %s: flash does not replace what it does not own (--force writes through it)",
+                               path, file_kind(sb.st_mode));
+    /* forced: through a symlink to what it names, and that must not be a
+     * directory either */
+    struct stat tb;
+    if (stat(path, &tb) == 0 && S_ISDIR(tb.st_mode))
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s leads to a directory, not an output file", path);
+    *through = true;
+    return FLASH_OK;
+}
+
 flash_status flash_atomic_open(flash_atomic_file *af, const char *path, flash_error *err)
 {
     memset(af, 0, sizeof *af);
     if (!path || !*path)
         return flash_error_set(err, FLASH_ERR_IO, "atomic write: empty path");
+    bool through = false;
+    flash_status cst = flash_output_check(path, &through, err);
+    if (cst) return cst;
+    if (through) {
+        /* written through (forced): the path stays what it is */
+        if (strlen(path) + 1 > sizeof af->path) return flash_error_set(err, FLASH_ERR_IO, "%s: path too long", path);
+        memcpy(af->path, path, strlen(path) + 1);
+        if (!(af->f = fopen(path, "wb")))
+            return flash_error_set(err, FLASH_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+        return FLASH_OK;
+    }
     size_t len = strlen(path);
     /* ".tmp.XXXXXX" is 11 characters */
     if (len + 12 > sizeof af->tmp)
@@ -97,6 +148,15 @@ void flash_atomic_abort(flash_atomic_file *af)
 
 flash_status flash_atomic_commit(flash_atomic_file *af, flash_error *err)
 {
+    if (af->f && !af->tmp[0]) {
+        /* written through: flush; a FIFO or device may refuse fsync */
+        FILE *f = af->f;
+        af->f = NULL;
+        int bad = ferror(f) || fflush(f) != 0;
+        if (fclose(f) != 0) bad = 1;
+        if (bad) return flash_error_set(err, FLASH_ERR_IO, "%s: write failed: %s", af->path, strerror(errno));
+        return FLASH_OK;
+    }
     if (!af->f || !af->tmp[0])
         return flash_error_set(err, FLASH_ERR_IO, "%s: atomic commit without an open file", af->path);
     FILE *f = af->f;
@@ -221,6 +281,22 @@ flash_status flash_mkdirs(const char *path, flash_error *err)
 {
     if (!path || !*path)
         return flash_error_set(err, FLASH_ERR_IO, "mkdir: empty path");
+    /* the folder itself must be flash's to fill: not a symlink (unless
+     * forced: then what it names, if a directory), not a file */
+    struct stat lb;
+    if (lstat(path, &lb) == 0 && !S_ISDIR(lb.st_mode)) {
+        struct stat tb;
+        const bool to_dir = stat(path, &tb) == 0 && S_ISDIR(tb.st_mode);
+        if (!S_ISLNK(lb.st_mode) || !to_dir)
+            return flash_error_set(err, FLASH_ERR_USAGE, "%s is %s, not a folder flash can write into", path,
+                                   file_kind(lb.st_mode));
+        if (!g_force)
+            return flash_error_set(err, FLASH_ERR_USAGE,
+                                   "%s is a symlink: flash does not write into folders it does not own (--force "
+                                   "writes through it)",
+                                   path);
+        return FLASH_OK;
+    }
     size_t len = strlen(path);
     char *p = malloc(len + 1);
     if (!p)

@@ -158,6 +158,9 @@ void flash_progress_end(flash_progress *p)
 
 flash_status flash_jsonl_open(flash_jsonl *j, const char *path, flash_error *err)
 {
+    bool through;
+    flash_status st = flash_output_check(path, &through, err);
+    if (st) return st;
     j->f = fopen(path, "a");
     if (!j->f)
         return flash_error_set(err, FLASH_ERR_IO, "%s: cannot open for appending: %s", path, strerror(errno));

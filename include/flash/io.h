@@ -8,6 +8,7 @@
 #ifndef FLASH_IO_H
 #define FLASH_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,11 +18,26 @@ extern "C" {
 #endif
 
 /* ---- atomic files ---------------------------------------------------- */
+/* Outputs are written to a temporary file next to the target, flushed,
+ * fsync'ed and renamed into place: a crash leaves the old file or the new
+ * one. Only a regular file or a missing path is replaced. A path flash does
+ * not own (a symlink, FIFO, socket or device; a directory for a file, a
+ * symlink or a non-directory for a folder) is refused with FLASH_ERR_USAGE
+ * (exit code 2), unless flash_io_set_force(true) (`--force`): then it is
+ * written through, never replaced. */
 typedef struct flash_atomic_file {
     FILE *f;          /* write here */
     char path[4096];  /* final name */
-    char tmp[4096];   /* temp name */
+    char tmp[4096];   /* temp name; empty when writing through (forced) */
 } flash_atomic_file;
+
+/* Process-wide: write through paths flash does not own instead of refusing. */
+FLASH_EXPORT void flash_io_set_force(bool force);
+/* FLASH_OK when path may be written as an output file: missing, or a
+ * regular file; a symlink, FIFO, socket or device is FLASH_ERR_USAGE unless
+ * forced (*through = true: write through it, never replace it), and a
+ * directory is always FLASH_ERR_USAGE. */
+FLASH_EXPORT flash_status flash_output_check(const char *path, bool *through, flash_error *err);
 
 FLASH_EXPORT flash_status flash_atomic_open(flash_atomic_file *af, const char *path, flash_error *err);
 /* fflush, fsync, close, rename; on failure removes the temp file. */
@@ -30,7 +46,8 @@ FLASH_EXPORT void flash_atomic_abort(flash_atomic_file *af);
 FLASH_EXPORT flash_status flash_write_file_atomic(const char *path, const void *buf, size_t n, flash_error *err);
 /* Whole file into a malloc'd buffer (NUL-terminated one past *n). */
 FLASH_EXPORT flash_status flash_read_file(const char *path, char **buf, size_t *n, flash_error *err);
-/* mkdir -p */
+/* mkdir -p; a last component that exists as a symlink is refused
+ * (FLASH_ERR_USAGE) unless forced, and one that is not a directory always. */
 FLASH_EXPORT flash_status flash_mkdirs(const char *path, flash_error *err);
 
 /* ---- arrays ------------------------------------------------------------ */

@@ -26,6 +26,7 @@ static const flash_opt bench_opts[] = {
                         "The\n"
                         "context and the parameters live there; each timed run ends with a\n"
                         "device sync"),
+    FLASH_OPT_FORCE_ENTRY,
     {0},
 };
 

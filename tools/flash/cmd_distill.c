@@ -24,6 +24,7 @@ static const flash_opt distill_opts[] = {
                         "The\n"
                         "teacher, the student, the losses' own networks and their contexts live\n"
                         "there; checkpoints are the same files"),
+    FLASH_OPT_FORCE_ENTRY,
     {0},
 };
 

@@ -37,6 +37,7 @@ static const flash_opt eval_opts[] = {
     FLASH_STRING("--out", "FILE", eval_args, out, "metrics as JSON (written atomically)"),
     FLASH_STRING("--grid", "FILE", eval_args, grid, "PNG of image samples: a row of 10 per class (10 classes),\n"
                                                     "or the first 100 without labels"),
+    FLASH_OPT_FORCE_ENTRY,
     {0},
 };
 

@@ -12,6 +12,7 @@ static const flash_opt report_opts[] = {
     FLASH_STRING("--baseline", "NAME", report_args, baseline, "the variant or method that is 100% in the relative\n"
                                                               "columns (default: the 25-step teacher)"),
     FLASH_STRING("--out", "DIR", report_args, out, "where to write (default RUNDIR)"),
+    FLASH_OPT_FORCE_ENTRY,
     {0},
 };
 

@@ -20,6 +20,7 @@ static const flash_opt run_opts[] = {
                         "and the metrics' networks run there (a variant's `set:` may move it).\n"
                         "It is part of each variant's recorded config: a student distilled on\n"
                         "one device is not reused on another"),
+    FLASH_OPT_FORCE_ENTRY,
     {0},
 };
 

@@ -51,6 +51,7 @@ static const flash_opt sample_opts[] = {
     FLASH_REQUIRED("--out", "FILE", sample_args, out, "samples as NPY (required)"),
     FLASH_STRING("--grid", "FILE", sample_args, grid, "also a PNG: a scatter plot over the true density for 2-D\n"
                                                       "points, a grid for images"),
+    FLASH_OPT_FORCE_ENTRY,
     {0},
 };
 

@@ -29,6 +29,7 @@ static const flash_opt sweep_opts[] = {
         "(a job array) and DIR/slurm/commands.txt (one line per\n"
         "run); collect afterwards with `flash report DIR`"),
     FLASH_STRING("--run", "ID", sweep_args, only, "run only this run (what each array task does)"),
+    FLASH_OPT_FORCE_ENTRY,
     {0},
 };
 

@@ -25,6 +25,7 @@ static const flash_opt train_opts[] = {
     FLASH_OPT_DEVICE_OF(train_args, sets,
                         "The model,\n"
                         "its optimiser state and the training context live there"),
+    FLASH_OPT_FORCE_ENTRY,
     {0},
 };
 

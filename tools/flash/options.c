@@ -45,7 +45,7 @@ int flash_cli_usage(const char *cmd, const char *fmt, ...)
 
 static const char *value_name(const flash_opt *o)
 {
-    if (o->kind == FLASH_OPT_FLAG) return NULL;
+    if (o->kind == FLASH_OPT_FLAG || o->kind == FLASH_OPT_FORCE) return NULL;
     if (o->kind == FLASH_OPT_DEVICE) return o->value ? o->value : "cpu|cuda";
     return o->value ? o->value : "VALUE";
 }
@@ -186,6 +186,7 @@ static int store(const flash_command *cmd, const flash_opt *o, const char *v, ch
         return FLASH_EXIT_OK;
     }
     case FLASH_OPT_SET: return append(cmd, dst, v);
+    case FLASH_OPT_FORCE: flash_io_set_force(true); return FLASH_EXIT_OK;
     }
     return FLASH_EXIT_USAGE;
 }
@@ -229,7 +230,7 @@ bool flash_options_parse(const flash_command *cmd, int argc, char **argv, void *
             *exit_code = unknown_option(cmd, name);
             return false;
         }
-        if (o->kind == FLASH_OPT_FLAG) {
+        if (o->kind == FLASH_OPT_FLAG || o->kind == FLASH_OPT_FORCE) {
             if (eq) {
                 *exit_code = flash_cli_usage(cmd->name, "%s takes no value", o->name);
                 return false;

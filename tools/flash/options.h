@@ -33,6 +33,7 @@ typedef enum flash_opt_kind {
     FLASH_OPT_CHOICE, /* const char * at offset, one of choices */
     FLASH_OPT_SET,    /* KEY=VALUE appended to the flash_options_sets at offset */
     FLASH_OPT_DEVICE, /* cpu|cuda appended as device=D to the flash_options_sets at offset */
+    FLASH_OPT_FORCE,  /* no value: write through outputs flash does not own (flash_io_set_force) */
 } flash_opt_kind;
 
 typedef struct flash_opt {
@@ -82,6 +83,14 @@ typedef struct flash_options_sets {
     {.name = "--device", .kind = FLASH_OPT_DEVICE, .value = "D",                                 \
      .help = "cpu or cuda, the same as --set device=D: the pipeline's one\ntop-level `device:` key (default cpu). " what, \
      .offset = offsetof(type, field)}
+
+/* Every command that writes outputs: a symlink, FIFO or device at an output
+ * path is refused (exit 2) unless --force, and then written through, never
+ * replaced (include/flash/io.h). */
+#define FLASH_OPT_FORCE_ENTRY                                                                              \
+    {.name = "--force", .kind = FLASH_OPT_FORCE,                                                           \
+     .help = "write through an output path flash does not own (a symlink,\nFIFO or device) instead of "   \
+             "refusing it; it is never replaced"}
 
 typedef struct flash_command {
     const char *name;       /* "run": messages say "flash run: ..." */
