@@ -473,18 +473,34 @@ static flash_status save_all(loop *L, int64_t step, flash_error *err)
     return st;
 }
 
-static flash_status guard_fail(loop *L, int64_t step, const char *what, double v, flash_error *err)
+/* The loss terms the strategy logged for the step that are not finite
+ * ("loss_srl = NaN, ..."), so a stopped run says which term went. */
+static void bad_terms(const flash_metric_result *stats, char *buf, size_t n)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int i = 0; stats && i < stats->n && k < n; i++)
+        if (!isfinite(stats->value[i]))
+            k += (size_t)snprintf(buf + k, n - k, "%s%s = %s", k ? ", " : " (", stats->name[i],
+                                  isnan(stats->value[i]) ? "NaN" : stats->value[i] > 0 ? "+inf" : "-inf");
+    if (k && k < n) snprintf(buf + k, n - k, ")");
+}
+
+static flash_status guard_fail(loop *L, int64_t step, const char *what, double v, const flash_metric_result *stats,
+                               flash_error *err)
 {
     const char *value = isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf";
+    char terms[512];
+    bad_terms(stats, terms, sizeof terms);
     if (L->last_ckpt > 0)
         return flash_error_set(err, FLASH_ERR_RUNTIME,
-                               "%s: step %lld: %s is %s; stopped before updating. The last good checkpoint "
+                               "%s: step %lld: %s is %s%s; stopped before updating. The last good checkpoint "
                                "is %s (step %lld); check the data, lower train.lr or tighten train.grad_clip, "
                                "then --resume",
-                               L->who, (long long)step, what, value, L->ckpt_path, (long long)L->last_ckpt);
+                               L->who, (long long)step, what, value, terms, L->ckpt_path, (long long)L->last_ckpt);
     return flash_error_set(err, FLASH_ERR_RUNTIME,
-                           "%s: step %lld: %s is %s; stopped before updating (no checkpoint was written yet)",
-                           L->who, (long long)step, what, value);
+                           "%s: step %lld: %s is %s%s; stopped before updating (no checkpoint was written yet)",
+                           L->who, (long long)step, what, value, terms);
 }
 
 /* ---- logging ------------------------------------------------------------- */
@@ -619,7 +635,7 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
         const char *bad = NULL;
         if ((st = train_update(L, loss, step, &lv, &gnorm, &lr, &bad, err))) break;
         if (bad) {
-            st = guard_fail(L, step, bad, isfinite(lv) ? gnorm : lv, err);
+            st = guard_fail(L, step, bad, isfinite(lv) ? gnorm : lv, &stats, err);
             break;
         }
         /* the strategy's own networks (a discriminator) alternate with the

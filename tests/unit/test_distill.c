@@ -95,9 +95,9 @@ static const flash_model_api spy_api = {
     .params = spy_params,
     .forward = spy_forward,
 };
-static const flash_loss_api sl_api;
-static const flash_component *const spy_comps[] = {&spy_api.head, &sl_api.head};
-static const flash_plugin_desc spy_desc = {FLASH_ABI_MAJOR, FLASH_ABI_MINOR, "test_distill", "1", spy_comps, 2};
+static const flash_loss_api sl_api, nan_api;
+static const flash_component *const spy_comps[] = {&spy_api.head, &sl_api.head, &nan_api.head};
+static const flash_plugin_desc spy_desc = {FLASH_ABI_MAJOR, FLASH_ABI_MINOR, "test_distill", "1", spy_comps, 3};
 
 /* ---- a spy loss: records what it is handed -------------------------------- */
 
@@ -129,6 +129,21 @@ static const flash_loss_api sl_api = {
     .head = {sizeof sl_api, FLASH_KIND_LOSS, "spy_loss", "test loss recording its inputs", sl_keys, sl_create,
              sl_destroy},
     .compute = sl_compute,
+};
+
+/* ---- a loss that goes NaN from iteration 3 on ----------------------------- */
+
+static flash_tensor *nan_compute(void *self, flash_ctx *c, const flash_loss_in *in)
+{
+    (void)self;
+    const distill *d = in->distill;
+    flash_tensor *l = flash_mse(c, in->pred, flash_detach(c, in->pred));
+    return d->iter >= 3 ? flash_scale(c, l, NAN) : l;
+}
+static const flash_loss_api nan_api = {
+    .head = {sizeof nan_api, FLASH_KIND_LOSS, "nan_loss", "test loss that goes NaN at iteration 3", sl_keys,
+             sl_create, sl_destroy},
+    .compute = nan_compute,
 };
 
 /* ---- fixture -------------------------------------------------------------- */
@@ -734,6 +749,35 @@ START_TEST(test_device_parts)
 }
 END_TEST
 
+/* A loss term that goes NaN stops the run before the update, keeps the last
+ * good checkpoint, and the message names the step and the term. */
+START_TEST(test_nan_loss_term_named)
+{
+    char dir[] = "/tmp/flash_test_nan_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char run[128], ckpt[200];
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/%s", run, FLASH_RUN_CHECKPOINT);
+    fx f;
+    fx_open(&f, yaml_with("{plugin: mlp, hidden: 16, layers: 1}", "{plugin: backward}", "{k: 2}",
+                          "[{plugin: reconstruction}, {plugin: nan_loss}]"));
+    ck_assert(flash_cfg_set(f.root, "train.ckpt_every=1", &f.err) == FLASH_OK);
+    flash_train_opts o = {.size = sizeof o, .root = f.root, .registry = f.r, .run_dir = run, .command = "flash distill"};
+    flash_error e = {0};
+    ck_assert_int_eq(flash_train_run(&o, &e), FLASH_ERR_RUNTIME);
+    ck_assert_msg(strstr(e.msg, "flash distill: step 3: the loss is NaN (") && strstr(e.msg, "loss_nan_loss = NaN") &&
+                      strstr(e.msg, "(step 2)") && !strstr(e.msg, "loss_reconstruction ="),
+                  "%s", e.msg);
+    flash_safetensors *st = NULL;
+    ck_assert_msg(flash_safetensors_open(ckpt, &st, &e) == FLASH_OK, "%s", e.msg);
+    flash_safetensors_close(st);
+    fx_close(&f);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static Suite *distill_suite(void)
 {
     Suite *s = suite_create("distill");
@@ -751,6 +795,7 @@ static Suite *distill_suite(void)
     tcase_add_test(tc, test_device_key);
     tcase_add_test(tc, test_device_unavailable);
     tcase_add_test(tc, test_device_parts);
+    tcase_add_test(tc, test_nan_loss_term_named);
     suite_add_tcase(s, tc);
     return s;
 }
