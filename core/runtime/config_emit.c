@@ -60,12 +60,17 @@ static bool emit_scalar(yaml_emitter_t *e, const char *text, yaml_scalar_style_t
     return yaml_emitter_emit(e, &ev);
 }
 
-/* A string that would read back as a number, bool or null keeps its
- * quotes (keys too, for other YAML readers' sake); multi-line text is
- * double-quoted with \n escapes rather than folded; everything else is
- * left to the emitter, which quotes only what plain style cannot hold. */
+/* Multi-line text is double-quoted with \n escapes rather than folded. A
+ * string that would read back as a number, bool or null keeps its quotes
+ * (keys too, for other YAML readers' sake), single ones: the style the
+ * emitter itself picks for plain text that plain style cannot hold (`2:0`
+ * in a flow list), so printing what was printed gives the same bytes.
+ * Everything else is left to the emitter, which quotes only what plain
+ * style cannot hold (and falls back to double quotes for what single
+ * quotes cannot). */
 static yaml_scalar_style_t scalar_style(const char *text, bool quoted) {
-    if ((quoted && looks_typed(text)) || strchr(text, '\n')) return YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+    if (strchr(text, '\n')) return YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+    if (quoted && looks_typed(text)) return YAML_SINGLE_QUOTED_SCALAR_STYLE;
     return YAML_ANY_SCALAR_STYLE;
 }
 

@@ -795,6 +795,85 @@ START_TEST(test_roundtrip_types) {
 }
 END_TEST
 
+/* Printing is idempotent: print, parse, print gives the same bytes, for
+ * every config in configs/ and for generated scalars of every shape that
+ * needs quoting (`2:0` once printed as '2:0', then as "2:0"). */
+static void check_idempotent(const flash_cfg *a, const char *what) {
+    char *once = flash_cfg_to_yaml(a);
+    ck_assert_ptr_nonnull(once);
+    flash_cfg *b = parse_ok(once);
+    char *twice = flash_cfg_to_yaml(b);
+    ck_assert_msg(twice && strcmp(once, twice) == 0, "%s: printed\n%s\nthen\n%s", what, once, twice ? twice : "(null)");
+    free(once);
+    free(twice);
+    flash_cfg_free(b);
+}
+
+static void idempotent_dir(const char *dir, int *count) {
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t len = strlen(e->d_name);
+        if (e->d_type == DT_DIR) {
+            idempotent_dir(path, count);
+        } else if (len > 5 && !strcmp(e->d_name + len - 5, ".yaml")) {
+            flash_cfg *a = load_ok(path);
+            check_idempotent(a, path);
+            flash_cfg_free(a);
+            ++*count;
+        }
+    }
+    closedir(d);
+}
+
+START_TEST(test_print_idempotent) {
+    int count = 0;
+    idempotent_dir(FLASH_SOURCE_DIR "/configs", &count);
+    ck_assert_int_ge(count, 20);
+    /* generated: every scalar of a set that YAML reads in different ways,
+     * plain and quoted, in block and flow lists and as map values */
+    static const char *const texts[] = {"2:0", "1:2:3", "a: b", "#x", "x #y", "- a", "@a", "[a]", "{a}", "!x",
+                                        "%x", "*a", "&a", "|", ">", "'", "\"", "yes", "No", "on", "null", "~",
+                                        "", "1e3", "0x1F", "0o7", ".inf", "-.NaN", "3.0", "+1", "1_000", "a\tb",
+                                        " lead", "trail ", "caf\xc3\xa9", "x: [y]", "?", ",", "a,b", "-", "--"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        for (int form = 0; form < 4; form++) {
+            char yaml[256], q[64];
+            /* the text as a quoted YAML string, escaped for double quotes */
+            size_t k = 0;
+            for (const char *c = texts[i]; *c && k + 3 < sizeof q; c++) {
+                if (*c == '"' || *c == '\\') q[k++] = '\\';
+                if (*c == '\t') {
+                    q[k++] = '\\';
+                    q[k++] = 't';
+                    continue;
+                }
+                q[k++] = *c;
+            }
+            q[k] = 0;
+            if (form == 0) snprintf(yaml, sizeof yaml, "v: \"%s\"\n", q);
+            if (form == 1) snprintf(yaml, sizeof yaml, "v: [\"%s\", x]\n", q);
+            if (form == 2) snprintf(yaml, sizeof yaml, "v:\n  - \"%s\"\n", q);
+            if (form == 3) snprintf(yaml, sizeof yaml, "\"%s\": 1\n", q);
+            flash_cfg *a = parse_ok(yaml);
+            check_idempotent(a, yaml);
+            flash_cfg_free(a);
+            /* the same text plain, where YAML reads it plain at all */
+            flash_error err = {0};
+            snprintf(yaml, sizeof yaml, "v: [%s]\n", texts[i]);
+            if (flash_cfg_parse_string(yaml, "plain", &a, &err) == FLASH_OK) {
+                check_idempotent(a, yaml);
+                flash_cfg_free(a);
+            }
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_write) {
     char dir[] = "/tmp/flash_test_config_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -870,6 +949,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_roundtrip_types);
     tcase_add_test(tc, test_write);
+    tcase_add_test(tc, test_print_idempotent);
     suite_add_tcase(s, tc);
     return s;
 }
