@@ -3,8 +3,9 @@
 # flash's build dependencies: the build tree's bin/ and lib/ (libflash,
 # libflash_cuda, plugins, the flash command, test_cuda_parity) plus the
 # shared libraries they need that are not part of the C runtime or CUDA
-# (oneDNN, OpenBLAS, libyaml, cJSON, libpng, ...), into
-# .devpkg/flash-gpu.tar.xz.
+# (oneDNN, OpenBLAS, libyaml, cJSON, libpng, ...) and Fashion-MNIST when
+# it is installed (FMNIST_DIR, default /usr/share/datasets/fashion-mnist),
+# into .devpkg/flash-gpu.tar.xz.
 #
 #   bash tools/bench/gpu_pack.sh [BUILD_DIR]   (default build-gpu, configured
 #                                              with -DFLASH_CUDA=ON -DFLASH_NATIVE=OFF)
@@ -25,6 +26,15 @@ for f in "$stage/build/bin/flash" "$stage/build/bin/test_cuda_parity" "$stage/bu
 done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcudnn|libcublas|libcublasLt|libcudart|libOpenCL)[.-]' \
   | grep -v "$build" | while read -r lib; do cp -L "$lib" "$stage/deps/"; done
 ls -la "$stage/deps"
+# Fashion-MNIST (30 MB) for gpu.sh's teacher and distillation, on GPU
+# machines that cannot download it
+parts=(build deps)
+fmnist=${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+if [ -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
+  mkdir -p "$stage/data/fashion-mnist"
+  cp "$fmnist"/*-ubyte.gz "$stage/data/fashion-mnist/"
+  parts+=(data)
+fi
 mkdir -p "$root/.devpkg"
-XZ_OPT=-T0 tar -cJf "$root/.devpkg/flash-gpu.tar.xz" -C "$stage" build deps
+XZ_OPT=-T0 tar -cJf "$root/.devpkg/flash-gpu.tar.xz" -C "$stage" "${parts[@]}"
 ls -la "$root/.devpkg/flash-gpu.tar.xz"

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""PyTorch CPU peer of flash's unet-s benchmark.
+"""PyTorch peer of flash's unet-s benchmark (CPU or CUDA, eager or torch.compile).
 
 Builds exactly the unet-s architecture of plugins/models/unet.c (572,449
-parameters, asserted), then times on the CPU:
-  train_step_s  batch 64: forward, MSE loss, backward, Adam step
+parameters, asserted), then times on the CPU or the GPU:
+  train_step_s  batch B (default 64): forward, MSE loss, backward, Adam step
   nfe_b1_s      batch 1 no-grad forward (one network function evaluation)
-  nfe_b64_s     batch 64 no-grad forward
-each the median of repeated runs after warm-up. Prints one JSON line with
-the same fields as `flash bench`.
+  nfe_b64_s     batch B no-grad forward
+each the median of repeated runs after warm-up. Prints one JSON line per
+batch size and precision mode, with the same fields as `flash bench`.
 
 Usage: python3 tools/bench/unet_torch.py [--threads 2] [--repeats 20]
+       python3 tools/bench/unet_torch.py --device cuda --batch 64,256 --modes fp32,tf32 [--compile]
 """
 import argparse
 import json
@@ -154,10 +155,73 @@ def median_time(fn, warmup, repeats):
     return statistics.median(times)
 
 
+def bench_one(model, step_model, opt, dev, B, args, mode):
+    """One JSON record: the training step and the NFEs at batch B, with
+    `step_model` (the model itself, or its torch.compile'd wrapper)."""
+    if dev.type == "cuda":
+        tf32 = mode == "tf32"
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    g = torch.Generator().manual_seed(args.seed)
+    x = torch.randn(B, 1, 28, 28, generator=g).to(dev)
+    eps = torch.randn(B, 1, 28, 28, generator=g).to(dev)
+    t = torch.randint(0, 1000, (B,), generator=g).to(dev)
+    y = torch.randint(0, 11, (B,), generator=g).to(dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def train_step():
+        opt.zero_grad(set_to_none=False)
+        loss = F.mse_loss(step_model(x, t, y), eps)
+        loss.backward()
+        opt.step()
+        sync()
+
+    # the first call compiles (torch.compile): timed apart, as compile_s
+    t0 = time.perf_counter()
+    model.train()
+    train_step()
+    model.eval()
+    x1, t1, y1 = x[:1].clone(), t[:1].clone(), y[:1].clone()
+
+    def nfe(xx, tt, yy):
+        with torch.no_grad():
+            step_model(xx, tt, yy)
+        sync()
+
+    nfe(x1, t1, y1)
+    nfe(x, t, y)
+    first_s = time.perf_counter() - t0
+    model.train()
+    train_s = median_time(train_step, args.warmup, args.repeats)
+    model.eval()
+    nfe_b1 = median_time(lambda: nfe(x1, t1, y1), args.warmup * 5, args.repeats * 10)
+    nfe_b64 = median_time(lambda: nfe(x, t, y), args.warmup, args.repeats * 2)
+    flops_b1 = forward_flops(model, x1, t1, y1)
+    suffix = "-tf32" if dev.type == "cuda" and mode == "tf32" else ""
+    return {
+        "impl": "pytorch-compile" if args.compile else "pytorch",
+        "version": torch.__version__,
+        "device": args.device + suffix,
+        "mode": mode,
+        "model": "unet-s",
+        "params": UNET_S_PARAMS,
+        "threads": torch.get_num_threads(),
+        "batch": B,
+        "train_step_s": round(train_s, 6),
+        "nfe_b1_s": round(nfe_b1, 6),
+        "nfe_b64_s": round(nfe_b64, 6),
+        "first_calls_s": round(first_s, 3),
+        "fwd_gflop_per_sample": round(flops_b1 / 1e9, 6),
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", default="64", help="batch size, or several comma-separated (one JSON line each)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
@@ -165,7 +229,13 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda (each timed run ends with a synchronize)")
     ap.add_argument("--tf32", action="store_true",
                     help="on cuda, let cuDNN and cuBLAS use TF32 (PyTorch's default for convolutions); "
-                         "off by default, to compare float32 with float32")
+                         "off by default, to compare float32 with float32 (the same as --modes tf32)")
+    ap.add_argument("--modes", default=None,
+                    help="fp32, tf32 or both comma-separated (one JSON line each): one process, so "
+                         "torch.compile compiles each graph once for all of them")
+    ap.add_argument("--compile", action="store_true",
+                    help="time torch.compile(model) instead of eager mode (the first calls, which "
+                         "compile, are reported apart as first_calls_s)")
     args = ap.parse_args()
     if args.reference:
         return reference(args)
@@ -174,59 +244,23 @@ def main():
     torch.manual_seed(args.seed)
     dev = torch.device(args.device)
     if dev.type == "cuda":
-        torch.backends.cudnn.allow_tf32 = args.tf32
-        torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.benchmark = True
     model = UNet()
     params = sum(p.numel() for p in model.parameters())
     assert params == UNET_S_PARAMS, f"unet-s has {params} parameters, expected {UNET_S_PARAMS}"
     model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4)
-
-    B = args.batch
-    x = torch.randn(B, 1, 28, 28).to(dev)
-    eps = torch.randn(B, 1, 28, 28).to(dev)
-    t = torch.randint(0, 1000, (B,)).to(dev)
-    y = torch.randint(0, 11, (B,)).to(dev)
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    def train_step():
-        opt.zero_grad(set_to_none=False)
-        loss = F.mse_loss(model(x, t, y), eps)
-        loss.backward()
-        opt.step()
-        sync()
-
-    train_s = median_time(train_step, args.warmup, args.repeats)
-
-    model.eval()
-    x1, t1, y1 = x[:1].clone(), t[:1].clone(), y[:1].clone()
-
-    def nfe(xx, tt, yy):
-        with torch.no_grad():
-            model(xx, tt, yy)
-        sync()
-
-    nfe_b1 = median_time(lambda: nfe(x1, t1, y1), args.warmup * 5, args.repeats * 10)
-    nfe_b64 = median_time(lambda: nfe(x, t, y), args.warmup, args.repeats * 2)
-    flops_b1 = forward_flops(model, x1, t1, y1)
-
-    print(json.dumps({
-        "impl": "pytorch",
-        "version": torch.__version__,
-        "device": args.device + ("-tf32" if dev.type == "cuda" and args.tf32 else ""),
-        "model": "unet-s",
-        "params": params,
-        "threads": torch.get_num_threads(),
-        "batch": B,
-        "train_step_s": round(train_s, 6),
-        "nfe_b1_s": round(nfe_b1, 6),
-        "nfe_b64_s": round(nfe_b64, 6),
-        "fwd_gflop_per_sample": round(flops_b1 / 1e9, 6),
-    }))
+    if args.compile:
+        # one graph per batch size, grad mode and precision: more than the default allows
+        import torch._dynamo
+        for limit in ("cache_size_limit", "recompile_limit"):
+            if hasattr(torch._dynamo.config, limit):
+                setattr(torch._dynamo.config, limit, 64)
+    step_model = torch.compile(model, dynamic=False) if args.compile else model
+    modes = args.modes.split(",") if args.modes else ["tf32" if args.tf32 else "fp32"]
+    for mode in modes:
+        for B in (int(b) for b in str(args.batch).split(",")):
+            print(json.dumps(bench_one(model, step_model, opt, dev, B, args, mode)), flush=True)
 
 
 if __name__ == "__main__":
