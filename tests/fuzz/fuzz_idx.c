@@ -9,12 +9,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_stage(data, size, path, sizeof path);
     flash_array a = {0};
     flash_error err = {0};
-    if (flash_idx_read(path, &a, &err) == FLASH_OK) {
-        volatile unsigned char sink = 0;
-        const size_t bytes = flash_array_numel(&a) * flash_dtype_size(a.dtype);
-        for (size_t i = 0; i < bytes; i++) sink ^= ((const unsigned char *)a.data)[i];
-        (void)sink;
-        flash_array_free(&a);
-    }
+    if (flash_idx_read(path, &a, &err) == FLASH_OK) fuzz_touch_array(&a);
     return 0;
 }
