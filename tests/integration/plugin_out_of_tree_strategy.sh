@@ -5,11 +5,8 @@
 # then `flash distill` of the quickstart's exact teacher with them through
 # plugin_paths: the run trains (its loss falls), checkpoints, and resumes.
 # Env (set by CTest): FLASH_SOURCE_DIR, FLASH_BINARY_DIR.
-set -euo pipefail
 : "${FLASH_SOURCE_DIR:?}" "${FLASH_BINARY_DIR:?}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/common.bash"
 
 cmake --install "$FLASH_BINARY_DIR" --prefix "$tmp/prefix" >/dev/null
 pcdir=$(dirname "$(find "$tmp/prefix" -name flash-kit.pc | head -n1)")
