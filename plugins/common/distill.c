@@ -96,7 +96,7 @@ flash_tensor *distill_renoised_target(distill *d, flash_ctx *c, flash_tensor *x0
     double a, s;
     flash_schedule_eval(d->teacher->schedule, t_phi, &a, &s);
     bool was = flash_grad_set(c, false);
-    flash_tensor *eps = flash_randn(c, rng, x0_hat->ndim, x0_hat->shape);
+    flash_tensor *eps = flash_run_randn(d->run, c, rng, x0_hat->ndim, x0_hat->shape);
     flash_tensor *x = flash_lincomb(c, a, flash_detach(c, x0_hat), s, eps);
     flash_grad_set(c, was);
     return distill_target(d, c, x, t_phi, labels);
@@ -113,7 +113,8 @@ flash_tensor *distill_noise(distill *d, flash_ctx *c, int n)
 {
     int shape[FLASH_MAX_DIMS] = {n};
     for (int i = 0; i < d->ndim; i++) shape[1 + i] = d->shape[i];
-    return flash_randn(c, d->rng, 1 + d->ndim, shape);
+    /* drawn for the global batch on several ranks, this rank's rows kept */
+    return flash_run_randn(d->run, c, d->rng, 1 + d->ndim, shape);
 }
 
 flash_status distill_real(distill *d, flash_ctx *c, int n, flash_tensor **x, const int **labels)
@@ -226,6 +227,47 @@ flash_status distill_clone_denoiser(distill *d, flash_instance **inst, flash_den
     flash_denoiser *den = &d->clone_dens[d->n_clones - 1];
     if ((st = flash_denoiser_init(den, *inst, d->student->schedule, err))) return st;
     *out = den;
+    return FLASH_OK;
+}
+
+flash_status distill_trainable_denoiser(distill *d, const char *name, flash_instance **inst, flash_denoiser **out,
+                                        flash_error *err)
+{
+    *inst = NULL;
+    *out = NULL;
+    if (!d->run) return flash_error_set(err, FLASH_ERR_RUNTIME, "distill: no run to keep a trained copy in");
+    if (d->n_clones == DISTILL_MAX_CLONES)
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "distill: at most %d copies of the student", DISTILL_MAX_CLONES);
+    flash_instance *m = calloc(1, sizeof *m);
+    if (!m) return flash_error_set(err, FLASH_ERR_NOMEM, "distill: out of memory");
+    flash_status st = flash_instance_create(d->env, FLASH_KIND_MODEL, flash_cfg_get(d->env->root, "student"), m, err);
+    if (st) {
+        free(m);
+        return st;
+    }
+    flash_params *p = model_params(m);
+    bool restored = false;
+    if (!p)
+        st = flash_error_set(err, FLASH_ERR_CONFIG, "distill: the student '%s' has no parameters to train a copy of",
+                             d->student_inst.comp->name);
+    else if ((st = flash_run_track(d->run, name, p, &restored, err)) == FLASH_OK && !restored) {
+        /* the teacher's weights where they fit (DMD: the fake score starts
+         * as the real one), else the student's */
+        flash_params *tp = model_params(&d->teacher_inst);
+        flash_error e = {0};
+        if (!tp || flash_params_copy(p, tp, &e) != FLASH_OK) st = flash_params_copy(p, d->student_params, err);
+    }
+    if (st == FLASH_OK) st = flash_params_to_device(p, flash_env_device(d->env), err);
+    const int i = d->n_clones;
+    if (st == FLASH_OK) st = flash_denoiser_init(&d->clone_dens[i], m, d->student->schedule, err);
+    if (st) {
+        flash_instance_destroy(m);
+        free(m);
+        return st;
+    }
+    d->clones[d->n_clones++] = m;
+    *inst = m;
+    *out = &d->clone_dens[i];
     return FLASH_OK;
 }
 

@@ -159,6 +159,16 @@ flash_status distill_clone_student(distill *d, flash_instance **out, flash_error
  * schedule (a round's teacher, a target network); both live as long as d. */
 flash_status distill_clone_denoiser(distill *d, flash_instance **inst, flash_denoiser **out, flash_error *err);
 
+/* A trainable denoiser of the student's architecture (a second instance of
+ * the `student:` slot) initialised from the teacher's weights where names
+ * and shapes allow, else from the student's current weights (an analytic
+ * teacher has none): DMD's fake score network. The run keeps it in its
+ * checkpoints as RUN_DIR/<name>.safetensors (weights and Adam moments) and
+ * a resumed run restores it; it lives on the pipeline's device as long as
+ * d. Call it from the strategy's trained entry, after distill_trained. */
+flash_status distill_trainable_denoiser(distill *d, const char *name, flash_instance **inst, flash_denoiser **out,
+                                        flash_error *err);
+
 /* Per-sample condition arrays for a batch at one timestep, in the arena. */
 flash_cond distill_cond(distill *d, flash_ctx *c, int n, double t, const int *labels);
 
