@@ -2,6 +2,7 @@
  * the strategy (include/flash/strategy.h) is the only difference between
  * `flash train` and `flash distill`. */
 #include "flash/flash.h"
+#include "flash/comm.h"
 #include "flash/trainer.h"
 #include "tensor/tensor_internal.h" /* flash_host_alloc: labels are host memory on every device */
 
@@ -160,6 +161,10 @@ typedef struct loop {
     char ckpt_path[4096], metrics_path[4096];
     flash_jsonl jl;
     int64_t last_ckpt;
+    /* data parallel (comm.h): this rank trains on rows [rank * n, (rank + 1) * n)
+     * of every global batch, n = train.batch_size / ranks */
+    flash_comm *comm;
+    int rank, ranks;
 } loop;
 
 static void loop_free(loop *L)
@@ -234,14 +239,19 @@ flash_status flash_run_batch(flash_run *run, flash_ctx *c, flash_tensor **x, con
     if (labels) *labels = NULL;
     loop *L = run_loop(run, c);
     if (!L) return FLASH_ERR_CONFIG;
+    /* evaluation runs whole on every rank; training batches are the
+     * global batch's order, this rank's rows */
     const int n = run->eval ? L->eval_n : L->tc.batch_size;
     flash_status st = reserve(L, c, n);
     if (st) return st;
-    if (run->eval)
+    if (run->eval) {
         for (int i = 0; i < n; i++) L->idx[i] = L->eval_i0 + i;
-    else
-        flash_batcher_next(&L->batcher, L->idx, n);
-    return fetch(L, c, run->eval ? FLASH_SPLIT_TEST : FLASH_SPLIT_TRAIN, n, x, labels);
+        return fetch(L, c, FLASH_SPLIT_TEST, n, x, labels);
+    }
+    flash_batcher_next(&L->batcher, L->idx, n);
+    const int local = n / L->ranks;
+    memmove(L->idx, L->idx + (size_t)L->rank * local, (size_t)local * sizeof *L->idx);
+    return fetch(L, c, FLASH_SPLIT_TRAIN, local, x, labels);
 }
 
 flash_status flash_run_draw(flash_run *run, flash_ctx *c, int n, flash_tensor **x, const int **labels)
@@ -250,20 +260,39 @@ flash_status flash_run_draw(flash_run *run, flash_ctx *c, int n, flash_tensor **
     if (labels) *labels = NULL;
     loop *L = run_loop(run, c);
     if (!L) return FLASH_ERR_CONFIG;
-    flash_status st = reserve(L, c, n);
+    const int global = n * L->ranks;
+    flash_status st = reserve(L, c, global);
     if (st) return st;
-    for (int i = 0; i < n; i++) L->idx[i] = (int64_t)flash_rng_below(run->rng, (uint64_t)L->dinfo.n_train);
+    for (int i = 0; i < global; i++) L->idx[i] = (int64_t)flash_rng_below(run->rng, (uint64_t)L->dinfo.n_train);
+    memmove(L->idx, L->idx + (size_t)L->rank * n, (size_t)n * sizeof *L->idx);
     return fetch(L, c, FLASH_SPLIT_TRAIN, n, x, labels);
 }
 
 const int *flash_run_labels(flash_run *run, flash_ctx *c, int n, int num_classes)
 {
     if (num_classes <= 0) return NULL;
+    const loop *L = run->priv;
+    const int ranks = L ? L->ranks : 1, rank = L ? L->rank : 0;
     /* host memory: the ops and the denoiser read labels on the host */
     int *y = flash_host_alloc(c, (size_t)n * sizeof *y);
     if (!y) return NULL;
-    for (int i = 0; i < n; i++) y[i] = (int)flash_rng_below(run->rng, (uint64_t)num_classes);
+    /* the global batch's draws, this rank's share kept */
+    for (int i = 0; i < n * ranks; i++) {
+        const int v = (int)flash_rng_below(run->rng, (uint64_t)num_classes);
+        if (i / n == rank) y[i % n] = v;
+    }
     return y;
+}
+
+flash_tensor *flash_run_randn(flash_run *run, flash_ctx *c, flash_rng *rng, int ndim, const int *shape)
+{
+    const loop *L = run ? run->priv : NULL;
+    if (!L || L->ranks == 1 || ndim < 1) return flash_randn(c, rng, ndim, shape);
+    int global[FLASH_MAX_DIMS];
+    for (int i = 0; i < ndim && i < FLASH_MAX_DIMS; i++) global[i] = shape[i];
+    global[0] = shape[0] * L->ranks;
+    flash_tensor *x = flash_randn(c, rng, ndim, global);
+    return x ? flash_narrow(c, x, L->rank * shape[0], shape[0]) : NULL;
 }
 
 /* Checkpoints are read and written in host memory: parameters on a device
@@ -324,7 +353,12 @@ flash_status flash_run_track(flash_run *run, const char *name, flash_params *p, 
 static flash_status apply_gradients(loop *L, flash_params *P, const flash_adam *opt, double clip, int64_t step,
                                     double *grad_norm, bool *finite, flash_error *err)
 {
-    (void)L;
+    /* every rank's share of the gradient, summed (each rank's loss was
+     * scaled by 1 / ranks, so the sum is the global batch's gradient) */
+    if (L->ranks > 1) {
+        flash_status st = flash_comm_allreduce_sum(L->comm, flash_params_grad(P), flash_params_count(P), err);
+        if (st) return st;
+    }
     *finite = flash_params_grad_finite(P);
     if (!*finite) {
         *grad_norm = flash_params_clip_grad(P, 0);
@@ -339,6 +373,7 @@ flash_status flash_run_update(flash_run *run, flash_ctx *c, flash_params *P, fla
 {
     loop *L = run ? run->priv : NULL;
     if (!L) return flash_error_set(err, FLASH_ERR_RUNTIME, "flash_run_update: no run");
+    if (L->ranks > 1) loss = flash_scale(c, loss, 1.0f / (float)L->ranks);
     flash_params_zero_grad(P);
     flash_status st = flash_backward(c, loss, err);
     if (st) return st;
@@ -360,9 +395,14 @@ static flash_status train_update(loop *L, flash_tensor *loss, int64_t step, doub
     *bad = NULL;
     *grad_norm = 0;
     *lr = 0;
+    /* this rank's share of the global batch's mean: summed over ranks, the
+     * loss and its gradient are the global batch's */
+    if (L->ranks > 1) loss = flash_scale(L->ctx, loss, 1.0f / (float)L->ranks);
     float lh = 0;
     flash_status st = flash_tensor_to_host(L->ctx, loss, &lh, err);
     if (st) return st;
+    /* every rank sees the same value, so a NaN on one stops them all */
+    if (L->ranks > 1 && (st = flash_comm_allreduce_sum(L->comm, &lh, 1, err))) return st;
     *loss_value = lh;
     if (!isfinite(*loss_value)) {
         *bad = "the loss";
@@ -400,6 +440,19 @@ static flash_status loop_build(loop *L, flash_error *err)
     int dev = 0;
     if ((st = flash_cfg_enum(root, "device", devices, 0, &dev, err))) return st;
     snprintf(L->device, sizeof L->device, "%s", devices[dev]);
+    flash_error ce = {0};
+    if (!(L->comm = flash_comm_world(&ce))) return flash_error_set(err, FLASH_ERR_RUNTIME, "%s: %s", L->who, ce.msg);
+    L->ranks = flash_comm_size(L->comm);
+    L->rank = flash_comm_rank(L->comm);
+    if (L->tc.batch_size % L->ranks)
+        return flash_cfg_error(flash_cfg_path(root, "train.batch_size"), err,
+                               "train.batch_size %d (the global batch) does not split evenly over %d ranks",
+                               L->tc.batch_size, L->ranks);
+    if (L->ranks > 1 && strcmp(L->device, "cpu") != 0)
+        return flash_error_set(err, FLASH_ERR_RUNTIME,
+                               "%s: %d ranks on device %s: data-parallel runs on a device need the NCCL comm, "
+                               "which this build lacks; run on cpu, or one rank",
+                               L->who, L->ranks, L->device);
     /* components that make their own contexts (a discriminator's, an
      * evaluator's) make them on the pipeline's device */
     L->env = (flash_env){.size = sizeof L->env, .registry = L->o->registry, .seed = (uint64_t)seed,
@@ -429,7 +482,8 @@ static flash_status loop_build(loop *L, flash_error *err)
     }
     flash_rng_seed_stream(&L->rng, L->env.seed, TRAIN_STREAM_STRATEGY);
     L->run = (flash_run){.size = sizeof L->run, .env = &L->env, .rng = &L->rng,
-                         .data = L->have_data ? &L->dinfo : NULL, .batch_size = L->tc.batch_size,
+                         .data = L->have_data ? &L->dinfo : NULL, .batch_size = L->tc.batch_size / L->ranks,
+                         .global_batch_size = L->tc.batch_size, .rank = L->rank, .ranks = L->ranks,
                          .steps = L->tc.steps, .resuming = L->o->resume, .priv = L};
     if (!(slot = flash_cfg_get(root, "strategy")))
         return flash_cfg_error(root, err, "%s: the pipeline needs a 'strategy:' section ({plugin: NAME, ...})",
@@ -459,6 +513,11 @@ static flash_status save_all(loop *L, int64_t step, flash_error *err)
 {
     char path[4200];
     flash_status st;
+    /* rank 0 alone writes; every rank holds the same parameters */
+    if (L->rank != 0) {
+        L->last_ckpt = step;
+        return FLASH_OK;
+    }
     flash_ckpt_info aux = {.step = step, .rng = L->rng};
     for (int i = 0; i < L->n_aux; i++) {
         aux_path(L, L->aux[i].name, path, sizeof path);
@@ -612,13 +671,24 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
     flash_run *run = &L->run;
     const bool evaluates = (L->sapi->flags & FLASH_STRATEGY_EVALUATES) != 0;
     flash_progress prog;
-    if (L->o->progress) flash_progress_begin(&prog, verb_of(L->who), start, tc->steps);
+    const bool progress = L->o->progress && L->rank == 0;
+    if (progress) flash_progress_begin(&prog, verb_of(L->who), start, tc->steps);
     double t_log = flash_now(), loss_acc = 0;
     int64_t n_acc = 0;
     flash_status st = FLASH_OK;
     int64_t last = tc->steps;
     if (L->o->stop_after > 0 && L->o->stop_after < last) last = L->o->stop_after;
+    /* FLASH_TEST_FAIL=RANK:STEP makes that rank fail at that step: how the
+     * tests check that one rank's failure stops every rank */
+    long fail_rank = -1, fail_step = -1;
+    const char *inject = getenv("FLASH_TEST_FAIL");
+    if (inject && sscanf(inject, "%ld:%ld", &fail_rank, &fail_step) != 2) fail_rank = -1;
     for (int64_t step = start + 1; step <= last; step++) {
+        if (fail_rank == L->rank && fail_step == step) {
+            st = flash_error_set(err, FLASH_ERR_RUNTIME, "%s: step %lld: failure injected (FLASH_TEST_FAIL=%s)",
+                                 L->who, (long long)step, inject);
+            break;
+        }
         flash_ctx_reset(L->ctx);
         flash_metric_result stats = {0};
         run->stats = &stats;
@@ -655,13 +725,21 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
                         "\"step\": %lld, \"loss\": %.9g, \"loss_avg\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
                         "\"step_s\": %.5f",
                         (long long)step, lv, loss_acc / (double)n_acc, lr, gnorm, (now - t_log) / (double)n_acc);
+            /* the ranks' stats are means over their shards: their mean is the
+             * global batch's (every rank logs at the same steps) */
+            if (L->ranks > 1) {
+                float v[FLASH_METRIC_MAX_VALUES];
+                for (int k = 0; k < stats.n; k++) v[k] = (float)(stats.value[k] / L->ranks);
+                if ((st = flash_comm_allreduce_sum(L->comm, v, (size_t)stats.n, err))) break;
+                for (int k = 0; k < stats.n; k++) stats.value[k] = v[k];
+            }
             append_stats(line, sizeof line, &len, &stats, "");
             flash_jsonl_write(&L->jl, "%s", line);
             t_log = now;
             loss_acc = 0;
             n_acc = 0;
         }
-        if (L->o->progress) flash_progress_update(&prog, step, "loss %.4f | lr %.2e", lv, lr);
+        if (progress) flash_progress_update(&prog, step, "loss %.4f | lr %.2e", lv, lr);
         /* Evaluation before the checkpoint: a run killed between the two
          * resumes from the previous checkpoint and repeats both. */
         if (evaluates && ((tc->eval_every > 0 && step % tc->eval_every == 0) || step == tc->steps) &&
@@ -671,7 +749,7 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
             if ((st = save_all(L, step, err))) break;
         }
     }
-    if (L->o->progress) flash_progress_end(&prog);
+    if (progress) flash_progress_end(&prog);
     return st;
 }
 
@@ -708,7 +786,7 @@ flash_status flash_train_run(const flash_train_opts *o, flash_error *err)
         L->rng = info.rng;
         L->last_ckpt = start;
         if (L->batcher_ready) flash_batcher_skip(&L->batcher, start, L->tc.batch_size);
-        if ((st = flash_jsonl_truncate(L->metrics_path, start, err))) goto out;
+        if (L->rank == 0 && (st = flash_jsonl_truncate(L->metrics_path, start, err))) goto out;
         flash_info("resuming %s at step %lld of %lld", o->run_dir, (long long)start, (long long)L->tc.steps);
     } else {
         if (have) {
@@ -717,12 +795,16 @@ flash_status flash_train_run(const flash_train_opts *o, flash_error *err)
                                  L->who, o->run_dir);
             goto out;
         }
-        if (remove(L->metrics_path) != 0 && errno != ENOENT) {
+        if (L->rank == 0 && remove(L->metrics_path) != 0 && errno != ENOENT) {
             st = flash_error_set(err, FLASH_ERR_IO, "%s: cannot remove the old %s", L->who, L->metrics_path);
             goto out;
         }
     }
-    if ((st = flash_jsonl_open(&L->jl, L->metrics_path, err))) goto out;
+    /* rank 0 alone writes the run folder */
+    if (L->rank == 0 && (st = flash_jsonl_open(&L->jl, L->metrics_path, err))) goto out;
+    if (L->ranks > 1)
+        flash_info("%s: data parallel over %d ranks (%s), %d examples of the global batch of %d each", L->who,
+                   L->ranks, flash_comm_name(L->comm), L->tc.batch_size / L->ranks, L->tc.batch_size);
     flash_info("%sing with %s on %s (%zu parameters): %lld steps of %d, %d threads, device %s", verb_of(L->who),
                L->strategy.comp->name, L->have_data ? L->data.comp->name : "no dataset", flash_params_count(L->P),
                (long long)L->tc.steps, L->tc.batch_size, flash_get_threads(), L->device);

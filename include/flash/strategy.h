@@ -44,13 +44,20 @@ typedef struct flash_run {
     flash_env *env;                          /* registry, seed, root config, schedule, device */
     flash_rng *rng;                          /* the strategy's stream; checkpoints save and restore it */
     const struct flash_dataset_info *data;   /* the pipeline's `dataset:`, NULL when it has none */
-    int batch_size;                          /* train.batch_size */
+    int batch_size;                          /* this rank's share of train.batch_size (all of it on one rank) */
     int64_t steps;                           /* train.steps */
     int64_t iter;                            /* the current iteration, from 1 */
     bool eval;                               /* held-out evaluation: grad off, test batches, no augmentation */
     bool resuming;                           /* the run continues from a checkpoint */
     struct flash_metric_result *stats;       /* extra scalars logged for this iteration, may be NULL */
     void *priv;                              /* the loop's */
+    /* Data parallel (comm.h): this rank computes rows [rank * batch_size,
+     * (rank + 1) * batch_size) of every global batch. Per-sample random
+     * draws go through flash_run_randn / flash_run_labels / flash_run_draw,
+     * which draw for the global batch and keep this rank's rows, so every
+     * rank's stream stays in step and N ranks compute what one would. */
+    int global_batch_size;                   /* train.batch_size */
+    int rank, ranks;                         /* 0 and 1 on one process */
 } flash_run;
 
 /* Strategy flags. */
@@ -80,13 +87,17 @@ typedef struct flash_strategy_api {
  * the run's device; labels (host memory, NULL for unlabelled data) live as
  * long as x. Fails (context error) when the pipeline has no dataset. */
 FLASH_EXPORT flash_status flash_run_batch(flash_run *run, flash_ctx *c, flash_tensor **x, const int **labels);
-/* n examples of the training split at indices drawn from run->rng, for
- * methods that need real data beside other draws (a discriminator's real
- * batch): the draws interleave with the strategy's own, so a resume
- * continues them. labels may be NULL when not wanted. */
+/* n examples (this rank's count) of the training split at indices drawn
+ * from run->rng, for methods that need real data beside other draws (a
+ * discriminator's real batch): the draws interleave with the strategy's
+ * own, so a resume continues them. labels may be NULL when not wanted. */
 FLASH_EXPORT flash_status flash_run_draw(flash_run *run, flash_ctx *c, int n, flash_tensor **x, const int **labels);
-/* n labels uniform in [0, num_classes) from run->rng, in host arena memory
- * (NULL when num_classes <= 0). */
+/* N(0, I) of shape for this rank's rows of a per-sample draw from rng
+ * (shape[0] is this rank's count): drawn for the global batch, this rank's
+ * rows kept (flash_randn on one process). */
+FLASH_EXPORT flash_tensor *flash_run_randn(flash_run *run, flash_ctx *c, flash_rng *rng, int ndim, const int *shape);
+/* n labels (this rank's count) uniform in [0, num_classes) from run->rng,
+ * in host arena memory (NULL when num_classes <= 0). */
 FLASH_EXPORT const int *flash_run_labels(flash_run *run, flash_ctx *c, int n, int num_classes);
 /* Keeps p, a parameter block the strategy owns besides the trained one (a
  * discriminator, a frozen or EMA copy of the student), in the run's
@@ -98,7 +109,8 @@ FLASH_EXPORT flash_status flash_run_track(flash_run *run, const char *name, flas
 /* One optimiser update of a strategy's own parameters from its scalar loss:
  * zero the gradients, backpropagate, then the loop's one gradient step
  * (where gradients are complete; a non-finite gradient is refused), clip to
- * grad_clip (0: none) and take an Adam step with opt at step. */
+ * grad_clip (0: none) and take an Adam step with opt at step. On several
+ * ranks the loss is this rank's share and the gradients are summed there. */
 FLASH_EXPORT flash_status flash_run_update(flash_run *run, flash_ctx *c, flash_params *P, flash_tensor *loss,
                                            const flash_adam *opt, double grad_clip, int64_t step, flash_error *err);
 

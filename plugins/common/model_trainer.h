@@ -23,6 +23,11 @@ typedef struct train_batch {
     flash_rng *rng;                /* the strategy's stream */
     flash_metric_result *stats;    /* optional extra scalars to log, may be NULL */
     bool eval;                     /* held-out evaluation, grad off: no augmentation, no dropout */
+    /* data parallel: x holds rows [shard * N, (shard + 1) * N) of a global
+     * batch of shards * N; per-sample draws are made for the global batch
+     * and this shard's kept (train_batch_draw), so every rank's stream
+     * stays in step and N ranks draw what one would */
+    int shard, shards;
 } train_batch;
 
 typedef flash_tensor *(*model_trainer_step_fn)(void *self, flash_ctx *c, const train_batch *b, int64_t iter);
@@ -86,9 +91,27 @@ static inline flash_tensor *model_trainer_step(void *self, flash_ctx *c, flash_r
 {
     model_trainer *t = self;
     train_batch b = {.model = &t->model, .schedule = run->env->schedule, .num_classes = run->data->num_classes,
-                     .rng = run->rng, .stats = run->stats, .eval = run->eval};
+                     .rng = run->rng, .stats = run->stats, .eval = run->eval,
+                     .shard = run->eval ? 0 : run->rank, .shards = run->eval ? 1 : run->ranks};
     if (flash_run_batch(run, c, &b.x, &b.labels)) return NULL;
     return t->step(t->method, c, &b, iter);
+}
+
+/* The global batch's index of this shard's first row, and how many rows
+ * the global batch has: a per-sample draw loops over all of them and keeps
+ * [first, first + n). */
+static inline int train_batch_first(const train_batch *b, int n) { return b->shard * n; }
+static inline int train_batch_global(const train_batch *b, int n) { return b->shards * n; }
+
+/* N(0, I) like this shard's x: drawn for the global batch, its rows kept. */
+static inline flash_tensor *train_batch_randn(const train_batch *b, flash_ctx *c, const flash_tensor *x)
+{
+    if (b->shards <= 1) return flash_randn(c, b->rng, x->ndim, x->shape);
+    int shape[FLASH_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[0] *= b->shards;
+    flash_tensor *g = flash_randn(c, b->rng, x->ndim, shape);
+    return g ? flash_narrow(c, g, b->shard * x->shape[0], x->shape[0]) : NULL;
 }
 
 #define MODEL_TRAINER_STRATEGY(var, name, summary, keys, create, destroy)                                   \

@@ -95,8 +95,10 @@ static flash_tensor *cl_step(void *self, flash_ctx *c, const train_batch *bt, in
             flash_ctx_fail(c, "classify: %s", h ? e.msg : "out of memory");
             return NULL;
         }
-        for (int i = 0; i < n; i++)
-            if (flash_rng_u64(bt->rng) >> 63) flip_sample(x, h, i);
+        /* one draw per sample of the global batch, this shard's applied */
+        const int first = train_batch_first(bt, n);
+        for (int g = 0; g < train_batch_global(bt, n); g++)
+            if ((flash_rng_u64(bt->rng) >> 63) && g >= first && g < first + n) flip_sample(x, h, g - first);
         if (flash_tensor_from_host(c, x, h, &e)) {
             flash_ctx_fail(c, "classify: %s", e.msg);
             return NULL;

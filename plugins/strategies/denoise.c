@@ -151,22 +151,26 @@ static flash_tensor *dn_step(void *self, flash_ctx *c, const train_batch *bt, in
         return NULL;
     }
 
-    for (int i = 0; i < n; i++) {
+    /* per-sample draws for the whole global batch, this shard's kept */
+    const int first = train_batch_first(bt, n), global = train_batch_global(bt, n);
+    for (int g = 0; g < global; g++) {
         int t = (int)flash_rng_below(bt->rng, (uint64_t)T);
+        if (g < first || g >= first + n) continue;
+        const int i = g - first;
         double al, sg;
         sch->alpha_sigma(bt->schedule->self, (double)t, &al, &sg);
         d->t[i] = (float)t;
         d->alpha[i] = (float)al;
         d->sigma[i] = (float)sg;
     }
-    flash_tensor *eps = flash_randn(c, bt->rng, x0->ndim, x0->shape);
+    flash_tensor *eps = train_batch_randn(bt, c, x0);
     flash_tensor *xt = flash_axpby(c, d->alpha, x0, d->sigma, eps);
 
     const int *labels = NULL;
     if (mi.num_classes > 0 && bt->labels) {
-        for (int i = 0; i < n; i++) {
+        for (int g = 0; g < global; g++) {
             int drop = !bt->eval && d->label_dropout > 0 && flash_rng_uniform(bt->rng) < d->label_dropout;
-            d->labels[i] = drop ? mi.num_classes : bt->labels[i];
+            if (g >= first && g < first + n) d->labels[g - first] = drop ? mi.num_classes : bt->labels[g - first];
         }
         labels = d->labels;
     }

@@ -1,0 +1,81 @@
+/* Data-parallel communication between the processes of one run (ranks).
+ *
+ * `mpirun -np N flash train|distill ...` and `srun flash ...` start N
+ * processes; each trains on a disjoint shard of every global batch and the
+ * training loop (trainer.h) sums their gradients at its one gradient step,
+ * so the optimiser step is the same on every rank. The communication lives
+ * in one place, behind this interface, in a shared object loaded with
+ * dlopen the first time it is asked for: libflash_comm_mpi.so (Open MPI or
+ * MPICH) when the process was started by an MPI launcher or by Slurm with
+ * more than one task. Otherwise the world is this process alone, and no
+ * MPI library is needed or loaded.
+ *
+ * $FLASH_COMM selects explicitly: `mpi` (fail if it cannot be loaded) or
+ * `none` (one process whatever the launcher says). $FLASH_COMM_LIB names
+ * the shared object's path.
+ */
+#ifndef FLASH_COMM_H
+#define FLASH_COMM_H
+
+#include "flash/flash.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct flash_comm flash_comm;
+
+/* The process-wide world, initialised on first use (MPI_Init then). NULL
+ * with err set when a launcher asked for MPI and it cannot be loaded. */
+FLASH_EXPORT flash_comm *flash_comm_world(flash_error *err);
+FLASH_EXPORT int flash_comm_size(const flash_comm *c); /* 1 for NULL */
+FLASH_EXPORT int flash_comm_rank(const flash_comm *c); /* 0 for NULL */
+/* "mpi" or "none" */
+FLASH_EXPORT const char *flash_comm_name(const flash_comm *c);
+
+/* buf[i] = the sum over ranks of buf[i], on every rank. The order of the
+ * sum is fixed (rank 0 + rank 1 + ...), so a given rank count is bit for
+ * bit reproducible run to run. */
+FLASH_EXPORT flash_status flash_comm_allreduce_sum(flash_comm *c, float *buf, size_t n, flash_error *err);
+/* root's bytes to every rank. */
+FLASH_EXPORT flash_status flash_comm_broadcast(flash_comm *c, void *buf, size_t bytes, int root, flash_error *err);
+/* Every rank's `bytes` bytes, concatenated in rank order into recv on root
+ * (size * bytes; recv is ignored elsewhere). */
+FLASH_EXPORT flash_status flash_comm_gather(flash_comm *c, const void *send, size_t bytes, void *recv, int root,
+                                            flash_error *err);
+FLASH_EXPORT flash_status flash_comm_barrier(flash_comm *c, flash_error *err);
+/* Ends every rank's process with code: one rank's failure stops the run
+ * instead of leaving the others waiting for it. */
+FLASH_EXPORT void flash_comm_abort(flash_comm *c, int code);
+/* Before a normal exit (MPI_Finalize); NULL-safe, idempotent. */
+FLASH_EXPORT void flash_comm_finalize(void);
+
+/* ---- the table an implementation exports (libflash_comm_<name>.so) ------ */
+
+#define FLASH_COMM_ABI_MAJOR 1
+#define FLASH_COMM_ABI_MINOR 0
+#define FLASH_COMM_ENTRY_SYMBOL "flash_comm_entry"
+
+typedef struct flash_comm_ops {
+    uint32_t size;                 /* sizeof(flash_comm_ops) of the implementation */
+    uint16_t abi_major, abi_minor; /* FLASH_COMM_ABI_* it was built against */
+    const char *name;              /* "mpi" */
+    /* Initialises the world; *self is the implementation's state. */
+    int (*init)(void **self, char *msg, size_t msg_size);
+    int (*size_of)(void *self);
+    int (*rank_of)(void *self);
+    /* 0 on success, else a message in msg */
+    int (*allreduce_sum)(void *self, float *buf, size_t n, char *msg, size_t msg_size);
+    int (*broadcast)(void *self, void *buf, size_t bytes, int root, char *msg, size_t msg_size);
+    int (*gather)(void *self, const void *send, size_t bytes, void *recv, int root, char *msg, size_t msg_size);
+    int (*barrier)(void *self, char *msg, size_t msg_size);
+    void (*abort_all)(void *self, int code);
+    void (*finalize)(void *self);
+} flash_comm_ops;
+
+typedef const flash_comm_ops *(*flash_comm_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
