@@ -60,7 +60,8 @@ int flash_cmd_distill(int argc, char **argv)
     flash_status st = flash_distill_run(&o, &err);
     flash_cli_pipeline_free(&p);
     if (st) return flash_cli_fail("distill", &err);
-    fprintf(stderr, "flash distill: %s; the student is in %s/%s\n", a.until ? "stopped" : "done", a.out,
-            FLASH_RUN_CHECKPOINT);
+    if (flash_cli_speaks())
+        fprintf(stderr, "flash distill: %s; the student is in %s/%s\n", a.until ? "stopped" : "done", a.out,
+                FLASH_RUN_CHECKPOINT);
     return FLASH_EXIT_OK;
 }

@@ -142,7 +142,7 @@ int flash_cmd_train(int argc, char **argv)
     flash_train_opts o = {.size = sizeof o, .root = pl.root, .registry = pl.registry, .run_dir = run_dir,
                           .resume = resume, .progress = !a.quiet};
     st = flash_train_run(&o, &err);
-    if (st == FLASH_OK) fprintf(stderr, "flash train: done; %s/%s\n", run_dir, FLASH_RUN_CHECKPOINT);
+    if (st == FLASH_OK && flash_cli_speaks()) fprintf(stderr, "flash train: done; %s/%s\n", run_dir, FLASH_RUN_CHECKPOINT);
 done:
     free(yaml);
     flash_cli_pipeline_free(&pl);

@@ -2,6 +2,8 @@
  * the help generated from it, and the exit codes. */
 #include "options.h"
 
+#include "flash/comm.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -24,11 +26,21 @@ int flash_cli_exit_code(flash_status st)
     }
 }
 
+bool flash_cli_speaks(void)
+{
+    return flash_comm_rank(flash_comm_world(NULL)) == 0;
+}
+
 int flash_cli_fail(const char *cmd, const flash_error *err)
 {
     flash_status st = err && err->status ? err->status : FLASH_ERR_RUNTIME;
     const char *msg = err && err->msg[0] ? err->msg : flash_status_name(st);
-    fprintf(stderr, "flash %s: %s\n", cmd, msg);
+    /* on several ranks the message says whose it is */
+    const flash_comm *world = flash_comm_world(NULL);
+    if (flash_comm_size(world) > 1)
+        fprintf(stderr, "flash %s: rank %d of %d: %s\n", cmd, flash_comm_rank(world), flash_comm_size(world), msg);
+    else
+        fprintf(stderr, "flash %s: %s\n", cmd, msg);
     return flash_cli_exit_code(st);
 }
 

@@ -113,6 +113,10 @@ void flash_options_help(const flash_command *cmd, FILE *f);
 /* Prints "flash CMD: <message>" and the --help hint to stderr; returns
  * FLASH_EXIT_USAGE. For combinations of options the table cannot state. */
 int flash_cli_usage(const char *cmd, const char *fmt, ...) FLASH_PRINTF(2, 3);
+/* Whether this process reports for the run: true unless it is a rank other
+ * than 0 of a data-parallel run (comm.h), whose messages would repeat rank
+ * 0's. */
+bool flash_cli_speaks(void);
 /* flash_status -> exit code: 0 ok, 2 usage or config, 1 anything else. */
 int flash_cli_exit_code(flash_status st);
 /* Prints "flash <cmd>: <message>" to stderr and returns the exit code. */
