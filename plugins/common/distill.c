@@ -238,9 +238,13 @@ flash_status distill_trainable_denoiser(distill *d, const char *name, flash_inst
     if (!d->run) return flash_error_set(err, FLASH_ERR_RUNTIME, "distill: no run to keep a trained copy in");
     if (d->n_clones == DISTILL_MAX_CLONES)
         return flash_error_set(err, FLASH_ERR_RUNTIME, "distill: at most %d copies of the student", DISTILL_MAX_CLONES);
+    /* the teacher's architecture and weights when it has weights (DMD: the
+     * fake score starts as the real one), else the student's */
+    flash_params *tp = model_params(&d->teacher_inst);
+    const char *slot = tp ? "teacher" : "student";
     flash_instance *m = calloc(1, sizeof *m);
     if (!m) return flash_error_set(err, FLASH_ERR_NOMEM, "distill: out of memory");
-    flash_status st = flash_instance_create(d->env, FLASH_KIND_MODEL, flash_cfg_get(d->env->root, "student"), m, err);
+    flash_status st = flash_instance_create(d->env, FLASH_KIND_MODEL, flash_cfg_get(d->env->root, slot), m, err);
     if (st) {
         free(m);
         return st;
@@ -248,15 +252,10 @@ flash_status distill_trainable_denoiser(distill *d, const char *name, flash_inst
     flash_params *p = model_params(m);
     bool restored = false;
     if (!p)
-        st = flash_error_set(err, FLASH_ERR_CONFIG, "distill: the student '%s' has no parameters to train a copy of",
-                             d->student_inst.comp->name);
-    else if ((st = flash_run_track(d->run, name, p, &restored, err)) == FLASH_OK && !restored) {
-        /* the teacher's weights where they fit (DMD: the fake score starts
-         * as the real one), else the student's */
-        flash_params *tp = model_params(&d->teacher_inst);
-        flash_error e = {0};
-        if (!tp || flash_params_copy(p, tp, &e) != FLASH_OK) st = flash_params_copy(p, d->student_params, err);
-    }
+        st = flash_error_set(err, FLASH_ERR_CONFIG, "distill: the %s '%s' has no parameters to train a copy of", slot,
+                             m->comp->name);
+    else if ((st = flash_run_track(d->run, name, p, &restored, err)) == FLASH_OK && !restored)
+        st = flash_params_copy(p, tp ? tp : d->student_params, err);
     if (st == FLASH_OK) st = flash_params_to_device(p, flash_env_device(d->env), err);
     const int i = d->n_clones;
     if (st == FLASH_OK) st = flash_denoiser_init(&d->clone_dens[i], m, d->student->schedule, err);

@@ -159,10 +159,10 @@ flash_status distill_clone_student(distill *d, flash_instance **out, flash_error
  * schedule (a round's teacher, a target network); both live as long as d. */
 flash_status distill_clone_denoiser(distill *d, flash_instance **inst, flash_denoiser **out, flash_error *err);
 
-/* A trainable denoiser of the student's architecture (a second instance of
- * the `student:` slot) initialised from the teacher's weights where names
- * and shapes allow, else from the student's current weights (an analytic
- * teacher has none): DMD's fake score network. The run keeps it in its
+/* A trainable denoiser: a second instance of the `teacher:` slot with the
+ * teacher's weights when the teacher has weights, else (an analytic
+ * teacher) of the `student:` slot with the student's current weights;
+ * DMD's fake score network. The run keeps it in its
  * checkpoints as RUN_DIR/<name>.safetensors (weights and Adam moments) and
  * a resumed run restores it; it lives on the pipeline's device as long as
  * d. Call it from the strategy's trained entry, after distill_trained. */

@@ -20,9 +20,10 @@
  * at weight 0.5 is DMD2's 0.5 ||x0 - stopgrad(x0 - grad)||^2, averaged over
  * elements, whose gradient with respect to x0 is grad / numel.
  *
- * The fake score mu_fake starts as the teacher (a trainable copy of the
- * student's architecture with the teacher's weights where they fit, else
- * the student's: distill_trainable_denoiser) and, after every student
+ * The fake score mu_fake starts as the teacher (a trainable second
+ * instance of the `teacher:` slot; with an analytic teacher, of the
+ * `student:` slot with the student's weights: distill_trainable_denoiser)
+ * and, after every student
  * update, takes `fake_updates` Adam steps (DMD2 section 4.2: 5) at
  * `fake_lr`, each on fresh student samples: the denoising loss of its own
  * prediction type on x_t = a_t stopgrad(x0) + s_t eps, t in [t_min, t_max]
@@ -36,7 +37,7 @@
  * samples; the fake score and the head take weight * (softplus(D(fake)) +
  * softplus(-D(real))) in their update, the student weight *
  * softplus(-D(G(z) noised)). Models without an encoder (the 2-D `mlp`)
- * are refused at build.
+ * are refused when the run starts.
  *
  * Student steps: a one-step student generates from pure noise at its
  * first timestep. A multi-step student is trained at a uniformly drawn
@@ -136,8 +137,8 @@ static flash_status head_build(dmd2 *m, flash_error *err)
 {
     distill *d = &m->d;
     if (!has_encode(m->fake))
-        return flash_cfg_error(flash_cfg_get(d->env->root, "student"), err,
-                               "strategy 'dmd2': gan_weight > 0 needs a student model with encoder features "
+        return flash_error_set(err, FLASH_ERR_CONFIG,
+                               "strategy 'dmd2': gan_weight > 0 needs a fake score model with encoder features "
                                "(encode, e.g. unet); '%s' has none",
                                m->fake->comp->name);
     if (!d->run->data)

@@ -34,8 +34,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "flash/io.h"
-
 typedef struct kd {
     distill d;
     long bank_size, bank_seed;
