@@ -14,13 +14,12 @@
 #include <sys/stat.h>
 
 #include "flash/diffusion.h"
+#include "flash/schema.h"
 #include "flash/trainer.h"
 
 #define MAX_VARIANTS 64
 #define MAX_VARIANT_SETS 32
 
-static const char *const run_keys[] = {"samples", "noise_seed", "batch", "plots", "variants", NULL};
-static const char *const variant_keys[] = {"name", "model", "from", "set", NULL};
 
 typedef struct result {
     char name[64];
@@ -115,10 +114,9 @@ static flash_status put_node(flash_cfg *cfg, const char *key, const flash_cfg *n
  * only loaded, by each variant. */
 static flash_status teacher_stage(run_ctx *R, flash_error *err)
 {
-    static const char *const tt_keys[] = {"strategy", "train", NULL};
     const flash_cfg *root = R->root, *tt = flash_cfg_get(root, "teacher_train");
     if (!tt) return FLASH_OK;
-    flash_status st = flash_cfg_check_keys(tt, "teacher_train", tt_keys, err);
+    flash_status st = flash_cfg_check_keys(tt, "teacher_train", flash_schema_keys("teacher_train"), err);
     if (st) return st;
     const char *ck = NULL;
     if ((st = flash_cfg_str(root, "teacher_checkpoint", NULL, &ck, err))) return st;
@@ -359,7 +357,7 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
 {
     flash_status st;
     const char *name = NULL, *model = NULL, *from = NULL;
-    if ((st = flash_cfg_check_keys(v, "variant", variant_keys, err)) ||
+    if ((st = flash_cfg_check_keys(v, "run variant", flash_schema_keys("run.variants"), err)) ||
         (st = flash_cfg_str(v, "name", NULL, &name, err)) || (st = flash_cfg_str(v, "model", "student", &model, err)) ||
         (st = flash_cfg_str(v, "from", NULL, &from, err)))
         return st;
@@ -540,11 +538,14 @@ flash_status flash_run_pipeline(const flash_run_opts *o, flash_error *err)
     flash_status st;
     const flash_cfg *run = flash_cfg_get(R->root, "run"), *variants = NULL;
     char sub[4200];
+    /* every key of the pipeline and of each variant's config first: a
+     * misspelt key stops the run before the teacher is trained */
+    if ((st = flash_schema_check(R->root, FLASH_FOR_RUN, R->registry, err))) goto done;
     if (!run) {
         st = flash_cfg_error(R->root, err, "flash run: the pipeline needs a 'run:' section with `variants:`");
         goto done;
     }
-    if ((st = flash_cfg_check_keys(run, "run", run_keys, err)) ||
+    if ((st = flash_cfg_check_keys(run, "run", flash_schema_keys("run"), err)) ||
         (st = flash_cfg_int(run, "samples", 10000, &R->n, err)) ||
         (st = flash_cfg_int(run, "noise_seed", 1234, &R->noise_seed, err)) ||
         (st = flash_cfg_int(run, "batch", 4096, &R->batch, err)) || (st = flash_cfg_bool(run, "plots", true, &R->plots, err)))

@@ -2,6 +2,7 @@
  * grid of its axes or its explicit `runs:`), and each run's resolved
  * config (see sweep_internal.h). */
 #include "pipeline/sweep_internal.h"
+#include "flash/schema.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -9,13 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static const char *const sweep_keys[] = {"base", "set", "out", "jobs", "seeds", "steps", "timesteps", "guidance",
-                                         "guidance_key", "baseline", "variants", "runs", NULL};
-static const char *const variant_keys[] = {"name", "config", "model", "set", "per_step", "share_steps", "seeded",
-                                           "steps", "resample", NULL};
-static const char *const resample_keys[] = {"name", "set", NULL};
-static const char *const run_keys[] = {"variant", "steps", "seed", "guidance", NULL};
 
 void sweep_say(const sweep *S, const char *fmt, ...)
 {
@@ -73,7 +67,7 @@ static flash_status parse_sweep(sweep *S, flash_error *err)
     flash_status st;
     const flash_cfg *r = S->root;
     const char *base = NULL;
-    if ((st = flash_cfg_check_keys(r, "sweep", sweep_keys, err)) || (st = flash_cfg_str(r, "base", NULL, &base, err)) ||
+    if ((st = flash_cfg_check_keys(r, "sweep", flash_schema_keys("sweep"), err)) || (st = flash_cfg_str(r, "base", NULL, &base, err)) ||
         (st = flash_cfg_str(r, "guidance_key", "target.guidance_scale", &S->guidance_key, err)) ||
         (st = flash_cfg_str(r, "baseline", NULL, &S->baseline, err)))
         return st;
@@ -99,7 +93,7 @@ static flash_status parse_sweep(sweep *S, flash_error *err)
         const char *config = NULL;
         v->node = n;
         v->n_steps = -1;
-        if ((st = flash_cfg_check_keys(n, "variant", variant_keys, err)) ||
+        if ((st = flash_cfg_check_keys(n, "variant", flash_schema_keys("sweep.variants"), err)) ||
             (st = flash_cfg_str(n, "name", NULL, &v->name, err)) ||
             (st = flash_cfg_str(n, "config", NULL, &config, err)) ||
             (st = flash_cfg_str(n, "model", "student", &v->model, err)) ||
@@ -127,7 +121,7 @@ static flash_status parse_sweep(sweep *S, flash_error *err)
             for (size_t k = 0; k < flash_cfg_len(v->resample); k++) {
                 const flash_cfg *rs = flash_cfg_at(v->resample, k);
                 const char *rn = NULL;
-                if ((st = flash_cfg_check_keys(rs, "resample", resample_keys, err)) ||
+                if ((st = flash_cfg_check_keys(rs, "resample", flash_schema_keys("sweep.resample"), err)) ||
                     (st = flash_cfg_str(rs, "name", NULL, &rn, err)) ||
                     (st = check_strings(flash_cfg_get(rs, "set"), "set", err)))
                     return st;
@@ -193,7 +187,7 @@ static flash_status plan(sweep *S, flash_error *err)
             const char *vn = NULL;
             long steps, seed;
             double g;
-            if ((st = flash_cfg_check_keys(n, "run", run_keys, err)) || (st = flash_cfg_str(n, "variant", NULL, &vn, err)) ||
+            if ((st = flash_cfg_check_keys(n, "run", flash_schema_keys("sweep.runs"), err)) || (st = flash_cfg_str(n, "variant", NULL, &vn, err)) ||
                 (st = flash_cfg_int(n, "steps", -1, &steps, err)) || (st = flash_cfg_int(n, "seed", 0, &seed, err)) ||
                 (st = flash_cfg_double(n, "guidance", NAN, &g, err)))
                 return st;

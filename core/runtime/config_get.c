@@ -8,6 +8,7 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,65 @@ static flash_status scalar_double(const flash_cfg *n, double *out, flash_error *
     return FLASH_OK;
 }
 
+/* ---- recording reads (flash_cfg_record_begin) ---------------------------- */
+
+typedef struct read_recorder {
+    const flash_cfg *map;
+    flash_cfg_read *reads;
+    size_t max, n;
+    char missing[96]; /* the last key of map looked up and not found */
+} read_recorder;
+
+static _Thread_local read_recorder *recorder;
+static _Thread_local read_recorder recorder_state;
+
+void flash_cfg_record_begin(const flash_cfg *map, flash_cfg_read *reads, size_t max) {
+    recorder_state = (read_recorder){.map = map, .reads = reads, .max = max};
+    recorder = map && reads ? &recorder_state : NULL;
+}
+
+size_t flash_cfg_record_end(void) {
+    size_t n = recorder ? recorder->n : 0;
+    recorder = NULL;
+    return n;
+}
+
+void cfg_record_get(const flash_cfg *map, const char *key, bool found) {
+    if (recorder && map == recorder->map && !found) snprintf(recorder->missing, sizeof recorder->missing, "%s", key);
+}
+
+/* Notes a getter's read of key on map: type and default (printf-style). */
+static void note(const flash_cfg *map, const char *key, const char *type, const char *def_fmt, ...)
+    FLASH_PRINTF(4, 5);
+static void note(const flash_cfg *map, const char *key, const char *type, const char *def_fmt, ...) {
+    read_recorder *r = recorder;
+    if (!r || !key) return;
+    char name[sizeof r->reads[0].key];
+    int len;
+    long child = -1; /* map as a key of the recorded map: its reads are "key.sub" */
+    for (size_t i = 0; map && map != r->map && r->map->type == FLASH_CFG_MAP && i < r->map->n; i++)
+        if (r->map->items[i] == map) child = (long)i;
+    if (map == r->map)
+        len = snprintf(name, sizeof name, "%s", key);
+    else if (child >= 0)
+        len = snprintf(name, sizeof name, "%.40s.%.40s", r->map->keys[child].name, key);
+    else if (!map && r->missing[0])
+        len = snprintf(name, sizeof name, "%.40s.%.40s", r->missing, key);
+    else
+        return;
+    if (len < 0 || (size_t)len >= sizeof name) return; /* a key too long to show whole */
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->reads[i].key, name) == 0) return;
+    if (r->n == r->max) return;
+    flash_cfg_read *out = &r->reads[r->n++];
+    snprintf(out->key, sizeof out->key, "%s", name);
+    snprintf(out->type, sizeof out->type, "%s", type);
+    va_list ap;
+    va_start(ap, def_fmt);
+    vsnprintf(out->def, sizeof out->def, def_fmt, ap);
+    va_end(ap);
+}
+
 /* ---- typed getters ------------------------------------------------------ */
 
 /* Looks key up in map. *val is NULL when absent (use the default). */
@@ -71,10 +131,13 @@ static flash_status lookup(const flash_cfg *map, const char *key, const flash_cf
                                cfg_describe(map, buf, sizeof buf));
     }
     *val = flash_cfg_get(map, key);
+    /* a getter's own miss names no sub-map */
+    if (recorder && map == recorder->map) recorder->missing[0] = '\0';
     return FLASH_OK;
 }
 
 flash_status flash_cfg_int(const flash_cfg *map, const char *key, long def, long *out, flash_error *err) {
+    note(map, key, "int", "%ld", def);
     *out = def; /* kept when the key is absent */
     const flash_cfg *v;
     flash_status st = lookup(map, key, &v, err);
@@ -82,6 +145,7 @@ flash_status flash_cfg_int(const flash_cfg *map, const char *key, long def, long
 }
 
 flash_status flash_cfg_double(const flash_cfg *map, const char *key, double def, double *out, flash_error *err) {
+    note(map, key, "number", "%g", def);
     *out = def; /* kept when the key is absent */
     const flash_cfg *v;
     flash_status st = lookup(map, key, &v, err);
@@ -102,6 +166,7 @@ flash_status flash_cfg_float(const flash_cfg *map, const char *key, float def, f
 
 flash_status flash_cfg_bool(const flash_cfg *map, const char *key, bool def, bool *out, flash_error *err) {
     static const char *const yes[] = {"true", "yes", "on", NULL}, *const no[] = {"false", "no", "off", NULL};
+    note(map, key, "bool", "%s", def ? "true" : "false");
     *out = def; /* kept when the key is absent */
     const flash_cfg *v;
     flash_status st = lookup(map, key, &v, err);
@@ -122,6 +187,7 @@ flash_status flash_cfg_bool(const flash_cfg *map, const char *key, bool def, boo
 
 flash_status flash_cfg_str(const flash_cfg *map, const char *key, const char *def, const char **out,
                            flash_error *err) {
+    note(map, key, "string", "%s", def ? def : "");
     *out = def; /* kept when the key is absent */
     const flash_cfg *v;
     flash_status st = lookup(map, key, &v, err);
@@ -133,6 +199,13 @@ flash_status flash_cfg_str(const flash_cfg *map, const char *key, const char *de
 
 flash_status flash_cfg_enum(const flash_cfg *map, const char *key, const char *const *choices, int def, int *out,
                             flash_error *err) {
+    if (recorder) {
+        char type[160] = "one of:";
+        size_t len = strlen(type);
+        for (int i = 0; choices[i] && len < sizeof type; i++)
+            len += (size_t)snprintf(type + len, sizeof type - len, "%s%s", i ? ", " : " ", choices[i]);
+        note(map, key, type, "%s", def >= 0 && choices[0] ? choices[def] : "");
+    }
     *out = def; /* kept when the key is absent */
     const flash_cfg *v;
     flash_status st = lookup(map, key, &v, err);
@@ -166,6 +239,7 @@ static flash_status lookup_seq(const flash_cfg *map, const char *key, const char
 flash_status flash_cfg_doubles(const flash_cfg *map, const char *key, double *out, size_t max, size_t *n,
                                flash_error *err) {
     const flash_cfg *s;
+    note(map, key, "list of numbers", "%s", "");
     *n = 0;
     flash_status st = lookup_seq(map, key, "a sequence of numbers", &s, err);
     if (st || !s) return st;
@@ -179,6 +253,7 @@ flash_status flash_cfg_doubles(const flash_cfg *map, const char *key, double *ou
 flash_status flash_cfg_ints(const flash_cfg *map, const char *key, long *out, size_t max, size_t *n,
                             flash_error *err) {
     const flash_cfg *s;
+    note(map, key, "list of ints", "%s", "");
     *n = 0;
     flash_status st = lookup_seq(map, key, "a sequence of integers", &s, err);
     if (st || !s) return st;
@@ -192,6 +267,7 @@ flash_status flash_cfg_ints(const flash_cfg *map, const char *key, long *out, si
 flash_status flash_cfg_matrix(const flash_cfg *map, const char *key, double *out, size_t max, size_t *rows,
                               size_t *cols, flash_error *err) {
     const flash_cfg *s;
+    note(map, key, "matrix (rows of numbers)", "%s", "");
     *rows = *cols = 0;
     const char *what = "a sequence of rows ([[1, 2], [3, 4]])";
     flash_status st = lookup_seq(map, key, what, &s, err);

@@ -60,6 +60,12 @@ struct flash_cfg {
     cfg_key *keys;     /* map only, parallel to items */
 };
 
+/* ---- config_get.c ------------------------------------------------------- */
+
+/* flash_cfg_get notes a key it did not find while a read recorder is on
+ * (flash_cfg_record_begin): reads of the missing sub-map are named after it. */
+void cfg_record_get(const flash_cfg *map, const char *key, bool found);
+
 /* ---- config_tree.c ------------------------------------------------------ */
 
 /* malloc'd copies; NULL when out of memory */

@@ -209,7 +209,7 @@ static flash_status load_file(const char *path, load_stack *stack, flash_cfg **o
     flash_status st = flash_read_file(path, &text, &len, err);
     /* A config that cannot be read is a bad configuration (exit code 2),
      * not a runtime failure. */
-    if (st == FLASH_ERR_IO) {
+    if (st == FLASH_ERR_IO || st == FLASH_ERR_INPUT) {
         st = FLASH_ERR_CONFIG;
         if (err) err->status = st;
     }

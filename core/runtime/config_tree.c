@@ -173,6 +173,7 @@ flash_cfg_type flash_cfg_kind(const flash_cfg *n) { return n ? n->type : FLASH_C
 
 const flash_cfg *flash_cfg_get(const flash_cfg *map, const char *key) {
     long i = cfg_map_index(map, key);
+    cfg_record_get(map, key, i >= 0);
     return i < 0 ? NULL : map->items[i];
 }
 

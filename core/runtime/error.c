@@ -57,6 +57,7 @@ const char *flash_status_name(flash_status st) {
     case FLASH_ERR_CONFIG: return "config error";
     case FLASH_ERR_USAGE: return "usage error";
     case FLASH_ERR_IO: return "I/O error";
+    case FLASH_ERR_INPUT: return "bad input file";
     case FLASH_ERR_NOMEM: return "out of memory";
     case FLASH_ERR_PLUGIN: return "plugin error";
     }

@@ -213,7 +213,7 @@ flash_status flash_read_file(const char *path, char **buf, size_t *n, flash_erro
         *n = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return flash_error_set(err, FLASH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     /* Read in growing chunks rather than trusting the size from fstat, so
      * pipes and files that change while being read are handled too. */
     size_t cap = 0, len = 0;
@@ -252,7 +252,7 @@ flash_status flash_read_file(const char *path, char **buf, size_t *n, flash_erro
         int e = errno;
         free(data);
         fclose(f);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: read failed: %s", path, strerror(e));
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: read failed: %s", path, strerror(e));
     }
     fclose(f);
     data[len] = '\0';

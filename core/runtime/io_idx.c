@@ -43,9 +43,9 @@ static flash_status gz_fail(gzFile g, flash_error *err, const char *path, const 
     const char *zmsg = gzerror(g, &zerr);
     flash_status st;
     if (zerr != Z_OK && zerr != Z_ERRNO)
-        st = flash_error_set(err, FLASH_ERR_IO, "%s: %s (gzip: %s)", path, what, zmsg);
+        st = flash_error_set(err, FLASH_ERR_INPUT, "%s: %s (gzip: %s)", path, what, zmsg);
     else
-        st = flash_error_set(err, FLASH_ERR_IO, "%s: %s", path, what);
+        st = flash_error_set(err, FLASH_ERR_INPUT, "%s: %s", path, what);
     gzclose(g);
     return st;
 }
@@ -56,7 +56,7 @@ flash_status flash_idx_read(const char *path, flash_array *out, flash_error *err
     errno = 0;
     gzFile g = gzopen(path, "rb");
     if (!g)
-        return flash_error_set(err, errno == ENOMEM ? FLASH_ERR_NOMEM : FLASH_ERR_IO, "%s: cannot open: %s", path,
+        return flash_error_set(err, errno == ENOMEM ? FLASH_ERR_NOMEM : FLASH_ERR_INPUT, "%s: cannot open: %s", path,
                                 errno ? strerror(errno) : "gzopen failed");
     unsigned char hdr[4 + 4 * 3];
     if (gz_read_all(g, hdr, 4) != 4)
@@ -64,7 +64,7 @@ flash_status flash_idx_read(const char *path, flash_array *out, flash_error *err
     uint32_t magic = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
     if (magic != 0x00000801u && magic != 0x00000803u) {
         gzclose(g);
-        return flash_error_set(err, FLASH_ERR_IO,
+        return flash_error_set(err, FLASH_ERR_INPUT,
                                "%s: not a u8 IDX file: magic 0x%08x (expected 0x00000801 labels or 0x00000803 images)",
                                path, magic);
     }
@@ -78,7 +78,7 @@ flash_status flash_idx_read(const char *path, flash_array *out, flash_error *err
         out->shape[d] = v;
         if (v && total > SIZE_MAX / v) {
             gzclose(g);
-            return flash_error_set(err, FLASH_ERR_IO, "%s: IDX dimensions overflow", path);
+            return flash_error_set(err, FLASH_ERR_INPUT, "%s: IDX dimensions overflow", path);
         }
         total *= v;
     }
@@ -131,7 +131,7 @@ flash_status flash_idx_read(const char *path, flash_array *out, flash_error *err
     }
     if (gzclose(g) != Z_OK) {
         free(data);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: error closing the (gzip) stream", path);
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: error closing the (gzip) stream", path);
     }
     out->dtype = FLASH_U8;
     out->ndim = ndim;

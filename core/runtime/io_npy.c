@@ -247,28 +247,28 @@ flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return flash_error_set(err, FLASH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     unsigned char pre[12];
     if (fread(pre, 1, 8, f) != 8)
-        return npy_fail(f, err, FLASH_ERR_IO, path, "shorter than the 8-byte preamble");
+        return npy_fail(f, err, FLASH_ERR_INPUT, path, "shorter than the 8-byte preamble");
     if (memcmp(pre, "\x93NUMPY", 6) != 0)
-        return npy_fail(f, err, FLASH_ERR_IO, path, "bad magic (expected \\x93NUMPY)");
+        return npy_fail(f, err, FLASH_ERR_INPUT, path, "bad magic (expected \\x93NUMPY)");
     size_t hlen;
     if (pre[6] == 1) {
         if (fread(pre + 8, 1, 2, f) != 2)
-            return npy_fail(f, err, FLASH_ERR_IO, path, "truncated header length");
+            return npy_fail(f, err, FLASH_ERR_INPUT, path, "truncated header length");
         hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
     } else if (pre[6] == 2 || pre[6] == 3) {
         /* 3.0 differs from 2.0 only by allowing UTF-8 in the header. */
         if (fread(pre + 8, 1, 4, f) != 4)
-            return npy_fail(f, err, FLASH_ERR_IO, path, "truncated header length");
+            return npy_fail(f, err, FLASH_ERR_INPUT, path, "truncated header length");
         hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
     } else {
         fclose(f);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: unsupported .npy version %d.%d", path, pre[6], pre[7]);
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: unsupported .npy version %d.%d", path, pre[6], pre[7]);
     }
     if (hlen > (1u << 24))
-        return npy_fail(f, err, FLASH_ERR_IO, path, "header length implausibly large");
+        return npy_fail(f, err, FLASH_ERR_INPUT, path, "header length implausibly large");
     char *hdr = malloc(hlen + 1);
     if (!hdr) {
         fclose(f);
@@ -276,7 +276,7 @@ flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err
     }
     if (fread(hdr, 1, hlen, f) != hlen) {
         free(hdr);
-        return npy_fail(f, err, FLASH_ERR_IO, path, "truncated header");
+        return npy_fail(f, err, FLASH_ERR_INPUT, path, "truncated header");
     }
     hdr[hlen] = '\0';
 
@@ -308,7 +308,7 @@ flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err
         } else {
             free(hdr);
             fclose(f);
-            return flash_error_set(err, FLASH_ERR_IO, "%s: not a valid .npy file: unexpected header key '%s'", path,
+            return flash_error_set(err, FLASH_ERR_INPUT, "%s: not a valid .npy file: unexpected header key '%s'", path,
                                    key);
         }
         if (ok && !eat(&p, ',')) {
@@ -319,14 +319,14 @@ flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err
     free(hdr);
     if (!ok) {
         fclose(f);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: not a valid .npy file: malformed header dict%s%s", path,
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: not a valid .npy file: malformed header dict%s%s", path,
                                why ? ": " : "", why ? why : "");
     }
     if (!have_descr || !have_fortran || !have_shape)
-        return npy_fail(f, err, FLASH_ERR_IO, path, "header lacks one of 'descr', 'fortran_order', 'shape'");
+        return npy_fail(f, err, FLASH_ERR_INPUT, path, "header lacks one of 'descr', 'fortran_order', 'shape'");
     if (fortran) {
         fclose(f);
-        return flash_error_set(err, FLASH_ERR_IO,
+        return flash_error_set(err, FLASH_ERR_INPUT,
                                "%s: fortran_order True is not supported (save a C-ordered array, "
                                "e.g. np.ascontiguousarray)",
                                path);
@@ -343,17 +343,17 @@ flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err
     if (found < 0) {
         fclose(f);
         if (descr[0] == '>')
-            return flash_error_set(err, FLASH_ERR_IO,
+            return flash_error_set(err, FLASH_ERR_INPUT,
                                    "%s: big-endian dtype '%s' is not supported (convert with "
                                    "arr.astype(arr.dtype.newbyteorder('<')))",
                                    path, descr);
-        return flash_error_set(err, FLASH_ERR_IO,
+        return flash_error_set(err, FLASH_ERR_INPUT,
                                "%s: unsupported dtype '%s' (supported: <f4, <f8, <i8, <i4, |u1)", path, descr);
     }
     size_t numel, nbytes;
     flash_dtype dt = known[found].t;
     if (shape_bytes(ndim, shape, flash_dtype_size(dt), &numel, &nbytes))
-        return npy_fail(f, err, FLASH_ERR_IO, path, "shape too large");
+        return npy_fail(f, err, FLASH_ERR_INPUT, path, "shape too large");
     /* Compare with the bytes present before allocating, so a damaged shape
      * reads as truncation rather than a huge allocation. */
     struct stat sb;
@@ -361,7 +361,7 @@ flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err
     if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && here >= 0 &&
         (uint64_t)(sb.st_size - here) < (uint64_t)nbytes) {
         fclose(f);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: truncated .npy: %lld of %zu data bytes present", path,
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: truncated .npy: %lld of %zu data bytes present", path,
                                (long long)(sb.st_size - here), nbytes);
     }
     void *data = malloc(nbytes ? nbytes : 1);
@@ -373,7 +373,7 @@ flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err
     if (got != nbytes) {
         free(data);
         fclose(f);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: truncated .npy: %zu of %zu data bytes present", path, got,
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: truncated .npy: %zu of %zu data bytes present", path, got,
                                nbytes);
     }
     /* Extra bytes mean the header and the data disagree: refuse them rather
@@ -381,7 +381,7 @@ flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err
     if (fgetc(f) != EOF) {
         free(data);
         fclose(f);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: .npy has trailing bytes after %zu data bytes", path, nbytes);
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: .npy has trailing bytes after %zu data bytes", path, nbytes);
     }
     fclose(f);
     out->dtype = dt;

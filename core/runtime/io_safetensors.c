@@ -268,7 +268,7 @@ static int by_begin(const void *a, const void *b)
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-#define ST_BAD(...) (st_status = flash_error_set(err, FLASH_ERR_IO, __VA_ARGS__), ok = 0)
+#define ST_BAD(...) (st_status = flash_error_set(err, FLASH_ERR_INPUT, __VA_ARGS__), ok = 0)
 
 /* Parses and validates the header; fills st->t, st->meta. */
 static flash_status st_parse(flash_safetensors *st, const char *json, size_t hlen, flash_error *err)
@@ -279,12 +279,12 @@ static flash_status st_parse(flash_safetensors *st, const char *json, size_t hle
     const char *end = NULL;
     st->root = cJSON_ParseWithLengthOpts(json, hlen, &end, 0);
     if (!st->root || !cJSON_IsObject(st->root))
-        return flash_error_set(err, FLASH_ERR_IO, "%s: corrupted safetensors file: the header is not a JSON object",
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: corrupted safetensors file: the header is not a JSON object",
                                path);
     /* Only the space padding may follow the object. */
     for (; end && end < json + hlen; end++)
         if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r')
-            return flash_error_set(err, FLASH_ERR_IO,
+            return flash_error_set(err, FLASH_ERR_INPUT,
                                    "%s: corrupted safetensors file: bytes after the header's JSON object", path);
     size_t n_items = (size_t)cJSON_GetArraySize(st->root);
     st->t = calloc(n_items ? n_items : 1, sizeof *st->t);
@@ -419,12 +419,12 @@ static flash_status st_parse(flash_safetensors *st, const char *json, size_t hle
     for (size_t i = 0; i < st->n; i++)
         for (size_t j = i + 1; j < st->n; j++)
             if (strcmp(st->t[i].name, st->t[j].name) == 0)
-                return flash_error_set(err, FLASH_ERR_IO, "%s: corrupted safetensors file: tensor '%s' appears twice",
+                return flash_error_set(err, FLASH_ERR_INPUT, "%s: corrupted safetensors file: tensor '%s' appears twice",
                                        path, st->t[i].name);
     for (size_t i = 0; i < st->n_meta; i++)
         for (size_t j = i + 1; j < st->n_meta; j++)
             if (strcmp(st->meta[i]->string, st->meta[j]->string) == 0)
-                return flash_error_set(err, FLASH_ERR_IO,
+                return flash_error_set(err, FLASH_ERR_INPUT,
                                        "%s: corrupted safetensors file: metadata '%s' appears twice", path,
                                        st->meta[i]->string);
     return FLASH_OK;
@@ -462,18 +462,18 @@ flash_status flash_safetensors_open(const char *path, flash_safetensors **out, f
     flash_status rc = FLASH_OK;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        rc = flash_error_set(err, FLASH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        rc = flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
     }
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        rc = flash_error_set(err, FLASH_ERR_IO, "%s: not a regular file", path);
+        rc = flash_error_set(err, FLASH_ERR_INPUT, "%s: not a regular file", path);
         goto fail;
     }
     size_t size = (size_t)sb.st_size;
     unsigned char len8[8];
     if (size < 8 || fread(len8, 1, 8, f) != 8) {
-        rc = flash_error_set(err, FLASH_ERR_IO,
+        rc = flash_error_set(err, FLASH_ERR_INPUT,
                              "%s: truncated safetensors file: %zu bytes, shorter than the 8-byte header length",
                              path, size);
         goto fail;
@@ -482,14 +482,14 @@ flash_status flash_safetensors_open(const char *path, flash_safetensors **out, f
     for (int i = 0; i < 8; i++)
         hlen |= (uint64_t)len8[i] << (8 * i);
     if (hlen > size - 8) {
-        rc = flash_error_set(err, FLASH_ERR_IO,
+        rc = flash_error_set(err, FLASH_ERR_INPUT,
                              "%s: truncated or corrupted safetensors file: header of %" PRIu64
                              " bytes but only %zu bytes follow the length field",
                              path, hlen, size - 8);
         goto fail;
     }
     if (hlen > ST_MAX_HEADER || hlen < 2) {
-        rc = flash_error_set(err, FLASH_ERR_IO, "%s: corrupted safetensors file: header length %" PRIu64, path, hlen);
+        rc = flash_error_set(err, FLASH_ERR_INPUT, "%s: corrupted safetensors file: header length %" PRIu64, path, hlen);
         goto fail;
     }
     size_t pad = (16 - (8 + (size_t)hlen) % 16) % 16;
@@ -502,11 +502,11 @@ flash_status flash_safetensors_open(const char *path, flash_safetensors **out, f
     memcpy(file, len8, 8);
     size_t rest = size - 8;
     if (fread(file + 8, 1, rest, f) != rest) {
-        rc = flash_error_set(err, FLASH_ERR_IO, "%s: read failed or the file shrank while reading", path);
+        rc = flash_error_set(err, FLASH_ERR_INPUT, "%s: read failed or the file shrank while reading", path);
         goto fail;
     }
     if (fgetc(f) != EOF) {
-        rc = flash_error_set(err, FLASH_ERR_IO, "%s: the file grew while reading", path);
+        rc = flash_error_set(err, FLASH_ERR_INPUT, "%s: the file grew while reading", path);
         goto fail;
     }
     fclose(f);
@@ -514,7 +514,7 @@ flash_status flash_safetensors_open(const char *path, flash_safetensors **out, f
     st->data = file + 8 + hlen;
     st->data_size = size - 8 - (size_t)hlen;
     if (file[8] != '{') {
-        rc = flash_error_set(err, FLASH_ERR_IO, "%s: corrupted safetensors file: the header does not start with '{'",
+        rc = flash_error_set(err, FLASH_ERR_INPUT, "%s: corrupted safetensors file: the header does not start with '{'",
                              path);
         goto fail;
     }

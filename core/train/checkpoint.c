@@ -226,7 +226,7 @@ static flash_status check_tensor(const char *path, const flash_st_tensor *s, con
                                  const flash_tensor *t, flash_error *err)
 {
     if (s->dtype != FLASH_F32)
-        return flash_error_set(err, FLASH_ERR_IO, "%s: tensor '%s' has dtype %s, expected F32", path, name,
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: tensor '%s' has dtype %s, expected F32", path, name,
                                flash_dtype_name(s->dtype));
     if (!shape_matches(s, t)) {
         char a[128], b[128];
@@ -235,7 +235,7 @@ static flash_status check_tensor(const char *path, const flash_st_tensor *s, con
             ts[d] = t->shape[d];
         shape_str(a, sizeof a, s->ndim, s->shape);
         shape_str(b, sizeof b, t->ndim, ts);
-        return flash_error_set(err, FLASH_ERR_IO, "%s: tensor '%s' has shape %s but the model's parameter has %s",
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: tensor '%s' has shape %s but the model's parameter has %s",
                                path, name, a, b);
     }
     return FLASH_OK;
@@ -282,7 +282,7 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
 
     const char *fmt = flash_safetensors_meta(sf, "format");
     if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0) {
-        st = flash_error_set(err, FLASH_ERR_IO, "%s: not a flash checkpoint (metadata format is '%s', expected '%s')",
+        st = flash_error_set(err, FLASH_ERR_INPUT, "%s: not a flash checkpoint (metadata format is '%s', expected '%s')",
                              path, fmt ? fmt : "(absent)", CKPT_FORMAT);
         goto done;
     }
@@ -290,7 +290,7 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
     uint64_t want;
     const char *end;
     if (!sum || strlen(sum) != 16 || !parse_hex64(sum, &end, &want) || *end) {
-        st = flash_error_set(err, FLASH_ERR_IO, "%s: corrupted checkpoint: missing or malformed checksum", path);
+        st = flash_error_set(err, FLASH_ERR_INPUT, "%s: corrupted checkpoint: missing or malformed checksum", path);
         goto done;
     }
     const char *msum = flash_safetensors_meta(sf, "meta_checksum");
@@ -299,7 +299,7 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
         mv[i] = flash_safetensors_meta(sf, meta_keys[i]);
     uint64_t mwant;
     if (!msum || strlen(msum) != 16 || !parse_hex64(msum, &end, &mwant) || *end || mwant != meta_hash(mv)) {
-        st = flash_error_set(err, FLASH_ERR_IO, "%s: corrupted checkpoint: metadata (step, rng, config) %s", path,
+        st = flash_error_set(err, FLASH_ERR_INPUT, "%s: corrupted checkpoint: metadata (step, rng, config) %s", path,
                              msum ? "fails its checksum" : "has no checksum");
         goto done;
     }
@@ -307,7 +307,7 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
     const unsigned char *bytes = flash_safetensors_data_section(sf, &nbytes);
     uint64_t got = flash_fnv1a64(FLASH_FNV1A64_INIT, bytes, nbytes);
     if (got != want) {
-        st = flash_error_set(err, FLASH_ERR_IO,
+        st = flash_error_set(err, FLASH_ERR_INPUT,
                              "%s: corrupted checkpoint: checksum mismatch (stored %016" PRIx64 ", data hash %016" PRIx64
                              ")",
                              path, want, got);
@@ -346,7 +346,7 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
         if (present[b + 1] != 0 && (size_t)present[b + 1] != np) {
             for (size_t i = 0; i < np; i++) {
                 if (!src[(size_t)(b + 1) * np + i]) {
-                    st = flash_error_set(err, FLASH_ERR_IO, "%s: checkpoint has no tensor '%s%s'", path,
+                    st = flash_error_set(err, FLASH_ERR_INPUT, "%s: checkpoint has no tensor '%s%s'", path,
                                          b < 0 ? "" : blk_prefix[b], flash_params_name(p, i));
                     goto done;
                 }
@@ -354,7 +354,7 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
         }
     }
     if (np > 0 && (size_t)present[0] != np) {
-        st = flash_error_set(err, FLASH_ERR_IO, "%s: checkpoint has none of the model's parameters (first: '%s')", path,
+        st = flash_error_set(err, FLASH_ERR_INPUT, "%s: checkpoint has none of the model's parameters (first: '%s')", path,
                              flash_params_name(p, 0));
         goto done;
     }
@@ -365,7 +365,7 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
             for (size_t i = 0; i < np * (N_BLK + 1) && !known; i++)
                 known = src[i] == s;
             if (!known) {
-                st = flash_error_set(err, FLASH_ERR_IO, "%s: tensor '%s' is not a parameter of this model", path,
+                st = flash_error_set(err, FLASH_ERR_INPUT, "%s: tensor '%s' is not a parameter of this model", path,
                                      s->name);
                 goto done;
             }
@@ -380,17 +380,17 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
         const char *s_rng = flash_safetensors_meta(sf, "rng");
         char *e = NULL;
         if (!s_step || !s_rng) {
-            st = flash_error_set(err, FLASH_ERR_IO, "%s: checkpoint has no %s metadata (a weights-only file)", path,
+            st = flash_error_set(err, FLASH_ERR_INPUT, "%s: checkpoint has no %s metadata (a weights-only file)", path,
                                  s_step ? "rng" : "step");
             goto done;
         }
         step = strtoll(s_step, &e, 10);
         if (!*s_step || *e) {
-            st = flash_error_set(err, FLASH_ERR_IO, "%s: corrupted checkpoint: bad step '%s'", path, s_step);
+            st = flash_error_set(err, FLASH_ERR_INPUT, "%s: corrupted checkpoint: bad step '%s'", path, s_step);
             goto done;
         }
         if (!parse_rng(s_rng, &rng)) {
-            st = flash_error_set(err, FLASH_ERR_IO, "%s: corrupted checkpoint: bad rng state '%s'", path, s_rng);
+            st = flash_error_set(err, FLASH_ERR_INPUT, "%s: corrupted checkpoint: bad rng state '%s'", path, s_rng);
             goto done;
         }
     }

@@ -3,6 +3,7 @@
  * `flash train` and `flash distill`. */
 #include "flash/flash.h"
 #include "flash/comm.h"
+#include "flash/schema.h"
 #include "flash/trainer.h"
 #include "tensor/tensor_internal.h" /* flash_host_alloc: labels are host memory on every device */
 
@@ -26,11 +27,6 @@
 
 /* ---- settings ------------------------------------------------------------- */
 
-static const char *const train_keys[] = {"steps",        "batch_size", "optimizer",   "lr",         "beta1",
-                                         "beta2",        "eps",        "weight_decay", "warmup_steps", "lr_schedule",
-                                         "min_lr",       "grad_clip",  "ema_decay",   "ckpt_every", "log_every",
-                                         "eval_every",   "eval_batches", NULL};
-
 flash_status flash_train_config_read(const flash_cfg *t, flash_train_config *o, flash_error *err)
 {
     static const char *const optimizers[] = {"adam", "adamw", NULL};
@@ -44,7 +40,7 @@ flash_status flash_train_config_read(const flash_cfg *t, flash_train_config *o, 
     if (dev)
         return flash_cfg_error(dev, err, "train.device moved to the pipeline's top-level `device:` key "
                                          "(one device for the whole run)");
-    if (t && (st = flash_cfg_check_keys(t, "train", train_keys, err))) return st;
+    if (t && (st = flash_cfg_check_keys(t, "train", flash_schema_keys("train"), err))) return st;
 
 #define INT_KEY(key, def, lo, field)                                                                \
     do {                                                                                            \
@@ -108,23 +104,6 @@ float flash_train_lr_at(const flash_train_config *tc, int64_t step)
     if (frac > 1) frac = 1;
     const double pi = 3.14159265358979323846;
     return (float)(tc->min_lr + 0.5 * (lr - tc->min_lr) * (1.0 + cos(pi * frac)));
-}
-
-/* Keys that moved: an old pipeline gets told where. */
-static flash_status check_moved_keys(const flash_cfg *root, flash_error *err)
-{
-    static const struct {
-        const char *key, *where;
-    } moved[] = {
-        {"distill", "`distill:` is now `train:` (one training loop for flash train and flash distill)"},
-        {"target", "`target:` moved into the strategy (strategy.target: {k, guidance_scale}); "
-                   "gamma moved to the loss that shifts (losses[i].gamma)"},
-    };
-    for (size_t i = 0; i < sizeof moved / sizeof moved[0]; i++) {
-        const flash_cfg *n = flash_cfg_get(root, moved[i].key);
-        if (n) return flash_cfg_error(n, err, "%s", moved[i].where);
-    }
-    return FLASH_OK;
 }
 
 /* ---- the run's state ------------------------------------------------------- */
@@ -433,7 +412,10 @@ static flash_status loop_build(loop *L, flash_error *err)
     const flash_cfg *root = L->o->root, *slot;
     flash_status st;
     long seed;
-    if ((st = check_moved_keys(root, err))) return st;
+    /* the whole config against the schema first: a misspelt key anywhere
+     * stops the run before anything is built */
+    const flash_schema_for what = strcmp(L->who, "flash distill") == 0 ? FLASH_FOR_DISTILL : FLASH_FOR_TRAIN;
+    if ((st = flash_schema_check(root, what, L->o->registry, err))) return st;
     if ((st = flash_cfg_int(root, "seed", 0, &seed, err))) return st;
     if ((st = flash_train_config_read(flash_cfg_get(root, "train"), &L->tc, err))) return st;
     static const char *const devices[] = {"cpu", "cuda", NULL};

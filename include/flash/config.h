@@ -98,6 +98,22 @@ FLASH_EXPORT flash_status flash_cfg_check_keys(const flash_cfg *map, const char 
 /* Levenshtein-closest candidate within a reasonable distance, or NULL. */
 FLASH_EXPORT const char *flash_did_you_mean(const char *word, const char *const *candidates);
 
+/* What a component reads from its slot, for `flash plugins NAME`: between
+ * flash_cfg_record_begin and flash_cfg_record_end, on the calling thread,
+ * every typed getter called on `map` notes its key, type and default (the
+ * first read of a key wins). A getter called on a map that is a key of
+ * `map`, or on the missing sub-map a key of `map` names
+ * (flash_cfg_get(map, "target") absent, then flash_cfg_int(NULL, "k", 8,
+ * ...)), notes "target.k". */
+typedef struct flash_cfg_read {
+    char key[96];
+    char type[160]; /* "int", "number", "bool", "string", "one of: a, b", "list of numbers", ... */
+    char def[96];   /* the default as text; "" when there is none */
+} flash_cfg_read;
+FLASH_EXPORT void flash_cfg_record_begin(const flash_cfg *map, flash_cfg_read *reads, size_t max);
+/* Stops recording; returns how many reads were noted. */
+FLASH_EXPORT size_t flash_cfg_record_end(void);
+
 /* Serialises the (resolved) tree as YAML; caller frees. */
 FLASH_EXPORT char *flash_cfg_to_yaml(const flash_cfg *n);
 /* Writes the YAML atomically (temp file, fsync, rename). */

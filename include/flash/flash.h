@@ -47,16 +47,18 @@ extern "C" {
 #define FLASH_PRINTF(a, b)
 #endif
 
-/* Status codes. Tools map FLASH_ERR_CONFIG and FLASH_ERR_USAGE to exit code 2,
- * every other failure to exit code 1. Values only grow at the end. */
+/* Status codes. Tools map FLASH_ERR_CONFIG, FLASH_ERR_USAGE and
+ * FLASH_ERR_INPUT (bad input of any kind) to exit code 2, every other
+ * failure to exit code 1. Values only grow at the end. */
 typedef enum flash_status {
     FLASH_OK = 0,
     FLASH_ERR_RUNTIME = 1, /* numerical failure, bad state */
     FLASH_ERR_CONFIG = 2,  /* bad YAML, unknown key, wrong type, unknown plugin */
     FLASH_ERR_USAGE = 3,   /* bad command-line use */
-    FLASH_ERR_IO = 4,      /* file missing, truncated, corrupted, write failed */
+    FLASH_ERR_IO = 4,      /* a write or another file operation failed */
     FLASH_ERR_NOMEM = 5,
     FLASH_ERR_PLUGIN = 6, /* a shared object that cannot be loaded or is malformed */
+    FLASH_ERR_INPUT = 7,  /* an input file missing, unreadable, malformed or truncated (the readers) */
 } flash_status;
 
 /* Caller-owned error: the first failure fills it; message names file, line,

@@ -30,6 +30,7 @@
 #include <stdio.h>
 
 #include "flash/flash.h"
+#include "flash/schema.h"
 
 #ifdef __cplusplus
 extern "C" {

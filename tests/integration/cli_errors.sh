@@ -6,11 +6,14 @@
 source "${BASH_SOURCE%/*}/common.bash"
 cd "$tmp"
 
-printf 'dataset:\n  plugin: toy2d\n  kind: [checkerboard\nloss: {plugin: mse}\n' >syntax.yaml
+printf 'dataset:\n  plugin: toy2d\n  kind: [checkerboard\nlosses: [{plugin: mse}]\n' >syntax.yaml
 expect 2 "syntax error" 'syntax\.yaml:[0-9]+:[0-9]+' -- check syntax.yaml
 
-printf 'dataset: {plugin: toy2d}\nloss:\n  plugin: mse\n  wieght: 2\n' >unknown_key.yaml
-expect 2 "unknown key" 'unknown_key\.yaml:4:3' 'wieght' "did you mean 'weight'" -- check unknown_key.yaml
+printf 'dataset: {plugin: toy2d}\nlosses:\n  - plugin: mse\n    wieght: 2\n' >unknown_key.yaml
+expect 2 "unknown key" 'unknown_key\.yaml:4:5' 'wieght' "did you mean 'weight'" -- check unknown_key.yaml
+printf 'dataset: {plugin: toy2d}\nloss: {plugin: mse}\n' >unknown_top.yaml
+expect 2 "unknown top-level key" 'unknown_top\.yaml:2:[0-9]+' "unknown top-level key 'loss' \(did you mean 'losses'\?\)" \
+  -- check unknown_top.yaml
 
 printf 'dataset:\n  plugin: toy2d\n  n_train: lots\n' >wrong_type.yaml
 expect 2 "wrong type" 'wrong_type\.yaml:3:[0-9]+' 'n_train' -- check wrong_type.yaml
@@ -28,18 +31,18 @@ expect 2 "missing base" 'missing_base\.yaml:1:[0-9]+' 'extends' 'no_such_base\.y
 printf 'dataset:\n  plugin: toy2d\n  kind: moons\n' >bad_value.yaml
 expect 2 "bad enum value" 'bad_value\.yaml:3:[0-9]+' 'kind' 'two_moons' -- check bad_value.yaml
 
-printf 'dataset: {plugin: toy2d}\nloss: {plugin: mse}\n' >good.yaml
+printf 'dataset: {plugin: toy2d}\nevaluator: {plugin: mlp, dim: 2}\n' >good.yaml
 expect 0 "valid config" 'ok' -- check good.yaml
 grep -q 'plugin: toy2d' out || fail "resolved config not printed"
-expect 2 "--set unknown key" '--set' 'loss\.wieght' -- check good.yaml --set loss.wieght=2
-expect 0 "--set applied" -- check good.yaml --set loss.weight=0.25
-grep -q 'weight: 0.25' out || fail "--set not in the resolved config: $(cat out)"
+expect 2 "--set unknown key" '--set' 'dataset\.knid' "did you mean 'kind'" -- check good.yaml --set dataset.knid=moons
+expect 0 "--set applied" -- check good.yaml --set dataset.n_train=25
+grep -q 'n_train: 25' out || fail "--set not in the resolved config: $(cat out)"
 
-# slots inside plain maps and lists of slots are checked too
-printf 'group:\n  data: {plugin: toy2d, kind: two_moons}\n  inner:\n    losses: [{plugin: mse}, {plugin: mse, weight: 2}]\n' >nested.yaml
-expect 0 "nested slots" '3 components created' -- check nested.yaml
-printf 'group:\n  inner:\n    loss: {plugin: mse, wieght: 1}\n' >nested_bad.yaml
-expect 2 "nested unknown key" 'nested_bad\.yaml:3:[0-9]+' 'group\.inner\.loss\.wieght' -- check nested_bad.yaml
+# lists of slots are checked too; x- blocks are free-form (anchors), checked where they are used
+printf 'x-data: &d {plugin: toy2d, kind: two_moons, wieght: 1}\ndataset: {plugin: toy2d, kind: two_moons}\nlosses: [{plugin: mse}, {plugin: mse, weight: 2}]\n' >nested.yaml
+expect 0 "lists of slots" '3 components created' -- check nested.yaml
+printf 'losses:\n  - {plugin: mse}\n  - {plugin: mse, wieght: 1}\n' >nested_bad.yaml
+expect 2 "unknown key in a list" 'nested_bad\.yaml:3:[0-9]+' 'losses\.1\.wieght|losses\[1\]\.wieght' -- check nested_bad.yaml
 
 expect 2 "missing config" 'nope\.yaml' -- check nope.yaml
 expect 2 "no config" 'missing CONFIG' -- check

@@ -23,6 +23,8 @@ check() {
 }
 n=0
 for f in configs/quickstart.yaml configs/distill/*.yaml; do
+  # a base is not run by itself (it names no sampler): the recipes that extend it are checked
+  [[ $f == configs/distill/base.yaml ]] && continue
   check "$f" >"$tmp/$(basename "$f").out" 2>"$tmp/err" || fail "$f: $(cat "$tmp/err")"
   n=$((n + 1))
 done

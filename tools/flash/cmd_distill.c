@@ -51,7 +51,7 @@ int flash_cmd_distill(int argc, char **argv)
     flash_error err = {0};
     flash_cli_pipeline p;
     if (flash_cli_pipeline_load(&p, a.config, &a.sets, &err)) return flash_cli_fail("distill", &err);
-    if (flash_pipeline_threads(p.root, &err)) {
+    if (flash_schema_check(p.root, FLASH_FOR_DISTILL, p.registry, &err) || flash_pipeline_threads(p.root, &err)) {
         flash_cli_pipeline_free(&p);
         return flash_cli_fail("distill", &err);
     }

@@ -206,7 +206,8 @@ int flash_cmd_eval(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
 
     const flash_cfg *metrics = flash_cfg_get(p.root, "metrics");
-    if (!metrics || flash_cfg_kind(metrics) != FLASH_CFG_SEQ || flash_cfg_len(metrics) == 0)
+    st = flash_schema_check(p.root, FLASH_FOR_EVAL, p.registry, &err);
+    if (!st && (!metrics || flash_cfg_kind(metrics) != FLASH_CFG_SEQ || flash_cfg_len(metrics) == 0))
         st = flash_cfg_error(metrics ? metrics : p.root, &err, "flash eval needs a 'metrics:' list of metric slots");
     if (!st) st = flash_pipeline_threads(p.root, &err);
     const char *device = "cpu";

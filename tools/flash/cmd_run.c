@@ -73,7 +73,8 @@ int flash_cmd_run(int argc, char **argv)
     if (flash_cli_pipeline_load(&p, a.config, &a.sets, &err)) return flash_cli_fail("run", &err);
     flash_run_opts o = {.size = sizeof o, .root = p.root, .registry = p.registry, .config_path = a.config,
                         .out_dir = a.out, .log = stderr, .table = stdout};
-    flash_status st = flash_run_pipeline(&o, &err);
+    flash_status st = flash_schema_check(p.root, FLASH_FOR_RUN, p.registry, &err);
+    if (!st) st = flash_run_pipeline(&o, &err);
     flash_cli_pipeline_free(&p);
     return st ? flash_cli_fail("run", &err) : FLASH_EXIT_OK;
 }

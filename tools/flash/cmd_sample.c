@@ -128,6 +128,7 @@ int flash_cmd_sample(int argc, char **argv) {
     flash_status st = FLASH_OK;
 
     long seed = 0;
+    if ((st = flash_schema_check(p.root, FLASH_FOR_SAMPLE, p.registry, &err))) goto done;
     if (a.seed >= 0) {
         seed = a.seed;
     } else if ((st = flash_cfg_int(p.root, "seed", 0, &seed, &err))) {

@@ -44,29 +44,6 @@ static const flash_command train_cmd = {
                 "(including the non-finite loss guard, which keeps the last checkpoint).\n",
 };
 
-/* Top-level keys a training pipeline may carry besides its slots. */
-static const char *const top_keys[] = {"seed",     "threads",  "device", "plugin_paths", "train",       "dataset",
-                                       "model",    "schedule", "strategy", "name",        "description", NULL};
-
-static flash_status check_top_keys(const flash_cfg *root, flash_error *err)
-{
-    for (size_t i = 0; i < flash_cfg_len(root); i++) {
-        const char *k = flash_cfg_key_at(root, i);
-        const flash_cfg *v = flash_cfg_at(root, i);
-        int known = 0;
-        for (size_t j = 0; top_keys[j]; j++) known |= strcmp(k, top_keys[j]) == 0;
-        /* Other component slots (a sampler or metrics used by flash eval on
-         * the same config) are not this command's business. */
-        if (known || (flash_cfg_kind(v) == FLASH_CFG_MAP && flash_cfg_get(v, "plugin")) ||
-            flash_cfg_kind(v) == FLASH_CFG_SEQ)
-            continue;
-        const char *dym = flash_did_you_mean(k, top_keys);
-        if (dym) return flash_cfg_error(v, err, "unknown top-level key '%s' (did you mean '%s'?)", k, dym);
-        return flash_cfg_error(v, err, "unknown top-level key '%s'", k);
-    }
-    return FLASH_OK;
-}
-
 static void default_run_dir(const char *config, char *out, size_t n)
 {
     char tmp[4096];
@@ -108,7 +85,7 @@ int flash_cmd_train(int argc, char **argv)
     char *yaml = NULL;
     flash_status st = flash_cli_pipeline_load(&pl, config, &a.sets, &err);
     if (st) return flash_cli_fail("train", &err);
-    if ((st = check_top_keys(pl.root, &err))) goto done;
+    if ((st = flash_schema_check(pl.root, FLASH_FOR_TRAIN, pl.registry, &err))) goto done;
     if (threads == 0) {
         if ((st = flash_cfg_int(pl.root, "threads", 2, &threads, &err))) goto done;
         if (threads < 1 || threads > 1024) {

@@ -40,7 +40,11 @@ static void usage(FILE *f)
     fprintf(f,
             "\n"
             "'flash help COMMAND' or 'flash COMMAND --help' describes a command.\n"
-            "Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.\n"
+            "Exit codes: 0 success;\n"
+            "            1 runtime failure (a non-finite loss, a failed write, out of memory);\n"
+            "            2 bad input of any kind: options, a config (an unknown or misspelt key\n"
+            "              anywhere, a wrong type or value: file:line:col and a did-you-mean),\n"
+            "              an input file missing, unreadable, malformed or truncated.\n"
             "Environment: FLASH_PLUGIN_PATH (extra plugin files or directories, ':'-separated),\n"
             "             FLASH_PLUGIN_DIR (replaces the built-in plugin directory).\n");
 }

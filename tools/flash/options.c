@@ -21,7 +21,8 @@ int flash_cli_exit_code(flash_status st)
     switch (st) {
     case FLASH_OK: return FLASH_EXIT_OK;
     case FLASH_ERR_CONFIG:
-    case FLASH_ERR_USAGE: return FLASH_EXIT_USAGE;
+    case FLASH_ERR_USAGE:
+    case FLASH_ERR_INPUT: return FLASH_EXIT_USAGE;
     default: return FLASH_EXIT_FAIL;
     }
 }

@@ -117,7 +117,7 @@ int flash_cli_usage(const char *cmd, const char *fmt, ...) FLASH_PRINTF(2, 3);
  * than 0 of a data-parallel run (comm.h), whose messages would repeat rank
  * 0's. */
 bool flash_cli_speaks(void);
-/* flash_status -> exit code: 0 ok, 2 usage or config, 1 anything else. */
+/* flash_status -> exit code: 0 ok, 2 bad input (usage, config, an input file), 1 anything else. */
 int flash_cli_exit_code(flash_status st);
 /* Prints "flash <cmd>: <message>" to stderr and returns the exit code. */
 int flash_cli_fail(const char *cmd, const flash_error *err);
