@@ -11,6 +11,7 @@ packages=(
   dataset-fashion-mnist python3-numpy
   chromium
   clang libclang-rt-14-dev
+  openmpi-bin libopenmpi-dev
 )
 
 missing=()
