@@ -98,6 +98,27 @@ static flash_status set_walk(flash_cfg *root, const char *keypath, flash_cfg ***
     }
 }
 
+/* Is s valid UTF-8 with no control characters? */
+static bool key_text_ok(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        int more = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
+        if (more < 0 || (c < 0x80 && (c < 0x20 || c == 0x7f))) return false;
+        if (c == 0xC0 || c == 0xC1 || c > 0xF4) return false; /* overlong or past U+10FFFF */
+        unsigned cp = more == 0 ? c : more == 1 ? (c & 0x1F) : more == 2 ? (c & 0x0F) : (c & 0x07);
+        p++;
+        for (int i = 0; i < more; i++, p++) {
+            if ((*p & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (*p & 0x3F);
+        }
+        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp < 0xA0) || cp == 0xFFFE || cp == 0xFFFF)
+            return false;
+    }
+    return true;
+}
+
 flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error *err) {
     if (!assignment) return flash_error_set(err, FLASH_ERR_USAGE, "--set: no assignment given");
     const char *eq = strchr(assignment, '=');
@@ -109,6 +130,15 @@ flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error 
     char *keypath = cfg_strndup(assignment, (size_t)(eq - assignment));
     if (!keypath) return cfg_nomem(err);
     const char *value = eq + 1;
+    /* A key read from YAML is UTF-8 without control characters (libyaml's
+     * reader checks); a key from the command line must be too, or the
+     * config would print as YAML that no reader accepts. */
+    if (!key_text_ok(keypath)) {
+        free(keypath);
+        return flash_error_set(err, FLASH_ERR_USAGE,
+                               "--set: the key must be UTF-8 text without control characters (a dotted path such "
+                               "as sampler.steps)");
+    }
 
     flash_cfg *val = NULL;
     flash_error perr = {0};

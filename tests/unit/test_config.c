@@ -706,6 +706,22 @@ END_TEST
 
 /* ---- building, cloning, emitting ------------------------------------------ */
 
+/* A --set key is text a YAML reader accepts: UTF-8 without control
+ * characters (a fuzzer found one that printed as YAML no reader takes). */
+START_TEST(test_set_key_text) {
+    flash_cfg *r = parse_ok("a: 1\n");
+    flash_error err = {0};
+    const char *bad[] = {"a\xf6\x8c.b=1", "a\nb=1", "x\x01=2", "\xc0\xaf=1", "\xed\xa0\x80=1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(flash_cfg_set(r, bad[i], &err), FLASH_ERR_USAGE);
+        ck_assert_msg(strstr(err.msg, "UTF-8 text without control characters") != NULL, "%s", err.msg);
+    }
+    ck_assert_int_eq(flash_cfg_set(r, "caf\xc3\xa9.b=2", &err), FLASH_OK);
+    ck_assert_str_eq(flash_cfg_scalar(flash_cfg_path(r, "caf\xc3\xa9.b")), "2");
+    flash_cfg_free(r);
+}
+END_TEST
+
 START_TEST(test_build_and_clone) {
     flash_error err = {0};
     flash_cfg *m = flash_cfg_new_map("built");
@@ -950,6 +966,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_roundtrip_types);
     tcase_add_test(tc, test_write);
     tcase_add_test(tc, test_print_idempotent);
+    tcase_add_test(tc, test_set_key_text);
     suite_add_tcase(s, tc);
     return s;
 }
