@@ -6,6 +6,7 @@
  * for class-conditional models), plots and a table. */
 #include "flash/pipeline.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "flash/diffusion.h"
 #include "flash/schema.h"
 #include "flash/trainer.h"
+#include "pipeline/provenance.h"
 
 #define MAX_VARIANTS 64
 #define MAX_VARIANT_SETS 32
@@ -45,6 +47,7 @@ typedef struct run_ctx {
     float *xs;
     size_t per;
     flash_model_info mi;
+    flash_plugin_files plugins; /* of the pipeline as given, for results.json */
     result res[MAX_VARIANTS];
     int n_res;
 } run_ctx;
@@ -144,7 +147,10 @@ static flash_status teacher_stage(run_ctx *R, flash_error *err)
         flash_train_opts o = {.size = sizeof o, .root = tc, .registry = R->registry, .run_dir = dir, .resume = have,
                               .progress = true};
         say(R, "training the teacher into %s", dir);
-        st = flash_train_run(&o, err);
+        char record[4200];
+        snprintf(record, sizeof record, "%s/%s", dir, FLASH_RUN_CONFIG);
+        if (!(st = flash_mkdirs(dir, err)) && !(st = flash_pipeline_write_config(record, tc, R->registry, err)))
+            st = flash_train_run(&o, err);
         if (st) flash_error_prefix(err, "teacher_train");
     }
     flash_cfg_free(tc);
@@ -322,34 +328,103 @@ static result *find_result(run_ctx *R, const char *name)
     return NULL;
 }
 
-/* A variant's run directory belongs to one config: DIR/<variant>/config.yaml
- * records it, and a later run with a different one stops instead of
+/* The "# plugin HASH PATH" line of a config record that names path (from
+ * its hash on), or NULL. */
+static const char *plugin_line(const char *text, const char *path)
+{
+    const size_t pl = strlen(FLASH_CONFIG_RECORD_PLUGIN), n = strlen(path);
+    for (const char *l = text; l && l[0] == '#'; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (strncmp(l, FLASH_CONFIG_RECORD_PLUGIN, pl) == 0 && strlen(l + pl) > 17 &&
+            strncmp(l + pl + 17, path, n) == 0 && (l[pl + 17 + n] == '\n' || l[pl + 17 + n] == '\0'))
+            return l + pl;
+    return NULL;
+}
+
+/* Why a variant's recorded plugin files (old, a config record) differ from
+ * the present ones (pf), into why; false when they are the same files with
+ * the same bytes. */
+static bool plugins_differ(const char *old, const flash_plugin_files *pf, char *why, size_t size)
+{
+    size_t n_old = 0;
+    const size_t pl = strlen(FLASH_CONFIG_RECORD_PLUGIN);
+    for (const char *l = old; l && l[0] == '#'; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        n_old += strncmp(l, FLASH_CONFIG_RECORD_PLUGIN, pl) == 0;
+    if (n_old == 0 && pf->n > 0) {
+        snprintf(why, size, "records no plugin files (it was written before flash recorded them)");
+        return true;
+    }
+    for (size_t i = 0; i < pf->n; i++) {
+        char hash[17];
+        snprintf(hash, sizeof hash, "%016" PRIx64, pf->hash[i]);
+        const char *l = plugin_line(old, pf->path[i]);
+        if (!l) {
+            snprintf(why, size, "was distilled without plugin file %s", pf->path[i]);
+            return true;
+        }
+        if (strncmp(l, hash, 16) != 0) {
+            snprintf(why, size, "was distilled by another build of plugin %s (FNV-1a %.16s then, %s now: rebuilt)",
+                     pf->path[i], l, hash);
+            return true;
+        }
+    }
+    if (n_old != pf->n) {
+        snprintf(why, size, "was distilled with plugin files this run does not use");
+        return true;
+    }
+    return false;
+}
+
+/* A variant's run directory belongs to one config and one build of its
+ * plugins: DIR/<variant>/config.yaml records both (the resolved config and
+ * the content hash of each plugin file its components come from), and a
+ * later run with a different config or a rebuilt plugin stops instead of
  * reusing (or resuming) a student distilled otherwise. */
-static flash_status same_config(const flash_cfg *cfg, const char *dir, const char *name, flash_error *err)
+static flash_status same_config(const run_ctx *R, const flash_cfg *cfg, const char *dir, const char *name,
+                                flash_error *err)
 {
     char path[4300];
     snprintf(path, sizeof path, "%s/%s", dir, FLASH_RUN_CONFIG);
     /* the comparison's own settings (samples, variants) are not the student's */
     flash_cfg *copy = flash_cfg_clone(cfg);
     flash_error e2 = {0};
-    char *yaml = copy && flash_cfg_set(copy, "run=null", &e2) == FLASH_OK ? flash_cfg_to_yaml(copy) : NULL;
+    if (!copy || flash_cfg_set(copy, "run=null", &e2) != FLASH_OK) {
+        flash_cfg_free(copy);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: cannot serialise the config");
+    }
+    flash_plugin_files pf;
+    flash_status st = flash_plugin_files_of(copy, R->registry, &pf, err);
+    if (st) {
+        flash_cfg_free(copy);
+        return st;
+    }
+    char *record = flash_config_record(copy, &pf);
     flash_cfg_free(copy);
-    if (!yaml) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: cannot serialise the config");
-    flash_status st = FLASH_OK;
+    if (!record) {
+        flash_plugin_files_free(&pf);
+        return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: cannot serialise the config");
+    }
     struct stat sb;
     if (stat(path, &sb) == 0) {
-        char *old = NULL;
+        char *old = NULL, why[4500];
         size_t n = 0;
-        if ((st = flash_read_file(path, &old, &n, err)) == FLASH_OK && (n != strlen(yaml) || memcmp(old, yaml, n)))
-            st = flash_error_set(err, FLASH_ERR_USAGE,
-                                 "variant '%s': %s was distilled with a different config (%s); remove the directory "
-                                 "or choose another --out",
-                                 name, dir, path);
+        if ((st = flash_read_file(path, &old, &n, err)) == FLASH_OK) {
+            if (strcmp(flash_config_record_body(old), flash_config_record_body(record)) != 0)
+                st = flash_error_set(err, FLASH_ERR_USAGE,
+                                     "variant '%s': %s was distilled with a different config (%s); remove the "
+                                     "directory or choose another --out",
+                                     name, dir, path);
+            else if (plugins_differ(old, &pf, why, sizeof why))
+                st = flash_error_set(err, FLASH_ERR_USAGE,
+                                     "variant '%s': the student in %s %s (%s); it is not reused: remove the "
+                                     "directory or choose another --out",
+                                     name, dir, why, path);
+        }
         free(old);
     } else if ((st = flash_mkdirs(dir, err)) == FLASH_OK) {
-        st = flash_write_file_atomic(path, yaml, strlen(yaml), err);
+        st = flash_write_file_atomic(path, record, strlen(record), err);
     }
-    free(yaml);
+    flash_plugin_files_free(&pf);
+    free(record);
     return st;
 }
 
@@ -416,7 +491,7 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
         snprintf(dir, sizeof dir, "%s/%s", R->out, src ? src->name : name);
         snprintf(ckpt, sizeof ckpt, "%s/%s", dir, FLASH_RUN_CHECKPOINT);
         if (!src) {
-            if ((st = same_config(cfg, dir, name, err))) goto done;
+            if ((st = same_config(R, cfg, dir, name, err))) goto done;
             struct stat sb, sa;
             const bool had = stat(ckpt, &sb) == 0;
             flash_distill_opts o = {.size = sizeof o, .root = cfg, .registry = R->registry, .run_dir = dir,
@@ -450,6 +525,16 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
         m = &student;
     }
     if ((st = sample_bank(R, &sched, m, &sampler, device, res, err))) goto done;
+    /* a diverged model or sampler must not pass for a result */
+    const int64_t bad = flash_first_nonfinite(R->xs, (size_t)R->n * R->per);
+    if (bad >= 0) {
+        st = flash_error_set(err, FLASH_ERR_RUNTIME,
+                             "variant '%s': sample %lld of the noise bank came out non-finite (%s at value %lld); "
+                             "the model or the sampler '%s' diverged",
+                             name, (long long)((size_t)bad / R->per), flash_nonfinite_name(R->xs[bad]),
+                             (long long)((size_t)bad % R->per), sampler.comp->name);
+        goto done;
+    }
     if ((st = evaluate(R, &teacher, device, res, err))) goto done;
     res->done = 1;
     R->n_res++;
@@ -478,7 +563,13 @@ static flash_status write_results(const run_ctx *R, const char *config, flash_er
     FILE *f = af.f;
     fputs("{\n  \"config\": ", f);
     flash_json_str(f, config);
-    fprintf(f, ",\n  \"samples\": %ld,\n  \"noise_seed\": %ld,\n  \"threads\": %d,\n  \"variants\": [", R->n,
+    fputs(",\n  \"config_record\": \"" FLASH_RUN_CONFIG "\",\n  \"plugins\": [", f);
+    for (size_t i = 0; i < R->plugins.n; i++) {
+        fputs(i ? ", {\"path\": " : "{\"path\": ", f);
+        flash_json_str(f, R->plugins.path[i]);
+        fprintf(f, ", \"fnv1a64\": \"%016" PRIx64 "\"}", R->plugins.hash[i]);
+    }
+    fprintf(f, "],\n  \"samples\": %ld,\n  \"noise_seed\": %ld,\n  \"threads\": %d,\n  \"variants\": [", R->n,
             R->noise_seed, flash_get_threads());
     for (int i = 0; i < R->n_res; i++) {
         const result *r = &R->res[i];
@@ -563,6 +654,11 @@ flash_status flash_run_pipeline(const flash_run_opts *o, flash_error *err)
     }
     /* the run folder first: a symlink or a file there is refused, not written into */
     if ((st = flash_mkdirs(out, err))) goto done;
+    /* the run as it was resolved, with the plugin files it came from */
+    snprintf(sub, sizeof sub, "%s/%s", out, FLASH_RUN_CONFIG);
+    if ((st = flash_plugin_files_of(R->root, R->registry, &R->plugins, err)) ||
+        (st = flash_pipeline_write_config(sub, R->root, R->registry, err)))
+        goto done;
     snprintf(sub, sizeof sub, "%s/samples", out);
     if ((st = flash_mkdirs(sub, err))) goto done;
     snprintf(sub, sizeof sub, "%s/plots", out);
@@ -579,6 +675,7 @@ done:
     free(R->xT);
     free(R->xs);
     free(R->labels);
+    flash_plugin_files_free(&R->plugins);
     free(R);
     return st;
 }

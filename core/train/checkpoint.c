@@ -25,6 +25,7 @@
 #include "runtime/io_internal.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,19 @@ uint64_t flash_fnv1a64(uint64_t h, const void *data, size_t n)
         h *= 0x100000001b3ull;
     }
     return h;
+}
+
+/* The index of the first non-finite float32 of a tensor's bytes (which
+ * need not be aligned in the file), or -1. */
+static int64_t first_nonfinite_bytes(const void *data, size_t nbytes)
+{
+    const unsigned char *b = data;
+    for (size_t i = 0; i + sizeof(float) <= nbytes; i += sizeof(float)) {
+        float v;
+        memcpy(&v, b + i, sizeof v);
+        if (!isfinite(v)) return (int64_t)(i / sizeof v);
+    }
+    return -1;
 }
 
 /* The three optional blocks that share the parameters' layout. */
@@ -338,6 +352,16 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
             st = check_tensor(path, s, name, flash_params_at(p, i), err);
             if (st)
                 goto done;
+            /* the training loop's guard stops before a non-finite update,
+             * so a trained model's checkpoint never holds NaN or infinity:
+             * one that does was damaged or made elsewhere */
+            const int64_t bad = first_nonfinite_bytes(s->data, s->nbytes);
+            if (bad >= 0) {
+                st = flash_error_set(err, FLASH_ERR_INPUT, "%s: tensor '%s' holds a non-finite value (at index %lld): "
+                                     "refused",
+                                     path, name, (long long)bad);
+                goto done;
+            }
             src[(size_t)(b + 1) * np + i] = s;
             present[b + 1]++;
             matched++;

@@ -73,6 +73,17 @@ typedef struct flash_array {
 FLASH_EXPORT size_t flash_array_numel(const flash_array *a);
 FLASH_EXPORT void flash_array_free(flash_array *a);
 
+/* ---- finite values ------------------------------------------------------
+ * NaN or infinity in an input (noise, samples, a dataset, a checkpoint)
+ * poisons every number computed from it without another sign of trouble,
+ * so readers refuse it (FLASH_ERR_INPUT) naming the file and the first bad
+ * index. The index of the first non-finite value, or -1 when every value
+ * is finite (an integer array always is). */
+FLASH_EXPORT int64_t flash_first_nonfinite(const float *x, size_t n);
+FLASH_EXPORT int64_t flash_array_first_nonfinite(const flash_array *a);
+/* "NaN", "+inf" or "-inf", for messages about a non-finite value. */
+FLASH_EXPORT const char *flash_nonfinite_name(double v);
+
 /* ---- NPY (version 1.0/2.0, little-endian, C order) --------------------- */
 FLASH_EXPORT flash_status flash_npy_write(const char *path, flash_dtype dtype, int ndim, const int64_t *shape,
                                           const void *data, flash_error *err);

@@ -115,6 +115,28 @@ FLASH_EXPORT flash_status flash_report_write(const char *dir, const char *baseli
 
 /* ---- pieces the commands share ---------------------------------------- */
 
+/* Paths in a config made absolute, so a config written into a run folder
+ * names the same files from any directory. A relative path is taken
+ * relative to the config file that gave it when something exists there,
+ * else relative to the current directory (a file named from where flash
+ * runs, as configs/distill/ names runs/teacher/, or an output that does not
+ * exist yet); a value from --set is relative to the current directory.
+ * Paths are: plugin_paths, every top-level `*_checkpoint`, and in any
+ * component slot (a map with `plugin:`) the keys path, test_path, labels,
+ * test_labels, checkpoint, evaluator and reference (when a string). The
+ * commands apply it right after loading a config. */
+FLASH_EXPORT flash_status flash_cfg_absolute_paths(flash_cfg *root, flash_error *err);
+
+/* Writes path (atomically): the resolved config as YAML after comment lines
+ * naming each plugin file its components come from (the files of the
+ * components its `plugin:` keys name, canonical paths) with the FNV-1a 64
+ * hash of its contents, "# plugin HASH PATH". The file loads as the config:
+ * `flash distill RUN/config.yaml` reruns the run from any directory. */
+FLASH_EXPORT flash_status flash_pipeline_write_config(const char *path, const flash_cfg *root,
+                                                      const flash_registry *r, flash_error *err);
+/* The YAML of a config record: text after its leading comment lines. */
+FLASH_EXPORT const char *flash_config_record_body(const char *text);
+
 /* Sets the threads from the config's top-level `threads:` (default 2). */
 FLASH_EXPORT flash_status flash_pipeline_threads(const flash_cfg *root, flash_error *err);
 

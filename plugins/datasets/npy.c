@@ -55,6 +55,15 @@ static flash_status npy_load_split(npyds *d, int s, const flash_cfg *cfg, const 
                              xpath, flash_dtype_name(a.dtype), a.ndim);
         goto out;
     }
+    /* one NaN in the data turns the loss, and every weight after it, into NaN */
+    const int64_t bad = flash_array_first_nonfinite(&a);
+    if (bad >= 0) {
+        const size_t per = flash_array_numel(&a) / (size_t)a.shape[0];
+        st = flash_error_set(err, FLASH_ERR_INPUT, "npy: %s: example %lld holds %s (value %lld of it): refused",
+                             xpath, (long long)((size_t)bad / per), flash_nonfinite_name(((const float *)a.data)[bad]),
+                             (long long)((size_t)bad % per));
+        goto out;
+    }
     int ndim = a.ndim - 1;
     for (int i = 0; i < ndim; i++)
         if (a.shape[i + 1] < 1 || a.shape[i + 1] > (1 << 20)) {

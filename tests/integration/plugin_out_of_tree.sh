@@ -43,7 +43,7 @@ YAML
 cd "$tmp"
 env -u FLASH_PLUGIN_DIR -u FLASH_PLUGIN_PATH "$flash" plugins --config work/configs/pipeline.yaml --kind loss >"$tmp/list" ||
   fail "flash plugins --config failed"
-grep -q "^loss  *my_loss  *work/configs/\.\./plugins/my_loss\.so  *mean absolute error" "$tmp/list" ||
+grep -q "^loss  *my_loss  *$tmp/work/configs/\.\./plugins/my_loss\.so  *mean absolute error" "$tmp/list" ||
   fail "my_loss not listed: $(cat "$tmp/list")"
 
 env -u FLASH_PLUGIN_DIR -u FLASH_PLUGIN_PATH "$flash" check work/configs/pipeline.yaml >"$tmp/out" 2>"$tmp/err" ||

@@ -276,6 +276,35 @@ START_TEST(test_truncated_refused)
 }
 END_TEST
 
+/* A checkpoint can hold NaN or infinity only if it was damaged or made
+ * elsewhere (the training loop's guard stops before such an update): a
+ * well-formed one with a valid checksum is refused all the same, naming
+ * the tensor, and nothing is loaded. */
+START_TEST(test_nonfinite_refused)
+{
+    flash_error err = {0};
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 3; k++) {
+        flash_params *p = make_params(2);
+        flash_rng r;
+        flash_rng_seed(&r, 3);
+        flash_rng_fill_normal(&r, flash_params_data(p), flash_params_count(p));
+        const flash_tensor *bias = flash_params_at(p, 1);
+        bias->data[2] = bad[k];
+        const char *path = tmp_path("nonfinite.safetensors");
+        ck_assert_msg(flash_checkpoint_save(path, p, NULL, &err) == FLASH_OK, "%s", err.msg);
+        flash_params *q = make_params(2);
+        ck_assert_int_eq(flash_checkpoint_load(path, q, NULL, &err), FLASH_ERR_INPUT);
+        ck_assert_msg(strstr(err.msg, path) && strstr(err.msg, "'conv.bias'") && strstr(err.msg, "non-finite") &&
+                          strstr(err.msg, "index 2"),
+                      "%s", err.msg);
+        for (size_t i = 0; i < flash_params_count(q); i++) ck_assert(isfinite(flash_params_data(q)[i]));
+        flash_params_destroy(q);
+        flash_params_destroy(p);
+    }
+}
+END_TEST
+
 START_TEST(test_mismatched_model_refused)
 {
     flash_error err = {0};
@@ -329,6 +358,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, test_any_flipped_bit_refused);
     tcase_add_test(tc, test_truncated_refused);
     tcase_add_test(tc, test_mismatched_model_refused);
+    tcase_add_test(tc, test_nonfinite_refused);
     suite_add_tcase(s, tc);
     return s;
 }

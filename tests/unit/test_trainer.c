@@ -73,11 +73,11 @@ START_TEST(test_train_config_errors)
 }
 END_TEST
 
-/* 64 images (1, 8, 8) of zeros except example 37, which is all NaN. */
-static void write_poisoned(const char *path)
+/* 64 images (1, 8, 8) of zeros except example 37, all `value`. */
+static void write_poisoned(const char *path, float value)
 {
     float *x = calloc(64 * 64, sizeof *x);
-    for (int j = 0; j < 64; j++) x[37 * 64 + j] = NAN;
+    for (int j = 0; j < 64; j++) x[37 * 64 + j] = value;
     int64_t shape[4] = {64, 1, 8, 8};
     flash_error err = {0};
     ck_assert_msg(flash_npy_write(path, FLASH_F32, 4, shape, x, &err) == FLASH_OK, "%s", err.msg);
@@ -92,13 +92,16 @@ START_TEST(test_nan_guard)
     snprintf(data, sizeof data, "%s/x.npy", dir);
     snprintf(run, sizeof run, "%s/run", dir);
     snprintf(ckpt, sizeof ckpt, "%s/%s", run, FLASH_RUN_CHECKPOINT);
-    write_poisoned(data);
+    /* finite data (a dataset holding NaN is refused when it loads) with one
+     * example so large that the x0 loss, its square error, overflows: the
+     * non-finite value arises inside training */
+    write_poisoned(data, 1e30f);
     snprintf(yaml, sizeof yaml,
              "seed: 1\n"
              "dataset: {plugin: npy, path: %s}\n"
              "schedule: {plugin: discrete}\n"
              "model: {plugin: unet, base_channels: 8, groups: 4, num_classes: 0, image_size: 8, mid_blocks: 1}\n"
-             "strategy: {plugin: denoise}\n"
+             "strategy: {plugin: denoise, prediction: sample}\n"
              "train: {steps: 16, batch_size: 8, ckpt_every: 1, log_every: 1}\n",
              data);
     flash_error err = {0};
@@ -110,8 +113,9 @@ START_TEST(test_nan_guard)
     flash_train_opts o = {.size = sizeof o, .root = root, .registry = reg, .run_dir = run, .resume = false};
     flash_status st = flash_train_run(&o, &err);
     /* The poisoned example is drawn within the first epoch (8 batches). */
-    ck_assert_int_eq(st, FLASH_ERR_RUNTIME);
-    ck_assert_msg(strstr(err.msg, "the loss is NaN") != NULL, "%s", err.msg);
+    ck_assert_msg(st == FLASH_ERR_RUNTIME, "%d: %s", st, err.msg);
+    ck_assert_msg(strstr(err.msg, "the loss is") != NULL || strstr(err.msg, "the gradient norm is") != NULL, "%s",
+                  err.msg);
     const char *at = strstr(err.msg, "step ");
     ck_assert_ptr_nonnull(at);
     long bad_step = strtol(at + 5, NULL, 10);
@@ -140,8 +144,49 @@ START_TEST(test_nan_guard)
         ck_assert_int_eq(flash_train_run(&o, &err), FLASH_ERR_USAGE);
         o.resume = true;
         ck_assert_int_eq(flash_train_run(&o, &err), FLASH_ERR_RUNTIME);
-        ck_assert_msg(strstr(err.msg, "the loss is NaN") != NULL, "%s", err.msg);
+        ck_assert_msg(strstr(err.msg, "the loss is") != NULL || strstr(err.msg, "the gradient norm is") != NULL,
+                      "%s", err.msg);
+        char want[64];
+        snprintf(want, sizeof want, "step %ld:", bad_step);
+        ck_assert_msg(strstr(err.msg, want) != NULL, "%s", err.msg);
     }
+    flash_registry_destroy(reg);
+    flash_cfg_free(root);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* A dataset holding NaN is refused when it loads, naming the file and the
+ * first bad example, before any step is taken. */
+START_TEST(test_nonfinite_dataset_refused)
+{
+    char dir[] = "/tmp/flash_test_trainer_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char data[128], run[128], yaml[1024];
+    snprintf(data, sizeof data, "%s/x.npy", dir);
+    snprintf(run, sizeof run, "%s/run", dir);
+    write_poisoned(data, NAN);
+    snprintf(yaml, sizeof yaml,
+             "seed: 1\n"
+             "dataset: {plugin: npy, path: %s}\n"
+             "schedule: {plugin: discrete}\n"
+             "model: {plugin: unet, base_channels: 8, groups: 4, num_classes: 0, image_size: 8, mid_blocks: 1}\n"
+             "strategy: {plugin: denoise}\n"
+             "train: {steps: 2, batch_size: 8}\n",
+             data);
+    flash_error err = {0};
+    flash_cfg *root = NULL;
+    ck_assert_msg(flash_cfg_parse_string(yaml, "test", &root, &err) == FLASH_OK, "%s", err.msg);
+    flash_registry *reg = flash_registry_create();
+    ck_assert_msg(flash_registry_load_dir(reg, FLASH_BINARY_DIR "/lib/flash/plugins", &err) == FLASH_OK, "%s",
+                  err.msg);
+    flash_train_opts o = {.size = sizeof o, .root = root, .registry = reg, .run_dir = run, .resume = false};
+    ck_assert_int_eq(flash_train_run(&o, &err), FLASH_ERR_INPUT);
+    ck_assert_msg(strstr(err.msg, data) != NULL && strstr(err.msg, "example 37") != NULL &&
+                      strstr(err.msg, "NaN") != NULL,
+                  "%s", err.msg);
     flash_registry_destroy(reg);
     flash_cfg_free(root);
     char cmd[200];
@@ -346,6 +391,7 @@ static Suite *trainer_suite(void)
     tcase_add_test(tc, test_lr_schedule);
     tcase_add_test(tc, test_train_config_errors);
     tcase_add_test(tc, test_nan_guard);
+    tcase_add_test(tc, test_nonfinite_dataset_refused);
     tcase_add_test(tc, test_denoise_targets);
     tcase_add_test(tc, test_denoise_label_dropout);
     suite_add_tcase(s, tc);

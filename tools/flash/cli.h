@@ -30,14 +30,17 @@ typedef struct flash_cli_pipeline {
     const char *config_path;
 } flash_cli_pipeline;
 
-/* Loads path, applies the --set and --device values in order, loads the
- * plugins. */
+/* Loads path, applies the --set and --device values in order, makes its
+ * paths absolute (flash_cfg_absolute_paths), loads the plugins. */
 flash_status flash_cli_pipeline_load(flash_cli_pipeline *p, const char *path, const flash_options_sets *sets,
                                      flash_error *err);
 /* The same from a config given as text (name says where it came from). */
 flash_status flash_cli_pipeline_parse(flash_cli_pipeline *p, const char *text, const char *name,
                                       const flash_options_sets *sets, flash_error *err);
 void flash_cli_pipeline_free(flash_cli_pipeline *p);
+/* The resolved config with its plugin files (flash_pipeline_write_config)
+ * next to an output file: x0.npy -> x0.config.yaml. */
+flash_status flash_cli_write_config_beside(const char *out, const flash_cli_pipeline *p, flash_error *err);
 
 /* Class labels from an NPY of int64 or int32 of shape (N): the first n
  * (N == n when exact, else N >= n) into a malloc'd array. A label outside

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <unistd.h>
 
 #include "flash/trainer.h"
 
@@ -54,6 +55,17 @@ int flash_cmd_distill(int argc, char **argv)
     if (flash_schema_check(p.root, FLASH_FOR_DISTILL, p.registry, &err) || flash_pipeline_threads(p.root, &err)) {
         flash_cli_pipeline_free(&p);
         return flash_cli_fail("distill", &err);
+    }
+    /* the run folder records what made it (pipeline.h); a refused run (a
+     * checkpoint there without --resume, refused by the loop) keeps its own */
+    char record[4200];
+    snprintf(record, sizeof record, "%s/%s", a.out, FLASH_RUN_CHECKPOINT);
+    if (a.resume || access(record, F_OK) != 0) {
+        snprintf(record, sizeof record, "%s/%s", a.out, FLASH_RUN_CONFIG);
+        if (flash_mkdirs(a.out, &err) || flash_pipeline_write_config(record, p.root, p.registry, &err)) {
+            flash_cli_pipeline_free(&p);
+            return flash_cli_fail("distill", &err);
+        }
     }
     flash_distill_opts o = {.size = sizeof o, .root = p.root, .registry = p.registry, .run_dir = a.out,
                             .resume = a.resume, .progress = true, .stop_after = a.until};

@@ -18,6 +18,7 @@
 typedef struct eval_args {
     const char *config, *samples, *labels, *out, *grid;
     long real, seed; /* seed -1: not given */
+    bool check_finite, no_check_finite;
     flash_options_sets sets;
 } eval_args;
 
@@ -37,6 +38,10 @@ static const flash_opt eval_opts[] = {
     FLASH_STRING("--out", "FILE", eval_args, out, "metrics as JSON (written atomically)"),
     FLASH_STRING("--grid", "FILE", eval_args, grid, "PNG of image samples: a row of 10 per class (10 classes),\n"
                                                     "or the first 100 without labels"),
+    FLASH_FLAG("--check-finite", eval_args, check_finite,
+        "refuse metric values that are NaN or infinite (the default):\n"
+        "exit 1 naming the metric"),
+    FLASH_FLAG("--no-check-finite", eval_args, no_check_finite, "report non-finite metric values as they are"),
     FLASH_OPT_FORCE_ENTRY,
     {0},
 };
@@ -48,7 +53,9 @@ static const flash_command eval_cmd = {
     .opts = eval_opts,
     .about = "Computes the config's metrics (fd, class_acc, precision_recall,\n"
              "sliced_wasserstein, ...) on a sample set (--samples FILE, or --real N)\n"
-             "and prints one summary line.\n",
+             "and prints one summary line. Samples holding NaN or infinity are refused\n"
+             "(exit 2). With --out, the resolved config goes next to it\n"
+             "(metrics.json: metrics.config.yaml).\n",
     .epilogue = "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n",
 };
 
@@ -62,6 +69,14 @@ static flash_status read_samples(const char *path, flash_tensor **out, flash_err
         a.shape[0] < 2) {
         flash_array_free(&a);
         return flash_error_set(err, FLASH_ERR_USAGE, "%s: expected float samples of shape (N >= 2, shape...)", path);
+    }
+    const int64_t bad = flash_array_first_nonfinite(&a);
+    if (bad >= 0) {
+        const size_t per = flash_array_numel(&a) / (size_t)a.shape[0];
+        const double v = a.dtype == FLASH_F32 ? ((const float *)a.data)[bad] : ((const double *)a.data)[bad];
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: sample %lld holds %s (value %lld of it): refused", path,
+                               (long long)((size_t)bad / per), flash_nonfinite_name(v), (long long)((size_t)bad % per));
     }
     int shape[FLASH_MAX_DIMS];
     for (int j = 0; j < a.ndim; j++) {
@@ -231,8 +246,14 @@ int flash_cmd_eval(int argc, char **argv)
         if (st) flash_error_prefix(&err, "metric '%s'", m.comp->name);
         flash_instance_destroy(&m);
     }
+    for (int k = 0; !st && !a.no_check_finite && k < res.n; k++)
+        if (!isfinite(res.value[k]))
+            st = flash_error_set(&err, FLASH_ERR_RUNTIME,
+                                 "metric '%s' came out %s (--no-check-finite reports it as it is)", res.name[k],
+                                 flash_nonfinite_name(res.value[k]));
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (!st && a.out) st = flash_cli_write_config_beside(a.out, &p, &err);
     if (!st && a.out) st = write_json(a.out, &a, xs->shape[0], secs, &res, &err);
     if (!st) {
         printf("flash eval: %s, %d samples", a.samples ? a.samples : "real training images", xs->shape[0]);

@@ -24,6 +24,7 @@
 typedef struct sample_args {
     const char *config, *ckpt, *noise, *labels, *out, *grid, *weights;
     long n, batch, seed; /* -1: not given */
+    bool check_finite, no_check_finite, random_init;
     flash_options_sets sets;
 } sample_args;
 
@@ -51,6 +52,13 @@ static const flash_opt sample_opts[] = {
     FLASH_REQUIRED("--out", "FILE", sample_args, out, "samples as NPY (required)"),
     FLASH_STRING("--grid", "FILE", sample_args, grid, "also a PNG: a scatter plot over the true density for 2-D\n"
                                                       "points, a grid for images"),
+    FLASH_FLAG("--random-init", sample_args, random_init,
+        "sample a model with parameters from its random initial\n"
+        "weights on purpose (without it, such a model needs --ckpt)"),
+    FLASH_FLAG("--check-finite", sample_args, check_finite,
+        "refuse samples holding NaN or infinity (the default): one\n"
+        "pass over them on the host, exit 1 naming the first"),
+    FLASH_FLAG("--no-check-finite", sample_args, no_check_finite, "write the samples even when some are not finite"),
     FLASH_OPT_FORCE_ENTRY,
     {0},
 };
@@ -64,7 +72,10 @@ static const flash_command sample_cmd = {
              "else `teacher`) with its `sampler` and `schedule`, and writes them as a\n"
              "float32 NPY of shape (N, ...). The sampler's settings (steps,\n"
              "timestep_spacing, steps_offset or timesteps, guidance_scale,\n"
-             "noise_correction) come from the config or --set. Reports the NFEs.\n",
+             "noise_correction) come from the config or --set. Reports the NFEs.\n"
+             "A model with parameters needs its weights (--ckpt) unless --random-init;\n"
+             "noise holding NaN or infinity is refused. The resolved config goes\n"
+             "next to --out (x0.npy: x0.config.yaml).\n",
     .epilogue = "Exit codes: 0 success, 2 bad usage or config, 1 any other failure.\n",
 };
 
@@ -100,6 +111,14 @@ static flash_status read_noise(const char *path, const flash_model_info *mi, lon
         flash_array_free(&a);
         return flash_error_set(err, FLASH_ERR_USAGE, "%s holds %lld samples, --n asks for %ld", path,
                                (long long)a.shape[0], *n);
+    }
+    const int64_t bad = flash_array_first_nonfinite(&a);
+    if (bad >= 0) {
+        const double v = a.dtype == FLASH_F32 ? ((const float *)a.data)[bad] : ((const double *)a.data)[bad];
+        flash_array_free(&a);
+        return flash_error_set(err, FLASH_ERR_INPUT, "%s: noise sample %lld holds %s (value %lld of it): refused",
+                               path, (long long)((size_t)bad / per), flash_nonfinite_name(v),
+                               (long long)((size_t)bad % per));
     }
     float *x = malloc((size_t)*n * per * sizeof *x);
     if (!x) {
@@ -150,6 +169,16 @@ int flash_cmd_sample(int argc, char **argv) {
     if ((st = flash_instance_create(&env, FLASH_KIND_MODEL, ms, &model, &err))) goto done;
     if ((st = flash_instance_create(&env, FLASH_KIND_SAMPLER, flash_cfg_get(p.root, "sampler"), &sampler, &err)))
         goto done;
+    const flash_model_api *api0 = FLASH_API(&model, flash_model_api);
+    flash_params *trained = api0->params ? api0->params(model.self) : NULL;
+    if (!a.ckpt && !a.random_init && trained && flash_params_count(trained) > 0) {
+        /* random weights give plausible-looking noise, not samples */
+        st = flash_error_set(&err, FLASH_ERR_USAGE,
+                             "model '%s' has parameters and no weights were given: name them with --ckpt FILE (or "
+                             "sample its random initial weights on purpose with --random-init)",
+                             model.comp->name);
+        goto done;
+    }
     if (a.ckpt) {
         const flash_model_api *mapi = FLASH_API(&model, flash_model_api);
         flash_params *prm = mapi->params ? mapi->params(model.self) : NULL;
@@ -238,6 +267,18 @@ int flash_cmd_sample(int argc, char **argv) {
         if ((st = flash_tensor_to_host(c, y, xs + (size_t)b * per, &err))) goto done;
     }
     double secs = flash_now() - t0;
+    if (!a.no_check_finite) {
+        const int64_t bad = flash_first_nonfinite(xs, (size_t)n * per);
+        if (bad >= 0) {
+            st = flash_error_set(&err, FLASH_ERR_RUNTIME,
+                                 "sample %lld came out non-finite (%s at value %lld); the model or the sampler '%s' "
+                                 "diverged (--no-check-finite writes the samples anyway)",
+                                 (long long)((size_t)bad / per), flash_nonfinite_name(xs[bad]),
+                                 (long long)((size_t)bad % per), sampler.comp->name);
+            goto done;
+        }
+    }
+    if ((st = flash_cli_write_config_beside(a.out, &p, &err))) goto done;
     int64_t oshape[1 + 3] = {n, mi->shape[0], mi->shape[1], mi->shape[2]};
     if ((st = flash_npy_write(a.out, FLASH_F32, 1 + mi->ndim, oshape, xs, &err))) goto done;
     if (a.grid) {

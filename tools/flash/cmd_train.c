@@ -63,7 +63,7 @@ static void compare_config(const char *run_dir, const char *yaml)
     flash_error e = {0};
     snprintf(path, sizeof path, "%s/%s", run_dir, FLASH_RUN_CONFIG);
     if (access(path, R_OK) != 0 || flash_read_file(path, &old, &n, &e) != FLASH_OK) return;
-    if (strcmp(old, yaml) != 0)
+    if (strcmp(flash_config_record_body(old), yaml) != 0)
         flash_warn("the resolved config differs from %s; continuing with the new one (bit-for-bit resume needs the "
                    "same config)",
                    path);
@@ -114,7 +114,7 @@ int flash_cmd_train(int argc, char **argv)
     }
     if ((st = flash_mkdirs(run_dir, &err))) goto done;
     snprintf(path, sizeof path, "%s/%s", run_dir, FLASH_RUN_CONFIG);
-    if ((st = flash_write_file_atomic(path, yaml, strlen(yaml), &err))) goto done;
+    if ((st = flash_pipeline_write_config(path, pl.root, pl.registry, &err))) goto done;
 
     flash_train_opts o = {.size = sizeof o, .root = pl.root, .registry = pl.registry, .run_dir = run_dir,
                           .resume = resume, .progress = !a.quiet};

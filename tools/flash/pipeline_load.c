@@ -5,11 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The overrides, then the plugins the config names. */
+/* The overrides, paths made absolute, then the plugins the config names. */
 static flash_status finish_load(flash_cli_pipeline *p, const flash_options_sets *sets, flash_error *err)
 {
     flash_status st = FLASH_OK;
     for (int i = 0; sets && i < sets->n && !st; i++) st = flash_cfg_set(p->root, sets->v[i], err);
+    /* while the current directory is the one the command was typed in: a
+     * config written into a run folder then names the same files from
+     * anywhere (pipeline.h) */
+    if (!st) st = flash_cfg_absolute_paths(p->root, err);
     if (!st && !(p->registry = flash_registry_create())) st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
     if (!st) st = flash_registry_load_default(p->registry, p->root, err);
     if (st) {
@@ -36,6 +40,16 @@ flash_status flash_cli_pipeline_parse(flash_cli_pipeline *p, const char *text, c
     p->config_path = name;
     flash_status st = flash_cfg_parse_string(text, name, &p->root, err);
     return st ? st : finish_load(p, sets, err);
+}
+
+flash_status flash_cli_write_config_beside(const char *out, const flash_cli_pipeline *p, flash_error *err)
+{
+    char path[4200];
+    const char *slash = strrchr(out, '/'), *base = slash ? slash + 1 : out, *dot = strrchr(base, '.');
+    const int stem = (int)(dot && dot != base ? dot - out : (long)strlen(out));
+    if (snprintf(path, sizeof path, "%.*s.config.yaml", stem, out) >= (int)sizeof path)
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s: path too long", out);
+    return flash_pipeline_write_config(path, p->root, p->registry, err);
 }
 
 void flash_cli_pipeline_free(flash_cli_pipeline *p)

@@ -1,0 +1,91 @@
+/* Paths inside a pipeline made absolute (flash_cfg_absolute_paths in
+ * include/flash/pipeline.h), so that a resolved config written into a run
+ * folder names the same files from any working directory. */
+#include "flash/pipeline.h"
+#include "runtime/config_internal.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Keys of a component slot (a map with `plugin:`) that name files: the npy
+ * dataset's arrays, fashion_mnist's folder, the evaluator metrics'
+ * checkpoint and config file, sliced_wasserstein's reference array. */
+static const char *const slot_path_keys[] = {"path", "test_path", "labels", "test_labels",
+                                             "checkpoint", "evaluator", "reference", NULL};
+
+static bool exists(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+/* "a/b" + "c" into out, with "./" prefixes dropped from c. */
+static bool join(char *out, size_t n, const char *dir, const char *rel)
+{
+    while (rel[0] == '.' && rel[1] == '/') rel += 2;
+    return (size_t)snprintf(out, n, "%s/%s", dir, rel) < n;
+}
+
+/* The rule of flash_cfg_absolute_paths for one scalar. */
+static flash_status absolute(flash_cfg *node, const char *cwd, flash_error *err)
+{
+    const char *p = node->scalar;
+    if (node->type != FLASH_CFG_SCALAR || !p || !p[0] || p[0] == '/') return FLASH_OK;
+    char beside[PATH_MAX], here[PATH_MAX], dir[PATH_MAX];
+    /* the directory of the file that gave the value, absolute; a value
+     * from --set or built in code has none: the current directory */
+    const bool from_file = node->file && node->line > 0 && strcmp(node->file, "--set") != 0;
+    const char *slash = from_file ? strrchr(node->file, '/') : NULL;
+    if (!slash)
+        snprintf(dir, sizeof dir, "%s", cwd);
+    else if (node->file[0] == '/')
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - node->file), node->file);
+    else if ((size_t)snprintf(dir, sizeof dir, "%s/%.*s", cwd, (int)(slash - node->file), node->file) >= sizeof dir)
+        return flash_cfg_error(node, err, "path too long");
+    if (!join(beside, sizeof beside, dir, p) || !join(here, sizeof here, cwd, p))
+        return flash_cfg_error(node, err, "path too long");
+    /* beside the config file when something is there; else from the
+     * current directory (a file named from where flash runs, or an output
+     * not written yet) */
+    char *copy = cfg_strdup(exists(beside) ? beside : here);
+    if (!copy) return cfg_nomem(err);
+    free(node->scalar);
+    node->scalar = copy;
+    return FLASH_OK;
+}
+
+static flash_status walk(flash_cfg *n, const char *cwd, int depth, flash_error *err)
+{
+    if (!n || depth > CFG_MAX_DEPTH) return FLASH_OK;
+    flash_status st = FLASH_OK;
+    if (n->type == FLASH_CFG_MAP && cfg_map_index(n, "plugin") >= 0) {
+        for (size_t i = 0; i < n->n && !st; i++)
+            for (size_t k = 0; slot_path_keys[k]; k++)
+                if (strcmp(n->keys[i].name, slot_path_keys[k]) == 0) st = absolute(n->items[i], cwd, err);
+    }
+    for (size_t i = 0; i < n->n && !st; i++) st = walk(n->items[i], cwd, depth + 1, err);
+    return st;
+}
+
+flash_status flash_cfg_absolute_paths(flash_cfg *root, flash_error *err)
+{
+    if (!root || root->type != FLASH_CFG_MAP) return FLASH_OK;
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return flash_error_set(err, FLASH_ERR_IO, "cannot read the current directory");
+    flash_status st = FLASH_OK;
+    for (size_t i = 0; i < root->n && !st; i++) {
+        const char *k = root->keys[i].name;
+        flash_cfg *v = root->items[i];
+        const size_t len = strlen(k);
+        if (len > 11 && strcmp(k + len - 11, "_checkpoint") == 0) {
+            st = absolute(v, cwd, err);
+        } else if (strcmp(k, "plugin_paths") == 0 && v->type == FLASH_CFG_SEQ) {
+            for (size_t j = 0; j < v->n && !st; j++) st = absolute(v->items[j], cwd, err);
+        }
+    }
+    return st ? st : walk(root, cwd, 0, err);
+}
