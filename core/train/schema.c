@@ -266,7 +266,9 @@ static flash_status check_variant(const flash_cfg *root, const flash_cfg *v, con
         st = check_pipeline(cfg, FLASH_FOR_ANY, r, true, err);
         if (st) {
             const char *name = flash_cfg_scalar(flash_cfg_get(v, "name"));
-            flash_error_prefix(err, "run variant '%s'", name ? name : "?");
+            char where[256];
+            flash_error_prefix(err, "%s: run variant '%s'", flash_cfg_where(sets, where, sizeof where),
+                               name ? name : "?");
         }
     }
     flash_cfg_free(cfg);
