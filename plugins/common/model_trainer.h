@@ -26,7 +26,8 @@ typedef struct train_batch {
     /* data parallel: x holds rows [shard * N, (shard + 1) * N) of a global
      * batch of shards * N; per-sample draws are made for the global batch
      * and this shard's kept (train_batch_draw), so every rank's stream
-     * stays in step and N ranks draw what one would */
+     * stays in step and N ranks draw what one would; shards 0 or 1: x is
+     * the whole batch */
     int shard, shards;
 } train_batch;
 
@@ -100,8 +101,8 @@ static inline flash_tensor *model_trainer_step(void *self, flash_ctx *c, flash_r
 /* The global batch's index of this shard's first row, and how many rows
  * the global batch has: a per-sample draw loops over all of them and keeps
  * [first, first + n). */
-static inline int train_batch_first(const train_batch *b, int n) { return b->shard * n; }
-static inline int train_batch_global(const train_batch *b, int n) { return b->shards * n; }
+static inline int train_batch_first(const train_batch *b, int n) { return b->shards > 1 ? b->shard * n : 0; }
+static inline int train_batch_global(const train_batch *b, int n) { return b->shards > 1 ? b->shards * n : n; }
 
 /* N(0, I) like this shard's x: drawn for the global batch, its rows kept. */
 static inline flash_tensor *train_batch_randn(const train_batch *b, flash_ctx *c, const flash_tensor *x)
