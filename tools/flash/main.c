@@ -109,7 +109,11 @@ int main(int argc, char **argv)
         return FLASH_EXIT_FAIL;
     }
     /* rank 0 speaks for the run; the others say only what goes wrong */
-    if (flash_comm_rank(world) > 0) flash_log_set_level(FLASH_LOG_WARN);
+    if (flash_comm_rank(world) > 0) {
+        flash_log_set_level(FLASH_LOG_WARN);
+        /* tables and paths on stdout are rank 0's */
+        if (!freopen("/dev/null", "w", stdout)) flash_log_set_level(FLASH_LOG_ERROR);
+    }
     int rc = c->run(argc - 1, argv + 1);
     /* a rank that failed may leave the others waiting on it: stop them all */
     if (rc != FLASH_EXIT_OK && flash_comm_size(world) > 1) flash_comm_abort(world, rc);
