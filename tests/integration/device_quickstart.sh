@@ -48,7 +48,7 @@ done
 for s in "distilling with backward .*device cuda" "distilling with forward .*device cuda"; do
   grep -q "$s" "$tmp/log_cuda" || fail "quickstart: no '$s' in the log"
 done
-variants=(teacher_dpmpp_25 teacher_dpmpp_3 imagine_flash_3 no_nc_3 forward_3 srl_3 regression_3)
+variants=(teacher_dpmpp_25 teacher_dpmpp_3 imagine_flash_3 no_nc_3 forward_3 srl_3 regression_3 dmd2_1 kd_1)
 for v in "${variants[@]}"; do
   grep -q "\"name\": \"$v\"" "$tmp/qs_cuda/results.json" || fail "quickstart: no variant $v"
   same_npy "$tmp/qs_cpu/samples/$v.npy" "$tmp/qs_cuda/samples/$v.npy" "quickstart samples $v" ||
@@ -61,7 +61,7 @@ same_numbers "$tmp/qs_cpu/results.json" "$tmp/qs_cuda/results.json" "quickstart 
 # again: the students come back from their checkpoints, to the device
 fake "$FLASH" run configs/quickstart.yaml "${qs[@]}" --device cuda --out "$tmp/qs_cuda" >/dev/null 2>"$tmp/log" ||
   fail "quickstart rerun: $(tail -5 "$tmp/log")"
-(($(grep -c "nothing left to distill" "$tmp/log") == 4)) || fail "the rerun distilled again: $(cat "$tmp/log")"
+(($(grep -c "nothing left to distill" "$tmp/log") == 6)) || fail "the rerun distilled again: $(cat "$tmp/log")"
 same_numbers "$tmp/qs_cpu/results.json" "$tmp/qs_cuda/results.json" "quickstart rerun" ||
   fail "the rerun's results differ"
 
