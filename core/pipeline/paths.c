@@ -17,12 +17,6 @@
 static const char *const slot_path_keys[] = {"path", "test_path", "labels", "test_labels",
                                              "checkpoint", "evaluator", "reference", NULL};
 
-static bool exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
 /* "a/b" + "c" into out, with "./" prefixes dropped from c. */
 static bool join(char *out, size_t n, const char *dir, const char *rel)
 {
@@ -35,23 +29,12 @@ static flash_status absolute(flash_cfg *node, const char *cwd, flash_error *err)
 {
     const char *p = node->scalar;
     if (node->type != FLASH_CFG_SCALAR || !p || !p[0] || p[0] == '/') return FLASH_OK;
-    char beside[PATH_MAX], here[PATH_MAX], dir[PATH_MAX];
-    /* the directory of the file that gave the value, absolute; a value
-     * from --set or built in code has none: the current directory */
-    const bool from_file = node->file && node->line > 0 && strcmp(node->file, "--set") != 0;
-    const char *slash = from_file ? strrchr(node->file, '/') : NULL;
-    if (!slash)
-        snprintf(dir, sizeof dir, "%s", cwd);
-    else if (node->file[0] == '/')
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - node->file), node->file);
-    else if ((size_t)snprintf(dir, sizeof dir, "%s/%.*s", cwd, (int)(slash - node->file), node->file) >= sizeof dir)
-        return flash_cfg_error(node, err, "path too long");
-    if (!join(beside, sizeof beside, dir, p) || !join(here, sizeof here, cwd, p))
-        return flash_cfg_error(node, err, "path too long");
-    /* beside the config file when something is there; else from the
-     * current directory (a file named from where flash runs, or an output
-     * not written yet) */
-    char *copy = cfg_strdup(exists(beside) ? beside : here);
+    /* the one rule (flash_cfg_resolve_path), made absolute from the
+     * current directory */
+    char found[PATH_MAX], abs[PATH_MAX];
+    if (!flash_cfg_resolve_path(node, p, found, sizeof found)) return flash_cfg_error(node, err, "path too long");
+    if (found[0] != '/' && !join(abs, sizeof abs, cwd, found)) return flash_cfg_error(node, err, "path too long");
+    char *copy = cfg_strdup(found[0] == '/' ? found : abs);
     if (!copy) return cfg_nomem(err);
     free(node->scalar);
     node->scalar = copy;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -331,4 +332,17 @@ void cfg_resolve_ops(flash_cfg *n) {
         cfg_resolve_ops(n->items[i]);
         i++;
     }
+}
+
+bool flash_cfg_resolve_path(const flash_cfg *node, const char *path, char *out, size_t size) {
+    if (!path || !out || size == 0) return false;
+    if (path[0] == '/') return (size_t)snprintf(out, size, "%s", path) < size;
+    const bool from_file = node && node->file && node->line > 0 && strcmp(node->file, "--set") != 0;
+    const char *slash = from_file ? strrchr(node->file, '/') : NULL;
+    if (slash) {
+        if ((size_t)snprintf(out, size, "%.*s/%s", (int)(slash - node->file), node->file, path) >= size) return false;
+        struct stat sb;
+        if (stat(out, &sb) == 0) return true;
+    }
+    return (size_t)snprintf(out, size, "%s", path) < size;
 }

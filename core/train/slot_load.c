@@ -27,15 +27,9 @@ flash_status flash_slot_load(const flash_cfg *root, const char *slot, flash_inst
     }
     const flash_cfg *node = flash_cfg_get(root, ckpt_key);
     if (!p) return flash_cfg_error(node, err, "%s '%s' has no parameters to load", slot, model->comp->name);
-    /* a path as given when it exists, else relative to the config file */
     char full[4096];
     struct stat sb;
-    const char *file = flash_cfg_file(node);
-    const char *slash = file ? strrchr(file, '/') : NULL;
-    if (stat(path, &sb) != 0 && path[0] != '/' && slash)
-        snprintf(full, sizeof full, "%.*s/%s", (int)(slash - file), file, path);
-    else
-        snprintf(full, sizeof full, "%s", path);
+    if (!flash_cfg_resolve_path(node, path, full, sizeof full)) return flash_cfg_error(node, err, "path too long");
     if (stat(full, &sb) != 0) return flash_cfg_error(node, err, "no %s checkpoint at '%s'", slot, path);
     if ((st = flash_checkpoint_load(full, p, NULL, err))) return st;
     /* the EMA weights by default (what a trained model samples with); an

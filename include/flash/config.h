@@ -57,6 +57,13 @@ FLASH_EXPORT const char *flash_cfg_scalar(const flash_cfg *n); /* NULL unless sc
 
 /* Where it came from. */
 FLASH_EXPORT const char *flash_cfg_file(const flash_cfg *n);
+/* A file a config names, the one rule for every path in a config: as
+ * given when absolute; else beside the config file that holds node when
+ * something exists there; else relative to the current directory (a file
+ * named from where flash runs, or an output not written yet). A node from
+ * --set or built in code has no file: the current directory. Writes at
+ * most size bytes to out; false when it does not fit. */
+FLASH_EXPORT bool flash_cfg_resolve_path(const flash_cfg *node, const char *path, char *out, size_t size);
 FLASH_EXPORT int flash_cfg_line(const flash_cfg *n);
 FLASH_EXPORT int flash_cfg_col(const flash_cfg *n);
 FLASH_EXPORT const char *flash_cfg_keypath(const flash_cfg *n); /* "sampler.steps"; "" for the root */

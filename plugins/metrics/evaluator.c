@@ -32,19 +32,6 @@ static ref_cache *cache_head;
 
 static const char *const splits[] = {"train", "test", NULL};
 
-/* path as given when it exists or is absolute, else relative to the
- * directory of the file node came from */
-static void resolve(const flash_cfg *node, const char *path, char *out, size_t size)
-{
-    struct stat sb;
-    const char *file = flash_cfg_file(node);
-    const char *slash = file ? strrchr(file, '/') : NULL;
-    if (stat(path, &sb) != 0 && path[0] != '/' && slash)
-        snprintf(out, size, "%.*s/%s", (int)(slash - file), file, path);
-    else
-        snprintf(out, size, "%s", path);
-}
-
 void flash_evaluator_close(flash_evaluator *e)
 {
     if (!e) return;
@@ -95,7 +82,7 @@ flash_status flash_evaluator_open(const flash_cfg *cfg, flash_env *env, const ch
     e->reference_n = rn;
     e->n = n;
     e->batch = batch;
-    resolve(ckpt_node, ckpt, e->ckpt, sizeof e->ckpt);
+    (void)flash_cfg_resolve_path(ckpt_node, ckpt, e->ckpt, sizeof e->ckpt); /* a long path fails to open */
 
     flash_cfg *evroot = NULL;
     /* the reference: this slot's, else the pipeline's dataset, else the
@@ -104,7 +91,7 @@ flash_status flash_evaluator_open(const flash_cfg *cfg, flash_env *env, const ch
     if (!ref && env->root) ref = flash_cfg_get(env->root, "dataset");
     if (evpath && evpath[0]) {
         char full[4096];
-        resolve(flash_cfg_get(cfg, "evaluator"), evpath, full, sizeof full);
+        (void)flash_cfg_resolve_path(flash_cfg_get(cfg, "evaluator"), evpath, full, sizeof full);
         if ((st = flash_cfg_load(full, &evroot, err))) {
             flash_error_prefix(err, "metric '%s': evaluator", who);
             flash_evaluator_close(e);

@@ -41,13 +41,7 @@ static flash_status load_npy_reference(sw *s, const flash_cfg *node, const char 
 {
     char full[4096];
     struct stat sb;
-    const char *file = flash_cfg_file(node);
-    const char *slash = file ? strrchr(file, '/') : NULL;
-    if (stat(path, &sb) != 0 && path[0] != '/' && slash)
-        snprintf(full, sizeof full, "%.*s/%s", (int)(slash - file), file, path);
-    else
-        snprintf(full, sizeof full, "%s", path);
-    if (stat(full, &sb) != 0) return flash_cfg_error(node, err, "no such reference file '%s'", path);
+    if (!flash_cfg_resolve_path(node, path, full, sizeof full) || stat(full, &sb) != 0) return flash_cfg_error(node, err, "no such reference file '%s'", path);
     flash_array a;
     flash_status st = flash_npy_read(full, &a, err);
     if (st) {
