@@ -133,6 +133,13 @@ flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error 
     /* A key read from YAML is UTF-8 without control characters (libyaml's
      * reader checks); a key from the command line must be too, or the
      * config would print as YAML that no reader accepts. */
+    /* `extends` is composition, done when a file loads; in a loaded tree it
+     * would name a base that printing and reading back would load */
+    if (!strcmp(keypath, "extends") || !strncmp(keypath, "extends.", 8) || !strncmp(keypath, "extends[", 8)) {
+        free(keypath);
+        return flash_error_set(err, FLASH_ERR_USAGE,
+                               "--set extends: bases are merged when a file loads; name them in the file's extends:");
+    }
     if (!key_text_ok(keypath)) {
         free(keypath);
         return flash_error_set(err, FLASH_ERR_USAGE,
