@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "flash/comm.h"
 #include "flash/diffusion.h"
 #include "flash/schema.h"
 #include "flash/trainer.h"
@@ -50,13 +51,20 @@ typedef struct run_ctx {
     flash_plugin_files plugins; /* of the pipeline as given, for results.json */
     result res[MAX_VARIANTS];
     int n_res;
+    /* data parallel (comm.h): the noise bank's batches are shared out over
+     * the ranks and gathered; rank 0 alone writes */
+    flash_comm *comm;
+    int rank, ranks;
 } run_ctx;
+
+/* Does this process write the run folder? Rank 0 of several, or the only one. */
+static bool writes(const run_ctx *R) { return R->rank == 0; }
 
 /* A progress line on the log stream, as "flash run: ...". */
 static void say(const run_ctx *R, const char *fmt, ...) FLASH_PRINTF(2, 3);
 static void say(const run_ctx *R, const char *fmt, ...)
 {
-    if (!R->log) return;
+    if (!R->log || R->rank != 0) return;
     va_list ap;
     va_start(ap, fmt);
     fputs("flash run: ", R->log);
@@ -149,7 +157,8 @@ static flash_status teacher_stage(run_ctx *R, flash_error *err)
         say(R, "training the teacher into %s", dir);
         char record[4200];
         snprintf(record, sizeof record, "%s/%s", dir, FLASH_RUN_CONFIG);
-        if (!(st = flash_mkdirs(dir, err)) && !(st = flash_pipeline_write_config(record, tc, R->registry, err)))
+        if (!(st = flash_mkdirs(dir, err)) &&
+            !(st = writes(R) ? flash_pipeline_write_config(record, tc, R->registry, err) : FLASH_OK))
             st = flash_train_run(&o, err);
         if (st) flash_error_prefix(err, "teacher_train");
     }
@@ -195,6 +204,7 @@ static flash_status make_bank(run_ctx *R, flash_error *err)
         flash_rng_seed_stream(&rng, (uint64_t)R->noise_seed, 2);
         for (long i = 0; i < R->n; i++) R->labels[i] = (int)flash_rng_below(&rng, (uint64_t)R->mi.num_classes);
     }
+    if (!writes(R)) return FLASH_OK;
     char path[4200];
     int64_t shape[4] = {R->n, R->mi.shape[0], R->mi.shape[1], R->mi.shape[2]};
     snprintf(path, sizeof path, "%s/noise_bank.npy", R->out);
@@ -233,13 +243,22 @@ static flash_status sample_bank(run_ctx *R, flash_instance *sched, flash_instanc
     res->steps = sapi->timesteps(sampler->self, flash_schedule_T(sched), ts, FLASH_MAX_STEPS);
     long batches = 0;
     double t0 = flash_now();
-    for (long b = 0; b < R->n; b += R->batch) {
+    /* The bank's batches, the same ones on any number of ranks, shared out
+     * in contiguous runs; each batch draws from its own stream of the noise
+     * seed (a stochastic sampler), so a batch gives the same samples
+     * whichever rank takes it. */
+    const long n_batches = (R->n + R->batch - 1) / R->batch;
+    const long first = n_batches * R->rank / R->ranks, end = n_batches * (R->rank + 1) / R->ranks;
+    if (R->ranks > 1) memset(R->xs, 0, (size_t)R->n * R->per * sizeof *R->xs);
+    for (long b = first * R->batch; b < end * R->batch && b < R->n; b += R->batch) {
         int nb = (int)(R->n - b < R->batch ? R->n - b : R->batch);
         flash_ctx_reset(c);
         shape[0] = nb;
+        flash_rng batch_rng;
+        flash_rng_seed_stream(&batch_rng, (uint64_t)R->noise_seed, 0x62617463ull + (uint64_t)(b / R->batch));
         flash_tensor *x = flash_tensor_from(c, 1 + R->mi.ndim, shape, R->xT + (size_t)b * R->per);
         flash_sample_request rq = {.size = sizeof rq, .den = &den, .x = x, .labels = R->labels ? R->labels + b : NULL,
-                                   .stop_at = -1.0};
+                                   .stop_at = -1.0, .rng = &batch_rng};
         flash_tensor *y = x ? sapi->sample(sampler->self, c, &rq) : NULL;
         if (!y || !flash_ctx_ok(c)) {
             flash_ctx_status(c, err);
@@ -255,6 +274,10 @@ static flash_status sample_bank(run_ctx *R, flash_instance *sched, flash_instanc
         if ((st = flash_tensor_to_host(c, y, R->xs + (size_t)b * R->per, err))) break;
         batches++;
     }
+    /* every rank's batches to every rank: each sample is one rank's, the
+     * others hold zeros there, so the sum is that sample */
+    if (st == FLASH_OK && R->ranks > 1)
+        st = flash_comm_allreduce_sum(R->comm, R->xs, (size_t)R->n * R->per, err);
     res->seconds = flash_now() - t0;
     res->nfe = batches ? (double)den.nfe / (double)batches : 0;
     flash_ctx_destroy(c);
@@ -268,9 +291,9 @@ static flash_status evaluate(run_ctx *R, const flash_instance *density_model, co
     char path[4200];
     int64_t shape[4] = {R->n, R->mi.shape[0], R->mi.shape[1], R->mi.shape[2]};
     snprintf(path, sizeof path, "%s/samples/%s.npy", R->out, res->name);
-    flash_status st = flash_npy_write(path, FLASH_F32, 1 + R->mi.ndim, shape, R->xs, err);
+    flash_status st = writes(R) ? flash_npy_write(path, FLASH_F32, 1 + R->mi.ndim, shape, R->xs, err) : FLASH_OK;
     if (st) return st;
-    if (R->labels) {
+    if (R->labels && writes(R)) {
         int64_t *l64 = malloc((size_t)R->n * sizeof *l64);
         if (!l64) return flash_error_set(err, FLASH_ERR_NOMEM, "flash run: out of memory");
         for (long i = 0; i < R->n; i++) l64[i] = R->labels[i];
@@ -279,7 +302,9 @@ static flash_status evaluate(run_ctx *R, const flash_instance *density_model, co
         free(l64);
         if (st) return st;
     }
-    if (R->plots && R->mi.ndim == 1 && R->mi.shape[0] == 2) {
+    if (!writes(R)) {
+        /* no files; the metrics below are every rank's to compute alike */
+    } else if (R->plots && R->mi.ndim == 1 && R->mi.shape[0] == 2) {
         snprintf(path, sizeof path, "%s/plots/%s.png", R->out, res->name);
         if ((st = flash_png_scatter(path, R->xs, R->n, density_model, err))) return st;
     } else if (R->plots && R->mi.ndim == 3) {
@@ -420,7 +445,7 @@ static flash_status same_config(const run_ctx *R, const flash_cfg *cfg, const ch
                                      name, dir, why, path);
         }
         free(old);
-    } else if ((st = flash_mkdirs(dir, err)) == FLASH_OK) {
+    } else if ((st = flash_mkdirs(dir, err)) == FLASH_OK && writes(R)) {
         st = flash_write_file_atomic(path, record, strlen(record), err);
     }
     flash_plugin_files_free(&pf);
@@ -627,6 +652,12 @@ flash_status flash_run_pipeline(const flash_run_opts *o, flash_error *err)
     R->log = o->log;
     const char *out = o->out_dir, *config = o->config_path ? o->config_path : "";
     flash_status st;
+    if (!(R->comm = flash_comm_world(err))) {
+        free(R);
+        return err->status ? err->status : FLASH_ERR_RUNTIME;
+    }
+    R->rank = flash_comm_rank(R->comm);
+    R->ranks = flash_comm_size(R->comm);
     const flash_cfg *run = flash_cfg_get(R->root, "run"), *variants = NULL;
     char sub[4200];
     /* every key of the pipeline and of each variant's config first: a
@@ -657,7 +688,7 @@ flash_status flash_run_pipeline(const flash_run_opts *o, flash_error *err)
     /* the run as it was resolved, with the plugin files it came from */
     snprintf(sub, sizeof sub, "%s/%s", out, FLASH_RUN_CONFIG);
     if ((st = flash_plugin_files_of(R->root, R->registry, &R->plugins, err)) ||
-        (st = flash_pipeline_write_config(sub, R->root, R->registry, err)))
+        (writes(R) && (st = flash_pipeline_write_config(sub, R->root, R->registry, err))))
         goto done;
     snprintf(sub, sizeof sub, "%s/samples", out);
     if ((st = flash_mkdirs(sub, err))) goto done;
@@ -667,7 +698,7 @@ flash_status flash_run_pipeline(const flash_run_opts *o, flash_error *err)
     for (size_t i = 0; i < flash_cfg_len(variants); i++) {
         if ((st = run_variant(R, flash_cfg_at(variants, i), err))) goto done;
         /* results.json grows variant by variant, so a stopped run keeps what it measured */
-        if ((st = write_results(R, config, err))) goto done;
+        if (writes(R) && (st = write_results(R, config, err))) goto done;
     }
     if (o->table) print_table(R, o->table);
     say(R, "wrote %s/results.json", out);

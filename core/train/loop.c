@@ -495,10 +495,11 @@ static flash_status save_all(loop *L, int64_t step, flash_error *err)
 {
     char path[4200];
     flash_status st;
-    /* rank 0 alone writes; every rank holds the same parameters */
+    /* rank 0 alone writes; every rank holds the same parameters, and none
+     * goes on before the files are there (a pipeline reads them next) */
     if (L->rank != 0) {
         L->last_ckpt = step;
-        return FLASH_OK;
+        return flash_comm_barrier(L->comm, err);
     }
     flash_ckpt_info aux = {.step = step, .rng = L->rng};
     for (int i = 0; i < L->n_aux; i++) {
@@ -511,6 +512,7 @@ static flash_status save_all(loop *L, int64_t step, flash_error *err)
     st = ckpt_io(true, L->ckpt_path, L->P, &info, err);
     free(info.config_yaml);
     if (st == FLASH_OK) L->last_ckpt = step;
+    if (st == FLASH_OK && L->ranks > 1) st = flash_comm_barrier(L->comm, err);
     return st;
 }
 

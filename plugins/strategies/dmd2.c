@@ -265,9 +265,14 @@ static bool noise_levels(dmd2 *m, flash_ctx *c, int n, noised *z)
     z->alpha = z->tf + n;
     z->sigma = z->alpha + n;
     const uint64_t span = (uint64_t)(m->t_max - m->t_min + 1);
-    for (int i = 0; i < n; i++) {
+    /* one draw per sample of the global batch, this rank's kept (strategy.h) */
+    const int first = d->run->rank * n;
+    for (int g = 0; g < n * d->run->ranks; g++) {
+        const long t = m->t_min + (long)flash_rng_below(d->rng, span);
+        if (g < first || g >= first + n) continue;
+        const int i = g - first;
         double a, s;
-        z->t[i] = (double)(m->t_min + (long)flash_rng_below(d->rng, span));
+        z->t[i] = (double)t;
         flash_schedule_eval(d->student->schedule, z->t[i], &a, &s);
         z->tf[i] = (float)z->t[i];
         z->alpha[i] = (float)a;

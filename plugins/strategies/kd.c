@@ -258,8 +258,13 @@ static flash_tensor *kd_step(void *self, flash_ctx *c, distill *d, int64_t iter)
     int *labels = flash_host_alloc(c, (size_t)n * sizeof *labels);
     if (!z || !labels) return NULL;
     float *y = z + (size_t)n * k->dim;
-    for (int i = 0; i < n; i++) {
-        const float *src = k->bank + (size_t)flash_rng_below(d->rng, (uint64_t)k->bank_size) * row;
+    /* one draw per sample of the global batch, this rank's kept (strategy.h) */
+    const int first = d->run->rank * n;
+    for (int g = 0; g < n * d->run->ranks; g++) {
+        const uint64_t pick = flash_rng_below(d->rng, (uint64_t)k->bank_size);
+        if (g < first || g >= first + n) continue;
+        const int i = g - first;
+        const float *src = k->bank + (size_t)pick * row;
         memcpy(z + (size_t)i * k->dim, src, k->dim * sizeof *z);
         memcpy(y + (size_t)i * k->dim, src + k->dim, k->dim * sizeof *y);
         labels[i] = (int)src[2 * k->dim];

@@ -67,6 +67,18 @@ rc=0
 mpi 2 train "$tmp/train.yaml" "${t[@]}" --set train.batch_size=63 --out "$tmp/t3" 2>"$tmp/err" || rc=$?
 ((rc != 0)) && grep -q "does not split evenly over 2 ranks" "$tmp/err" || fail "batch 63 on 2 ranks: exit $rc: $(cat "$tmp/err")"
 
+# flash run: the noise bank's batches shared out and gathered give the
+# samples of one process, byte for byte (the teacher's; students differ by
+# their training's rounding); rank 0 alone writes
+r=(--set threads=1 --set run.samples=3000 --set run.batch=700 --set run.plots=false
+  --set 'run.variants=[{name: t25, model: teacher}, {name: t3, model: teacher, set: ["sampler.steps=3"]}]')
+mpi 1 run "$q" "${r[@]}" --out "$tmp/r1" >/dev/null 2>"$tmp/log1" || fail "run np=1: $(tail -3 "$tmp/log1")"
+mpi 2 run "$q" "${r[@]}" --out "$tmp/r2" >/dev/null 2>"$tmp/log2" || fail "run np=2: $(tail -3 "$tmp/log2")"
+for v in t25 t3; do
+  cmp -s "$tmp/r1/samples/$v.npy" "$tmp/r2/samples/$v.npy" || fail "np=2 samples of $v differ from np=1"
+done
+[[ $(grep -c "wrote .*results.json" "$tmp/log2") == 1 ]] || fail "more than rank 0 reported: $(cat "$tmp/log2")"
+
 # one rank fails: every rank stops, the rank is named, nothing hangs
 rc=0
 FLASH_TEST_FAIL=1:7 mpi 2 distill "$q" "${d[@]}" --out "$tmp/df" 2>"$tmp/err" || rc=$?
