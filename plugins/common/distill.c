@@ -453,3 +453,15 @@ flash_status distill_after_step(void *self, flash_ctx *c, flash_run *run, int64_
     }
     return FLASH_OK;
 }
+
+flash_tensor *distill_rollout(distill *d, flash_ctx *c, flash_tensor *x_T, const int *labels, int i)
+{
+    if (i == 0 || !x_T) return x_T;
+    bool was = flash_grad_set(c, false);
+    flash_sample_request rq = {.size = sizeof rq, .den = d->student, .x = x_T, .labels = labels,
+                               .stop_at = d->timesteps[i], .timesteps = d->timesteps, .n_timesteps = d->n_steps,
+                               .rng = d->rng};
+    flash_tensor *x = FLASH_API(d->sampler, flash_sampler_api)->sample(d->sampler->self, c, &rq);
+    flash_grad_set(c, was);
+    return flash_detach(c, x);
+}

@@ -169,6 +169,10 @@ flash_status distill_clone_denoiser(distill *d, flash_instance **inst, flash_den
 flash_status distill_trainable_denoiser(distill *d, const char *name, flash_instance **inst, flash_denoiser **out,
                                         flash_error *err);
 
+/* The student's stop-gradient rollout from x_T to its timestep index i
+ * through its own sampler (Imagine Flash eq. 7's stopgrad(f^{|T-t|}(x_T)));
+ * i = 0 is x_T itself. */
+flash_tensor *distill_rollout(distill *d, flash_ctx *c, flash_tensor *x_T, const int *labels, int i);
 /* Per-sample condition arrays for a batch at one timestep, in the arena. */
 flash_cond distill_cond(distill *d, flash_ctx *c, int n, double t, const int *labels);
 

@@ -17,20 +17,6 @@
 #include <stdlib.h>
 
 
-/* The student's rollout from x_T to tau_i with gradients off (eq. 7's
- * stopgrad(f_Theta^{|T-t|}(x_T))), through its own sampler. */
-static flash_tensor *rollout(distill *d, flash_ctx *c, flash_tensor *x_T, const int *labels, int i)
-{
-    if (i == 0) return x_T;
-    bool was = flash_grad_set(c, false);
-    flash_sample_request rq = {.size = sizeof rq, .den = d->student, .x = x_T, .labels = labels,
-                               .stop_at = d->timesteps[i], .timesteps = d->timesteps, .n_timesteps = d->n_steps,
-                               .rng = d->rng};
-    flash_tensor *x = FLASH_API(d->sampler, flash_sampler_api)->sample(d->sampler->self, c, &rq);
-    flash_grad_set(c, was);
-    return flash_detach(c, x);
-}
-
 static flash_tensor *bw_step(void *self, flash_ctx *c, distill *d, int64_t iter)
 {
     (void)iter;
@@ -43,7 +29,7 @@ static flash_tensor *bw_step(void *self, flash_ctx *c, distill *d, int64_t iter)
     }
     flash_tensor *x_T = distill_noise(d, c, n);
     const int *labels = distill_labels(d, c, n);
-    flash_tensor *x = rollout(d, c, x_T, labels, i);
+    flash_tensor *x = distill_rollout(d, c, x_T, labels, i);
     flash_cond cond;
     return distill_student_losses(d, c, x, d->timesteps[i], labels, b->plain_target, &cond);
 }

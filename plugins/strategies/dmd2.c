@@ -214,19 +214,6 @@ typedef struct gen {
     double t;
 } gen;
 
-/* The student's stop-gradient rollout from x_T to tau_i through its own
- * sampler (as `backward`). */
-static flash_tensor *rollout(distill *d, flash_ctx *c, flash_tensor *x_T, const int *labels, int i)
-{
-    bool was = flash_grad_set(c, false);
-    flash_sample_request rq = {.size = sizeof rq, .den = d->student, .x = x_T, .labels = labels,
-                               .stop_at = d->timesteps[i], .timesteps = d->timesteps, .n_timesteps = d->n_steps,
-                               .rng = d->rng};
-    flash_tensor *x = FLASH_API(d->sampler, flash_sampler_api)->sample(d->sampler->self, c, &rq);
-    flash_grad_set(c, was);
-    return flash_detach(c, x);
-}
-
 /* A batch of student samples under the context's grad mode. */
 static flash_status generate(dmd2 *m, flash_ctx *c, int n, gen *g)
 {
@@ -236,7 +223,7 @@ static flash_status generate(dmd2 *m, flash_ctx *c, int n, gen *g)
     g->x = distill_noise(d, c, n);
     g->labels = distill_labels(d, c, n);
     if (i > 0 && m->backward_simulation) {
-        g->x = rollout(d, c, g->x, g->labels, i);
+        g->x = distill_rollout(d, c, g->x, g->labels, i);
     } else if (i > 0) {
         flash_tensor *real;
         if (distill_real_batch(d, c, n, &real, &g->labels)) return FLASH_ERR_RUNTIME;

@@ -29,3 +29,29 @@ need_fashion_mnist() {
     exit 0
   fi
 }
+
+# The Fashion-MNIST tests' tiny settings (16 training images, one thread)
+# and a one-step unet-s teacher in $tmp/teacher to distil from: enough to
+# run every recipe's code, not to learn anything. Ends the test with SKIP
+# where Fashion-MNIST is missing; leaves the shell in the source tree.
+small=(--set dataset.limit_train=16 --set dataset.limit_test=4 --set threads=1)
+tiny_fmnist_teacher() {
+  need_fashion_mnist
+  cd "$FLASH_SOURCE_DIR"
+  "$FLASH" train configs/teacher/fmnist_unet_s.yaml --set train.steps=1 --set train.batch_size=2 \
+    --set train.warmup_steps=0 "${small[@]}" --out "$tmp/teacher" >/dev/null 2>"$tmp/err" ||
+    fail "teacher: $(tail -3 "$tmp/err")"
+}
+
+# write_mlp_training FILE DATA STEPS: a denoise pipeline for a 2-D MLP on
+# the NPY array DATA (relative to FILE's folder as a config names it).
+write_mlp_training() {
+  cat >"$1" <<YAML
+seed: 0
+dataset: {plugin: npy, path: $2}
+schedule: {plugin: discrete}
+model: {plugin: mlp, dim: 2, hidden: 16, layers: 2, time_dim: 8}
+strategy: {plugin: denoise}
+train: {steps: $3, batch_size: 8}
+YAML
+}

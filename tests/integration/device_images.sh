@@ -25,10 +25,7 @@ same_numbers() {
     END { if (!n) { print what ": nothing to compare"; exit 1 } }'
 }
 
-small=(--set dataset.limit_train=16 --set dataset.limit_test=4 --set threads=1)
-"$FLASH" train configs/teacher/fmnist_unet_s.yaml --set train.steps=1 --set train.batch_size=2 \
-  --set train.warmup_steps=0 "${small[@]}" --out "$tmp/teacher" >/dev/null 2>"$tmp/err" ||
-  fail "teacher: $(tail -3 "$tmp/err")"
+tiny_fmnist_teacher
 "$FLASH" train configs/eval/fmnist_classifier.yaml --set train.steps=1 --set train.batch_size=2 \
   --set train.warmup_steps=0 --set train.eval_every=0 "${small[@]}" --out "$tmp/classifier" >/dev/null 2>"$tmp/err" ||
   fail "classifier: $(tail -3 "$tmp/err")"

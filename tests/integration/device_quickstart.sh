@@ -82,11 +82,7 @@ for f in checkpoint.safetensors loss1.safetensors; do
 done
 
 # ---- Fashion-MNIST U-Nets --------------------------------------------------------
-need_fashion_mnist
-small=(--set dataset.limit_train=16 --set dataset.limit_test=4 --set threads=1)
-"$FLASH" train configs/teacher/fmnist_unet_s.yaml --set train.steps=1 --set train.batch_size=2 \
-  --set train.warmup_steps=0 "${small[@]}" --out "$tmp/teacher" >/dev/null 2>"$tmp/err" ||
-  fail "teacher: $(tail -3 "$tmp/err")"
+tiny_fmnist_teacher
 # four steps: one per round of progressive distillation (64 -> 4 steps)
 four=(--set "teacher_checkpoint=$tmp/teacher/checkpoint.safetensors" --set train.steps=4 --set train.batch_size=2
   --set train.warmup_steps=0 --set train.log_every=1 "${small[@]}")

@@ -7,12 +7,7 @@
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
 source "${BASH_SOURCE%/*}/common.bash"
-cd "$FLASH_SOURCE_DIR"
-need_fashion_mnist
-small=(--set dataset.limit_train=16 --set dataset.limit_test=4 --set threads=1)
-"$FLASH" train configs/teacher/fmnist_unet_s.yaml --set train.steps=1 --set train.batch_size=2 \
-  --set train.warmup_steps=0 "${small[@]}" --out "$tmp/teacher" >/dev/null 2>"$tmp/err" ||
-  fail "teacher: $(tail -3 "$tmp/err")"
+tiny_fmnist_teacher
 two=(--set "teacher_checkpoint=$tmp/teacher/checkpoint.safetensors" --set train.steps=2 --set train.batch_size=2
   --set train.warmup_steps=0 --set strategy.fake_updates=2 "${small[@]}")
 for r in dmd2_1step dmd2_2step dmd2_4step; do

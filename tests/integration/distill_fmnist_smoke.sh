@@ -11,12 +11,7 @@
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
 source "${BASH_SOURCE%/*}/common.bash"
-cd "$FLASH_SOURCE_DIR"
-need_fashion_mnist
-small=(--set dataset.limit_train=16 --set dataset.limit_test=4 --set threads=1)
-"$FLASH" train configs/teacher/fmnist_unet_s.yaml --set train.steps=1 --set train.batch_size=2 \
-  --set train.warmup_steps=0 "${small[@]}" --out "$tmp/teacher" >/dev/null 2>"$tmp/err" ||
-  fail "teacher: $(tail -3 "$tmp/err")"
+tiny_fmnist_teacher
 two=(--set "teacher_checkpoint=$tmp/teacher/checkpoint.safetensors" --set train.steps=2 --set train.batch_size=2
   --set train.warmup_steps=0 "${small[@]}")
 for r in imagine_flash_3step imagine_flash_1step no_backward step_distill_4step lcm add_4step; do

@@ -78,13 +78,6 @@ expect 0 "--no-check-finite" -- sample "$qs" --ckpt big.safetensors --weights ra
 # an npy dataset with NaN is refused when it loads
 mkdir -p data
 npy 64 2 nan data/x.npy
-cat >nan_data.yaml <<YAML
-seed: 0
-dataset: {plugin: npy, path: data/x.npy}
-schedule: {plugin: discrete}
-model: {plugin: mlp, dim: 2, hidden: 16, layers: 2, time_dim: 8}
-strategy: {plugin: denoise}
-train: {steps: 2, batch_size: 8}
-YAML
+write_mlp_training nan_data.yaml data/x.npy 2
 expect 2 "NaN dataset" 'data/x\.npy: example 3 holds NaN' -- train nan_data.yaml --out T --quiet
 echo "inputs_finite: ok"

@@ -29,14 +29,7 @@ hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (64, 2), }"
 hdr += ' ' * ((64 - (10 + len(hdr) + 1) % 64) % 64) + '\n'
 open(sys.argv[1], 'wb').write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode() + struct.pack('<128f', *v))
 PY
-cat >sub/train.yaml <<YAML
-seed: 0
-dataset: {plugin: npy, path: data/x.npy}
-schedule: {plugin: discrete}
-model: {plugin: mlp, dim: 2, hidden: 16, layers: 2, time_dim: 8}
-strategy: {plugin: denoise}
-train: {steps: 4, batch_size: 8}
-YAML
+write_mlp_training sub/train.yaml data/x.npy 4
 "$FLASH" train sub/train.yaml --out T --quiet 2>err || fail "train: $(cat err)"
 grep -q "path: $tmp/sub/data/x.npy" T/config.yaml || grep -q "path: .*/sub/data/x.npy" T/config.yaml ||
   fail "dataset path not absolute: $(grep path: T/config.yaml)"
