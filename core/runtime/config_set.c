@@ -98,6 +98,22 @@ static flash_status set_walk(flash_cfg *root, const char *keypath, flash_cfg ***
     }
 }
 
+/* Levels a dotted key path with indices adds: one per segment and index. */
+static int path_depth(const char *path) {
+    int d = 1;
+    for (const char *p = path; *p; p++) d += *p == '.' || *p == '[';
+    return d;
+}
+
+static int node_depth(const flash_cfg *n) {
+    int d = 0;
+    for (size_t i = 0; i < n->n; i++) {
+        const int c = node_depth(n->items[i]);
+        if (c > d) d = c;
+    }
+    return n->n ? d + 1 : 0;
+}
+
 /* Is s valid UTF-8 with no control characters? */
 static bool key_text_ok(const char *s) {
     const unsigned char *p = (const unsigned char *)s;
@@ -177,6 +193,13 @@ flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error 
     }
     if (!relocate(val, SET_FILE, 0, 0)) {
         st = cfg_nomem(err);
+        goto done;
+    }
+    /* no deeper than a file may nest (CFG_MAX_DEPTH), so the config still
+     * prints as YAML that reads back */
+    if (path_depth(keypath) + node_depth(val) > CFG_MAX_DEPTH) {
+        st = flash_error_set(err, FLASH_ERR_USAGE, "--set %.80s...: nests deeper than %d levels", keypath,
+                             CFG_MAX_DEPTH);
         goto done;
     }
     flash_cfg **slot, *parent;

@@ -720,6 +720,13 @@ START_TEST(test_set_key_text) {
      * a set one printed as YAML that loads a base when read back) */
     ck_assert_int_eq(flash_cfg_set(r, "extends=l", &err), FLASH_ERR_USAGE);
     ck_assert_msg(strstr(err.msg, "bases are merged when a file loads") != NULL, "%s", err.msg);
+    /* no deeper than a file may nest (fuzz_config: 300 levels set, printed,
+     * then refused on reading back) */
+    char deep[1024] = "x";
+    for (int i = 0; i < 300; i++) strcat(deep, ".x");
+    strcat(deep, "=1");
+    ck_assert_int_eq(flash_cfg_set(r, deep, &err), FLASH_ERR_USAGE);
+    ck_assert_msg(strstr(err.msg, "nests deeper than 256 levels") != NULL, "%s", err.msg);
     ck_assert_int_eq(flash_cfg_set(r, "caf\xc3\xa9.b=2", &err), FLASH_OK);
     ck_assert_str_eq(flash_cfg_scalar(flash_cfg_path(r, "caf\xc3\xa9.b")), "2");
     flash_cfg_free(r);
