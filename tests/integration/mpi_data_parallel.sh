@@ -79,6 +79,15 @@ for v in t25 t3; do
 done
 [[ $(grep -c "wrote .*results.json" "$tmp/log2") == 1 ]] || fail "more than rank 0 reported: $(cat "$tmp/log2")"
 
+# flash sample: the same file from 1 or 2 ranks, also for a sampler that
+# draws fresh noise at every step
+g=$FLASH_SOURCE_DIR/configs/gmm2d/ddim.yaml
+for np in 1 2; do
+  mpi $np sample "$g" --set 'sampler={plugin: lcm, steps: 4}' --set threads=1 --n 3000 --batch 700 \
+    --out "$tmp/s$np.npy" 2>"$tmp/err" || fail "sample np=$np: $(cat "$tmp/err")"
+done
+cmp -s "$tmp/s1.npy" "$tmp/s2.npy" || fail "np=2 samples differ from np=1"
+
 # one rank fails: every rank stops, the rank is named, nothing hangs
 rc=0
 FLASH_TEST_FAIL=1:7 mpi 2 distill "$q" "${d[@]}" --out "$tmp/df" 2>"$tmp/err" || rc=$?

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flash/comm.h"
 #include "flash/diffusion.h"
 
 /* Samples per sampler call: as many as keep one activation of a batch near
@@ -245,13 +246,24 @@ int flash_cmd_sample(int argc, char **argv) {
         if (batch < 1) batch = 1;
         if (batch > SAMPLE_MAX_BATCH) batch = SAMPLE_MAX_BATCH;
     }
-    for (long b = 0; b < n; b += batch) {
+    /* Under mpirun the batches are shared out over the ranks in contiguous
+     * runs and gathered (comm.h); each batch draws from its own stream of
+     * the seed (a stochastic sampler), so it gives the same samples on
+     * whichever rank, and the file is one process's. */
+    flash_comm *world = flash_comm_world(NULL);
+    const int rank = flash_comm_rank(world), ranks = flash_comm_size(world);
+    const long n_batches = (n + batch - 1) / batch;
+    const long first = n_batches * rank / ranks, end = n_batches * (rank + 1) / ranks;
+    if (ranks > 1) memset(xs, 0, (size_t)n * per * sizeof *xs);
+    for (long b = first * batch; b < end * batch && b < n; b += batch) {
         int nb = (int)(n - b < batch ? n - b : batch);
         flash_ctx_reset(c);
         shape[0] = nb;
+        flash_rng batch_rng;
+        flash_rng_seed_stream(&batch_rng, (uint64_t)seed, 0x62617463ull + (uint64_t)(b / batch));
         flash_tensor *x = flash_tensor_from(c, 1 + mi->ndim, shape, xT + (size_t)b * per);
         flash_sample_request rq = {.size = sizeof rq, .den = &den, .x = x, .labels = labels ? labels + b : NULL,
-                                   .stop_at = -1.0};
+                                   .stop_at = -1.0, .rng = &batch_rng};
         flash_tensor *y = x ? sapi->sample(sampler.self, c, &rq) : NULL;
         if (!y || !flash_ctx_ok(c)) {
             flash_ctx_status(c, &err);
@@ -266,6 +278,8 @@ int flash_cmd_sample(int argc, char **argv) {
         }
         if ((st = flash_tensor_to_host(c, y, xs + (size_t)b * per, &err))) goto done;
     }
+    /* each sample is one rank's and zeros elsewhere: the sum is the sample */
+    if (ranks > 1 && (st = flash_comm_allreduce_sum(world, xs, (size_t)n * per, &err))) goto done;
     double secs = flash_now() - t0;
     if (!a.no_check_finite) {
         const int64_t bad = flash_first_nonfinite(xs, (size_t)n * per);
@@ -278,6 +292,8 @@ int flash_cmd_sample(int argc, char **argv) {
             goto done;
         }
     }
+    /* rank 0 alone writes */
+    if (rank > 0) goto done;
     if ((st = flash_cli_write_config_beside(a.out, &p, &err))) goto done;
     int64_t oshape[1 + 3] = {n, mi->shape[0], mi->shape[1], mi->shape[2]};
     if ((st = flash_npy_write(a.out, FLASH_F32, 1 + mi->ndim, oshape, xs, &err))) goto done;
@@ -293,7 +309,7 @@ int flash_cmd_sample(int argc, char **argv) {
         }
         if (st) goto done;
     }
-    long batches = (n + batch - 1) / batch;
+    long batches = end - first > 0 ? end - first : 1;
     fprintf(stderr, "flash sample: %ld samples with '%s' in %.3f s, %.4g NFE per sample (%lld model calls)\n", n,
             sampler.comp->name, secs, (double)den.nfe / (double)batches, (long long)den.calls);
 
