@@ -241,6 +241,14 @@ static flash_status sample_bank(run_ctx *R, flash_instance *sched, flash_instanc
     for (int j = 0; j < R->mi.ndim; j++) shape[1 + j] = R->mi.shape[j];
     double ts[FLASH_MAX_STEPS];
     res->steps = sapi->timesteps(sampler->self, flash_schedule_T(sched), ts, FLASH_MAX_STEPS);
+    if (res->steps < 1) {
+        flash_ctx_destroy(c);
+        flash_denoiser_release(&den);
+        return flash_error_set(err, FLASH_ERR_CONFIG,
+                               "variant '%s': sampler '%s' lays out no valid timesteps on the schedule's %d training "
+                               "steps (steps, timestep_spacing, steps_offset or timesteps)",
+                               res->name, sampler->comp->name, flash_schedule_T(sched));
+    }
     long batches = 0;
     double t0 = flash_now();
     /* The bank's batches, the same ones on any number of ranks, shared out

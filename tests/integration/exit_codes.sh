@@ -34,6 +34,18 @@ printf 'extends: gmm.yaml\nmodel: !replace {plugin: mlp, dim: 2, hidden: 8, laye
 printf 'not a checkpoint' >bad.safetensors
 expect 2 "malformed checkpoint" "bad\.safetensors" -- sample mlp.yaml --ckpt bad.safetensors --out y.npy
 expect 2 "missing checkpoint" "none\.safetensors" -- sample mlp.yaml --ckpt none.safetensors --out y.npy
+# timesteps the schedule cannot hold, and a plugin of another ABI, are bad input too
+expect 2 "timesteps past the schedule" "lays out no valid timesteps" -- sample gmm.yaml --n 8 --out y.npy \
+  --set sampler.steps=1000 --set sampler.timestep_spacing=leading
+cat >old_abi.c <<'C'
+#include <flash/flash.h>
+static const flash_component *const none[] = {NULL};
+static const flash_plugin_desc desc = {FLASH_ABI_MAJOR + 1, 0, "future", "0", none, 0};
+FLASH_PLUGIN(desc)
+C
+if ${CC:-cc} -shared -fPIC old_abi.c -I"$FLASH_SOURCE_DIR/include" -o old_abi.so 2>/dev/null; then
+  FLASH_PLUGIN_PATH=$PWD/old_abi.so expect 2 "a plugin of another ABI" "old_abi\.so" "ABI" -- plugins
+fi
 # 1: a runtime failure: the output cannot be written (its folder is a file)
 touch afile
 expect 1 "failed write" "afile" -- sample gmm.yaml --n 8 --out afile/x.npy

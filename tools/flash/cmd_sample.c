@@ -170,6 +170,19 @@ int flash_cmd_sample(int argc, char **argv) {
     if ((st = flash_instance_create(&env, FLASH_KIND_MODEL, ms, &model, &err))) goto done;
     if ((st = flash_instance_create(&env, FLASH_KIND_SAMPLER, flash_cfg_get(p.root, "sampler"), &sampler, &err)))
         goto done;
+    {
+        /* timesteps the schedule cannot hold are a config error, found
+         * before anything is sampled */
+        double ts[FLASH_MAX_STEPS];
+        const int T = flash_schedule_T(&sched);
+        if (FLASH_API(&sampler, flash_sampler_api)->timesteps(sampler.self, T, ts, FLASH_MAX_STEPS) < 1) {
+            st = flash_cfg_error(flash_cfg_get(p.root, "sampler"), &err,
+                                 "sampler '%s' lays out no valid timesteps on the schedule's %d training steps "
+                                 "(steps, timestep_spacing, steps_offset or timesteps)",
+                                 sampler.comp->name, T);
+            goto done;
+        }
+    }
     const flash_model_api *api0 = FLASH_API(&model, flash_model_api);
     flash_params *trained = api0->params ? api0->params(model.self) : NULL;
     if (!a.ckpt && !a.random_init && trained && flash_params_count(trained) > 0) {

@@ -44,7 +44,8 @@ static void usage(FILE *f)
             "            1 runtime failure (a non-finite loss, a failed write, out of memory);\n"
             "            2 bad input of any kind: options, a config (an unknown or misspelt key\n"
             "              anywhere, a wrong type or value: file:line:col and a did-you-mean),\n"
-            "              an input file missing, unreadable, malformed or truncated.\n"
+            "              an input file missing, unreadable, malformed, truncated or non-finite,\n"
+            "              a plugin file that cannot be loaded (another ABI, no entry symbol).\n"
             "Environment: FLASH_PLUGIN_PATH (extra plugin files or directories, ':'-separated),\n"
             "             FLASH_PLUGIN_DIR (replaces the built-in plugin directory).\n");
 }

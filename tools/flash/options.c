@@ -22,7 +22,9 @@ int flash_cli_exit_code(flash_status st)
     case FLASH_OK: return FLASH_EXIT_OK;
     case FLASH_ERR_CONFIG:
     case FLASH_ERR_USAGE:
-    case FLASH_ERR_INPUT: return FLASH_EXIT_USAGE;
+    case FLASH_ERR_INPUT:
+    case FLASH_ERR_PLUGIN: /* a plugin file that cannot be loaded (another ABI, no entry) is bad input */
+        return FLASH_EXIT_USAGE;
     default: return FLASH_EXIT_FAIL;
     }
 }
