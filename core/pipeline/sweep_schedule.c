@@ -420,7 +420,11 @@ flash_status sweep_prepare_runs(sweep *S, bool for_emit, int *skipped, flash_err
 flash_status flash_sweep_execute(flash_sweep *S, FILE *table, flash_error *err)
 {
     int skipped = 0;
-    flash_status st = sweep_prepare_runs(S, false, &skipped, err);
+    /* the sweep's folder first: a symlink or a file there is refused before
+     * anything is written into it */
+    flash_status st = flash_mkdirs(S->out, err);
+    if (st) return st;
+    st = sweep_prepare_runs(S, false, &skipped, err);
     if (st) return st;
     if (skipped) sweep_say(S, "%d of %d runs already complete\n", skipped, S->n_runs);
     int interrupted = execute(S, S->jobs, skipped);

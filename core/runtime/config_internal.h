@@ -30,6 +30,9 @@
 /* Nodes per file, aliases expanded: bounds the memory a hostile file can
  * ask for. */
 #define CFG_MAX_NODES 100000
+/* Keys in one map: a key's duplicate check is a scan of the map, so a
+ * map of hundreds of thousands of keys would take minutes to refuse. */
+#define CFG_MAX_MAP_KEYS 10000
 /* Bytes per file once aliases and merge keys are expanded (node headers,
  * scalars, key paths, file names): a few kilobytes of nested aliases can
  * otherwise ask for gigabytes, well before the node count is reached. */

@@ -233,6 +233,11 @@ static flash_status parse_collection(parse_ctx *c, flash_cfg *n, yaml_event_type
             if ((st = merge_key(c, n, kline, kcol, depth))) return st;
             continue;
         }
+        if (n->n >= CFG_MAX_MAP_KEYS) {
+            free(key);
+            return cfg_error_at(c->err, FLASH_ERR_CONFIG, c->file, kline, kcol, n->path,
+                                "more than %d keys in one map", CFG_MAX_MAP_KEYS);
+        }
         long dup = cfg_map_index(n, key);
         char *path = n->path[0] ? cfg_asprintf("%s.%s", n->path, key) : cfg_strdup(key);
         if (!path) {

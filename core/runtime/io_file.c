@@ -9,6 +9,7 @@
  * through (include/flash/io.h).
  */
 #include "flash/flash.h"
+#include "runtime/io_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -60,7 +61,7 @@ void flash_io_set_force(bool force)
 static const char *file_kind(mode_t m)
 {
     return S_ISLNK(m) ? "a symlink" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : S_ISCHR(m) ? "a character device"
-           : S_ISBLK(m) ? "a block device" : S_ISDIR(m) ? "a directory" : "not a regular file";
+           : S_ISBLK(m) ? "a block device" : S_ISDIR(m) ? "a directory" : S_ISREG(m) ? "a file" : "not a regular file";
 }
 
 flash_status flash_output_check(const char *path, bool *through, flash_error *err)
@@ -206,14 +207,43 @@ flash_status flash_write_file_atomic(const char *path, const void *buf, size_t n
     return flash_atomic_commit(&af, err);
 }
 
+int flash_open_input(const char *path, flash_error *err)
+{
+    /* O_NONBLOCK: opening a FIFO with no writer would wait forever */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        const mode_t m = sb.st_mode;
+        flash_error_set(err, FLASH_ERR_INPUT, "%s is %s, not a file flash reads", path,
+                        S_ISDIR(m)                  ? "a directory"
+                        : S_ISFIFO(m)               ? "a FIFO"
+                        : S_ISCHR(m) || S_ISBLK(m)  ? "a device"
+                        : S_ISSOCK(m)               ? "a socket"
+                                                    : "not a regular file");
+        close(fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
 flash_status flash_read_file(const char *path, char **buf, size_t *n, flash_error *err)
 {
     *buf = NULL;
     if (n)
         *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = flash_open_input(path, err);
+    if (fd < 0) return err ? err->status : FLASH_ERR_INPUT;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
         return flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    }
     /* Read in growing chunks rather than trusting the size from fstat, so
      * pipes and files that change while being read are handled too. */
     size_t cap = 0, len = 0;
@@ -271,7 +301,7 @@ static flash_status mkdir_one(const char *dir, const char *full, flash_error *er
     if (e == EEXIST && stat(dir, &sb) == 0) {
         if (S_ISDIR(sb.st_mode))
             return FLASH_OK;
-        return flash_error_set(err, FLASH_ERR_IO, "%s: cannot create directory: '%s' exists and is not a directory",
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s: cannot create directory: '%s' exists and is not a directory",
                                full, dir);
     }
     return flash_error_set(err, FLASH_ERR_IO, "%s: cannot create directory '%s': %s", full, dir, strerror(e));

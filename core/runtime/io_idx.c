@@ -7,11 +7,13 @@
  * path serves both.
  */
 #include "flash/flash.h"
+#include "runtime/io_internal.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* Reads exactly n bytes; returns the count read (short on EOF) or -1 on a
@@ -54,7 +56,10 @@ flash_status flash_idx_read(const char *path, flash_array *out, flash_error *err
 {
     memset(out, 0, sizeof *out);
     errno = 0;
-    gzFile g = gzopen(path, "rb");
+    int fd = flash_open_input(path, err);
+    if (fd < 0) return err ? err->status : FLASH_ERR_INPUT;
+    gzFile g = gzdopen(fd, "rb");
+    if (!g) close(fd);
     if (!g)
         return flash_error_set(err, errno == ENOMEM ? FLASH_ERR_NOMEM : FLASH_ERR_INPUT, "%s: cannot open: %s", path,
                                 errno ? strerror(errno) : "gzopen failed");

@@ -12,4 +12,10 @@ const unsigned char *flash_safetensors_data_section(const flash_safetensors *st,
 #define FLASH_FNV1A64_INIT 0xcbf29ce484222325ull
 uint64_t flash_fnv1a64(uint64_t h, const void *data, size_t n);
 
+/* Opens an input file for reading: only a regular file (a FIFO, device,
+ * socket or directory is refused with FLASH_ERR_INPUT, without blocking on
+ * it); a missing or unreadable one is FLASH_ERR_INPUT too. Returns the
+ * descriptor, or -1 with err set. */
+int flash_open_input(const char *path, flash_error *err);
+
 #endif

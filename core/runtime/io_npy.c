@@ -7,6 +7,7 @@
  * boundary, then the raw little-endian data in C order.
  */
 #include "flash/flash.h"
+#include "runtime/io_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "flash's file formats are little-endian and are read and written by memcpy; a big-endian port must swap bytes"
@@ -245,9 +247,13 @@ static flash_status npy_fail(FILE *f, flash_error *err, flash_status st, const c
 flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err)
 {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = flash_open_input(path, err);
+    if (fd < 0) return err ? err->status : FLASH_ERR_INPUT;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
         return flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    }
     unsigned char pre[12];
     if (fread(pre, 1, 8, f) != 8)
         return npy_fail(f, err, FLASH_ERR_INPUT, path, "shorter than the 8-byte preamble");

@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 /* The Python implementation refuses headers above 100 MB; so do we, which
@@ -460,9 +461,12 @@ flash_status flash_safetensors_open(const char *path, flash_safetensors **out, f
         return flash_error_set(err, FLASH_ERR_NOMEM, "%s: out of memory", path);
     }
     flash_status rc = FLASH_OK;
-    FILE *f = fopen(path, "rb");
+    int fd = flash_open_input(path, err);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
     if (!f) {
-        rc = flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        rc = fd < 0 ? (err ? err->status : FLASH_ERR_INPUT)
+                    : flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
     }
     struct stat sb;

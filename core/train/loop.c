@@ -49,6 +49,8 @@ flash_status flash_train_config_read(const flash_cfg *t, flash_train_config *o, 
         o->field = v;                                                                               \
     } while (0)
     INT_KEY("steps", 1000, 1, steps);
+    if ((st = flash_cfg_int(t, "batch_size", 64, &v, err))) return st;
+    if (v > (1 << 20)) return flash_cfg_error(flash_cfg_get(t, "batch_size"), err, "must be <= %d, got %ld", 1 << 20, v);
     INT_KEY("batch_size", 64, 1, batch_size);
     INT_KEY("warmup_steps", 0, 0, warmup_steps);
     INT_KEY("ckpt_every", 1000, 0, ckpt_every);
@@ -779,6 +781,8 @@ flash_status flash_train_run(const flash_train_opts *o, flash_error *err)
                                  L->who, o->run_dir);
             goto out;
         }
+        bool through;
+        if (L->rank == 0 && (st = flash_output_check(L->metrics_path, &through, err))) goto out;
         if (L->rank == 0 && remove(L->metrics_path) != 0 && errno != ENOENT) {
             st = flash_error_set(err, FLASH_ERR_IO, "%s: cannot remove the old %s", L->who, L->metrics_path);
             goto out;

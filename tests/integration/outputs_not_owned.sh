@@ -37,6 +37,23 @@ expect2 "run --out a symlinked folder" "$FLASH" run "$FLASH_SOURCE_DIR/configs/q
 [[ -L full && -p fifo && -L dir_link ]] || fail "a special file was replaced"
 [[ -z $(ls real_dir) ]] || fail "something was written into the symlinked folder"
 
+# a refused output leaves no config beside it either
+[[ ! -e link.config.yaml && ! -e fifo.config.yaml ]] || fail "a refused output wrote its config.yaml"
+# a FIFO where a run keeps its metrics stays a FIFO
+mkdir -p run_fifo && mkfifo run_fifo/metrics.jsonl
+expect2 "a FIFO at RUNDIR/metrics.jsonl" timeout 20 "$FLASH" distill "$FLASH_SOURCE_DIR/configs/quickstart.yaml" \
+  --set train.steps=2 --set train.warmup_steps=0 --out run_fifo
+[[ -p run_fifo/metrics.jsonl ]] || fail "the metrics FIFO was replaced"
+# inputs that are not files (a FIFO, a device) are refused at once, without blocking
+mkfifo in_fifo.yaml in_fifo.npy
+for in in "check in_fifo.yaml" "check /dev/zero" "sample $cfg --noise in_fifo.npy --out n.npy"; do
+  rc=0
+  # shellcheck disable=SC2086
+  timeout 10 "$FLASH" $in >/dev/null 2>err || rc=$?
+  ((rc == 2)) || fail "$in: exit $rc: $(cat err)"
+  grep -q "not a file flash reads" err || fail "$in: $(cat err)"
+done
+
 # --force writes through: the symlink stays, the target holds an NPY
 "$FLASH" sample "$cfg" --n 8 --out link --force >/dev/null 2>err || fail "--force: $(cat err)"
 [[ -L link ]] || fail "--force replaced the symlink"

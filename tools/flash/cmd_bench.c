@@ -16,7 +16,7 @@ typedef struct bench_args {
 
 static const flash_opt bench_opts[] = {
     FLASH_OPT_SETS(bench_args, sets),
-    FLASH_INT("--threads", "N", bench_args, threads, 1, 1000000, "threads (default 2)"),
+    FLASH_INT("--threads", "N", bench_args, threads, 1, 1024, "threads (default 2)"),
     FLASH_INT("--batch", "B", bench_args, batch, 1, 1000000, "training and batched-NFE batch size (default 64)"),
     FLASH_INT("--repeats", "R", bench_args, repeats, 1, 1000000, "timed runs (default 10)"),
     FLASH_INT("--warmup", "W", bench_args, warmup, 1, 1000000, "untimed runs first (default 3)"),

@@ -236,6 +236,10 @@ int flash_cmd_eval(int argc, char **argv)
     } else if (!st) {
         st = real_samples(&p, a.real, (uint64_t)seed, &xs, &labels, &err);
     }
+    /* every output refused before any is written (the config beside it too) */
+    bool through;
+    if (!st && a.out) st = flash_output_check(a.out, &through, &err);
+    if (!st && a.grid) st = flash_output_check(a.grid, &through, &err);
     if (!st && a.grid) st = write_grid(a.grid, xs, labels, &err);
     flash_env env = {.size = sizeof env, .registry = p.registry, .seed = (uint64_t)seed, .root = p.root,
                      .device = device};

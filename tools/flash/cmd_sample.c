@@ -307,6 +307,10 @@ int flash_cmd_sample(int argc, char **argv) {
     }
     /* rank 0 alone writes */
     if (rank > 0) goto done;
+    /* every output refused before any is written (the config beside it too) */
+    bool through;
+    if ((st = flash_output_check(a.out, &through, &err)) || (a.grid && (st = flash_output_check(a.grid, &through, &err))))
+        goto done;
     if ((st = flash_cli_write_config_beside(a.out, &p, &err))) goto done;
     int64_t oshape[1 + 3] = {n, mi->shape[0], mi->shape[1], mi->shape[2]};
     if ((st = flash_npy_write(a.out, FLASH_F32, 1 + mi->ndim, oshape, xs, &err))) goto done;
