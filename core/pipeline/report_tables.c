@@ -188,7 +188,7 @@ static flash_status collect(report *R, const char *dir, flash_error *err)
         char path[4400];
         snprintf(path, sizeof path, "%s/results.json", dir);
         if (!report_exists(path))
-            return flash_error_set(err, FLASH_ERR_IO, "flash report: %s has neither runs/ (a sweep) nor results.json", dir);
+            return flash_error_set(err, FLASH_ERR_INPUT, "%s has neither runs/ (a sweep) nor results.json", dir);
         row proto;
         memset(&proto, 0, sizeof proto);
         for (int k = 0; k < MAXM; k++) proto.m[k] = NAN;

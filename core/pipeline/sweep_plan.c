@@ -54,11 +54,16 @@ static flash_status check_strings(const flash_cfg *seq, const char *what, flash_
     return FLASH_OK;
 }
 
+/* A sweep's axes (seeds, steps) are counts and seeds: never negative. */
 static flash_status read_longs(const flash_cfg *map, const char *key, long *out, int *n, flash_error *err)
 {
     size_t k = 0;
     flash_status st = flash_cfg_ints(map, key, out, MAX_LIST, &k, err);
     *n = (int)k;
+    for (size_t i = 0; !st && i < k; i++)
+        if (out[i] < 0 || (!strcmp(key, "steps") && out[i] < 1))
+            st = flash_cfg_error(flash_cfg_get(map, key), err, "%s[%zu] is %ld: expected %s", key, i, out[i],
+                                 !strcmp(key, "steps") ? "a step count >= 1" : "a seed >= 0");
     return st;
 }
 
@@ -68,7 +73,7 @@ static flash_status parse_sweep(sweep *S, flash_error *err)
     const flash_cfg *r = S->root;
     const char *base = NULL;
     if ((st = flash_cfg_check_keys(r, "sweep", flash_schema_keys("sweep"), err)) || (st = flash_cfg_str(r, "base", NULL, &base, err)) ||
-        (st = flash_cfg_str(r, "guidance_key", "target.guidance_scale", &S->guidance_key, err)) ||
+        (st = flash_cfg_str(r, "guidance_key", "strategy.target.guidance_scale", &S->guidance_key, err)) ||
         (st = flash_cfg_str(r, "baseline", NULL, &S->baseline, err)))
         return st;
     if (base && !(S->base = relative_to(S->path, base))) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");

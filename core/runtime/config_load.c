@@ -140,6 +140,11 @@ static flash_status apply_extends(flash_cfg **rootp, const char *file, load_stac
             stack->n++;
             st = load_file(bpath, stack, &base, err);
             stack->n--;
+            /* a base that cannot be read at all (missing, a directory) is
+             * named where the child asked for it */
+            if (st && err && strstr(err->msg, "not a file flash reads"))
+                flash_error_prefix(err, "%s:%d:%d: extends", flash_cfg_file(item), flash_cfg_line(item),
+                                   flash_cfg_col(item));
         }
         free(canon);
         free(bpath);
