@@ -232,18 +232,25 @@ int flash_open_input(const char *path, flash_error *err)
     return fd;
 }
 
+FILE *flash_fopen_input(const char *path, flash_error *err)
+{
+    int fd = flash_open_input(path, err);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
 flash_status flash_read_file(const char *path, char **buf, size_t *n, flash_error *err)
 {
     *buf = NULL;
     if (n)
         *n = 0;
-    int fd = flash_open_input(path, err);
-    if (fd < 0) return err ? err->status : FLASH_ERR_INPUT;
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    }
+    FILE *f = flash_fopen_input(path, err);
+    if (!f) return err ? err->status : FLASH_ERR_INPUT;
     /* Read in growing chunks rather than trusting the size from fstat, so
      * pipes and files that change while being read are handled too. */
     size_t cap = 0, len = 0;

@@ -4,6 +4,8 @@
 
 #include "flash/flash.h"
 
+#include <stdio.h>
+
 /* The data section of an open safetensors file: every tensor's bytes, in
  * file order, exactly tiled (the reader checks this). */
 const unsigned char *flash_safetensors_data_section(const flash_safetensors *st, size_t *size);
@@ -17,5 +19,7 @@ uint64_t flash_fnv1a64(uint64_t h, const void *data, size_t n);
  * it); a missing or unreadable one is FLASH_ERR_INPUT too. Returns the
  * descriptor, or -1 with err set. */
 int flash_open_input(const char *path, flash_error *err);
+/* The same as a stream for fread; NULL with err set. */
+FILE *flash_fopen_input(const char *path, flash_error *err);
 
 #endif

@@ -247,13 +247,8 @@ static flash_status npy_fail(FILE *f, flash_error *err, flash_status st, const c
 flash_status flash_npy_read(const char *path, flash_array *out, flash_error *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = flash_open_input(path, err);
-    if (fd < 0) return err ? err->status : FLASH_ERR_INPUT;
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    }
+    FILE *f = flash_fopen_input(path, err);
+    if (!f) return err ? err->status : FLASH_ERR_INPUT;
     unsigned char pre[12];
     if (fread(pre, 1, 8, f) != 8)
         return npy_fail(f, err, FLASH_ERR_INPUT, path, "shorter than the 8-byte preamble");

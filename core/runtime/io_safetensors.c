@@ -461,12 +461,9 @@ flash_status flash_safetensors_open(const char *path, flash_safetensors **out, f
         return flash_error_set(err, FLASH_ERR_NOMEM, "%s: out of memory", path);
     }
     flash_status rc = FLASH_OK;
-    int fd = flash_open_input(path, err);
-    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    FILE *f = flash_fopen_input(path, err);
     if (!f) {
-        if (fd >= 0) close(fd);
-        rc = fd < 0 ? (err ? err->status : FLASH_ERR_INPUT)
-                    : flash_error_set(err, FLASH_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+        rc = err ? err->status : FLASH_ERR_INPUT;
         goto fail;
     }
     struct stat sb;
