@@ -51,10 +51,9 @@ typedef struct run_ctx {
     flash_plugin_files plugins; /* of the pipeline as given, for results.json */
     result res[MAX_VARIANTS];
     int n_res;
-    /* data parallel (comm.h): the noise bank's batches are shared out over
-     * the ranks and gathered; rank 0 alone writes */
-    flash_comm *comm;
-    int rank, ranks;
+    /* data parallel (comm.h): flash_sample_bank shares the noise bank out
+     * over the ranks; rank 0 alone writes and reports */
+    int rank;
 } run_ctx;
 
 /* Does this process write the run folder? Rank 0 of several, or the only one. */
@@ -235,10 +234,7 @@ static flash_status sample_bank(run_ctx *R, flash_instance *sched, flash_instanc
         flash_error_prefix(err, "variant '%s'", res->name);
         return err->status ? err->status : FLASH_ERR_NOMEM;
     }
-    flash_grad_set(c, false);
     const flash_sampler_api *sapi = FLASH_API(sampler, flash_sampler_api);
-    int shape[FLASH_MAX_DIMS];
-    for (int j = 0; j < R->mi.ndim; j++) shape[1 + j] = R->mi.shape[j];
     double ts[FLASH_MAX_STEPS];
     res->steps = sapi->timesteps(sampler->self, flash_schedule_T(sched), ts, FLASH_MAX_STEPS);
     if (res->steps < 1) {
@@ -251,41 +247,9 @@ static flash_status sample_bank(run_ctx *R, flash_instance *sched, flash_instanc
     }
     long batches = 0;
     double t0 = flash_now();
-    /* The bank's batches, the same ones on any number of ranks, shared out
-     * in contiguous runs; each batch draws from its own stream of the noise
-     * seed (a stochastic sampler), so a batch gives the same samples
-     * whichever rank takes it. */
-    const long n_batches = (R->n + R->batch - 1) / R->batch;
-    const long first = n_batches * R->rank / R->ranks, end = n_batches * (R->rank + 1) / R->ranks;
-    if (R->ranks > 1) memset(R->xs, 0, (size_t)R->n * R->per * sizeof *R->xs);
-    for (long b = first * R->batch; b < end * R->batch && b < R->n; b += R->batch) {
-        int nb = (int)(R->n - b < R->batch ? R->n - b : R->batch);
-        flash_ctx_reset(c);
-        shape[0] = nb;
-        flash_rng batch_rng;
-        flash_rng_seed_stream(&batch_rng, (uint64_t)R->noise_seed, 0x62617463ull + (uint64_t)(b / R->batch));
-        flash_tensor *x = flash_tensor_from(c, 1 + R->mi.ndim, shape, R->xT + (size_t)b * R->per);
-        flash_sample_request rq = {.size = sizeof rq, .den = &den, .x = x, .labels = R->labels ? R->labels + b : NULL,
-                                   .stop_at = -1.0, .rng = &batch_rng};
-        flash_tensor *y = x ? sapi->sample(sampler->self, c, &rq) : NULL;
-        if (!y || !flash_ctx_ok(c)) {
-            flash_ctx_status(c, err);
-            flash_error_prefix(err, "variant '%s': sampler '%s'", res->name, sampler->comp->name);
-            st = FLASH_ERR_RUNTIME;
-            break;
-        }
-        if (y->numel != (size_t)nb * R->per) {
-            st = flash_error_set(err, FLASH_ERR_RUNTIME, "variant '%s': sampler '%s' returned %zu values for %d samples",
-                                 res->name, sampler->comp->name, y->numel, nb);
-            break;
-        }
-        if ((st = flash_tensor_to_host(c, y, R->xs + (size_t)b * R->per, err))) break;
-        batches++;
-    }
-    /* every rank's batches to every rank: each sample is one rank's, the
-     * others hold zeros there, so the sum is that sample */
-    if (st == FLASH_OK && R->ranks > 1)
-        st = flash_comm_allreduce_sum(R->comm, R->xs, (size_t)R->n * R->per, err);
+    st = flash_sample_bank(&den, sampler, c, R->xT, R->labels, R->n, R->batch, (uint64_t)R->noise_seed, R->xs,
+                           &batches, err);
+    if (st) flash_error_prefix(err, "variant '%s'", res->name);
     res->seconds = flash_now() - t0;
     res->nfe = batches ? (double)den.nfe / (double)batches : 0;
     flash_ctx_destroy(c);
@@ -660,12 +624,12 @@ flash_status flash_run_pipeline(const flash_run_opts *o, flash_error *err)
     R->log = o->log;
     const char *out = o->out_dir, *config = o->config_path ? o->config_path : "";
     flash_status st;
-    if (!(R->comm = flash_comm_world(err))) {
+    flash_comm *world = flash_comm_world(err);
+    if (!world) {
         free(R);
         return err->status ? err->status : FLASH_ERR_RUNTIME;
     }
-    R->rank = flash_comm_rank(R->comm);
-    R->ranks = flash_comm_size(R->comm);
+    R->rank = flash_comm_rank(world);
     const flash_cfg *run = flash_cfg_get(R->root, "run"), *variants = NULL;
     char sub[4200];
     /* every key of the pipeline and of each variant's config first: a

@@ -846,8 +846,3 @@ flash_instance *flash_run_strategy(flash_run *run)
 {
     return run && run->priv ? &((loop *)run->priv)->strategy : NULL;
 }
-
-flash_ctx *flash_run_ctx(flash_run *run)
-{
-    return run && run->priv ? ((loop *)run->priv)->ctx : NULL;
-}

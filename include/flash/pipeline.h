@@ -113,6 +113,20 @@ FLASH_EXPORT void flash_sweep_free(flash_sweep *s);
 FLASH_EXPORT flash_status flash_report_write(const char *dir, const char *baseline, const char *out, FILE *table,
                                              flash_error *err);
 
+/* ---- sampling a bank of noise -------------------------------------------- */
+
+struct flash_denoiser;
+/* Samples n rows of noise xT (n, shape...; labels (n) or NULL) with sampler
+ * on den, batch rows at a time in c (gradients off), into xs (host, n
+ * rows). Each batch draws from its own stream of seed (a stochastic
+ * sampler), so a batch gives the same samples wherever it runs: under
+ * mpirun the batches are shared out over the ranks and gathered on every
+ * rank, and xs is one process's. *batches gets the batches this rank ran
+ * (NFE per sample = den->nfe / *batches). */
+FLASH_EXPORT flash_status flash_sample_bank(struct flash_denoiser *den, const flash_instance *sampler, flash_ctx *c,
+                                            const float *xT, const int *labels, long n, long batch, uint64_t seed,
+                                            float *xs, long *batches, flash_error *err);
+
 /* ---- pieces the commands share ---------------------------------------- */
 
 /* Paths in a config made absolute, so a config written into a run folder

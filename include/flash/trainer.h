@@ -100,9 +100,8 @@ FLASH_EXPORT flash_status flash_distill_run(const flash_distill_opts *opts, flas
  * unless opts->run_dir is set. opts is borrowed until close. */
 FLASH_EXPORT flash_status flash_train_open(const flash_train_opts *opts, flash_run **out, flash_error *err);
 FLASH_EXPORT void flash_train_close(flash_run *run); /* NULL-safe */
-/* The pipeline's strategy instance and the run's context. */
+/* The pipeline's strategy instance. */
 FLASH_EXPORT flash_instance *flash_run_strategy(flash_run *run);
-FLASH_EXPORT flash_ctx *flash_run_ctx(flash_run *run);
 
 /* Loads a model slot's weights from the pipeline's `<slot>_checkpoint` key
  * (a path as given, else relative to the config file) into model, and puts

@@ -248,10 +248,6 @@ int flash_cmd_sample(int argc, char **argv) {
         st = flash_error_set(&err, FLASH_ERR_NOMEM, "out of memory for %ld samples", n);
         goto done;
     }
-    flash_grad_set(c, false);
-    const flash_sampler_api *sapi = FLASH_API(&sampler, flash_sampler_api);
-    int shape[FLASH_MAX_DIMS];
-    for (int j = 0; j < mi->ndim; j++) shape[1 + j] = mi->shape[j];
     double t0 = flash_now();
     long batch = a.batch;
     if (batch < 1) {
@@ -259,40 +255,9 @@ int flash_cmd_sample(int argc, char **argv) {
         if (batch < 1) batch = 1;
         if (batch > SAMPLE_MAX_BATCH) batch = SAMPLE_MAX_BATCH;
     }
-    /* Under mpirun the batches are shared out over the ranks in contiguous
-     * runs and gathered (comm.h); each batch draws from its own stream of
-     * the seed (a stochastic sampler), so it gives the same samples on
-     * whichever rank, and the file is one process's. */
-    flash_comm *world = flash_comm_world(NULL);
-    const int rank = flash_comm_rank(world), ranks = flash_comm_size(world);
-    const long n_batches = (n + batch - 1) / batch;
-    const long first = n_batches * rank / ranks, end = n_batches * (rank + 1) / ranks;
-    if (ranks > 1) memset(xs, 0, (size_t)n * per * sizeof *xs);
-    for (long b = first * batch; b < end * batch && b < n; b += batch) {
-        int nb = (int)(n - b < batch ? n - b : batch);
-        flash_ctx_reset(c);
-        shape[0] = nb;
-        flash_rng batch_rng;
-        flash_rng_seed_stream(&batch_rng, (uint64_t)seed, 0x62617463ull + (uint64_t)(b / batch));
-        flash_tensor *x = flash_tensor_from(c, 1 + mi->ndim, shape, xT + (size_t)b * per);
-        flash_sample_request rq = {.size = sizeof rq, .den = &den, .x = x, .labels = labels ? labels + b : NULL,
-                                   .stop_at = -1.0, .rng = &batch_rng};
-        flash_tensor *y = x ? sapi->sample(sampler.self, c, &rq) : NULL;
-        if (!y || !flash_ctx_ok(c)) {
-            flash_ctx_status(c, &err);
-            flash_error_prefix(&err, "sampler '%s'", sampler.comp->name);
-            st = FLASH_ERR_RUNTIME;
-            goto done;
-        }
-        if (y->numel != (size_t)nb * per) {
-            st = flash_error_set(&err, FLASH_ERR_RUNTIME, "sampler '%s' returned %zu values for %d samples",
-                                 sampler.comp->name, y->numel, nb);
-            goto done;
-        }
-        if ((st = flash_tensor_to_host(c, y, xs + (size_t)b * per, &err))) goto done;
-    }
-    /* each sample is one rank's and zeros elsewhere: the sum is the sample */
-    if (ranks > 1 && (st = flash_comm_allreduce_sum(world, xs, (size_t)n * per, &err))) goto done;
+    long batches = 0;
+    if ((st = flash_sample_bank(&den, &sampler, c, xT, labels, n, batch, (uint64_t)seed, xs, &batches, &err)))
+        goto done;
     double secs = flash_now() - t0;
     if (!a.no_check_finite) {
         const int64_t bad = flash_first_nonfinite(xs, (size_t)n * per);
@@ -306,7 +271,7 @@ int flash_cmd_sample(int argc, char **argv) {
         }
     }
     /* rank 0 alone writes */
-    if (rank > 0) goto done;
+    if (flash_comm_rank(flash_comm_world(NULL)) > 0) goto done;
     /* every output refused before any is written (the config beside it too) */
     bool through;
     if ((st = flash_output_check(a.out, &through, &err)) || (a.grid && (st = flash_output_check(a.grid, &through, &err))))
@@ -326,7 +291,7 @@ int flash_cmd_sample(int argc, char **argv) {
         }
         if (st) goto done;
     }
-    long batches = end - first > 0 ? end - first : 1;
+    if (batches < 1) batches = 1;
     fprintf(stderr, "flash sample: %ld samples with '%s' in %.3f s, %.4g NFE per sample (%lld model calls)\n", n,
             sampler.comp->name, secs, (double)den.nfe / (double)batches, (long long)den.calls);
 
