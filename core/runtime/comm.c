@@ -2,6 +2,7 @@
  * unless a launcher started several, then the MPI implementation loaded
  * with dlopen, so a single-process flash needs no MPI library at all. */
 #include "flash/comm.h"
+#include "flash/log.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -10,11 +11,17 @@
 #include <string.h>
 
 #define FLASH_COMM_MPI_SONAME "libflash_comm_mpi.so"
+#define FLASH_COMM_NCCL_SONAME "libflash_comm_nccl.so"
 
 struct flash_comm {
     const flash_comm_ops *ops; /* NULL: this process alone */
     void *self;
     int size, rank;
+    /* the device collective, decided on the first device all-reduce */
+    bool dev_decided;
+    const flash_comm_device_ops *dev_ops; /* NULL: sums go through the host */
+    void *dev_self;
+    char dev_for[16]; /* the device it serves */
 };
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -142,8 +149,105 @@ flash_status flash_comm_barrier(flash_comm *c, flash_error *err)
     return c->ops->barrier(c->self, msg, sizeof msg) ? fail("barrier", msg, err) : FLASH_OK;
 }
 
+/* ---- device collectives ---------------------------------------------------- */
+
+static int share_from_rank0(void *world, void *buf, size_t bytes)
+{
+    flash_comm *c = world;
+    char msg[400];
+    return c->ops->broadcast(c->self, buf, bytes, 0, msg, sizeof msg);
+}
+
+/* This rank's candidate for `device`, not yet initialised; *why says why
+ * there is none. */
+static const flash_comm_device_ops *open_device_collective(const char *device, char *why, size_t why_size)
+{
+    if (strcmp(device, "cuda") != 0) {
+        snprintf(why, why_size, "no device collective for '%s'", device);
+        return NULL;
+    }
+    const char *lib = getenv("FLASH_COMM_DEVICE_LIB");
+    void *h = lib && *lib ? dlopen(lib, RTLD_NOW | RTLD_GLOBAL) : open_beside_libflash(FLASH_COMM_NCCL_SONAME);
+    if (!h && !(lib && *lib)) h = dlopen(FLASH_COMM_NCCL_SONAME, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(why, why_size, "%s cannot be loaded (%s)", lib && *lib ? lib : FLASH_COMM_NCCL_SONAME,
+                 e ? e : "not found");
+        return NULL;
+    }
+    flash_comm_device_entry_fn entry = (flash_comm_device_entry_fn)dlsym(h, FLASH_COMM_DEVICE_ENTRY_SYMBOL);
+    const flash_comm_device_ops *ops = entry ? entry() : NULL;
+    if (!ops || ops->abi_major != FLASH_COMM_DEVICE_ABI_MAJOR || ops->size < sizeof(flash_comm_device_ops) ||
+        strcmp(ops->device, device) != 0) {
+        snprintf(why, why_size, "%s: not a device collective of ABI %d.x for '%s'", FLASH_COMM_NCCL_SONAME,
+                 FLASH_COMM_DEVICE_ABI_MAJOR, device);
+        return NULL;
+    }
+    char msg[300] = "";
+    if (ops->probe(msg, sizeof msg) != 0) {
+        snprintf(why, why_size, "%s: %s", ops->name, msg);
+        return NULL;
+    }
+    return ops;
+}
+
+/* Every rank loads the collective, then all agree (a sum of failures over
+ * the world) before any joins it: one rank without NCCL must not leave
+ * the others waiting in its bootstrap. */
+static flash_status decide_device_collective(flash_comm *c, const char *device, flash_error *err)
+{
+    const char *want = getenv("FLASH_COMM_DEVICE");
+    const bool forced = want && !strcmp(want, "nccl");
+    if (want && *want && !forced && strcmp(want, "none") != 0 && strcmp(want, "auto") != 0)
+        return flash_error_set(err, FLASH_ERR_USAGE, "FLASH_COMM_DEVICE=%s: expected nccl, none or auto", want);
+    c->dev_decided = true;
+    snprintf(c->dev_for, sizeof c->dev_for, "%s", device);
+    char why[400] = "";
+    const flash_comm_device_ops *ops = NULL;
+    if (!(want && !strcmp(want, "none"))) ops = open_device_collective(device, why, sizeof why);
+    float missing = ops ? 0.0f : 1.0f;
+    flash_status st = flash_comm_allreduce_sum(c, &missing, 1, err);
+    if (st) return st;
+    if (missing > 0) {
+        if (forced)
+            return flash_error_set(err, FLASH_ERR_RUNTIME, "FLASH_COMM_DEVICE=nccl: %g of %d ranks lack it%s%s",
+                                   (double)missing, c->size, *why ? ": " : "", why);
+        flash_info("device all-reduce through host memory: %s", *why ? why : "another rank lacks the collective");
+        return FLASH_OK;
+    }
+    char msg[400] = "";
+    void *self = NULL;
+    if (ops->init(&self, c->rank, c->size, share_from_rank0, c, msg, sizeof msg) != 0)
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "comm %s on rank %d: %s", ops->name, c->rank, msg);
+    c->dev_ops = ops;
+    c->dev_self = self;
+    return FLASH_OK;
+}
+
+flash_status flash_comm_allreduce_sum_device(flash_comm *c, const char *device, float *buf, size_t n, bool *done,
+                                             flash_error *err)
+{
+    *done = false;
+    if (!c || !c->ops || c->size == 1 || !device || !strcmp(device, "cpu")) return FLASH_OK;
+    if (!c->dev_decided) {
+        flash_status st = decide_device_collective(c, device, err);
+        if (st) return st;
+    } else if (strcmp(c->dev_for, device) != 0) {
+        return FLASH_OK; /* one device per run; another goes through the host */
+    }
+    if (!c->dev_ops) return FLASH_OK;
+    char msg[400];
+    if (c->dev_ops->allreduce_sum(c->dev_self, buf, n, msg, sizeof msg))
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "comm %s all-reduce: %s", c->dev_ops->name, msg);
+    *done = true;
+    return FLASH_OK;
+}
+
+const char *flash_comm_device_name(const flash_comm *c) { return c && c->dev_ops ? c->dev_ops->name : "host"; }
+
 void flash_comm_abort(flash_comm *c, int code)
 {
+    if (c && c->dev_ops) c->dev_ops->abort_all(c->dev_self);
     if (c && c->ops && c->size > 1) c->ops->abort_all(c->self, code);
     exit(code);
 }
@@ -152,5 +256,7 @@ void flash_comm_finalize(void)
 {
     if (g_finalized || !g_world.ops) return;
     g_finalized = true;
+    if (g_world.dev_ops) g_world.dev_ops->finalize(g_world.dev_self);
+    g_world.dev_ops = NULL;
     g_world.ops->finalize(g_world.self);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flash/comm.h"
 #include "tensor/backend_load.h"
 #include "tensor/tensor_internal.h"
 
@@ -348,6 +349,37 @@ flash_status flash_params_to_device(flash_params *p, const char *device, flash_e
 }
 
 const char *flash_params_device(const flash_params *p) { return p ? be_of()->name : NULL; }
+
+flash_status flash_params_allreduce_grad(flash_params *p, flash_comm *comm, const char **path, flash_error *err) {
+    if (path) *path = flash_comm_name(comm);
+    if (!p || !p->finalized) return flash_error_set(err, FLASH_ERR_RUNTIME, "params: not finalized");
+    if (flash_comm_size(comm) == 1 || !p->count) return FLASH_OK;
+    const flash_backend *be = be_of();
+    if (be == &flash_cpu_backend) return flash_comm_allreduce_sum(comm, p->grad, p->count, err);
+    /* the backward pass's kernels are queued on the device's stream: the
+     * collective must see their results */
+    if (be->sync && be->sync() != 0) {
+        const char *m = be->last_error ? be->last_error() : NULL;
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "params: before the gradient sum: %s", m ? m : "device error");
+    }
+    bool done = false;
+    flash_status st = flash_comm_allreduce_sum_device(comm, be->name, p->grad, p->count, &done, err);
+    if (st || done) {
+        if (path && done) *path = flash_comm_device_name(comm);
+        return st;
+    }
+    /* no device collective: a round trip through host memory */
+    if (path) *path = "host";
+    float *host = malloc(p->count * sizeof *host);
+    if (!host) return flash_error_set(err, FLASH_ERR_NOMEM, "params: %zu floats for the gradient sum", p->count);
+    be->to_host(host, p->grad, p->count);
+    st = flash_comm_allreduce_sum(comm, host, p->count, err);
+    if (st == FLASH_OK) be->from_host(p->grad, host, p->count);
+    free(host);
+    const char *m = be->last_error ? be->last_error() : NULL;
+    if (st == FLASH_OK && m) st = flash_error_set(err, FLASH_ERR_RUNTIME, "params: gradient sum: %s", m);
+    return st;
+}
 
 flash_status flash_params_to_host(const flash_params *p, float *host, flash_error *err) {
     if (!p || !p->finalized || !host) return flash_error_set(err, FLASH_ERR_RUNTIME, "params: not finalized");

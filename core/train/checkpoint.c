@@ -11,6 +11,8 @@
  *   step      decimal
  *   rng       the flash_rng state: s0:s1:s2:s3:has_spare:spare_bits in hex
  *   config    the resolved config as YAML
+ *   ranks     the data-parallel rank count that wrote it (training's
+ *             checkpoints; checkpoint_internal.h), absent before 0.2
  *   checksum  FNV-1a 64 of the data section (every tensor's bytes in file
  *             order), 16 hex digits
  *   meta_checksum  FNV-1a 64 of "key\0value\0" for format, step, rng and
@@ -23,6 +25,7 @@
  */
 #include "flash/flash.h"
 #include "runtime/io_internal.h"
+#include "train/checkpoint_internal.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -69,12 +72,13 @@ static float *block_of(flash_params *p, int b)
 }
 
 /* Metadata covered by meta_checksum, in hashing order. */
-static const char *const meta_keys[] = {"format", "step", "rng", "config"};
+static const char *const meta_keys[] = {"format", "step", "rng", "config", "ranks"};
+#define N_META_KEYS (sizeof meta_keys / sizeof meta_keys[0])
 
 static uint64_t meta_hash(const char *const *values)
 {
     uint64_t h = FLASH_FNV1A64_INIT;
-    for (size_t i = 0; i < sizeof meta_keys / sizeof meta_keys[0]; i++) {
+    for (size_t i = 0; i < N_META_KEYS; i++) {
         if (!values[i])
             continue;
         h = flash_fnv1a64(h, meta_keys[i], strlen(meta_keys[i]) + 1);
@@ -95,6 +99,12 @@ static char *prefixed(const char *prefix, const char *name)
 }
 
 flash_status flash_checkpoint_save(const char *path, flash_params *p, const flash_ckpt_info *info, flash_error *err)
+{
+    return flash_checkpoint_save_ranks(path, p, info, 0, err);
+}
+
+flash_status flash_checkpoint_save_ranks(const char *path, flash_params *p, const flash_ckpt_info *info, int ranks,
+                                         flash_error *err)
 {
     size_t np = flash_params_n(p);
     float *base = flash_params_data(p);
@@ -144,8 +154,8 @@ flash_status flash_checkpoint_save(const char *path, flash_params *p, const flas
         }
     }
 
-    char step[32], rng[128], sum[32], msum[32];
-    flash_st_meta meta[6];
+    char step[32], rng[128], sum[32], msum[32], nranks[16];
+    flash_st_meta meta[7];
     size_t nm = 0;
     meta[nm++] = (flash_st_meta){"format", CKPT_FORMAT};
     if (info) {
@@ -159,9 +169,13 @@ flash_status flash_checkpoint_save(const char *path, flash_params *p, const flas
         if (info->config_yaml)
             meta[nm++] = (flash_st_meta){"config", info->config_yaml};
     }
+    snprintf(nranks, sizeof nranks, "%d", ranks);
+    if (ranks > 0)
+        meta[nm++] = (flash_st_meta){"ranks", nranks};
     snprintf(sum, sizeof sum, "%016" PRIx64, h);
     meta[nm++] = (flash_st_meta){"checksum", sum};
-    const char *mv[4] = {CKPT_FORMAT, info ? step : NULL, info ? rng : NULL, info ? info->config_yaml : NULL};
+    const char *mv[N_META_KEYS] = {CKPT_FORMAT, info ? step : NULL, info ? rng : NULL, info ? info->config_yaml : NULL,
+                                   ranks > 0 ? nranks : NULL};
     snprintf(msum, sizeof msum, "%016" PRIx64, meta_hash(mv));
     meta[nm++] = (flash_st_meta){"meta_checksum", msum};
     st = flash_safetensors_write(path, ts, k, meta, nm, err);
@@ -285,6 +299,14 @@ static flash_status ensure_block(flash_params *p, int b, const char *path, flash
 
 flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt_info *info, flash_error *err)
 {
+    return flash_checkpoint_load_ranks(path, p, info, NULL, err);
+}
+
+flash_status flash_checkpoint_load_ranks(const char *path, flash_params *p, flash_ckpt_info *info, int *ranks,
+                                         flash_error *err)
+{
+    if (ranks)
+        *ranks = 0;
     if (info)
         info->config_yaml = NULL;
     flash_safetensors *sf = NULL;
@@ -308,8 +330,8 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
         goto done;
     }
     const char *msum = flash_safetensors_meta(sf, "meta_checksum");
-    const char *mv[4];
-    for (int i = 0; i < 4; i++)
+    const char *mv[N_META_KEYS];
+    for (size_t i = 0; i < N_META_KEYS; i++)
         mv[i] = flash_safetensors_meta(sf, meta_keys[i]);
     uint64_t mwant;
     if (!msum || strlen(msum) != 16 || !parse_hex64(msum, &end, &mwant) || *end || mwant != meta_hash(mv)) {
@@ -443,6 +465,8 @@ flash_status flash_checkpoint_load(const char *path, flash_params *p, flash_ckpt
         info->step = step;
         info->rng = rng;
     }
+    if (ranks && mv[4])
+        *ranks = atoi(mv[4]);
 done:
     free(name);
     free(src);

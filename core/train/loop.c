@@ -6,6 +6,7 @@
 #include "flash/schema.h"
 #include "flash/trainer.h"
 #include "tensor/tensor_internal.h" /* flash_host_alloc: labels are host memory on every device */
+#include "train/checkpoint_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -146,6 +147,7 @@ typedef struct loop {
      * of every global batch, n = train.batch_size / ranks */
     flash_comm *comm;
     int rank, ranks;
+    bool said_sum; /* the gradient sum's path (mpi, nccl, host) was logged */
 } loop;
 
 static void loop_free(loop *L)
@@ -278,13 +280,17 @@ flash_tensor *flash_run_randn(flash_run *run, flash_ctx *c, flash_rng *rng, int 
 
 /* Checkpoints are read and written in host memory: parameters on a device
  * visit the CPU for the file and go back. */
-static flash_status ckpt_io(bool save, const char *path, flash_params *p, flash_ckpt_info *info, flash_error *err)
+/* ranks: the rank count to record (save), or where to put the recorded one
+ * (load); NULL for neither */
+static flash_status ckpt_io(bool save, const char *path, flash_params *p, flash_ckpt_info *info, int *ranks,
+                            flash_error *err)
 {
     const char *dev = flash_params_device(p);
     const bool away = strcmp(dev, "cpu") != 0;
     flash_status st = away ? flash_params_to_device(p, "cpu", err) : FLASH_OK;
     if (st == FLASH_OK)
-        st = save ? flash_checkpoint_save(path, p, info, err) : flash_checkpoint_load(path, p, info, err);
+        st = save ? flash_checkpoint_save_ranks(path, p, info, ranks ? *ranks : 0, err)
+                  : flash_checkpoint_load_ranks(path, p, info, ranks, err);
     if (away) {
         flash_error e2 = {0};
         flash_status s2 = flash_params_to_device(p, dev, &e2);
@@ -318,7 +324,7 @@ flash_status flash_run_track(flash_run *run, const char *name, flash_params *p, 
     aux_path(L, name, path, sizeof path);
     struct stat sb;
     if (run->resuming && L->o->run_dir && stat(path, &sb) == 0) {
-        flash_status st = ckpt_io(false, path, p, NULL, err);
+        flash_status st = ckpt_io(false, path, p, NULL, NULL, err);
         if (st) return st;
         if (restored) *restored = true;
     }
@@ -337,8 +343,13 @@ static flash_status apply_gradients(loop *L, flash_params *P, const flash_adam *
     /* every rank's share of the gradient, summed (each rank's loss was
      * scaled by 1 / ranks, so the sum is the global batch's gradient) */
     if (L->ranks > 1) {
-        flash_status st = flash_comm_allreduce_sum(L->comm, flash_params_grad(P), flash_params_count(P), err);
+        const char *path = NULL;
+        flash_status st = flash_params_allreduce_grad(P, L->comm, &path, err);
         if (st) return st;
+        if (!L->said_sum) {
+            L->said_sum = true;
+            flash_info("%s: gradients summed over %d ranks by %s", L->who, L->ranks, path);
+        }
     }
     *finite = flash_params_grad_finite(P);
     if (!*finite) {
@@ -432,11 +443,6 @@ static flash_status loop_build(loop *L, flash_error *err)
         return flash_cfg_error(flash_cfg_path(root, "train.batch_size"), err,
                                "train.batch_size %d (the global batch) does not split evenly over %d ranks",
                                L->tc.batch_size, L->ranks);
-    if (L->ranks > 1 && strcmp(L->device, "cpu") != 0)
-        return flash_error_set(err, FLASH_ERR_RUNTIME,
-                               "%s: %d ranks on device %s: data-parallel runs on a device need the NCCL comm, "
-                               "which this build lacks; run on cpu, or one rank",
-                               L->who, L->ranks, L->device);
     /* components that make their own contexts (a discriminator's, an
      * evaluator's) make them on the pipeline's device */
     L->env = (flash_env){.size = sizeof L->env, .registry = L->o->registry, .seed = (uint64_t)seed,
@@ -506,12 +512,12 @@ static flash_status save_all(loop *L, int64_t step, flash_error *err)
     flash_ckpt_info aux = {.step = step, .rng = L->rng};
     for (int i = 0; i < L->n_aux; i++) {
         aux_path(L, L->aux[i].name, path, sizeof path);
-        if ((st = ckpt_io(true, path, L->aux[i].p, &aux, err))) return st;
+        if ((st = ckpt_io(true, path, L->aux[i].p, &aux, &L->ranks, err))) return st;
     }
     /* the trained parameters last: their step marks a complete checkpoint */
     flash_ckpt_info info = {.step = step, .rng = L->rng, .config_yaml = flash_cfg_to_yaml(L->o->root)};
     if (!info.config_yaml) return flash_error_set(err, FLASH_ERR_NOMEM, "%s: cannot serialise the config", L->who);
-    st = ckpt_io(true, L->ckpt_path, L->P, &info, err);
+    st = ckpt_io(true, L->ckpt_path, L->P, &info, &L->ranks, err);
     free(info.config_yaml);
     if (st == FLASH_OK) L->last_ckpt = step;
     if (st == FLASH_OK && L->ranks > 1) st = flash_comm_barrier(L->comm, err);
@@ -766,7 +772,8 @@ flash_status flash_train_run(const flash_train_opts *o, flash_error *err)
             goto out;
         }
         flash_ckpt_info info = {0};
-        if ((st = ckpt_io(false, L->ckpt_path, L->P, &info, err))) goto out;
+        int was = 0;
+        if ((st = ckpt_io(false, L->ckpt_path, L->P, &info, &was, err))) goto out;
         free(info.config_yaml);
         start = info.step;
         L->rng = info.rng;
@@ -774,6 +781,13 @@ flash_status flash_train_run(const flash_train_opts *o, flash_error *err)
         if (L->batcher_ready) flash_batcher_skip(&L->batcher, start, L->tc.batch_size);
         if (L->rank == 0 && (st = flash_jsonl_truncate(L->metrics_path, start, err))) goto out;
         flash_info("resuming %s at step %lld of %lld", o->run_dir, (long long)start, (long long)L->tc.steps);
+        /* the global batch and every draw are the same on any rank count,
+         * so the run goes on as it would have; only the summation order
+         * of the gradients, and so the rounding, follows the new count */
+        if (was > 0 && was != L->ranks)
+            flash_info("%s: the checkpoint was written by %d rank%s, the run resumes on %d: the same global batch of "
+                       "%d (%d per rank) and the same draws, rounded in another summation order",
+                       L->who, was, was == 1 ? "" : "s", L->ranks, L->tc.batch_size, L->tc.batch_size / L->ranks);
     } else {
         if (have) {
             st = flash_error_set(err, FLASH_ERR_USAGE,

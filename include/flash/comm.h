@@ -44,6 +44,22 @@ FLASH_EXPORT flash_status flash_comm_broadcast(flash_comm *c, void *buf, size_t 
 FLASH_EXPORT flash_status flash_comm_gather(flash_comm *c, const void *send, size_t bytes, void *recv, int root,
                                             flash_error *err);
 FLASH_EXPORT flash_status flash_comm_barrier(flash_comm *c, flash_error *err);
+/* The same sum for n floats in `device` memory ("cuda"), whose queued
+ * writes are complete: through the device's own collective library when
+ * it is there (libflash_comm_nccl.so for "cuda", loaded beside libflash
+ * on first use and bootstrapped from this world), *done = true; else
+ * *done = false and nothing happened: the caller sums through host memory.
+ * Every rank decides alike: if one rank cannot load the library, none
+ * uses it. $FLASH_COMM_DEVICE = nccl (fail without it), none (always
+ * through the host) or auto; $FLASH_COMM_DEVICE_LIB names the object.
+ * NCCL's sum is not in rank order, but its algorithms are fixed for a
+ * given rank count and topology (NCCL_ALGO=Ring NCCL_PROTO=Simple pin
+ * them), so a run still repeats bit for bit on the same machines. */
+FLASH_EXPORT flash_status flash_comm_allreduce_sum_device(flash_comm *c, const char *device, float *buf, size_t n,
+                                                          bool *done, flash_error *err);
+/* What the last flash_comm_allreduce_sum_device used: "nccl", or "host"
+ * before any or when there is no device collective. */
+FLASH_EXPORT const char *flash_comm_device_name(const flash_comm *c);
 /* Ends every rank's process with code: one rank's failure stops the run
  * instead of leaving the others waiting for it. */
 FLASH_EXPORT void flash_comm_abort(flash_comm *c, int code);
@@ -74,6 +90,34 @@ typedef struct flash_comm_ops {
 } flash_comm_ops;
 
 typedef const flash_comm_ops *(*flash_comm_entry_fn)(void);
+
+/* ---- the table a device collective exports (libflash_comm_nccl.so) ----- */
+
+#define FLASH_COMM_DEVICE_ABI_MAJOR 1
+#define FLASH_COMM_DEVICE_ABI_MINOR 0
+#define FLASH_COMM_DEVICE_ENTRY_SYMBOL "flash_comm_device_entry"
+
+/* Broadcasts rank 0's bytes to every rank over the world that loads the
+ * collective (its bootstrap: NCCL's unique id); 0 on success. */
+typedef int (*flash_comm_share_fn)(void *world, void *buf, size_t bytes);
+
+typedef struct flash_comm_device_ops {
+    uint32_t size;                 /* sizeof(flash_comm_device_ops) of the implementation */
+    uint16_t abi_major, abi_minor; /* FLASH_COMM_DEVICE_ABI_* it was built against */
+    const char *name;              /* "nccl" */
+    const char *device;            /* whose memory it sums: "cuda" */
+    /* Whether this rank can join (a device is there); 0, else a message.
+     * Not collective: every rank probes, then all agree, then all init. */
+    int (*probe)(char *msg, size_t msg_size);
+    /* Collective over all ranks: joins the device world of `size` ranks. */
+    int (*init)(void **self, int rank, int size, flash_comm_share_fn share, void *world, char *msg, size_t msg_size);
+    /* buf = the sum over ranks, in place, complete on return; 0 or a message */
+    int (*allreduce_sum)(void *self, float *buf, size_t n, char *msg, size_t msg_size);
+    void (*abort_all)(void *self);
+    void (*finalize)(void *self);
+} flash_comm_device_ops;
+
+typedef const flash_comm_device_ops *(*flash_comm_device_entry_fn)(void);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct flash_comm; /* comm.h */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -56,6 +58,13 @@ FLASH_EXPORT flash_status flash_params_to_device(flash_params *p, const char *de
 FLASH_EXPORT const char *flash_params_device(const flash_params *p);
 /* Copies the data block (count floats) to host memory, wherever it lives. */
 FLASH_EXPORT flash_status flash_params_to_host(const flash_params *p, float *host, flash_error *err);
+
+/* Sums every rank's gradient of a data-parallel run (comm.h), in place:
+ * on the CPU with flash_comm_allreduce_sum; on a device with its own
+ * collective (NCCL for "cuda") when every rank has it, else through host
+ * memory. *path, when given, is what summed: "mpi", "nccl" or "host". */
+FLASH_EXPORT flash_status flash_params_allreduce_grad(flash_params *p, struct flash_comm *comm, const char **path,
+                                                      flash_error *err);
 
 FLASH_EXPORT void flash_params_zero_grad(flash_params *p);
 /* Global L2 norm of the gradient; scales it down to max_norm if above

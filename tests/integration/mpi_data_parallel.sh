@@ -46,6 +46,23 @@ cmp -s "$tmp/d2/loss1.safetensors" "$tmp/d2b/loss1.safetensors" || fail "the dis
 mpi 2 distill "$q" "${d[@]}" --out "$tmp/dr" --until 20 2>/dev/null || fail "np=2 --until 20"
 mpi 1 distill "$q" "${d[@]}" --out "$tmp/dr" --resume 2>"$tmp/logr" || fail "np=1 --resume: $(tail -3 "$tmp/logr")"
 compare "$tmp/d1/metrics.jsonl" "$tmp/dr/metrics.jsonl" || fail "the resumed run drifted"
+grep -q "the checkpoint was written by 2 ranks, the run resumes on 1" "$tmp/logr" ||
+  fail "a resume on another rank count says nothing: $(cat "$tmp/logr")"
+
+# on a device (the stand-in, whose memory the host cannot touch): the
+# gradients are device memory; without NCCL every rank agrees to sum them
+# through the host, and the curve is np=1's on the CPU
+if [[ -n ${FLASH_FAKE_DEVICE:-} ]]; then
+  FLASH_CUDA_LIB=$FLASH_FAKE_DEVICE mpi 2 distill "$q" "${d[@]}" --device cuda --out "$tmp/dd" \
+    2>"$tmp/logd" || fail "np=2 on the device: $(tail -3 "$tmp/logd")"
+  grep -q "gradients summed over 2 ranks by host" "$tmp/logd" || fail "device sum: $(cat "$tmp/logd")"
+  compare "$tmp/d1/metrics.jsonl" "$tmp/dd/metrics.jsonl" || fail "np=2 on the device differs from np=1"
+  rc=0
+  FLASH_CUDA_LIB=$FLASH_FAKE_DEVICE FLASH_COMM_DEVICE=nccl mpi 2 distill "$q" \
+    "${d[@]}" --device cuda --out "$tmp/dn" 2>"$tmp/err" || rc=$?
+  ((rc != 0 && rc != 124)) && grep -q "FLASH_COMM_DEVICE=nccl: 2 of 2 ranks lack it" "$tmp/err" ||
+    fail "NCCL asked for where there is none: exit $rc: $(cat "$tmp/err")"
+fi
 
 # training a model on data (denoise) on the 2-D mixture
 t=(--set threads=1 --set train.steps=40 --set train.batch_size=64 --set train.warmup_steps=5 --set train.log_every=5

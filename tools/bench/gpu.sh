@@ -3,7 +3,8 @@
 # H100/H200), PyTorch and the CUDA toolkit, within about 8 minutes:
 #   1. build flash with the CUDA backend (or unpack a build made by
 #      tools/bench/gpu_pack.sh);
-#   2. the CUDA parity tests (tests/unit/test_cuda_parity.c, float32);
+#   2. the CUDA parity tests (tests/unit/test_cuda_parity.c, float32), and
+#      the NCCL collective on one rank (tests/tools/comm_device_check.c);
 #   3. the quickstart on the GPU: flash run configs/quickstart.yaml
 #      --device cuda (every variant, train.steps cut to 500);
 #   4. a short real-data teacher: flash train configs/teacher/fmnist_unet_s.yaml
@@ -142,7 +143,7 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/lib/x86_64-linux-gnu; do
 done
 pysite=$("$PYTHON" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true)
 for s in $pysite; do
-  for sub in cudnn cublas cuda_runtime; do
+  for sub in cudnn cublas cuda_runtime nccl; do
     [ -d "$s/nvidia/$sub/lib" ] && libdirs="$libdirs:$s/nvidia/$sub/lib"
   done
   # newer wheels put every CUDA 13 library under nvidia/cu13/lib
@@ -198,6 +199,11 @@ cp "$OUT/parity.log" "$OUT/parity.txt"
 
 # ---- 3. the quickstart on the device -------------------------------------------------
 cd "$root" || exit 1
+# the NCCL collective on this GPU: one rank (NCCL refuses two ranks on
+# one GPU), loaded, joined and summing device memory in place
+if [ -z "$fake" ] && [ -f "$BUILD/lib/libflash_comm_nccl.so" ]; then
+  stage nccl 60 "$BUILD/tests/tools/comm_device_check" "$BUILD/lib/libflash_comm_nccl.so" cuda
+fi
 stage quickstart 120 "$FLASH" run configs/quickstart.yaml --device cuda "${qs_set[@]}" --out "$OUT/quickstart"
 
 # ---- 4, 5. Fashion-MNIST: a short teacher, the evaluator, Imagine Flash 3-step -------

@@ -20,10 +20,16 @@ mkdir -p "$stage/build" "$stage/deps"
 cp -a "$build/bin" "$build/lib" "$stage/build/"
 # the build tree's tests live under bin/ already; keep only what gpu.sh runs
 find "$stage/build/bin" -type f ! -name flash ! -name test_cuda_parity -delete
+# and the NCCL check (libnccl itself, 200 MB, comes with the GPU machine's
+# toolkit or PyTorch's nvidia-nccl package, as cuDNN does)
+if [ -f "$build/tests/tools/comm_device_check" ]; then
+  mkdir -p "$stage/build/tests/tools"
+  cp "$build/tests/tools/comm_device_check" "$stage/build/tests/tools/"
+fi
 # dependencies outside glibc, the compiler runtime and CUDA
 for f in "$stage/build/bin/flash" "$stage/build/bin/test_cuda_parity" "$stage/build/lib/"*.so*; do
   ldd "$f" 2>/dev/null | awk '/=> \//{print $3}'
-done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcudnn|libcublas|libcublasLt|libcudart|libOpenCL)[.-]' \
+done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcudnn|libcublas|libcublasLt|libcudart|libnccl|libOpenCL)[.-]' \
   | grep -v "$build" | while read -r lib; do cp -L "$lib" "$stage/deps/"; done
 ls -la "$stage/deps"
 # Fashion-MNIST (30 MB) for gpu.sh's teacher and distillation, on GPU

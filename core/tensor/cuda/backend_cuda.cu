@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "cuda_common.h"
+#include "runtime/local_rank.h"
 
 namespace flash_cuda {
 
@@ -863,10 +864,12 @@ extern "C" __attribute__((visibility("default"))) const flash_backend *flash_bac
         snprintf(msg, msg_size, "no CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "count is 0");
         return NULL;
     }
-    e = cudaSetDevice(0);
+    /* one GPU per rank of a data-parallel run, the one NCCL uses too */
+    const int device = flash_local_rank() % count;
+    e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
-        snprintf(msg, msg_size, "cannot initialise CUDA device 0: %s", cudaGetErrorString(e));
+        snprintf(msg, msg_size, "cannot initialise CUDA device %d: %s", device, cudaGetErrorString(e));
         return NULL;
     }
     if (!dnn_init(msg, msg_size)) return NULL;
