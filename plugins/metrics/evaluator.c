@@ -1,5 +1,6 @@
 /* The evaluator of the classifier-space metrics: see evaluator.h. */
 #include "evaluator.h"
+#include "flash/comm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,33 @@ flash_status flash_evaluator_check(const flash_evaluator *e, const flash_tensor 
     return FLASH_OK;
 }
 
+/* Every rank's rows of a sharded flash_evaluator_run, on every rank. A rank
+ * with no batch learns the feature width from the others. */
+static flash_status gather_rows(const flash_evaluator *e, flash_comm *world, long n, float **f, int *fdim, int *pred,
+                                flash_error *err)
+{
+    flash_status st = FLASH_OK;
+    if (f) {
+        float width[2] = {(float)*fdim, *f ? 1.0f : 0.0f};
+        if ((st = flash_comm_allreduce_sum(world, width, 2, err))) return st;
+        if (width[1] < 1) return flash_error_set(err, FLASH_ERR_RUNTIME, "metric '%s': no samples", e->who);
+        *fdim = (int)(width[0] / width[1] + 0.5f);
+        if (!*f && !(*f = calloc((size_t)n * (size_t)*fdim, sizeof **f)))
+            return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+        if ((st = flash_comm_allreduce_sum(world, *f, (size_t)n * (size_t)*fdim, err))) return st;
+    }
+    if (pred) {
+        /* class indices are small integers: exact as floats */
+        float *pf = malloc((size_t)(n ? n : 1) * sizeof *pf);
+        if (!pf) return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
+        for (long i = 0; i < n; i++) pf[i] = (float)pred[i];
+        st = flash_comm_allreduce_sum(world, pf, (size_t)n, err);
+        for (long i = 0; !st && i < n; i++) pred[i] = (int)pf[i];
+        free(pf);
+    }
+    return st;
+}
+
 flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, float **feats, int *dim, int *pred,
                                  flash_error *err)
 {
@@ -180,7 +208,17 @@ flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, flo
         flash_ctx_destroy(c);
         return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
     }
-    for (long i = 0; i < n && !st; i += e->batch) {
+    /* Under mpirun the batches, the same ones on any number of ranks, are
+     * shared out in contiguous runs; each row is one rank's and zeros
+     * elsewhere, so the sum over ranks is what one process computes, bit
+     * for bit (comm.h). */
+    flash_error ce = {0};
+    flash_comm *world = flash_comm_world(&ce);
+    const int ranks = flash_comm_size(world), rank = flash_comm_rank(world);
+    const long n_batches = (n + e->batch - 1) / e->batch;
+    const long first = n_batches * rank / ranks, end = n_batches * (rank + 1) / ranks;
+    if (pred && ranks > 1) memset(pred, 0, (size_t)n * sizeof *pred);
+    for (long i = first * e->batch; i < end * e->batch && i < n && !st; i += e->batch) {
         int b = (int)(n - i < e->batch ? n - i : e->batch);
         int shape[FLASH_MAX_DIMS] = {b};
         for (int j = 0; j < e->info.ndim; j++) shape[1 + j] = e->info.shape[j];
@@ -195,7 +233,7 @@ flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, flo
             }
             if (!f) {
                 fdim = (int)(ft->numel / (size_t)b);
-                if (!(f = malloc((size_t)n * (size_t)fdim * sizeof *f))) {
+                if (!(f = calloc((size_t)n * (size_t)fdim, sizeof *f))) {
                     st = flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
                     break;
                 }
@@ -227,6 +265,7 @@ flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, flo
     }
     flash_ctx_destroy(c);
     free(logits);
+    if (!st && ranks > 1) st = gather_rows(e, world, n, feats ? &f : NULL, &fdim, pred, err);
     if (st) {
         free(f);
         return st;

@@ -2,7 +2,9 @@
 # Data-parallel training and distillation under mpirun (comm.h): np=2
 # matches np=1 (first logged loss within 1e-3 relative, every logged loss
 # within 2%), a given rank count is bit-reproducible, rank 0 alone writes
-# the run folder, a run resumes on another rank count, and one rank's
+# the run folder, a run resumes on another rank count (and says so), the
+# gradients of a device run are summed, sampling and evaluation sharded
+# over ranks give one process's result, and one rank's
 # failure stops every rank with its rank named, without a hang.
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR, FLASH_BINARY_DIR.
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}" "${FLASH_BINARY_DIR:?}"
@@ -104,6 +106,25 @@ for np in 1 2; do
     --out "$tmp/s$np.npy" 2>"$tmp/err" || fail "sample np=$np: $(cat "$tmp/err")"
 done
 cmp -s "$tmp/s1.npy" "$tmp/s2.npy" || fail "np=2 samples differ from np=1"
+
+# flash eval: the evaluator's batches (of the samples and of the
+# reference split) shared out and gathered give one process's metrics,
+# digit for digit; rank 0 alone writes
+if [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+  fm=(--set dataset.limit_train=2000 --set dataset.limit_test=600 --set threads=1)
+  "$FLASH" train "$FLASH_SOURCE_DIR/configs/eval/fmnist_classifier.yaml" --set train.steps=3 --set train.batch_size=8 \
+    --set train.warmup_steps=0 --set train.eval_every=0 "${fm[@]}" --out "$tmp/cls" >/dev/null 2>"$tmp/err" ||
+    fail "classifier: $(tail -3 "$tmp/err")"
+  fm+=(--set "evaluator_checkpoint=$tmp/cls/checkpoint.safetensors")
+  for k in 0 1 2; do fm+=(--set "metrics[$k].n=700" --set "metrics[$k].batch_size=100"); done
+  for np in 1 2; do
+    mpi $np eval "$FLASH_SOURCE_DIR/configs/eval/fmnist_metrics.yaml" "${fm[@]}" --real 700 --out "$tmp/e$np.json" \
+      >/dev/null 2>"$tmp/err" || fail "eval np=$np: $(tail -3 "$tmp/err")"
+  done
+  cmp -s <(grep -v seconds "$tmp/e1.json") <(grep -v seconds "$tmp/e2.json") ||
+    fail "np=2 metrics differ from np=1: $(cat "$tmp/e1.json" "$tmp/e2.json")"
+  grep -q '"fd": [0-9]' "$tmp/e2.json" || fail "no fd: $(cat "$tmp/e2.json")"
+fi
 
 # one rank fails: every rank stops, the rank is named, nothing hangs
 rc=0

@@ -8,6 +8,7 @@
  * metrics, what real data scores against the reference. Writes the values
  * as JSON atomically and prints one summary line. */
 #include "cli.h"
+#include "flash/comm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -236,11 +237,15 @@ int flash_cmd_eval(int argc, char **argv)
     } else if (!st) {
         st = real_samples(&p, a.real, (uint64_t)seed, &xs, &labels, &err);
     }
+    /* under mpirun the metrics' networks share the samples out over the
+     * ranks (their batches; the values are one process's) and rank 0
+     * alone writes */
+    const bool writer = flash_comm_rank(flash_comm_world(NULL)) == 0;
     /* every output refused before any is written (the config beside it too) */
     bool through;
-    if (!st && a.out) st = flash_output_check(a.out, &through, &err);
-    if (!st && a.grid) st = flash_output_check(a.grid, &through, &err);
-    if (!st && a.grid) st = write_grid(a.grid, xs, labels, &err);
+    if (!st && writer && a.out) st = flash_output_check(a.out, &through, &err);
+    if (!st && writer && a.grid) st = flash_output_check(a.grid, &through, &err);
+    if (!st && writer && a.grid) st = write_grid(a.grid, xs, labels, &err);
     flash_env env = {.size = sizeof env, .registry = p.registry, .seed = (uint64_t)seed, .root = p.root,
                      .device = device};
     for (size_t i = 0; !st && i < flash_cfg_len(metrics); i++) {
@@ -257,8 +262,8 @@ int flash_cmd_eval(int argc, char **argv)
                                  flash_nonfinite_name(res.value[k]));
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    if (!st && a.out) st = flash_cli_write_config_beside(a.out, &p, &err);
-    if (!st && a.out) st = write_json(a.out, &a, xs->shape[0], secs, &res, &err);
+    if (!st && writer && a.out) st = flash_cli_write_config_beside(a.out, &p, &err);
+    if (!st && writer && a.out) st = write_json(a.out, &a, xs->shape[0], secs, &res, &err);
     if (!st) {
         printf("flash eval: %s, %d samples", a.samples ? a.samples : "real training images", xs->shape[0]);
         for (int k = 0; k < res.n; k++) printf(", %s %.5g", res.name[k], res.value[k]);
