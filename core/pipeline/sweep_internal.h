@@ -78,6 +78,11 @@ struct flash_sweep {
     int jobs;
     bool resume;
     int only; /* the index of the one run to run, or -1 */
+    /* --emit slurm: tasks per run and GPUs per task */
+    int ranks, gpus_per_rank;
+    /* the tasks a launcher started this sweep as (1: none) and which one
+     * this is; task 0 keeps the run's books (sweep_schedule.c) */
+    int tasks, task;
     FILE *log;
     char outbuf[4200]; /* the default output directory */
 };
@@ -86,6 +91,10 @@ typedef struct flash_sweep sweep;
 typedef struct entry_meta {
     char name[128], method[128];
     int nc; /* -1 unknown, 0 off, 1 on */
+    /* whether `flash run` distils a student for it (a student entry without
+     * `from:`), and its train.batch_size after the entry's `set:` (0 unknown) */
+    bool trains;
+    long batch;
 } entry_meta;
 
 /* Each run's entries: its own per-step variants and resamples, or the
@@ -103,5 +112,9 @@ flash_status sweep_resolve(const sweep *S, const sw_run *r, flash_cfg **out, ent
  * skipped then, counted in *skipped) and writes each run's config.yaml and
  * run.json (sweep_schedule.c). */
 flash_status sweep_prepare_runs(sweep *S, bool for_emit, int *skipped, flash_error *err);
+
+/* FLASH_ERR_USAGE naming `what` when a launcher started several tasks:
+ * only a run (flash_sweep_execute) is shared out over them. */
+flash_status sweep_not_launched(const sweep *S, const char *what, flash_error *err);
 
 #endif

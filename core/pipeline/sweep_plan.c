@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -421,12 +422,17 @@ flash_status sweep_resolve(const sweep *S, const sw_run *r, flash_cfg **out, ent
             snprintf(m->name, sizeof m->name, "%s", name);
             snprintf(m->method, sizeof m->method, "%s", v->name);
         }
+        const char *model = flash_cfg_scalar(flash_cfg_get(e, "model"));
+        m->trains = (!model || strcmp(model, "student") == 0) && !flash_cfg_get(e, "from");
         flash_cfg *c = flash_cfg_clone(cfg);
         flash_error e2 = {0};
         m->nc = -1;
+        m->batch = 0;
         if (c && apply_list(c, flash_cfg_get(e, "set"), &e2) == FLASH_OK) {
             const char *nc = flash_cfg_scalar(flash_cfg_path(c, "sampler.noise_correction"));
             if (nc) m->nc = strcmp(nc, "true") == 0;
+            /* 64: the training loop's default (loop.c) */
+            if (flash_cfg_int(flash_cfg_get(c, "train"), "batch_size", 64, &m->batch, &e2)) m->batch = 0;
         }
         flash_cfg_free(c);
     }
@@ -438,11 +444,38 @@ fail:
 }
 
 
+/* The tasks a launcher started this process as, and which one it is: the
+ * variables comm.c reads, less SLURM_NTASKS, which a batch script has
+ * before srun started anything. The sweep never joins their world (see
+ * flash_sweep_execute): its `flash run` children do. */
+static void launcher_task(int *tasks, int *task)
+{
+    static const char *const vars[][2] = {{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"},
+                                          {"PMI_SIZE", "PMI_RANK"},
+                                          {"MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK"},
+                                          {"SLURM_STEP_NUM_TASKS", "SLURM_PROCID"}};
+    *tasks = 1;
+    *task = 0;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *n = getenv(vars[i][0]), *r = getenv(vars[i][1]);
+        if (n && *n) {
+            *tasks = atoi(n) > 1 ? atoi(n) : 1;
+            *task = r && atoi(r) > 0 ? atoi(r) : 0;
+            return;
+        }
+    }
+}
+
 flash_status flash_sweep_plan(const flash_sweep_opts *o, flash_sweep **out, flash_error *err)
 {
     *out = NULL;
-    if (!o || o->size < sizeof *o || !o->path || !o->flash_exe || o->jobs < 1)
+    /* the fields after `log` came later: a shorter struct has none */
+    if (!o || o->size < offsetof(flash_sweep_opts, ranks) || !o->path || !o->flash_exe || o->jobs < 1)
         return flash_error_set(err, FLASH_ERR_USAGE, "flash_sweep_plan: incomplete options");
+    const bool slurm_opts = o->size >= sizeof *o;
+    if (slurm_opts && (o->ranks < 0 || o->gpus_per_rank < 0))
+        return flash_error_set(err, FLASH_ERR_USAGE, "flash_sweep_plan: ranks %d, gpus_per_rank %d", o->ranks,
+                               o->gpus_per_rank);
     sweep *S = calloc(1, sizeof *S);
     if (!S) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
     S->path = o->path;
@@ -451,6 +484,11 @@ flash_status flash_sweep_plan(const flash_sweep_opts *o, flash_sweep **out, flas
     S->resume = o->resume;
     S->log = o->log;
     S->only = -1;
+    S->ranks = slurm_opts && o->ranks > 1 ? o->ranks : 1;
+    S->gpus_per_rank = slurm_opts ? o->gpus_per_rank : 0;
+    launcher_task(&S->tasks, &S->task);
+    /* task 0 speaks for the run; the others' errors still come back */
+    if (S->task > 0) S->log = NULL;
     snprintf(S->self, sizeof S->self, "%s", o->flash_exe);
     flash_status st = flash_cfg_load(S->path, &S->root, err);
     if (!st) st = parse_sweep(S, err);

@@ -212,6 +212,12 @@ static void finish(sweep *S, sw_run *r, int status)
     run_dir(S, r, dir, sizeof dir);
     flash_error err = {0};
     flash_status st = FLASH_OK;
+    /* one of a launcher's tasks other than 0: its `flash run` was a rank
+     * that writes nothing, and task 0 keeps the run's books */
+    if (S->task > 0) {
+        r->state = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 2 : 3;
+        return;
+    }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         if (!(st = check_bank(S, dir, &err))) {
             snprintf(path, sizeof path, "%s/%s", dir, FLASH_SWEEP_DONE);
@@ -366,6 +372,9 @@ static int check_config(const sweep *S, const flash_cfg *cfg, const char *id)
 
 flash_status flash_sweep_dry_run(flash_sweep *S, FILE *plan, flash_error *err)
 {
+    /* every task's `flash check` children would join one world */
+    flash_status st0 = sweep_not_launched(S, "--dry-run", err);
+    if (st0) return st0;
     for (int i = 0; i < S->n_runs; i++) {
         if (S->only >= 0 && i != S->only) continue;
         const sw_run *r = &S->runs[i];
@@ -410,6 +419,8 @@ flash_status sweep_prepare_runs(sweep *S, bool for_emit, int *skipped, flash_err
             (*skipped)++;
         }
     }
+    /* a launcher's other tasks find the folder task 0 resumes as it was */
+    if (S->task > 0) return FLASH_OK;
     for (int i = 0; i < S->n_runs; i++) {
         flash_status st;
         if ((S->only < 0 || S->runs[i].state == 0) && (st = prepare(S, i, S->resume || for_emit, err))) return st;
@@ -417,9 +428,46 @@ flash_status sweep_prepare_runs(sweep *S, bool for_emit, int *skipped, flash_err
     return FLASH_OK;
 }
 
+flash_status sweep_not_launched(const sweep *S, const char *what, flash_error *err)
+{
+    if (S->tasks == 1) return FLASH_OK;
+    return flash_error_set(err, FLASH_ERR_USAGE,
+                           "started as %d tasks (srun, mpirun): run %s as one process; a launcher's tasks run one "
+                           "prepared run (--run ID --resume, the lines of DIR/slurm/commands.txt)",
+                           S->tasks, what);
+}
+
+/* Under a launcher of N tasks (the srun of DIR/slurm/sweep.sbatch), each
+ * task is this sweep of one run, and each task's `flash run` child is one
+ * rank of the run's world. The sweep cannot be an MPI process itself (a
+ * child cannot join a world as its parent's rank), so main.c never loads
+ * the world for it, and only the child does. The run must be one, in a
+ * folder --emit slurm prepared, and resumed: every task then starts on the
+ * same config.yaml, and none but task 0 writes (sweep_prepare_runs). */
+static flash_status one_prepared_run(const sweep *S, flash_error *err)
+{
+    if (S->only < 0 || !S->resume)
+        return flash_error_set(err, FLASH_ERR_USAGE,
+                               "started as %d tasks (srun, mpirun): each task runs one rank of one prepared run "
+                               "(--run ID --resume, the lines of DIR/slurm/commands.txt); run a whole sweep as one "
+                               "process",
+                               S->tasks);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/runs/%s/config.yaml", S->out, S->runs[S->only].id);
+    if (!exists(path))
+        return flash_error_set(err, FLASH_ERR_USAGE,
+                               "started as %d tasks: %s is missing (flash sweep --emit slurm prepares the run folders)",
+                               S->tasks, path);
+    return FLASH_OK;
+}
+
 flash_status flash_sweep_execute(flash_sweep *S, FILE *table, flash_error *err)
 {
     int skipped = 0;
+    if (S->tasks > 1) {
+        flash_status st = one_prepared_run(S, err);
+        if (st) return st;
+    }
     /* the sweep's folder first: a symlink or a file there is refused before
      * anything is written into it */
     flash_status st = flash_mkdirs(S->out, err);
@@ -432,6 +480,9 @@ flash_status flash_sweep_execute(flash_sweep *S, FILE *table, flash_error *err)
     for (int i = 0; i < S->n_runs; i++) failed += S->runs[i].state == 3;
     if (interrupted) return flash_error_set(err, FLASH_ERR_RUNTIME, "interrupted; continue with --resume");
     if (S->only < 0 && (st = flash_report_write(S->out, S->baseline, NULL, table, err))) return st;
+    if (failed && S->task > 0)
+        return flash_error_set(err, FLASH_ERR_RUNTIME, "task %d of %d: its rank of run '%s' failed (see its run.log)",
+                               S->task, S->tasks, S->runs[S->only].id);
     if (failed) return flash_error_set(err, FLASH_ERR_RUNTIME, "%d run(s) failed (see their FAILED files)", failed);
     return FLASH_OK;
 }

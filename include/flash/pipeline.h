@@ -74,6 +74,9 @@ typedef struct flash_sweep_opts {
     bool resume;           /* skip complete runs, continue the others */
     const char *only;      /* run only the run of this id (a job array's task), or NULL */
     FILE *log;             /* "flash sweep: ..." progress lines, or NULL */
+    /* flash_sweep_emit_slurm only (appended: read when size covers them) */
+    int ranks;             /* data-parallel tasks per run (0 or 1: one) */
+    int gpus_per_rank;     /* GPUs Slurm gives each task (0: none) */
 } flash_sweep_opts;
 
 /* A planned sweep: its runs and their ids, nothing written yet. */
@@ -90,14 +93,23 @@ FLASH_EXPORT const char *flash_sweep_out_dir(const flash_sweep *s);
 FLASH_EXPORT flash_status flash_sweep_dry_run(flash_sweep *s, FILE *plan, flash_error *err);
 /* Prepares every run folder and writes DIR/slurm/sweep.sbatch (a job
  * array) and DIR/slurm/commands.txt (one `flash sweep --run ID` line per
- * run); collect afterwards with flash_report_write. */
+ * run); collect afterwards with flash_report_write. Each array task starts
+ * its line as `ranks` tasks with srun, each with `gpus_per_rank` GPUs; a
+ * run whose trained batches do not split evenly over the ranks, or that
+ * would be given GPUs while its device is not cuda, is refused first
+ * (FLASH_ERR_USAGE), before anything is written. */
 FLASH_EXPORT flash_status flash_sweep_emit_slurm(flash_sweep *s, flash_error *err);
 /* Runs the sweep: each run's folder (resolved config.yaml, run.json), its
  * `flash run` child (log in run.log), DONE or FAILED when it ends; then,
  * unless `only` was given, the report of flash_report_write (its Markdown
  * table on `table`). SIGINT and SIGTERM stop the children (their handlers
  * are restored afterwards). A failed run or an interruption is a runtime
- * error after everything else was done. */
+ * error after everything else was done.
+ *
+ * Started as several tasks by a launcher (srun, mpirun), the sweep runs one
+ * run prepared by flash_sweep_emit_slurm (`only`, `resume`) and each task's
+ * `flash run` child is one rank of that run: the sweep itself never joins
+ * the launcher's world (comm.h), and task 0 alone writes DONE or FAILED. */
 FLASH_EXPORT flash_status flash_sweep_execute(flash_sweep *s, FILE *table, flash_error *err);
 FLASH_EXPORT void flash_sweep_free(flash_sweep *s);
 

@@ -21,7 +21,7 @@ declare -A options=(
   [sample]="--set --ckpt --weights --batch --noise --labels --n --seed --device --out --grid"
   [eval]="--set --samples --labels --real --seed --device --out --grid"
   [run]="--set --out --resume --device"
-  [sweep]="--out --jobs --resume --dry-run --emit --run"
+  [sweep]="--out --jobs --resume --dry-run --emit --ranks --gpus-per-rank --run"
   [bench]="--set --threads --batch --repeats --warmup --seed --out --device"
   [report]="--baseline --out"
 )

@@ -2,11 +2,13 @@
 # flash sweep without long runs: --dry-run on every sweep in configs/sweeps/
 # (each run's resolved config goes through `flash check`; the Fashion-MNIST
 # tables need a trained teacher, so they are only planned here), --emit slurm (a job array whose commands run single runs;
-# one is run and collected with flash report while the others are not),
+# one is run and collected with flash report while the others are not;
+# --ranks and --gpus-per-rank in the job, the refusals of a batch that does
+# not split and of bad values, and a line run as two tasks under mpirun),
 # a failing run recorded with its error while the sweep goes on, and bad
 # sweep files rejected with exit code 2.
-# Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
-: "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
+# Env (set by CTest): FLASH, FLASH_SOURCE_DIR, FLASH_BINARY_DIR.
+: "${FLASH:?}" "${FLASH_SOURCE_DIR:?}" "${FLASH_BINARY_DIR:?}"
 source "${BASH_SOURCE%/*}/common.bash"
 sweeps=$FLASH_SOURCE_DIR/configs/sweeps
 
@@ -47,6 +49,79 @@ ok = [r for r in rows if r["status"] == "ok"]
 assert [r["variant"] for r in ok] == ["teacher_dpmpp_25", "teacher_dpmpp_1", "teacher_dpmpp_2", "teacher_dpmpp_3"], ok
 assert sum(r["status"] == "unfinished" for r in rows) == 8
 PY
+
+# each array task starts its line with srun; one task and no GPU by default
+sb=$tmp/s/slurm/sweep.sbatch
+grep -q -- "^#SBATCH --ntasks=1$" "$sb" || fail "sbatch without --ranks: $(cat "$sb")"
+grep -q -- '^srun --ntasks=1 --cpus-per-task=[0-9]* bash -c "$line"$' "$sb" || fail "no srun: $(cat "$sb")"
+grep -q -- "--gpus-per-task" "$sb" && fail "GPUs asked for without --gpus-per-rank: $(cat "$sb")"
+
+# --ranks N: N tasks per array task, one srun step
+cd "$tmp"
+"$FLASH" sweep "$sweeps/smoke.yaml" --out "$tmp/r2" --emit slurm --ranks 2 2>"$tmp/err" ||
+  fail "--ranks 2: $(cat "$tmp/err")"
+sb=$tmp/r2/slurm/sweep.sbatch
+grep -q -- "^#SBATCH --ntasks=2$" "$sb" || fail "--ranks 2: $(cat "$sb")"
+grep -q -- '^srun --ntasks=2 --cpus-per-task=[0-9]* bash -c "$line"$' "$sb" || fail "--ranks 2, srun: $(cat "$sb")"
+grep -q -- "--gpus-per-task" "$sb" && fail "--ranks 2 asked for GPUs: $(cat "$sb")"
+bash -n "$sb" || fail "--ranks 2: sweep.sbatch is not valid bash"
+# --gpus-per-rank G: GPUs for runs on cuda (nothing is run, so no GPU is needed)
+printf 'base: %s\nset: ["device=cuda"]\nvariants: [{name: t, model: teacher}]\n' \
+  "$FLASH_SOURCE_DIR/configs/quickstart.yaml" >"$tmp/cuda.yaml"
+"$FLASH" sweep "$tmp/cuda.yaml" --out "$tmp/g" --emit slurm --ranks 2 --gpus-per-rank 1 2>"$tmp/err" ||
+  fail "--gpus-per-rank 1: $(cat "$tmp/err")"
+sb=$tmp/g/slurm/sweep.sbatch
+grep -q -- "^#SBATCH --gpus-per-task=1$" "$sb" || fail "--gpus-per-rank 1: $(cat "$sb")"
+grep -q -- '^srun --ntasks=2 --cpus-per-task=[0-9]* --gpus-per-task=1 bash -c "$line"$' "$sb" ||
+  fail "--gpus-per-rank 1, srun: $(cat "$sb")"
+bash -n "$sb" || fail "--gpus-per-rank 1: sweep.sbatch is not valid bash"
+# refused with exit 2 before anything is written: a batch that does not
+# split (the smoke runs train batches of 256), bad values, no --emit, GPUs
+# for runs on cpu
+expect 2 "--ranks 3" "run 'imagine_flash_s1_seed0': train.batch_size 256 .*does not split evenly over --ranks 3" \
+  -- sweep "$sweeps/smoke.yaml" --out "$tmp/r3" --emit slurm --ranks 3
+[[ -e $tmp/r3 ]] && fail "a refused --emit wrote $tmp/r3"
+expect 2 "--ranks 0" "--ranks: expected an integer in \[1, " \
+  -- sweep "$sweeps/smoke.yaml" --out "$tmp/r0" --emit slurm --ranks 0
+expect 2 "--ranks x" "--ranks: expected an integer" -- sweep "$sweeps/smoke.yaml" --out "$tmp/r0" --emit slurm --ranks x
+expect 2 "--gpus-per-rank -1" "--gpus-per-rank: expected an integer in \[0, " \
+  -- sweep "$sweeps/smoke.yaml" --out "$tmp/r0" --emit slurm --gpus-per-rank -1
+expect 2 "--ranks without --emit" "--ranks needs --emit slurm" -- sweep "$sweeps/smoke.yaml" --out "$tmp/r0" --ranks 2
+expect 2 "--gpus-per-rank without --emit" "--gpus-per-rank needs --emit slurm" \
+  -- sweep "$sweeps/smoke.yaml" --out "$tmp/r0" --gpus-per-rank 1
+expect 2 "GPUs for a cpu run" "run 'teacher_dpmpp': --gpus-per-rank 1 gives it GPUs, but its device is cpu" \
+  -- sweep "$sweeps/smoke.yaml" --out "$tmp/r0" --emit slurm --gpus-per-rank 1
+[[ -e $tmp/r0 ]] && fail "a refused --emit wrote $tmp/r0"
+
+# What srun does with a line, done by mpirun where MPI is built: both
+# tasks' sweeps start, each one's `flash run` is one rank of one world, and
+# task 0 alone keeps the books. A whole sweep under a launcher is refused.
+if command -v mpirun >/dev/null && [[ -f $FLASH_BINARY_DIR/lib/libflash_comm_mpi.so ]]; then
+  cat >"$tmp/dp.yaml" <<YAML
+base: $FLASH_SOURCE_DIR/configs/quickstart.yaml
+set: [run.samples=500, run.plots=false, train.steps=40, train.warmup_steps=5, train.batch_size=128]
+steps: [2]
+variants:
+  - {name: if, per_step: ["sampler.timesteps=[999, 500]"]}
+YAML
+  "$FLASH" sweep "$tmp/dp.yaml" --out "$tmp/dp" --emit slurm --ranks 2 2>"$tmp/err" ||
+    fail "dp --emit: $(cat "$tmp/err")"
+  line=$(sed -n 1p "$tmp/dp/slurm/commands.txt")
+  OMP_WAIT_POLICY=passive timeout 300 mpirun --allow-run-as-root --oversubscribe -np 2 bash -c "$line" \
+    >/dev/null 2>"$tmp/err" || fail "two tasks of one run: $(tail -5 "$tmp/err")"
+  [[ -f $tmp/dp/runs/if_s2/DONE && -f $tmp/dp/noise_bank.npy ]] || fail "two tasks: the run is not complete"
+  grep -q "data parallel over 2 ranks (mpi)" "$tmp/dp/runs/if_s2/run.log" ||
+    fail "not one world of two ranks: $(cat "$tmp/dp/runs/if_s2/run.log")"
+  (($(grep -c "if_s2 started" "$tmp/err") == 1)) || fail "more than task 0 reported: $(cat "$tmp/err")"
+  rc=0
+  timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 "$FLASH" sweep "$tmp/dp.yaml" --out "$tmp/dpw" \
+    >/dev/null 2>"$tmp/err" || rc=$?
+  ((rc != 0)) && grep -q "each task runs one rank of one prepared run" "$tmp/err" ||
+    fail "a whole sweep under mpirun: exit $rc: $(cat "$tmp/err")"
+  [[ -e $tmp/dpw ]] && fail "a refused sweep under mpirun wrote $tmp/dpw"
+else
+  echo "no MPI: the two-task run is not checked (tools/setup.sh installs Open MPI)"
+fi
 
 # a failing run is recorded and the others go on
 cat >"$tmp/bad.yaml" <<YAML

@@ -1,5 +1,5 @@
 /* flash sweep SWEEP.yaml [--out DIR] [--jobs N] [--resume] [--dry-run]
- *                        [--emit slurm] [--run ID]:
+ *                        [--emit slurm [--ranks N] [--gpus-per-rank G]] [--run ID]:
  * flash_sweep_plan and flash_sweep_execute (flash/pipeline.h) behind a
  * command line. */
 #include "cli.h"
@@ -10,6 +10,7 @@
 typedef struct sweep_args {
     const char *path, *out, *emit, *only;
     long jobs;
+    long ranks, gpus_per_rank; /* 0 and -1: not given */
     bool resume, dry_run;
 } sweep_args;
 
@@ -28,6 +29,13 @@ static const flash_opt sweep_opts[] = {
         "prepare the run folders and write DIR/slurm/sweep.sbatch\n"
         "(a job array) and DIR/slurm/commands.txt (one line per\n"
         "run); collect afterwards with `flash report DIR`"),
+    FLASH_INT("--ranks", "N", sweep_args, ranks, 1, 1024,
+        "with --emit slurm: data-parallel tasks per run (default 1),\n"
+        "started with srun as one MPI world; every batch a run\n"
+        "trains must split evenly over them"),
+    FLASH_INT("--gpus-per-rank", "G", sweep_args, gpus_per_rank, 0, 64,
+        "with --emit slurm: GPUs per task (default 0; each rank\n"
+        "uses one); the runs' device must be cuda"),
     FLASH_STRING("--run", "ID", sweep_args, only, "run only this run (what each array task does)"),
     FLASH_OPT_FORCE_ENTRY,
     {0},
@@ -70,9 +78,13 @@ static const flash_command sweep_cmd = {
 
 int flash_cmd_sweep(int argc, char **argv)
 {
-    sweep_args a = {.jobs = 1};
+    sweep_args a = {.jobs = 1, .gpus_per_rank = -1};
     int rc;
     if (!flash_options_parse(&sweep_cmd, argc, argv, &a, &rc)) return rc;
+    if (!a.emit && (a.ranks || a.gpus_per_rank >= 0))
+        return flash_cli_usage("sweep", "%s needs --emit slurm (it shapes the Slurm job; a sweep run here runs each "
+                                        "run as one process)",
+                               a.ranks ? "--ranks" : "--gpus-per-rank");
     /* each run is a child process of this very executable */
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -82,7 +94,8 @@ int flash_cmd_sweep(int argc, char **argv)
     }
     self[n] = 0;
     flash_sweep_opts o = {.size = sizeof o, .path = a.path, .out_dir = a.out, .flash_exe = self, .jobs = (int)a.jobs,
-                          .resume = a.resume, .only = a.only, .log = stderr};
+                          .resume = a.resume, .only = a.only, .log = stderr, .ranks = (int)a.ranks,
+                          .gpus_per_rank = a.gpus_per_rank > 0 ? (int)a.gpus_per_rank : 0};
     flash_error err = {0};
     flash_sweep *s = NULL;
     flash_status st = flash_sweep_plan(&o, &s, &err);
@@ -95,5 +108,9 @@ int flash_cmd_sweep(int argc, char **argv)
             st = flash_sweep_execute(s, stdout, &err);
     }
     flash_sweep_free(s);
-    return st ? flash_cli_fail("sweep", &err) : FLASH_EXIT_OK;
+    if (!st) return FLASH_EXIT_OK;
+    /* not flash_cli_fail: it would load the launcher's world, which the
+     * sweep never joins (main.c) */
+    fprintf(stderr, "flash sweep: %s\n", err.msg[0] ? err.msg : flash_status_name(st));
+    return flash_cli_exit_code(st);
 }

@@ -102,22 +102,26 @@ int main(int argc, char **argv)
     const flash_subcommand *c = find_command(cmd);
     if (!c) return unknown_command(cmd);
     /* Under mpirun or srun every rank runs the same command (comm.h); with
-     * no launcher this is one process and loads nothing. */
-    flash_error ce = {0};
-    flash_comm *world = flash_comm_world(&ce);
-    if (!world) {
-        fprintf(stderr, "flash %s: %s\n", cmd, ce.msg);
-        return FLASH_EXIT_FAIL;
-    }
-    /* rank 0 speaks for the run; the others say only what goes wrong */
-    if (flash_comm_rank(world) > 0) {
-        flash_log_set_level(FLASH_LOG_WARN);
-        /* tables and paths on stdout are rank 0's */
-        if (!freopen("/dev/null", "w", stdout)) flash_log_set_level(FLASH_LOG_ERROR);
+     * no launcher this is one process and loads nothing. flash sweep never
+     * loads it: a coordinator of child processes, whose `flash run`
+     * children are the ranks under a launcher (flash_sweep_execute). */
+    flash_comm *world = NULL;
+    if (c->run != flash_cmd_sweep) {
+        flash_error ce = {0};
+        if (!(world = flash_comm_world(&ce))) {
+            fprintf(stderr, "flash %s: %s\n", cmd, ce.msg);
+            return FLASH_EXIT_FAIL;
+        }
+        /* rank 0 speaks for the run; the others say only what goes wrong */
+        if (flash_comm_rank(world) > 0) {
+            flash_log_set_level(FLASH_LOG_WARN);
+            /* tables and paths on stdout are rank 0's */
+            if (!freopen("/dev/null", "w", stdout)) flash_log_set_level(FLASH_LOG_ERROR);
+        }
     }
     int rc = c->run(argc - 1, argv + 1);
     /* a rank that failed may leave the others waiting on it: stop them all */
-    if (rc != FLASH_EXIT_OK && flash_comm_size(world) > 1) flash_comm_abort(world, rc);
+    if (rc != FLASH_EXIT_OK && world && flash_comm_size(world) > 1) flash_comm_abort(world, rc);
     flash_comm_finalize();
     return rc;
 }
