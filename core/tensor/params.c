@@ -266,13 +266,20 @@ flash_status flash_params_swap_ema(flash_params *p, flash_error *err) {
 }
 
 flash_status flash_params_copy(flash_params *dst, const flash_params *src, flash_error *err) {
+    return flash_params_copy_keeping(dst, src, NULL, err);
+}
+
+flash_status flash_params_copy_keeping(flash_params *dst, const flash_params *src, const char *keep,
+                                       flash_error *err) {
     if (!dst || !src || !dst->finalized || !src->finalized)
         return flash_error_set(err, FLASH_ERR_RUNTIME, "params copy: parameters not finalized");
+    const size_t keep_len = keep ? strlen(keep) : 0;
     for (size_t i = 0; i < dst->n; i++) {
         const flash_param_entry *d = &dst->e[i];
         const flash_param_entry *s = NULL;
         for (size_t j = 0; j < src->n && !s; j++)
             if (strcmp(src->e[j].name, d->name) == 0) s = &src->e[j];
+        if (!s && keep_len && strncmp(d->name, keep, keep_len) == 0) continue; /* kept as it is */
         if (!s) return flash_error_set(err, FLASH_ERR_RUNTIME, "params copy: source has no parameter '%s'", d->name);
         if (!flash_tensor_same_shape(d->t, s->t)) {
             char a[64], b[64];

@@ -4,6 +4,7 @@
 #include "flash/diffusion.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,7 +142,7 @@ void flash_denoiser_release(flash_denoiser *d) {
 
 static bool scratch_reserve(flash_denoiser *d, size_t n) {
     if (n <= d->scratch_cap) return true;
-    float *f = realloc(d->scratch, 3 * n * sizeof *f);
+    float *f = realloc(d->scratch, 4 * n * sizeof *f); /* t, alpha, sigma, w */
     if (!f) return false;
     d->scratch = f;
     int *l = realloc(d->scratch_labels, n * sizeof *l);
@@ -163,8 +164,17 @@ static flash_tensor *stack_twice(flash_ctx *c, flash_tensor *x) {
     return flash_reshape(c, two, x->ndim, shape);
 }
 
-flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, const double *t, double t_all,
-                           const int *labels, float w, flash_tensor *x_T, flash_denoised *out) {
+bool flash_model_takes_guidance(const flash_instance *model) {
+    if (!model || !model->comp || model->comp->kind != FLASH_KIND_MODEL) return false;
+    const flash_model_api *m = FLASH_API(model, flash_model_api);
+    return m->head.size >= offsetof(flash_model_api, forward_guided) + sizeof m->forward_guided &&
+           m->takes_guidance && m->forward_guided && m->takes_guidance(model->self);
+}
+
+/* flash_denoise and flash_denoise_each: the scale is ws[i] when ws is
+ * given, else w for every sample. */
+static flash_status denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, const double *t, double t_all,
+                            const int *labels, float w, const float *ws, flash_tensor *x_T, flash_denoised *out) {
     memset(out, 0, sizeof *out);
     if (!x) {
         flash_ctx_fail(c, "denoiser: no input");
@@ -173,13 +183,17 @@ flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, con
     const flash_model_api *m = FLASH_API(d->model, flash_model_api);
     const int n = x->shape[0];
     const int ncls = d->info.num_classes;
-    const bool guided = labels != NULL && w != 1.0f;
+    bool unit = true; /* every scale is 1 */
+    for (int i = 0; i < n && unit; i++) unit = (ws ? ws[i] : w) == 1.0f;
+    /* a guidance-conditioned model is guided by its input, in one call */
+    const bool w_input = flash_model_takes_guidance(d->model);
+    const bool guided = labels != NULL && !unit && !w_input;
     if (labels && ncls <= 0) {
         flash_ctx_fail(c, "denoiser: class labels given to the unconditional model '%s'", d->model->comp->name);
         return FLASH_ERR_RUNTIME;
     }
-    if (w != 1.0f && !labels) {
-        flash_ctx_fail(c, "denoiser: guidance_scale %g needs class labels (model '%s')", (double)w,
+    if (!unit && !labels) {
+        flash_ctx_fail(c, "denoiser: guidance_scale %g needs class labels (model '%s')", (double)(ws ? ws[0] : w),
                        d->model->comp->name);
         return FLASH_ERR_RUNTIME;
     }
@@ -188,7 +202,8 @@ flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, con
         flash_ctx_fail(c, "denoiser: out of memory for %d condition entries", nb);
         return FLASH_ERR_RUNTIME;
     }
-    float *tt = d->scratch, *aa = d->scratch + nb, *ss = d->scratch + 2 * nb;
+    float *tt = d->scratch, *aa = d->scratch + nb, *ss = d->scratch + 2 * nb, *ww = d->scratch + 3 * nb;
+    for (int i = 0; i < n; i++) ww[i] = ws ? ws[i] : w;
     int *ll = d->scratch_labels;
     for (int i = 0; i < n; i++) {
         double ti = t ? t[i] : t_all, a, s;
@@ -228,7 +243,7 @@ flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, con
     const bool scoped = !flash_grad_enabled(c);
     const flash_arena_mark mark = flash_ctx_mark(c);
     flash_tensor *in = guided ? stack_twice(c, x) : x;
-    flash_tensor *o = m->forward(d->model->self, c, in, &cond);
+    flash_tensor *o = w_input ? m->forward_guided(d->model->self, c, in, &cond, ww) : m->forward(d->model->self, c, in, &cond);
     d->calls += 1;
     d->nfe += guided ? 2 : 1;
     if (!o || !flash_ctx_ok(c)) {
@@ -245,7 +260,8 @@ flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, con
         /* classifier-free guidance (Ho & Salimans 2022): the output is linear
          * in (x0, eps) for a fixed x_t, so guiding the raw output guides both */
         flash_tensor *oc = flash_narrow(c, o, 0, n), *ou = flash_narrow(c, o, n, n);
-        o = flash_add(c, ou, flash_scale(c, flash_sub(c, oc, ou), w));
+        flash_tensor *diff = flash_sub(c, oc, ou);
+        o = flash_add(c, ou, ws ? flash_mul(c, diff, flash_tensor_per_sample(c, diff, ww)) : flash_scale(c, diff, w));
     }
     if (o && o->ndim != x->ndim) o = flash_reshape(c, o, x->ndim, x->shape);
     out->out = o;
@@ -261,6 +277,16 @@ flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, con
         out->eps = keep[2];
     }
     return FLASH_OK;
+}
+
+flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, const double *t, double t_all,
+                           const int *labels, float w, flash_tensor *x_T, flash_denoised *out) {
+    return denoise(d, c, x, t, t_all, labels, w, NULL, x_T, out);
+}
+
+flash_status flash_denoise_each(flash_denoiser *d, flash_ctx *c, flash_tensor *x, const double *t, double t_all,
+                                const int *labels, const float *w, flash_tensor *x_T, flash_denoised *out) {
+    return denoise(d, c, x, t, t_all, labels, 1.0f, w, x_T, out);
 }
 
 /* ---- timesteps ----------------------------------------------------------- */
@@ -443,7 +469,10 @@ flash_status flash_plan_denoise(const flash_plan *p, flash_ctx *c, int i, flash_
     /* Imagine Flash eq. (9): only the very first update of a trajectory that
      * starts from the noise x_T is corrected */
     flash_tensor *x_T = (i == 0 && p->opts->noise_correction && !p->req->mid_trajectory) ? p->req->x : NULL;
-    return flash_denoise(p->req->den, c, x, NULL, p->t[i], p->req->labels, p->opts->guidance_scale, x_T, out);
+    const flash_sample_request *rq = p->req;
+    if (rq->size >= offsetof(flash_sample_request, guidance) + sizeof rq->guidance && rq->guidance)
+        return flash_denoise_each(rq->den, c, x, NULL, p->t[i], rq->labels, rq->guidance, x_T, out);
+    return flash_denoise(rq->den, c, x, NULL, p->t[i], rq->labels, p->opts->guidance_scale, x_T, out);
 }
 
 flash_tensor *flash_lincomb(flash_ctx *c, double a, flash_tensor *x, double b, flash_tensor *y) {

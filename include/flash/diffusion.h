@@ -114,13 +114,23 @@ typedef struct flash_denoised {
  * every sample). labels (N) or NULL (unconditional: the null class).
  * Classifier-free guidance with scale w: out = out_null + w (out_cond -
  * out_null), both halves from one model call on a batch of 2N; w = 1 (or
- * labels == NULL) evaluates once. x_T non-NULL applies noise correction
+ * labels == NULL) evaluates once, and so does a guidance-conditioned model
+ * (w its input). x_T non-NULL applies noise correction
  * (eq. 9): eps-hat := x_T, x0-hat stays the model's. On failure returns
  * FLASH_ERR_RUNTIME with the context's error set (message names the
  * timestep). */
 FLASH_EXPORT flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, const double *t,
                                         double t_all, const int *labels, float w, flash_tensor *x_T,
                                         flash_denoised *out);
+/* The same with a guidance scale per sample, w (N, host memory; NULL: all
+ * 1): a teacher guided at a scale drawn per sample, or a
+ * guidance-conditioned student (flash_model_api.takes_guidance) trained
+ * over a range of scales. A guidance-conditioned model is evaluated once
+ * with w as its input, here and in flash_denoise; any other model is
+ * guided as flash_denoise describes. */
+FLASH_EXPORT flash_status flash_denoise_each(flash_denoiser *d, flash_ctx *c, flash_tensor *x, const double *t,
+                                             double t_all, const int *labels, const float *w, flash_tensor *x_T,
+                                             flash_denoised *out);
 
 /* ---- timesteps ----------------------------------------------------------- */
 

@@ -54,7 +54,22 @@ typedef struct flash_model_api {
      * their count, or -1 with the context's error set. Discriminators built
      * on a frozen teacher read them (check head.size before calling). */
     int (*encode)(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond, flash_tensor **out, int max);
+    /* optional, appended in ABI 1.2 (check head.size): a guidance-conditioned
+     * denoiser takes the classifier-free guidance scale w as one more input,
+     * embedded like the timestep (LCM, Luo et al. 2023, sec. 4.2; Meng et
+     * al. 2023, guidance distillation), so one evaluation stands for the
+     * two of guidance. takes_guidance says whether this instance was built
+     * so (the models' `guidance_embed` key); forward_guided is forward with
+     * w (n, host memory; 1 is the unguided conditional model). Parameters
+     * such a model adds are named "guidance.*": a student initialised from a
+     * teacher without them keeps them as initialised. flash_denoise calls
+     * it in place of the two halves of guidance. */
+    bool (*takes_guidance)(void *self);
+    flash_tensor *(*forward_guided)(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond, const float *w);
 } flash_model_api;
+
+/* True when the model instance takes the guidance scale as an input. */
+FLASH_EXPORT bool flash_model_takes_guidance(const flash_instance *model);
 
 FLASH_EXPORT const char *flash_prediction_name(flash_prediction p);
 

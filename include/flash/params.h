@@ -92,6 +92,11 @@ FLASH_EXPORT flash_status flash_params_swap_ema(flash_params *p, flash_error *er
  * Used to initialise a student from its teacher. The two may live on
  * different devices (the copy then goes through host memory). */
 FLASH_EXPORT flash_status flash_params_copy(flash_params *dst, const flash_params *src, flash_error *err);
+/* The same, except that parameters of dst whose names start with `keep`
+ * and that src lacks keep their values (a guidance-conditioned student's
+ * "guidance." input, copied from a teacher without it; model.h). */
+FLASH_EXPORT flash_status flash_params_copy_keeping(flash_params *dst, const flash_params *src, const char *keep,
+                                                    flash_error *err);
 
 #ifdef __cplusplus
 }

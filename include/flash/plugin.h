@@ -18,6 +18,9 @@
  *     host lacks), or of another major, is refused with an error naming
  *     the file, the version the plugin needs and the host's (`flash
  *     --version` prints the host's).
+ * 1.2 appended a model's guidance input (flash_model_api.takes_guidance,
+ * .forward_guided) and per-sample scales of a sample request
+ * (flash_sample_request.guidance, read up to its size field).
  * One exception, before 1.0 had users: ABI 1.1 replaced the strategy
  * table (strategy.h: one training loop for every method), so a strategy
  * built against 1.0 is refused with a message naming 1.1; the other kinds
@@ -50,7 +53,7 @@ extern "C" {
 #endif
 
 #define FLASH_ABI_MAJOR 1
-#define FLASH_ABI_MINOR 1
+#define FLASH_ABI_MINOR 2
 #define FLASH_PLUGIN_ENTRY_SYMBOL "flash_plugin_entry"
 
 /* Component kinds. Values only grow at the end. */

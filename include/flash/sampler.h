@@ -38,6 +38,10 @@ typedef struct flash_sample_request {
      * no noise correction (eq. 9) at the first step */
     bool mid_trajectory;
     flash_rng *rng;             /* stochastic samplers (ddim eta > 0, those that re-noise); NULL: the sampler's own stream */
+    /* appended in ABI 1.2 (read up to size): (N) guidance scales, one per
+     * sample, replacing the sampler's guidance_scale (a guidance-conditioned
+     * student rolled out at the scales it trains at); NULL: the sampler's */
+    const float *guidance;
 } flash_sample_request;
 
 typedef struct flash_sampler_api {

@@ -28,4 +28,19 @@ static inline flash_tensor *consistency_fn(flash_denoiser *den, flash_ctx *c, fl
     return flash_lincomb(c, cs, x, co, o.x0);
 }
 
+/* The same with a guidance scale per sample (NULL: 1 for every sample), for
+ * a guidance-conditioned denoiser (model.h) that takes it as an input. */
+static inline flash_tensor *consistency_fn_each(flash_denoiser *den, flash_ctx *c, flash_tensor *x, double t,
+                                                const int *labels, const float *w)
+{
+    flash_denoised o;
+    if (!x) return NULL;
+    if (w && labels ? flash_denoise_each(den, c, x, NULL, t, labels, w, NULL, &o)
+                    : flash_denoise(den, c, x, NULL, t, labels, 1.0f, NULL, &o))
+        return NULL;
+    double cs, co;
+    consistency_boundary(t, &cs, &co);
+    return flash_lincomb(c, cs, x, co, o.x0);
+}
+
 #endif

@@ -23,7 +23,7 @@ static flash_params *model_params(const flash_instance *m)
 
 /* ---- the target operator ------------------------------------------------ */
 
-static const char *const target_keys[] = {"k", "guidance_scale", NULL};
+static const char *const target_keys[] = {"k", "guidance_scale", "guidance_range", NULL};
 
 static flash_status target_spec_read(const flash_cfg *map, distill_target_spec *s, flash_error *err)
 {
@@ -44,6 +44,21 @@ static flash_status target_spec_read(const flash_cfg *map, distill_target_spec *
     if ((st = flash_cfg_float(map, "guidance_scale", 1.0f, &s->guidance_scale, err))) return st;
     if (!(s->guidance_scale >= 0.0f))
         return flash_cfg_error(flash_cfg_get(map, "guidance_scale"), err, "guidance_scale must be >= 0");
+    const flash_cfg *range = flash_cfg_get(map, "guidance_range");
+    if (range) {
+        double v[2];
+        size_t got = 0;
+        if ((st = flash_cfg_doubles(map, "guidance_range", v, 2, &got, err))) return st;
+        if (got != 2 || !(v[0] >= 0.0 && v[1] >= v[0] && v[1] <= 100.0))
+            return flash_cfg_error(range, err, "guidance_range: expected [lo, hi] with 0 <= lo <= hi <= 100");
+        if (flash_cfg_get(map, "guidance_scale"))
+            return flash_cfg_error(flash_cfg_get(map, "guidance_scale"), err,
+                                   "give guidance_scale (one scale) or guidance_range (a scale drawn per sample), "
+                                   "not both");
+        s->guidance_range = true;
+        s->guidance_lo = (float)v[0];
+        s->guidance_hi = (float)v[1];
+    }
     return FLASH_OK;
 }
 
@@ -62,18 +77,55 @@ int distill_target_timesteps(const distill_target_spec *s, double t, double *out
 /* k DDIM steps (eq. 4) of the teacher with CFG from x at t; returns the
  * x0-hat of the last evaluation, which is where a DDIM trajectory to clean
  * data ends (eq. 7: x0-hat(f^k(x_t), eps, t/k)). */
+/* ---- guidance ------------------------------------------------------------ */
+
+/* Uniform scales from a label draw over many bins: flash_run_labels draws
+ * for the global batch and keeps this rank's rows, so any rank count
+ * draws the same scales. */
+#define GUIDANCE_BINS (1 << 24)
+
+const float *distill_guidance(distill *d, flash_ctx *c, int n)
+{
+    d->w = NULL;
+    if (!flash_model_takes_guidance(&d->student_inst)) return NULL;
+    float *w = flash_host_alloc(c, (size_t)n * sizeof *w);
+    if (!w) return NULL;
+    const distill_target_spec *s = &d->target;
+    const int *bins = s->guidance_range ? flash_run_labels(d->run, c, n, GUIDANCE_BINS) : NULL;
+    if (s->guidance_range && !bins) return NULL;
+    for (int i = 0; i < n; i++)
+        w[i] = bins ? s->guidance_lo + (s->guidance_hi - s->guidance_lo) * ((float)bins[i] + 0.5f) / GUIDANCE_BINS
+                    : s->guidance_scale;
+    d->w = w;
+    return w;
+}
+
+flash_status distill_denoise(distill *d, flash_denoiser *den, flash_ctx *c, flash_tensor *x, const double *t,
+                             double t_all, const int *labels, flash_denoised *out)
+{
+    if (d->w && labels && flash_model_takes_guidance(den->model))
+        return flash_denoise_each(den, c, x, t, t_all, labels, d->w, NULL, out);
+    return flash_denoise(den, c, x, t, t_all, labels, 1.0f, NULL, out);
+}
+
+flash_status distill_denoise_teacher(distill *d, flash_ctx *c, flash_tensor *x, const double *t, double t_all,
+                                     const int *labels, flash_denoised *out)
+{
+    if (d->w && labels) return flash_denoise_each(d->teacher, c, x, t, t_all, labels, d->w, NULL, out);
+    return flash_denoise(d->teacher, c, x, t, t_all, labels, labels ? d->target.guidance_scale : 1.0f, NULL, out);
+}
+
 flash_tensor *distill_target(distill *d, flash_ctx *c, flash_tensor *x, double t, const int *labels)
 {
     if (!x) return NULL;
     double ts[FLASH_MAX_STEPS];
     const int n = distill_target_timesteps(&d->target, t, ts);
-    const float w = labels ? d->target.guidance_scale : 1.0f;
     bool was = flash_grad_set(c, false);
     flash_tensor *x0 = NULL;
     x = flash_detach(c, x);
     for (int j = 0; j < n && x; j++) {
         flash_denoised o;
-        if (flash_denoise(d->teacher, c, x, NULL, ts[j], labels, w, NULL, &o)) {
+        if (distill_denoise_teacher(d, c, x, NULL, ts[j], labels, &o)) {
             x0 = NULL;
             break;
         }
@@ -244,24 +296,38 @@ flash_status distill_trainable_denoiser(distill *d, const char *name, flash_inst
     const char *slot = tp ? "teacher" : "student";
     flash_instance *m = calloc(1, sizeof *m);
     if (!m) return flash_error_set(err, FLASH_ERR_NOMEM, "distill: out of memory");
-    flash_status st = flash_instance_create(d->env, FLASH_KIND_MODEL, flash_cfg_get(d->env->root, slot), m, err);
+    /* a copy that models the student's samples takes the guidance scale
+     * too when the student does: they differ with w */
+    const flash_cfg *node = flash_cfg_get(d->env->root, slot);
+    flash_cfg *guided = NULL;
+    flash_status st = FLASH_OK;
+    if (tp && flash_model_takes_guidance(&d->student_inst)) {
+        if (!(guided = flash_cfg_clone(node))) st = flash_error_set(err, FLASH_ERR_NOMEM, "distill: out of memory");
+        else st = flash_cfg_set(guided, "guidance_embed=true", err);
+        node = guided;
+    }
+    if (st == FLASH_OK) st = flash_instance_create(d->env, FLASH_KIND_MODEL, node, m, err);
     if (st) {
+        flash_cfg_free(guided);
         free(m);
         return st;
     }
+    d->clone_cfgs[d->n_clones] = guided; /* the instance may keep pointers into it */
     flash_params *p = model_params(m);
     bool restored = false;
     if (!p)
         st = flash_error_set(err, FLASH_ERR_CONFIG, "distill: the %s '%s' has no parameters to train a copy of", slot,
                              m->comp->name);
     else if ((st = flash_run_track(d->run, name, p, &restored, err)) == FLASH_OK && !restored)
-        st = flash_params_copy(p, tp ? tp : d->student_params, err);
+        st = flash_params_copy_keeping(p, tp ? tp : d->student_params, "guidance.", err);
     if (st == FLASH_OK) st = flash_params_to_device(p, flash_env_device(d->env), err);
     const int i = d->n_clones;
     if (st == FLASH_OK) st = flash_denoiser_init(&d->clone_dens[i], m, d->student->schedule, err);
     if (st) {
         flash_instance_destroy(m);
         free(m);
+        flash_cfg_free(d->clone_cfgs[i]);
+        d->clone_cfgs[i] = NULL;
         return st;
     }
     d->clones[d->n_clones++] = m;
@@ -286,6 +352,8 @@ void distill_close(distill *d)
         flash_denoiser_release(&d->clone_dens[i]);
         flash_instance_destroy(d->clones[i]);
         free(d->clones[i]);
+        flash_cfg_free(d->clone_cfgs[i]);
+        d->clone_cfgs[i] = NULL;
     }
     d->n_clones = 0;
     for (int i = 0; i < d->n_losses; i++) flash_instance_destroy(&d->loss_inst[i]);
@@ -351,11 +419,23 @@ static flash_status distill_build(distill *d, flash_error *err)
                                "the teacher has %d classes, the student %d: set the student's num_classes",
                                ti->num_classes, si->num_classes);
 
+    const bool takes_w = flash_model_takes_guidance(&d->student_inst);
+    if (d->target.guidance_range && !takes_w)
+        return flash_cfg_error(flash_cfg_get(root, "student"), err,
+                               "target.guidance_range trains a guidance-conditioned student, and the student '%s' "
+                               "takes no guidance scale: set its guidance_embed: true",
+                               d->student_inst.comp->name);
+    if (takes_w && ti->num_classes <= 0)
+        return flash_cfg_error(flash_cfg_get(root, "student"), err,
+                               "a guidance-conditioned student needs a class-conditional teacher (guidance mixes "
+                               "the conditional and unconditional models)");
+
     /* Imagine Flash section 5: the student starts as a copy of the teacher */
     flash_params *tp = model_params(&d->teacher_inst);
     if (tp) {
         flash_error e = {0};
-        if (flash_params_copy(d->student_params, tp, &e) == FLASH_OK)
+        /* a guidance-conditioned student's guidance input is its own */
+        if (flash_params_copy_keeping(d->student_params, tp, "guidance.", &e) == FLASH_OK)
             flash_info("student initialised from the teacher's weights");
         else
             flash_info("student not initialised from the teacher (%s)", e.msg);
@@ -460,7 +540,7 @@ flash_tensor *distill_rollout(distill *d, flash_ctx *c, flash_tensor *x_T, const
     bool was = flash_grad_set(c, false);
     flash_sample_request rq = {.size = sizeof rq, .den = d->student, .x = x_T, .labels = labels,
                                .stop_at = d->timesteps[i], .timesteps = d->timesteps, .n_timesteps = d->n_steps,
-                               .rng = d->rng};
+                               .rng = d->rng, .guidance = labels ? d->w : NULL};
     flash_tensor *x = FLASH_API(d->sampler, flash_sampler_api)->sample(d->sampler->self, c, &rq);
     flash_grad_set(c, was);
     return flash_detach(c, x);

@@ -37,7 +37,10 @@
  *   strategy:  {plugin: NAME, target: {k: 8, guidance_scale: 1.0}, ...}
  *
  * The strategy's `target:` map sets the target operator: k time-uniform
- * teacher DDIM steps (paper: 8) with classifier-free guidance scale w.
+ * teacher DDIM steps (paper: 8) with classifier-free guidance scale w, or,
+ * for a guidance-conditioned student (`student: {..., guidance_embed:
+ * true}`), `guidance_range: [lo, hi]`: w drawn per sample, the student
+ * taking it as an input.
  */
 #ifndef FLASH_PLUGINS_DISTILL_H
 #define FLASH_PLUGINS_DISTILL_H
@@ -60,6 +63,11 @@ typedef flash_tensor *(*distill_step_fn)(void *self, flash_ctx *c, distill *d, i
 typedef struct distill_target_spec {
     int k;                 /* teacher DDIM steps, >= 1 */
     float guidance_scale;  /* teacher CFG scale (1: none) */
+    /* guidance_range: [lo, hi]: a guidance-conditioned student (model.h)
+     * trained at a scale drawn per sample, uniform in [lo, hi] (LCM's
+     * w ~ U[w_min, w_max]); the teacher guides each sample at its scale */
+    bool guidance_range;
+    float guidance_lo, guidance_hi;
 } distill_target_spec;
 
 struct distill {
@@ -85,6 +93,9 @@ struct distill {
     int64_t steps;                   /* total iterations of the run */
     int64_t iter;                    /* the current iteration, from 1 */
     flash_metric_result *stats;      /* extra scalars logged for this iteration, may be NULL */
+    /* this iteration's guidance scale per sample (distill_guidance), for a
+     * guidance-conditioned student; NULL for any other */
+    const float *w;
     /* the inputs of the last distill_losses call: after_step hands them to
      * the losses' update (a discriminator step) */
     flash_loss_in last;
@@ -96,6 +107,7 @@ struct distill {
     flash_denoiser tden, sden;
     flash_instance *clones[DISTILL_MAX_CLONES];
     flash_denoiser clone_dens[DISTILL_MAX_CLONES]; /* distill_clone_denoiser's, on clones[i] */
+    flash_cfg *clone_cfgs[DISTILL_MAX_CLONES];      /* a copy's own slot (the teacher's + guidance_embed), or NULL */
     int n_clones;
 };
 
@@ -128,6 +140,20 @@ flash_status distill_after_step(void *self, flash_ctx *c, flash_run *run, int64_
 /* n labels for a batch: uniform over the teacher's classes, NULL when it is
  * unconditional. Host arena memory. */
 const int *distill_labels(distill *d, flash_ctx *c, int n);
+/* The guidance scales of this iteration's n samples, drawn when the
+ * student is guidance-conditioned (model.h): uniform in target.guidance_range
+ * (the same draws on any rank count), else target.guidance_scale for
+ * every sample. Kept in d->w for the calls below; NULL (and d->w NULL) for
+ * a student without a guidance input. Host arena memory. */
+const float *distill_guidance(distill *d, flash_ctx *c, int n);
+/* A denoiser of the distillation (the student, a copy of it) at this
+ * iteration's scales d->w when it takes guidance, else unguided (w = 1). */
+flash_status distill_denoise(distill *d, flash_denoiser *den, flash_ctx *c, flash_tensor *x, const double *t,
+                             double t_all, const int *labels, flash_denoised *out);
+/* The teacher with classifier-free guidance: at d->w per sample when set,
+ * else at target.guidance_scale (1 without labels). */
+flash_status distill_denoise_teacher(distill *d, flash_ctx *c, flash_tensor *x, const double *t, double t_all,
+                                     const int *labels, flash_denoised *out);
 /* n samples of N(0, I) in the sample shape. */
 flash_tensor *distill_noise(distill *d, flash_ctx *c, int n);
 /* n real examples (and labels) drawn from the pipeline's `dataset:`. */

@@ -10,8 +10,11 @@
  *
  * Keys: dim (2), hidden (128), layers (3), time_dim (64), num_classes (0),
  * prediction_type (epsilon), seed (the run's seed) for the initialisation
- * (PyTorch's default, U(+-1/sqrt(fan_in))). */
+ * (PyTorch's default, U(+-1/sqrt(fan_in))), guidance_embed (false): a
+ * guidance-conditioned student (model.h), whose sinusoid(t) gains
+ * G sinusoid(1000 w), G zero at first (guidance_input.h). */
 #include "folder.h"
+#include "guidance_input.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,16 +32,18 @@ typedef struct mlp {
     flash_tensor *w_out, *b_out;
     int *null_labels; /* num_classes repeated, for unconditional calls */
     int null_cap;
+    guidance_input guidance;
 } mlp;
 
 static const char *const mlp_keys[] = {"dim", "hidden", "layers", "time_dim", "num_classes", "prediction_type",
-                                       "seed", NULL};
+                                       "seed", "guidance_embed", NULL};
 
 static void mlp_destroy(void *self) {
     mlp *m = self;
     if (!m) return;
     flash_params_destroy(m->p);
     free(m->null_labels);
+    guidance_input_free(&m->guidance);
     free(m);
 }
 
@@ -62,6 +67,8 @@ static flash_status mlp_create(const flash_cfg *cfg, flash_env *env, void **self
         (st = flash_cfg_enum(cfg, "prediction_type", flash_prediction_names, FLASH_PRED_EPSILON, &pred, err)) ||
         (st = flash_cfg_int(cfg, "seed", env ? (long)env->seed : 0, &seed, err)))
         return st;
+    bool guided = false;
+    if ((st = flash_cfg_bool(cfg, "guidance_embed", false, &guided, err))) return st;
     if (tdim % 2)
         return flash_cfg_error(flash_cfg_get(cfg, "time_dim"), err, "model 'mlp': time_dim must be even");
     mlp *m = calloc(1, sizeof *m);
@@ -95,6 +102,7 @@ static flash_status mlp_create(const flash_cfg *cfg, flash_env *env, void **self
         m->b_out = flash_params_add(m->p, "out.bias", 1, (int[]){m->dim});
         ok = m->w_out && m->b_out;
     }
+    if (ok && guided) ok = guidance_input_declare(&m->guidance, m->p, m->time_dim);
     if (!ok) {
         mlp_destroy(m);
         return flash_error_set(err, FLASH_ERR_NOMEM, "model 'mlp': out of memory declaring parameters");
@@ -116,6 +124,7 @@ static flash_status mlp_create(const flash_cfg *cfg, flash_env *env, void **self
     }
     flash_init_fan_in(m->w_out, &r, H);
     flash_init_fan_in(m->b_out, &r, H);
+    guidance_input_init(&m->guidance);
     *self = m;
     return FLASH_OK;
 }
@@ -128,7 +137,8 @@ static void mlp_info(void *self, flash_model_info *out) {
 
 static flash_params *mlp_params(void *self) { return ((mlp *)self)->p; }
 
-static flash_tensor *mlp_forward(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond) {
+static flash_tensor *mlp_forward_guided(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond,
+                                        const float *w) {
     mlp *m = self;
     if (!x) return NULL;
     if (x->ndim != 2 || x->shape[1] != m->dim) {
@@ -141,8 +151,9 @@ static flash_tensor *mlp_forward(void *self, flash_ctx *c, flash_tensor *x, cons
         flash_ctx_fail(c, "model 'mlp': needs a timestep for each of the %d samples", n);
         return NULL;
     }
-    flash_tensor *temb = flash_silu(c, flash_linear(c, flash_timestep_embedding(c, cond->t, n, m->time_dim, 10000.0f),
-                                                    m->w_t, m->b_t));
+    flash_tensor *tsin = flash_timestep_embedding(c, cond->t, n, m->time_dim, 10000.0f);
+    tsin = guidance_input_add(&m->guidance, c, tsin, w, n, m->time_dim, 10000.0f);
+    flash_tensor *temb = flash_silu(c, flash_linear(c, tsin, m->w_t, m->b_t));
     flash_tensor *h = flash_add(c, flash_linear(c, x, m->w_in, m->b_in), temb);
     if (m->num_classes > 0) {
         const int *labels = cond->labels;
@@ -174,6 +185,13 @@ static flash_tensor *mlp_forward(void *self, flash_ctx *c, flash_tensor *x, cons
     return flash_linear(c, h, m->w_out, m->b_out);
 }
 
+static flash_tensor *mlp_forward(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond) {
+    return mlp_forward_guided(self, c, x, cond, NULL);
+}
+
+static bool mlp_takes_guidance(void *self) { return ((mlp *)self)->guidance.weight != NULL; }
+
 FLASH_COMPONENT_TABLE(flash_model_api, mlp_model_api, FLASH_KIND_MODEL, "mlp",
                       "small trainable denoiser for 2-D data (time and class embeddings)", mlp_keys, mlp_create,
-                      mlp_destroy, .info = mlp_info, .params = mlp_params, .forward = mlp_forward)
+                      mlp_destroy, .info = mlp_info, .params = mlp_params, .forward = mlp_forward,
+                      .takes_guidance = mlp_takes_guidance, .forward_guided = mlp_forward_guided)

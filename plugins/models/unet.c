@@ -24,8 +24,13 @@
  * Initialisation follows PyTorch's defaults (U(+-1/sqrt(fan_in)) for conv and
  * linear weights and biases, N(0,1) for the embedding, ones/zeros for
  * GroupNorm) from the run's seed.
+ *
+ * guidance_embed: true makes a guidance-conditioned student (model.h): the
+ * guidance scale w enters beside t, sinusoidal_64(t) + G sinusoidal_64(1000 w)
+ * with G (64x64, "guidance.weight") zero at first (guidance_input.h).
  */
 #include "folder.h"
+#include "guidance_input.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -59,6 +64,7 @@ typedef struct unet {
     int in_ch, size, base, levels, mult[UNET_MAX_LEVELS], blocks, mid_blocks, groups;
     int time_dim, emb_dim, num_classes;
     float max_period;
+    bool guidance_embed;
     flash_prediction pred;
     flash_params *P;
     lin_p time1, time2;
@@ -73,6 +79,7 @@ typedef struct unet {
     conv_p out_conv;
     int *lab_buf; /* null-class labels when the condition has none */
     int lab_cap;
+    guidance_input guidance; /* guidance_embed: true (guidance_input.h) */
 } unet;
 
 /* ---- declaring parameters ------------------------------------------------ */
@@ -199,7 +206,7 @@ static flash_tensor *res_fwd(flash_ctx *c, const resblock *b, flash_tensor *x, f
 
 /* The embedding, the down path and the middle blocks: skips[l] per level
  * and the bottleneck (returned); *emb_out gets SiLU(emb) for the up path. */
-static flash_tensor *unet_encoder(unet *u, flash_ctx *c, flash_tensor *x, const flash_cond *cond,
+static flash_tensor *unet_encoder(unet *u, flash_ctx *c, flash_tensor *x, const flash_cond *cond, const float *w,
                                   flash_tensor **skips, flash_tensor **emb_out)
 {
     if (!x) return NULL;
@@ -217,6 +224,7 @@ static flash_tensor *unet_encoder(unet *u, flash_ctx *c, flash_tensor *x, const 
     }
 
     flash_tensor *temb = flash_timestep_embedding(c, cond->t, n, u->time_dim, u->max_period);
+    temb = guidance_input_add(&u->guidance, c, temb, w, n, u->time_dim, u->max_period);
     flash_tensor *emb = flash_linear(c, temb, u->time1.w, u->time1.b);
     emb = flash_linear(c, flash_silu(c, emb), u->time2.w, u->time2.b);
     if (u->num_classes > 0) {
@@ -256,11 +264,12 @@ static flash_tensor *unet_encoder(unet *u, flash_ctx *c, flash_tensor *x, const 
     return h;
 }
 
-static flash_tensor *unet_forward(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond)
+static flash_tensor *unet_forward_guided(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond,
+                                         const float *w)
 {
     unet *u = self;
     flash_tensor *skips[UNET_MAX_LEVELS], *emb_act = NULL;
-    flash_tensor *h = unet_encoder(u, c, x, cond, skips, &emb_act);
+    flash_tensor *h = unet_encoder(u, c, x, cond, w, skips, &emb_act);
     if (!h) return NULL;
     for (int l = u->levels - 1; l >= 0; l--) {
         h = conv_fwd(c, &u->upsample[l], flash_upsample_nearest2x(c, h), 1);
@@ -269,6 +278,13 @@ static flash_tensor *unet_forward(void *self, flash_ctx *c, flash_tensor *x, con
     }
     return conv_fwd(c, &u->out_conv, norm_act(c, &u->out_norm, h, u->groups), 1);
 }
+
+static flash_tensor *unet_forward(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond)
+{
+    return unet_forward_guided(self, c, x, cond, NULL);
+}
+
+static bool unet_takes_guidance(void *self) { return ((unet *)self)->guidance.weight != NULL; }
 
 /* The encoder's feature maps: each level's skip, then the bottleneck. */
 static int unet_encode(void *self, flash_ctx *c, flash_tensor *x, const flash_cond *cond, flash_tensor **out, int max)
@@ -279,7 +295,7 @@ static int unet_encode(void *self, flash_ctx *c, flash_tensor *x, const flash_co
         flash_ctx_fail(c, "unet: encode needs room for %d feature maps, got %d", u->levels + 1, max);
         return -1;
     }
-    flash_tensor *h = unet_encoder(u, c, x, cond, skips, &emb_act);
+    flash_tensor *h = unet_encoder(u, c, x, cond, NULL, skips, &emb_act);
     if (!h) return -1;
     for (int l = 0; l < u->levels; l++) out[l] = skips[l];
     out[u->levels] = h;
@@ -297,6 +313,7 @@ static void unet_destroy(void *self)
     free(u->mid);
     free(u->up);
     free(u->lab_buf);
+    guidance_input_free(&u->guidance);
     free(u);
 }
 
@@ -328,6 +345,7 @@ static flash_status unet_read_cfg(unet *u, const flash_cfg *cfg, flash_error *er
 #undef GET_INT
     if (u->time_dim % 2) return flash_cfg_error(flash_cfg_get(cfg, "time_dim"), err, "must be even");
     if ((st = flash_cfg_float(cfg, "max_period", 10000.0f, &u->max_period, err))) return st;
+    if ((st = flash_cfg_bool(cfg, "guidance_embed", false, &u->guidance_embed, err))) return st;
     if ((st = flash_cfg_ints(cfg, "channel_mult", mult, UNET_MAX_LEVELS, &nm, err))) return st;
     if (nm == 0) {
         mult[0] = 1;
@@ -398,6 +416,8 @@ static flash_status unet_build(unet *u, flash_error *err)
     decl_norm(&d, &u->out_norm, ch, "out.norm");
     decl_conv(&d, &u->out_conv, ch, u->in_ch, 3, "out.conv");
     if (d.st) return d.st;
+    if (u->guidance_embed && !guidance_input_declare(&u->guidance, u->P, u->time_dim))
+        return flash_error_set(err, FLASH_ERR_NOMEM, "unet: out of memory");
     return flash_params_finalize(u->P, err);
 }
 
@@ -420,6 +440,7 @@ static void unet_init(unet *u, uint64_t seed)
     }
     init_norm(&u->out_norm);
     init_conv(&u->out_conv, &r);
+    guidance_input_init(&u->guidance);
 }
 
 static flash_status unet_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
@@ -459,9 +480,11 @@ static flash_params *unet_params(void *self)
 
 static const char *const unet_keys[] = {"in_channels", "image_size", "base_channels", "channel_mult",
                                         "num_res_blocks", "mid_blocks", "groups", "num_classes",
-                                        "time_dim", "emb_dim", "max_period", "prediction", NULL};
+                                        "time_dim", "emb_dim", "max_period", "prediction", "guidance_embed",
+                                        NULL};
 
 FLASH_COMPONENT_TABLE(flash_model_api, unet_model, FLASH_KIND_MODEL, "unet",
                       "class-conditional U-Net denoiser (default unet-s: 572,449 parameters)", unet_keys,
                       unet_create, unet_destroy, .info = unet_info, .params = unet_params, .forward = unet_forward,
-                      .features = NULL, .encode = unet_encode)
+                      .features = NULL, .encode = unet_encode, .takes_guidance = unet_takes_guidance,
+                      .forward_guided = unet_forward_guided)

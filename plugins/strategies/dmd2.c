@@ -222,6 +222,11 @@ static flash_status generate(dmd2 *m, flash_ctx *c, int n, gen *g)
     g->t = d->timesteps[i];
     g->x = distill_noise(d, c, n);
     g->labels = distill_labels(d, c, n);
+    /* a guidance-conditioned student: its samples, and so the fake score
+     * that models them, depend on the scale w, drawn per sample here and
+     * used by every network of this batch (d->w) */
+    if (g->labels && flash_model_takes_guidance(&d->student_inst) && !distill_guidance(d, c, n))
+        return FLASH_ERR_RUNTIME;
     if (i > 0 && m->backward_simulation) {
         g->x = distill_rollout(d, c, g->x, g->labels, i);
     } else if (i > 0) {
@@ -230,7 +235,7 @@ static flash_status generate(dmd2 *m, flash_ctx *c, int n, gen *g)
         g->x = distill_forward_noise(d, c, real, g->t);
     }
     flash_denoised s;
-    if (!g->x || flash_denoise(d->student, c, g->x, NULL, g->t, g->labels, 1.0f, NULL, &s)) return FLASH_ERR_RUNTIME;
+    if (!g->x || distill_denoise(d, d->student, c, g->x, NULL, g->t, g->labels, &s)) return FLASH_ERR_RUNTIME;
     g->x0 = s.x0;
     return FLASH_OK;
 }
@@ -328,9 +333,8 @@ static flash_tensor *dmd2_step(void *self, flash_ctx *c, distill *d, int64_t ite
     flash_tensor *x_t = add_noise(m, c, x0, &z);
     flash_denoised real, fake;
     flash_tensor *target = NULL, *grad = NULL;
-    const float w = g.labels ? d->target.guidance_scale : 1.0f;
-    if (x_t && !flash_denoise(d->teacher, c, x_t, z.t, 0, g.labels, w, NULL, &real) &&
-        !flash_denoise(m->fden, c, x_t, z.t, 0, g.labels, 1.0f, NULL, &fake)) {
+    if (x_t && !distill_denoise_teacher(d, c, x_t, z.t, 0, g.labels, &real) &&
+        !distill_denoise(d, m->fden, c, x_t, z.t, 0, g.labels, &fake)) {
         /* eq. 8: the per-sample normaliser mean(|x0 - x0_real|) */
         int shape[FLASH_MAX_DIMS] = {n};
         for (int i = 1; i < x0->ndim; i++) shape[i] = 1;
@@ -375,7 +379,7 @@ static flash_tensor *fake_loss(dmd2 *m, flash_ctx *c, flash_tensor **disc_loss, 
     flash_grad_set(c, was);
     if (!x_t) return NULL;
     flash_denoised o;
-    if (flash_denoise(m->fden, c, x_t, z.t, 0, g.labels, 1.0f, NULL, &o)) return NULL;
+    if (distill_denoise(d, m->fden, c, x_t, z.t, 0, g.labels, &o)) return NULL;
     flash_tensor *target = flash_pred_target(c, m->fden->info.prediction, flash_detach(c, g.x0), z.eps, z.alpha, z.sigma);
     flash_tensor *loss = flash_mse(c, o.out, target);
     if (!loss || m->gan_weight <= 0) return loss;

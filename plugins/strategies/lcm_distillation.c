@@ -6,8 +6,9 @@
  *
  * Each iteration draws real x0, a timestep t from the skip-k grid
  * {k-1, 2k-1, ..., T-1} and x_t = a_t x0 + s_t eps; the teacher takes one
- * DDIM step with CFG (target.guidance_scale; LCM's w, held fixed here)
- * from t to t - k; the target is the consistency function of the EMA
+ * DDIM step with CFG from t to t - k, at target.guidance_scale, or, for a
+ * guidance-conditioned student (guidance_embed: true), at LCM's w drawn
+ * per sample from target.guidance_range and given to the student too; the target is the consistency function of the EMA
  * target network theta^- there (no gradient), and the losses compare
  * f_theta(x_t, t) with it (flash_loss_in.target; `reconstruction` with
  * huber_c as LCM's Huber loss). theta^- <- mu theta^- + (1 - mu) theta
@@ -92,16 +93,20 @@ static flash_tensor *lcm_step(void *self, flash_ctx *c, distill *d, int64_t iter
     flash_schedule_eval(d->student->schedule, tp, &ap, &sp);
     flash_tensor *x = distill_forward_noise(d, c, x0, t);
 
+    /* a guidance-conditioned student: this batch's scales w (LCM, Luo et
+     * al. 2023, Algorithm 1: w ~ U[w_min, w_max], the teacher's solver
+     * step guided at w, the student and its target network given w) */
+    if (labels && flash_model_takes_guidance(&d->student_inst) && !distill_guidance(d, c, n)) return NULL;
     bool was = flash_grad_set(c, false);
     flash_denoised o;
     flash_tensor *target = NULL;
-    if (!flash_denoise(d->teacher, c, x, NULL, t, labels, labels ? d->target.guidance_scale : 1.0f, NULL, &o)) {
+    if (!distill_denoise_teacher(d, c, x, NULL, t, labels, &o)) {
         flash_tensor *xp = flash_lincomb(c, ap, o.x0, sp, o.eps); /* one teacher DDIM step (eq. 4) */
-        target = consistency_fn(l->tden, c, xp, tp, labels, 1.0f);
+        target = consistency_fn_each(l->tden, c, xp, tp, labels, d->w);
     }
     flash_grad_set(c, was);
     if (!target) return NULL;
-    flash_tensor *pred = consistency_fn(d->student, c, x, t, labels, 1.0f);
+    flash_tensor *pred = consistency_fn_each(d->student, c, x, t, labels, d->w);
     flash_cond cond = distill_cond(d, c, n, t, labels);
     flash_loss_in in = {.size = sizeof in, .pred = pred, .target = target, .x_t = x, .cond = &cond, .distill = d};
     if (d->stats) flash_metric_result_add(d->stats, "t", t);
