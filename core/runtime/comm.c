@@ -32,8 +32,10 @@ static char g_msg[512];
 /* The number of tasks a launcher says it started (0: none said). */
 static int launched_tasks(void)
 {
+    /* srun's step, not the job: SLURM_NTASKS is set in the batch script
+     * itself, where a flash started without srun is one process */
     static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE",
-                                       "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", NULL};
+                                       "SLURM_STEP_NUM_TASKS", NULL};
     for (int i = 0; vars[i]; i++) {
         const char *v = getenv(vars[i]);
         if (v && *v) return atoi(v);
