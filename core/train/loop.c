@@ -239,6 +239,12 @@ flash_status flash_run_batch(flash_run *run, flash_ctx *c, flash_tensor **x, con
 
 flash_status flash_run_draw(flash_run *run, flash_ctx *c, int n, flash_tensor **x, const int **labels)
 {
+    return flash_run_draw_from(run, c, run ? run->rng : NULL, n, x, labels);
+}
+
+flash_status flash_run_draw_from(flash_run *run, flash_ctx *c, flash_rng *rng, int n, flash_tensor **x,
+                                 const int **labels)
+{
     *x = NULL;
     if (labels) *labels = NULL;
     loop *L = run_loop(run, c);
@@ -246,14 +252,19 @@ flash_status flash_run_draw(flash_run *run, flash_ctx *c, int n, flash_tensor **
     const int global = n * L->ranks;
     flash_status st = reserve(L, c, global);
     if (st) return st;
-    for (int i = 0; i < global; i++) L->idx[i] = (int64_t)flash_rng_below(run->rng, (uint64_t)L->dinfo.n_train);
+    for (int i = 0; i < global; i++) L->idx[i] = (int64_t)flash_rng_below(rng, (uint64_t)L->dinfo.n_train);
     memmove(L->idx, L->idx + (size_t)L->rank * n, (size_t)n * sizeof *L->idx);
     return fetch(L, c, FLASH_SPLIT_TRAIN, n, x, labels);
 }
 
 const int *flash_run_labels(flash_run *run, flash_ctx *c, int n, int num_classes)
 {
-    if (num_classes <= 0) return NULL;
+    return flash_run_labels_from(run, c, run ? run->rng : NULL, n, num_classes);
+}
+
+const int *flash_run_labels_from(flash_run *run, flash_ctx *c, flash_rng *rng, int n, int num_classes)
+{
+    if (num_classes <= 0 || !run || !rng) return NULL;
     const loop *L = run->priv;
     const int ranks = L ? L->ranks : 1, rank = L ? L->rank : 0;
     /* host memory: the ops and the denoiser read labels on the host */
@@ -261,7 +272,7 @@ const int *flash_run_labels(flash_run *run, flash_ctx *c, int n, int num_classes
     if (!y) return NULL;
     /* the global batch's draws, this rank's share kept */
     for (int i = 0; i < n * ranks; i++) {
-        const int v = (int)flash_rng_below(run->rng, (uint64_t)num_classes);
+        const int v = (int)flash_rng_below(rng, (uint64_t)num_classes);
         if (i / n == rank) y[i % n] = v;
     }
     return y;

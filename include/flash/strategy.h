@@ -92,6 +92,13 @@ FLASH_EXPORT flash_status flash_run_batch(flash_run *run, flash_ctx *c, flash_te
  * discriminator's real batch): the draws interleave with the strategy's
  * own, so a resume continues them. labels may be NULL when not wanted. */
 FLASH_EXPORT flash_status flash_run_draw(flash_run *run, flash_ctx *c, int n, flash_tensor **x, const int **labels);
+/* The same from the caller's own stream rng: a component with draws of its
+ * own (a discriminator's real batch) takes them from a stream of its own,
+ * so that adding it, or setting its weight to 0, changes no other draw of
+ * the run. A stream derived from the step (flash_rng_seed_stream(seed,
+ * purpose ^ step)) needs no checkpoint to resume. */
+FLASH_EXPORT flash_status flash_run_draw_from(flash_run *run, flash_ctx *c, flash_rng *rng, int n, flash_tensor **x,
+                                              const int **labels);
 /* N(0, I) of shape for this rank's rows of a per-sample draw from rng
  * (shape[0] is this rank's count): drawn for the global batch, this rank's
  * rows kept (flash_randn on one process). */
@@ -99,6 +106,8 @@ FLASH_EXPORT flash_tensor *flash_run_randn(flash_run *run, flash_ctx *c, flash_r
 /* n labels (this rank's count) uniform in [0, num_classes) from run->rng,
  * in host arena memory (NULL when num_classes <= 0). */
 FLASH_EXPORT const int *flash_run_labels(flash_run *run, flash_ctx *c, int n, int num_classes);
+/* The same from the caller's own stream (see flash_run_draw_from). */
+FLASH_EXPORT const int *flash_run_labels_from(flash_run *run, flash_ctx *c, flash_rng *rng, int n, int num_classes);
 /* Keeps p, a parameter block the strategy owns besides the trained one (a
  * discriminator, a frozen or EMA copy of the student), in the run's
  * checkpoints as RUN_DIR/<name>.safetensors. When the run resumes and that

@@ -174,6 +174,16 @@ flash_status distill_real(distill *d, flash_ctx *c, int n, flash_tensor **x, con
     return flash_run_draw(d->run, c, n, x, labels);
 }
 
+flash_status distill_real_from(distill *d, flash_ctx *c, flash_rng *rng, int n, flash_tensor **x, const int **labels)
+{
+    return flash_run_draw_from(d->run, c, rng, n, x, labels);
+}
+
+const int *distill_labels_from(distill *d, flash_ctx *c, flash_rng *rng, int n)
+{
+    return flash_run_labels_from(d->run, c, rng, n, d->num_classes);
+}
+
 flash_cond distill_cond(distill *d, flash_ctx *c, int n, double t, const int *labels)
 {
     flash_cond cond = {.n = n, .labels = labels};

@@ -158,6 +158,10 @@ flash_status distill_denoise_teacher(distill *d, flash_ctx *c, flash_tensor *x, 
 flash_tensor *distill_noise(distill *d, flash_ctx *c, int n);
 /* n real examples (and labels) drawn from the pipeline's `dataset:`. */
 flash_status distill_real(distill *d, flash_ctx *c, int n, flash_tensor **x, const int **labels);
+/* The same two draws from a component's own stream (flash_run_draw_from):
+ * a loss with draws of its own leaves the run's other draws as they are. */
+flash_status distill_real_from(distill *d, flash_ctx *c, flash_rng *rng, int n, flash_tensor **x, const int **labels);
+const int *distill_labels_from(distill *d, flash_ctx *c, flash_rng *rng, int n);
 
 /* The k time-uniform teacher timesteps from t (descending, rounded to
  * integers, duplicates dropped): t, t (k-1)/k, ..., t/k. Returns their

@@ -39,8 +39,22 @@ typedef struct adv {
     flash_instance disc;
     flash_params *P;
     flash_ctx *c; /* the discriminator's own iteration context */
-    flash_rng rng;
+    uint64_t seed;
 } adv;
+
+/* The discriminator's draws come from streams of its own, one per purpose
+ * and step: its real batch and its instance noise never touch the run's
+ * stream, so a run with the discriminator at weight 0 draws what a run
+ * without it draws (bit for bit), and a stream derived from the step
+ * resumes with no state to checkpoint. */
+enum { ADV_REAL = 1, ADV_NOISE_STUDENT = 2, ADV_NOISE_DISC = 3 };
+
+static flash_rng adv_stream(const adv *a, int purpose, int64_t step)
+{
+    flash_rng r;
+    flash_rng_seed_stream(&r, a->seed, 0xad70000000000000ull ^ ((uint64_t)purpose << 48) ^ (uint64_t)step);
+    return r;
+}
 
 static void adv_destroy(void *self)
 {
@@ -94,7 +108,7 @@ static flash_status adv_create(const flash_cfg *cfg, flash_env *env, void **self
         flash_error_prefix(err, "loss 'adversarial'");
         goto fail;
     }
-    flash_rng_seed_stream(&a->rng, env ? env->seed : 0, 0xad7);
+    a->seed = env ? env->seed : 0;
     *self = a;
     return FLASH_OK;
 fail:
@@ -102,9 +116,9 @@ fail:
     return st;
 }
 
-static flash_tensor *disc(adv *a, flash_ctx *c, flash_tensor *x, const flash_cond *cond)
+static flash_tensor *disc(adv *a, flash_ctx *c, flash_tensor *x, const flash_cond *cond, flash_rng *noise)
 {
-    if (a->noise > 0 && x) x = flash_add(c, x, flash_scale(c, flash_randn(c, &a->rng, x->ndim, x->shape), a->noise));
+    if (a->noise > 0 && x) x = flash_add(c, x, flash_scale(c, flash_randn(c, noise, x->ndim, x->shape), a->noise));
     flash_cond dc = {.n = x ? x->shape[0] : 0, .t = cond ? cond->t : NULL, .labels = cond ? cond->labels : NULL};
     return FLASH_API(&a->disc, flash_model_api)->forward(a->disc.self, c, x, &dc);
 }
@@ -114,7 +128,8 @@ static flash_tensor *adv_compute(void *self, flash_ctx *c, const flash_loss_in *
     adv *a = self;
     const distill *d = in->distill;
     if (d && d->iter < a->start) return flash_zeros(c, 1, (int[]){1});
-    flash_tensor *logits = disc(a, c, in->pred, in->cond);
+    flash_rng noise = adv_stream(a, ADV_NOISE_STUDENT, d ? d->iter : 0);
+    flash_tensor *logits = disc(a, c, in->pred, in->cond, &noise);
     flash_tensor *l = a->kind == ADV_HINGE ? flash_neg(c, flash_mean(c, logits))
                                            : flash_mean(c, flash_softplus(c, flash_neg(c, logits)));
     return flash_scale(c, l, a->weight);
@@ -135,12 +150,13 @@ static flash_status adv_update(void *self, flash_ctx *c0, const flash_loss_in *i
     flash_tensor *fake = flash_detach(c, in->pred);
     flash_tensor *real = NULL;
     const int *rlabels = NULL;
-    if (distill_real(d, c, n, &real, &rlabels)) return flash_ctx_status(c, err);
+    flash_rng draws = adv_stream(a, ADV_REAL, step), noise = adv_stream(a, ADV_NOISE_DISC, step);
+    if (distill_real_from(d, c, &draws, n, &real, &rlabels)) return flash_ctx_status(c, err);
     const int *flabels = in->cond ? in->cond->labels : NULL;
     if (!flabels) rlabels = NULL;
-    else if (!rlabels) rlabels = distill_labels(d, c, n);
+    else if (!rlabels) rlabels = distill_labels_from(d, c, &draws, n);
     flash_cond cf = {.n = n, .labels = flabels}, cr = {.n = n, .labels = rlabels};
-    flash_tensor *lr = disc(a, c, real, &cr), *lf = disc(a, c, fake, &cf);
+    flash_tensor *lr = disc(a, c, real, &cr, &noise), *lf = disc(a, c, fake, &cf, &noise);
     flash_tensor *loss;
     if (a->kind == ADV_HINGE)
         loss = flash_add(c, flash_mean(c, flash_relu(c, flash_affine(c, lr, -1.0f, 1.0f))),
