@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define FLASH_METRIC_MAX_VALUES 8
+#define FLASH_METRIC_MAX_VALUES 16
 
 typedef struct flash_metric_result {
     int n;

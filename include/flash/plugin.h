@@ -20,7 +20,9 @@
  *     --version` prints the host's).
  * 1.2 appended a model's guidance input (flash_model_api.takes_guidance,
  * .forward_guided) and per-sample scales of a sample request
- * (flash_sample_request.guidance, read up to its size field).
+ * (flash_sample_request.guidance, read up to its size field), and a
+ * metric result holds 16 values (plugins fill it through
+ * flash_metric_result_add).
  * One exception, before 1.0 had users: ABI 1.1 replaced the strategy
  * table (strategy.h: one training loop for every method), so a strategy
  * built against 1.0 is refused with a message naming 1.1; the other kinds

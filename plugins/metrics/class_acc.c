@@ -40,7 +40,7 @@ static flash_status ca_compute(void *self, flash_ctx *c, const flash_tensor *sam
     }
     free(pred);
     if (cond == 0) return flash_error_set(err, FLASH_ERR_USAGE, "metric 'class_acc': no class-conditional samples");
-    flash_metric_result_add(out, "class_acc", (double)hit / (double)cond);
+    flash_evaluator_result(e, out, "class_acc", (double)hit / (double)cond);
     return FLASH_OK;
 }
 

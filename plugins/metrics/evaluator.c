@@ -18,6 +18,8 @@ struct flash_evaluator {
     int loaded;            /* the checkpoint is read at the first use */
     int split;             /* 0 train, 1 test */
     long reference_n, n, batch;
+    char suffix[16];       /* appended to the value names */
+    const int *ref_labels; /* the reference's, once read (the cache's) */
 };
 
 /* Reference features of one (checkpoint, reference slot, split, count):
@@ -26,6 +28,7 @@ typedef struct ref_cache {
     struct ref_cache *next;
     char *key;
     float *feats;
+    int *labels; /* NULL when the reference has none */
     long m;
     int dim;
 } ref_cache;
@@ -51,7 +54,10 @@ flash_status flash_evaluator_open(const flash_cfg *cfg, flash_env *env, const ch
     flash_status st;
     long n, rn, batch;
     int split;
-    const char *ckpt, *evpath;
+    const char *ckpt, *evpath, *suffix;
+    if ((st = flash_cfg_str(cfg, "suffix", "", &suffix, err))) return st;
+    if (strlen(suffix) > 15)
+        return flash_cfg_error(flash_cfg_get(cfg, "suffix"), err, "suffix: at most 15 characters");
     if ((st = flash_cfg_int(cfg, "n", 5000, &n, err))) return st;
     if ((st = flash_cfg_int(cfg, "reference_n", 0, &rn, err))) return st;
     if ((st = flash_cfg_int(cfg, "batch_size", 250, &batch, err))) return st;
@@ -78,6 +84,7 @@ flash_status flash_evaluator_open(const flash_cfg *cfg, flash_env *env, const ch
     if (!e) return flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", who);
     e->who = who;
     e->registry = env->registry;
+    snprintf(e->suffix, sizeof e->suffix, "%s", suffix);
     snprintf(e->device, sizeof e->device, "%s", flash_env_device(env));
     e->split = split;
     e->reference_n = rn;
@@ -277,6 +284,15 @@ flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, flo
     return FLASH_OK;
 }
 
+void flash_evaluator_result(const flash_evaluator *e, flash_metric_result *out, const char *name, double value)
+{
+    char full[32];
+    snprintf(full, sizeof full, "%s%s", name, e->suffix);
+    flash_metric_result_add(out, full, value);
+}
+
+const int *flash_evaluator_reference_labels(flash_evaluator *e) { return e->ref_labels; }
+
 flash_status flash_evaluator_reference(flash_evaluator *e, const float **feats, long *m, int *dim,
                                        flash_error *err)
 {
@@ -296,6 +312,7 @@ flash_status flash_evaluator_reference(flash_evaluator *e, const float **feats, 
             *feats = r->feats;
             *m = r->m;
             *dim = r->dim;
+            e->ref_labels = r->labels;
             return FLASH_OK;
         }
 
@@ -324,24 +341,27 @@ flash_status flash_evaluator_reference(flash_evaluator *e, const float **feats, 
         st = flash_cfg_error(e->reference, err, "metric '%s': the reference's examples do not match the evaluator's "
                              "input, or it has fewer than 2", e->who);
     else if (!(r = calloc(1, sizeof *r)) || !(x = malloc((size_t)cnt * per * sizeof *x)) ||
-             !(idx = malloc(1024 * sizeof *idx)))
+             !(idx = malloc(1024 * sizeof *idx)) ||
+             (info.num_classes > 0 && !(r->labels = malloc((size_t)cnt * sizeof *r->labels))))
         st = flash_error_set(err, FLASH_ERR_NOMEM, "metric '%s': out of memory", e->who);
     for (long i = 0; i < cnt && !st; i += 1024) {
         int b = (int)(cnt - i < 1024 ? cnt - i : 1024);
         for (int j = 0; j < b; j++) idx[j] = i + j;
-        st = api->get(ds.self, e->split ? FLASH_SPLIT_TEST : FLASH_SPLIT_TRAIN, idx, b, x + (size_t)i * per, NULL,
-                      err);
+        st = api->get(ds.self, e->split ? FLASH_SPLIT_TEST : FLASH_SPLIT_TRAIN, idx, b, x + (size_t)i * per,
+                      r->labels ? r->labels + i : NULL, err);
     }
     free(idx);
     flash_instance_destroy(&ds);
     if (!st) st = flash_evaluator_run(e, x, cnt, &r->feats, &r->dim, NULL, err);
     free(x);
     if (st) {
+        if (r) free(r->labels);
         free(r);
         free(key);
         return st;
     }
     r->key = key;
+    e->ref_labels = r->labels;
     r->m = cnt;
     r->next = cache_head;
     cache_head = r;

@@ -20,6 +20,9 @@
  *   reference_n: reference examples used (default 0: the whole split)
  *   n:           samples used (default 5000; fewer if fewer are given)
  *   batch_size:  evaluator batch (default 250)
+ *   suffix:      appended to the metric's value names ("_b": fd_b), so a
+ *                second evaluator (another architecture and seed: a second
+ *                judge) reports beside the first
  *
  * The network and its context live on the pipeline's device
  * (flash_env_device at open); samples come and features go in host memory. */
@@ -28,7 +31,8 @@
 
 #include "flash/flash.h"
 
-#define FLASH_EVALUATOR_KEYS "checkpoint", "evaluator", "model", "reference", "split", "reference_n", "n", "batch_size"
+#define FLASH_EVALUATOR_KEYS                                                                                   \
+    "checkpoint", "evaluator", "model", "reference", "split", "reference_n", "n", "batch_size", "suffix"
 
 typedef struct flash_evaluator flash_evaluator;
 
@@ -51,6 +55,11 @@ flash_status flash_evaluator_check(const flash_evaluator *e,
 flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n,
                                                                        float **feats, int *dim, int *pred,
                                                                        flash_error *err);
+/* Adds name + the suffix key's text to out. */
+void flash_evaluator_result(const flash_evaluator *e, flash_metric_result *out, const char *name, double value);
+/* The reference split's labels (m), after flash_evaluator_reference; NULL
+ * when its dataset has none. Owned by the cache. */
+const int *flash_evaluator_reference_labels(flash_evaluator *e);
 /* Features (*m, *dim) of the reference split (owned by the process-wide
  * cache: do not free). */
 flash_status flash_evaluator_reference(flash_evaluator *e, const float **feats,

@@ -49,7 +49,7 @@ static flash_status fd_compute(void *self, flash_ctx *c, const flash_tensor *sam
     free(mu2);
     free(s1);
     free(s2);
-    if (!st) flash_metric_result_add(out, "fd", v);
+    if (!st) flash_evaluator_result(e, out, "fd", v);
     return st;
 }
 

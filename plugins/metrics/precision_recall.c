@@ -67,8 +67,8 @@ static flash_status pr_compute(void *self, flash_ctx *c, const flash_tensor *sam
     else if (!rr || !rg || fd_knn_radii2(ref, m, d, p->k, rr) || fd_knn_radii2(gen, n, d, p->k, rg))
         st = flash_error_set(err, FLASH_ERR_NOMEM, "metric 'precision_recall': out of memory");
     if (!st) {
-        flash_metric_result_add(out, "precision", fd_manifold_coverage(gen, n, ref, m, d, rr));
-        flash_metric_result_add(out, "recall", fd_manifold_coverage(ref, m, gen, n, d, rg));
+        flash_evaluator_result(p->e, out, "precision", fd_manifold_coverage(gen, n, ref, m, d, rr));
+        flash_evaluator_result(p->e, out, "recall", fd_manifold_coverage(ref, m, gen, n, d, rg));
     }
     free(gen);
     free(rr);
