@@ -27,14 +27,15 @@
 #define ASAN_UNPOISON_MEMORY_REGION(a, s) ((void)(a), (void)(s))
 #define FLASH_REDZONE 0
 #endif
-/* only host memory has shadow memory to poison */
-#define ARENA_POISON(be, a, s)                                      \
-    do {                                                            \
-        if ((be) == &flash_cpu_backend) ASAN_POISON_MEMORY_REGION(a, s); \
+/* only host memory has shadow memory to poison (the CPU's table, or the
+ * profiling copy of it: profile.c) */
+#define ARENA_POISON(be, a, s)                                                       \
+    do {                                                                             \
+        if (flash_profile_base(be) == &flash_cpu_backend) ASAN_POISON_MEMORY_REGION(a, s); \
     } while (0)
-#define ARENA_UNPOISON(be, a, s)                                      \
-    do {                                                              \
-        if ((be) == &flash_cpu_backend) ASAN_UNPOISON_MEMORY_REGION(a, s); \
+#define ARENA_UNPOISON(be, a, s)                                                       \
+    do {                                                                               \
+        if (flash_profile_base(be) == &flash_cpu_backend) ASAN_UNPOISON_MEMORY_REGION(a, s); \
     } while (0)
 
 static size_t align_up(size_t n) { return (n + FLASH_ARENA_ALIGN - 1) / FLASH_ARENA_ALIGN * FLASH_ARENA_ALIGN; }

@@ -94,6 +94,9 @@ struct flash_ctx {
  * records the sticky error and returns NULL. bytes == 0 returns a valid
  * pointer. Valid until flash_ctx_reset. */
 void *flash_arena_alloc(flash_ctx *c, size_t bytes);
+/* The table a backend table stands for: the profiled backend's when be is
+ * the profiling copy (profile.c), else be itself. */
+const flash_backend *flash_profile_base(const flash_backend *be);
 /* flash_host_alloc: include/flash/tensor.h */
 /* Zeroed arena floats. */
 float *flash_arena_zeros(flash_ctx *c, size_t n);

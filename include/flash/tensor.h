@@ -75,6 +75,23 @@ FLASH_EXPORT flash_status flash_tensor_from_host(flash_ctx *c, flash_tensor *t, 
 /* Waits for the device's queued work (for timing); 0, or nonzero after a
  * device error. A no-op on the CPU. */
 FLASH_EXPORT int flash_ctx_sync(flash_ctx *c);
+/* ---- profiling (flash bench --profile; core/tensor/profile.c) ----------
+ * Every kernel of the context's backend counted, timed (wall time of each
+ * call: meaningful on the CPU, whose kernels are done when they return)
+ * and, for matrix products and convolutions, its floating-point
+ * operations counted from the shapes (2 per multiply-add). The counters
+ * are the process's: one profiled context at a time. */
+typedef struct flash_profile_row {
+    const char *kernel; /* the backend entry: "conv2d_forward", "sgemm", "group_norm_backward", ... */
+    int64_t calls;
+    double seconds;
+    double flops;
+} flash_profile_row;
+FLASH_EXPORT flash_status flash_ctx_profile_start(flash_ctx *c, flash_error *err); /* zeroes the counters */
+FLASH_EXPORT void flash_ctx_profile_stop(flash_ctx *c);
+FLASH_EXPORT void flash_ctx_profile_zero(void);
+/* The kernels called since the last zero, up to max; returns their count. */
+FLASH_EXPORT int flash_ctx_profile_read(flash_profile_row *rows, int max);
 /* Drops every arena tensor and the tape; clears the sticky error. */
 FLASH_EXPORT void flash_ctx_reset(flash_ctx *c);
 FLASH_EXPORT bool flash_ctx_ok(const flash_ctx *c);

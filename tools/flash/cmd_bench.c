@@ -11,6 +11,7 @@
 typedef struct bench_args {
     const char *config, *out;
     long threads, batch, repeats, warmup, seed;
+    bool profile;
     flash_options_sets sets;
 } bench_args;
 
@@ -22,6 +23,10 @@ static const flash_opt bench_opts[] = {
     FLASH_INT("--warmup", "W", bench_args, warmup, 1, 1000000, "untimed runs first (default 3)"),
     FLASH_INT("--seed", "S", bench_args, seed, 0, 1000000, "seed of the weights and inputs (default 0)"),
     FLASH_STRING("--out", "FILE", bench_args, out, "also write the JSON line to FILE"),
+    FLASH_FLAG("--profile", bench_args, profile,
+        "after the timings, R training steps and R batched NFEs with every\n"
+        "kernel timed: a table on stderr of time, share, GFLOP and GFLOP/s per\n"
+        "kernel, and the time outside the kernels (the framework's own)"),
     FLASH_OPT_DEVICE_OF(bench_args, sets,
                         "The\n"
                         "context and the parameters live there; each timed run ends with a\n"
@@ -43,8 +48,13 @@ static const flash_command bench_cmd = {
              "  nfe_b64_s     one no-grad forward of a batch of B\n"
              "each the median of R runs (b1: 10 R) after W warm-up runs, and\n"
              "sgemm_gflops, the rate of a 1024^3 matrix product (flash_matmul), as the\n"
-             "peak to compare with. Prints one JSON line on stdout (tools/bench/bench.sh\n"
-             "puts it next to the PyTorch peer's and prints ratios).\n",
+             "peak to compare with. The roofline: gflop_forward_per_sample and\n"
+             "gflop_train_step count the operations of the matrix products and\n"
+             "convolutions from their shapes (2 per multiply-add); train_gflops and\n"
+             "nfe_b64_gflops are the rates the timings reached, *_peak_fraction\n"
+             "their share of sgemm_gflops. Prints one JSON line on stdout\n"
+             "(tools/bench/bench.sh puts it next to the PyTorch peer's and prints\n"
+             "ratios).\n",
 };
 
 static int cmp_double(const void *a, const void *b)
@@ -71,6 +81,7 @@ typedef struct bench {
     int *labels;
     flash_adam adam;
     int64_t adam_step;
+    double adam_s; /* time in the optimiser step (the parameters' table, not the context's) */
     float *host_in[2]; /* fixed random inputs and targets, drawn once */
 } bench;
 
@@ -106,7 +117,9 @@ static flash_status run_train(bench *b, flash_error *err)
     flash_params_zero_grad(b->P);
     flash_status st = flash_backward(c, loss, err);
     if (st) return st;
+    const double t0 = flash_now();
     if ((st = flash_adam_step(b->P, &b->adam, ++b->adam_step, err))) return st;
+    b->adam_s += flash_now() - t0;
     return flash_ctx_sync(c) ? flash_ctx_status(c, err) : FLASH_OK;
 }
 
@@ -177,6 +190,60 @@ static flash_status sgemm_rate(bench *b, double *gflops, flash_error *err)
     return FLASH_OK;
 }
 
+/* The floating-point operations of one call of fn (matrix products and
+ * convolutions, from their shapes), and with --profile the kernels' times
+ * over `repeats` calls, per call. */
+static flash_status count_flops(bench *b, bench_fn fn, int n, int repeats, bool table, const char *what,
+                                double *flops, flash_error *err)
+{
+    flash_status st = flash_ctx_profile_start(b->ctx, err);
+    if (st) return st;
+    flash_profile_row rows[64];
+    int k = 0;
+    double wall = 0;
+    b->adam_s = 0;
+    for (int i = 0; i < repeats && !st; i++) {
+        const double t0 = flash_now();
+        st = fn(b, n, err);
+        wall += flash_now() - t0;
+    }
+    if (!st) k = flash_ctx_profile_read(rows, 64);
+    flash_ctx_profile_stop(b->ctx);
+    if (st) return st;
+    double f = 0, in_kernels = 0;
+    for (int i = 0; i < k; i++) {
+        f += rows[i].flops;
+        in_kernels += rows[i].seconds;
+    }
+    *flops = f / repeats;
+    if (!table) return FLASH_OK;
+    /* the slowest first */
+    for (int i = 1; i < k; i++)
+        for (int j = i; j > 0 && rows[j].seconds > rows[j - 1].seconds; j--) {
+            flash_profile_row t = rows[j];
+            rows[j] = rows[j - 1];
+            rows[j - 1] = t;
+        }
+    const double per = wall / repeats;
+    fprintf(stderr, "\n%s: %.2f ms per call (%d calls, profiled)\n", what, 1e3 * per, repeats);
+    fprintf(stderr, "  %-26s %9s %10s %7s %10s %9s\n", "kernel", "calls", "ms", "share", "GFLOP", "GFLOP/s");
+    for (int i = 0; i < k; i++) {
+        const double ms = 1e3 * rows[i].seconds / repeats, gf = rows[i].flops / repeats / 1e9;
+        fprintf(stderr, "  %-26s %9.1f %10.3f %6.1f%%", rows[i].kernel, (double)rows[i].calls / repeats, ms,
+                100 * rows[i].seconds / wall);
+        if (gf > 0) fprintf(stderr, " %10.3f %9.1f", gf, gf / (ms / 1e3));
+        fputc('\n', stderr);
+    }
+    const double adam = b->adam_s / repeats, outside = per - in_kernels / repeats - adam;
+    if (adam > 0)
+        fprintf(stderr, "  %-26s %9s %10.3f %6.1f%%\n", "adam (the parameters')", "", 1e3 * adam, 100 * adam / per);
+    fprintf(stderr, "  %-26s %9s %10.3f %6.1f%%   shapes, tape, arena, dispatch\n", "outside the kernels", "",
+            1e3 * outside, 100 * outside / per);
+    fprintf(stderr, "  %-26s %9s %10.3f %6s %10.3f %9.1f\n", "total", "", 1e3 * per, "", *flops / 1e9,
+            *flops / 1e9 / per);
+    return FLASH_OK;
+}
+
 int flash_cmd_bench(int argc, char **argv)
 {
     bench_args a = {.threads = 2, .batch = 64, .repeats = 10, .warmup = 3};
@@ -241,14 +308,25 @@ int flash_cmd_bench(int argc, char **argv)
     if ((st = time_median(&b, run_nfe, 1, (int)warmup * 5, (int)repeats * 10, &b1_s, &err))) goto done;
     if ((st = time_median(&b, run_nfe, b.batch, (int)warmup, (int)repeats * 2, &bN_s, &err))) goto done;
     if ((st = sgemm_rate(&b, &gflops, &err))) goto done;
+    /* the roofline: operations per call from the layer shapes, the rate
+     * each timing reached, and its fraction of the sgemm rate */
+    double train_flops = 0, nfe_flops = 0;
+    const int prof_reps = a.profile ? (int)repeats : 1;
+    if ((st = count_flops(&b, train_fn, b.batch, prof_reps, a.profile, "training step", &train_flops, &err)) ||
+        (st = count_flops(&b, run_nfe, b.batch, prof_reps, a.profile, "batched NFE", &nfe_flops, &err)))
+        goto done;
+    const double train_rate = train_flops / train_s / 1e9, nfe_rate = nfe_flops / bN_s / 1e9;
 
     char line[1024];
     snprintf(line, sizeof line,
              "{\"impl\": \"flash\", \"version\": \"%s\", \"device\": \"%s\", \"model\": \"%s\", \"params\": %zu, \"threads\": %d, "
              "\"batch\": %d, \"train_step_s\": %.6f, \"nfe_b1_s\": %.6f, \"nfe_b64_s\": %.6f, "
-             "\"sgemm_gflops\": %.1f}",
+             "\"sgemm_gflops\": %.1f, \"gflop_forward_per_sample\": %.4f, \"gflop_train_step\": %.3f, "
+             "\"train_gflops\": %.1f, \"nfe_b64_gflops\": %.1f, \"train_peak_fraction\": %.3f, "
+             "\"nfe_b64_peak_fraction\": %.3f}",
              FLASH_VERSION_STRING, flash_ctx_device(b.ctx), b.model.comp->name, flash_params_count(b.P), flash_get_threads(), b.batch,
-             train_s, b1_s, bN_s, gflops);
+             train_s, b1_s, bN_s, gflops, nfe_flops / b.batch / 1e9, train_flops / 1e9, train_rate, nfe_rate,
+             train_rate / gflops, nfe_rate / gflops);
     puts(line);
     fflush(stdout);
     if (out_path) {
