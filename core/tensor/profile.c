@@ -31,15 +31,26 @@ static const char *const kernel_names[K_COUNT] = {
 
 static const flash_backend *g_base;
 static flash_backend g_table;
-static flash_ctx *g_ctx;
+static flash_ctx *g_ctx;   /* the context profile_start profiles */
+static bool g_enabled;     /* flash_profile_enable: new CPU contexts are profiled */
 static int64_t g_calls[K_COUNT];
 static double g_seconds[K_COUNT], g_flops[K_COUNT];
+
+/* Phases: the wall time between flash_profile_phase calls, and the
+ * operations of the kernels run meanwhile, per phase name. */
+#define MAX_PHASES 24
+static const char *g_phase_name[MAX_PHASES];
+static double g_phase_s[MAX_PHASES], g_phase_flops[MAX_PHASES];
+static int64_t g_phase_n[MAX_PHASES];
+static int g_n_phases, g_cur = -1;
+static double g_since;
 
 static void add(int k, double t0, double flops)
 {
     g_calls[k]++;
     g_seconds[k] += flash_now() - t0;
     g_flops[k] += flops;
+    if (g_cur >= 0) g_phase_flops[g_cur] += flops;
 }
 
 /* a call of the base table's entry, timed under kernel k */
@@ -186,14 +197,11 @@ static int p_sync(void) { TIMED_RET(K_SYNC, int, sync(), 0); }
 
 const flash_backend *flash_profile_base(const flash_backend *be) { return be == &g_table ? g_base : be; }
 
-flash_status flash_ctx_profile_start(flash_ctx *c, flash_error *err)
+static void build(const flash_backend *base)
 {
-    if (!c) return flash_error_set(err, FLASH_ERR_USAGE, "profile: no context");
-    if (g_ctx && g_ctx != c) return flash_error_set(err, FLASH_ERR_USAGE, "profile: another context is profiled");
-    if (g_ctx == c) return FLASH_OK;
-    g_base = c->be;
+    g_base = base;
     g_table = (flash_backend){
-        .size = sizeof g_table, .abi_major = c->be->abi_major, .abi_minor = c->be->abi_minor, .name = c->be->name,
+        .size = sizeof g_table, .abi_major = base->abi_major, .abi_minor = base->abi_minor, .name = base->name,
         .alloc = p_alloc, .free = p_free, .zero = p_zero, .copy = p_copy, .fill = p_fill, .copy2d = p_copy2d,
         .to_host = p_to_host, .from_host = p_from_host, .binary = p_binary, .bcast_reduce = p_bcast_reduce,
         .unary = p_unary, .unary_backward = p_unary_backward, .axpby = p_axpby, .where = p_where,
@@ -204,7 +212,7 @@ flash_status flash_ctx_profile_start(flash_ctx *c, flash_error *err)
         .group_norm_backward = p_group_norm_backward, .upsample2x = p_upsample2x,
         .upsample2x_backward = p_upsample2x_backward, .avg_pool2d = p_avg_pool2d,
         .avg_pool2d_backward = p_avg_pool2d_backward, .adam = p_adam, .ema = p_ema,
-        .last_error = c->be->last_error, .sync = p_sync};
+        .last_error = base->last_error, .sync = p_sync};
     /* an entry the backend lacks (the CPU has no sync) stays absent */
 #define KEEP_ABSENT(f)                                                                                              \
     if (!g_base->f) g_table.f = NULL
@@ -218,10 +226,66 @@ flash_status flash_ctx_profile_start(flash_ctx *c, flash_error *err)
     KEEP_ABSENT(upsample2x_backward); KEEP_ABSENT(avg_pool2d); KEEP_ABSENT(avg_pool2d_backward); KEEP_ABSENT(adam);
     KEEP_ABSENT(ema); KEEP_ABSENT(sync);
 #undef KEEP_ABSENT
+}
+
+flash_status flash_ctx_profile_start(flash_ctx *c, flash_error *err)
+{
+    if (!c) return flash_error_set(err, FLASH_ERR_USAGE, "profile: no context");
+    if (g_ctx && g_ctx != c) return flash_error_set(err, FLASH_ERR_USAGE, "profile: another context is profiled");
+    if (g_ctx == c) return FLASH_OK;
+    if (g_base && g_base != c->be)
+        return flash_error_set(err, FLASH_ERR_USAGE, "profile: the profiled backend is '%s', not '%s'", g_base->name,
+                               c->be->name);
+    if (!g_base) build(c->be);
     flash_ctx_profile_zero();
     c->be = &g_table;
     g_ctx = c;
     return FLASH_OK;
+}
+
+void flash_profile_enable(bool on)
+{
+    if (on && !g_base) build(&flash_cpu_backend);
+    g_enabled = on && g_base == &flash_cpu_backend;
+    if (g_enabled) flash_ctx_profile_zero();
+}
+
+const flash_backend *flash_profile_cpu_table(void) { return g_enabled ? &g_table : &flash_cpu_backend; }
+
+bool flash_profile_active(void) { return g_enabled || g_ctx != NULL; }
+
+const char *flash_profile_phase(const char *name)
+{
+    if (!flash_profile_active()) return NULL;
+    const double now = flash_now();
+    const char *prev = g_cur >= 0 ? g_phase_name[g_cur] : NULL;
+    if (g_cur >= 0) g_phase_s[g_cur] += now - g_since;
+    g_since = now;
+    g_cur = -1;
+    if (!name) return prev;
+    for (int i = 0; i < g_n_phases; i++)
+        if (g_phase_name[i] == name || strcmp(g_phase_name[i], name) == 0) g_cur = i;
+    if (g_cur < 0 && g_n_phases < MAX_PHASES) {
+        g_cur = g_n_phases++;
+        g_phase_name[g_cur] = name;
+    }
+    if (g_cur >= 0) g_phase_n[g_cur]++;
+    return prev;
+}
+
+int flash_profile_read_phases(flash_profile_row *rows, int max)
+{
+    /* the current phase's time so far */
+    if (g_cur >= 0) {
+        const double now = flash_now();
+        g_phase_s[g_cur] += now - g_since;
+        g_since = now;
+    }
+    int n = 0;
+    for (int i = 0; i < g_n_phases && n < max; i++)
+        rows[n++] = (flash_profile_row){
+            .kernel = g_phase_name[i], .calls = g_phase_n[i], .seconds = g_phase_s[i], .flops = g_phase_flops[i]};
+    return n;
 }
 
 void flash_ctx_profile_stop(flash_ctx *c)
@@ -236,6 +300,10 @@ void flash_ctx_profile_zero(void)
     memset(g_calls, 0, sizeof g_calls);
     memset(g_seconds, 0, sizeof g_seconds);
     memset(g_flops, 0, sizeof g_flops);
+    memset(g_phase_s, 0, sizeof g_phase_s);
+    memset(g_phase_flops, 0, sizeof g_phase_flops);
+    memset(g_phase_n, 0, sizeof g_phase_n);
+    g_since = flash_now();
 }
 
 int flash_ctx_profile_read(flash_profile_row *rows, int max)

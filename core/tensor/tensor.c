@@ -84,7 +84,9 @@ static flash_ctx *ctx_create_with(const flash_backend *be, size_t arena_bytes) {
     return c;
 }
 
-flash_ctx *flash_ctx_create(size_t arena_bytes) { return ctx_create_with(&flash_cpu_backend, arena_bytes); }
+/* while profiling is enabled (flash_profile_enable), CPU contexts count
+ * their kernels (profile.c) */
+flash_ctx *flash_ctx_create(size_t arena_bytes) { return ctx_create_with(flash_profile_cpu_table(), arena_bytes); }
 
 /* ---- device contexts (see flash_ctx_create_on in tensor.h) ---------------- */
 
@@ -103,7 +105,7 @@ flash_ctx *flash_ctx_create_on(const char *device, size_t arena_bytes, flash_err
         return c;
     }
     flash_ctx *c = ctx_create_with(be, arena_bytes);
-    flash_ctx *h = c ? ctx_create_with(&flash_cpu_backend, FLASH_HOST_ARENA_DEFAULT) : NULL;
+    flash_ctx *h = c ? ctx_create_with(flash_profile_cpu_table(), FLASH_HOST_ARENA_DEFAULT) : NULL;
     if (!h) {
         flash_ctx_destroy(c);
         flash_error_set(err, FLASH_ERR_NOMEM, "device '%s': cannot allocate a %zu-byte arena", device, arena_bytes);

@@ -97,6 +97,8 @@ void *flash_arena_alloc(flash_ctx *c, size_t bytes);
 /* The table a backend table stands for: the profiled backend's when be is
  * the profiling copy (profile.c), else be itself. */
 const flash_backend *flash_profile_base(const flash_backend *be);
+/* The CPU's table, or its profiling copy while profiling is enabled. */
+const flash_backend *flash_profile_cpu_table(void);
 /* flash_host_alloc: include/flash/tensor.h */
 /* Zeroed arena floats. */
 float *flash_arena_zeros(flash_ctx *c, size_t n);

@@ -131,8 +131,39 @@ flash_status flash_denoiser_init(flash_denoiser *d, const flash_instance *model,
     return FLASH_OK;
 }
 
+/* ---- roles, for profiles ----------------------------------------------------
+ * A profile (flash bench --distill) splits an iteration's time by the
+ * network a denoiser evaluates; the denoiser struct is the plugins' to
+ * allocate, so its role lives here, keyed by its address. */
+#define MAX_ROLES 32
+static struct {
+    const flash_denoiser *d;
+    const char *role;
+} g_roles[MAX_ROLES];
+
+void flash_denoiser_set_role(const flash_denoiser *d, const char *role) {
+    int free_slot = -1;
+    for (int i = 0; i < MAX_ROLES; i++) {
+        if (g_roles[i].d == d) {
+            g_roles[i].role = role;
+            if (!role) g_roles[i].d = NULL;
+            return;
+        }
+        if (!g_roles[i].d && free_slot < 0) free_slot = i;
+    }
+    if (role && free_slot >= 0) g_roles[free_slot].d = d, g_roles[free_slot].role = role;
+}
+
+static const char *role_of(const flash_denoiser *d) {
+    if (!flash_profile_active()) return NULL;
+    for (int i = 0; i < MAX_ROLES; i++)
+        if (g_roles[i].d == d) return g_roles[i].role;
+    return NULL;
+}
+
 void flash_denoiser_release(flash_denoiser *d) {
     if (!d) return;
+    flash_denoiser_set_role(d, NULL);
     free(d->scratch);
     free(d->scratch_labels);
     d->scratch = NULL;
@@ -279,14 +310,23 @@ static flash_status denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, co
     return FLASH_OK;
 }
 
+/* the call's time under the denoiser's role, when profiled */
+static flash_status denoise_as(flash_denoiser *d, flash_ctx *c, flash_tensor *x, const double *t, double t_all,
+                               const int *labels, float w, const float *ws, flash_tensor *x_T, flash_denoised *out) {
+    const char *role = role_of(d), *prev = role ? flash_profile_phase(role) : NULL;
+    flash_status st = denoise(d, c, x, t, t_all, labels, w, ws, x_T, out);
+    if (role) flash_profile_phase(prev);
+    return st;
+}
+
 flash_status flash_denoise(flash_denoiser *d, flash_ctx *c, flash_tensor *x, const double *t, double t_all,
                            const int *labels, float w, flash_tensor *x_T, flash_denoised *out) {
-    return denoise(d, c, x, t, t_all, labels, w, NULL, x_T, out);
+    return denoise_as(d, c, x, t, t_all, labels, w, NULL, x_T, out);
 }
 
 flash_status flash_denoise_each(flash_denoiser *d, flash_ctx *c, flash_tensor *x, const double *t, double t_all,
                                 const int *labels, const float *w, flash_tensor *x_T, flash_denoised *out) {
-    return denoise(d, c, x, t, t_all, labels, 1.0f, w, x_T, out);
+    return denoise_as(d, c, x, t, t_all, labels, 1.0f, w, x_T, out);
 }
 
 /* ---- timesteps ----------------------------------------------------------- */

@@ -412,10 +412,12 @@ static flash_status train_update(loop *L, flash_tensor *loss, int64_t step, doub
         return FLASH_OK;
     }
     flash_params_zero_grad(L->P);
+    flash_profile_phase("backward");
     if ((st = flash_backward(L->ctx, loss, err))) {
         flash_error_prefix(err, "%s: step %lld: backward", L->who, (long long)step);
         return st;
     }
+    flash_profile_phase("optimizer");
     flash_adam opt = tc->adam;
     opt.lr = flash_train_lr_at(tc, step);
     bool finite = true;
@@ -692,6 +694,10 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
                                  L->who, (long long)step, inject);
             break;
         }
+        /* a profile's phases (flash bench --distill): the strategy's step,
+         * within it the networks' evaluations under their roles (teacher,
+         * student, ...), the backward pass, the optimiser, after_step */
+        flash_profile_phase("strategy step");
         flash_ctx_reset(L->ctx);
         flash_metric_result stats = {0};
         run->stats = &stats;
@@ -713,10 +719,12 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
         }
         /* the strategy's own networks (a discriminator) alternate with the
          * trained ones */
+        flash_profile_phase("after_step");
         if (L->sapi->after_step && (st = L->sapi->after_step(L->strategy.self, L->ctx, run, step, err))) {
             flash_error_prefix(err, "%s: step %lld", L->who, (long long)step);
             break;
         }
+        flash_profile_phase("logs and checkpoints");
         run->stats = NULL;
         loss_acc += lv;
         n_acc++;

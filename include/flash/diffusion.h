@@ -103,6 +103,10 @@ typedef struct flash_denoiser {
 FLASH_EXPORT flash_status flash_denoiser_init(flash_denoiser *d, const flash_instance *model,
                                               const flash_instance *schedule, flash_error *err);
 FLASH_EXPORT void flash_denoiser_release(flash_denoiser *d); /* NULL-safe; frees scratch only */
+/* The network's role in a pipeline ("teacher", "student", "fake_score"): a
+ * profile (flash bench --distill) counts the time of its evaluations under
+ * it. role must outlive the denoiser (a string literal); NULL forgets it. */
+FLASH_EXPORT void flash_denoiser_set_role(const flash_denoiser *d, const char *role);
 
 typedef struct flash_denoised {
     flash_tensor *x0;  /* x0-hat (eq. 5) of the guided output */

@@ -92,6 +92,19 @@ FLASH_EXPORT void flash_ctx_profile_stop(flash_ctx *c);
 FLASH_EXPORT void flash_ctx_profile_zero(void);
 /* The kernels called since the last zero, up to max; returns their count. */
 FLASH_EXPORT int flash_ctx_profile_read(flash_profile_row *rows, int max);
+/* Every CPU context created while enabled is profiled too (a training
+ * loop's, a discriminator's): flash bench --distill. */
+FLASH_EXPORT void flash_profile_enable(bool on);
+FLASH_EXPORT bool flash_profile_active(void);
+/* Phases: the wall time from one call to the next is the previous
+ * phase's, and the operations of the kernels meanwhile; name must outlive
+ * the profile (a string literal). Returns the phase it ends, so a caller
+ * can restore it: prev = flash_profile_phase("teacher"); ...;
+ * flash_profile_phase(prev). NULL: no phase. A no-op returning NULL when
+ * nothing is profiled. */
+FLASH_EXPORT const char *flash_profile_phase(const char *name);
+/* Per phase: name in .kernel, entries in .calls, seconds, flops. */
+FLASH_EXPORT int flash_profile_read_phases(flash_profile_row *rows, int max);
 /* Drops every arena tensor and the tape; clears the sticky error. */
 FLASH_EXPORT void flash_ctx_reset(flash_ctx *c);
 FLASH_EXPORT bool flash_ctx_ok(const flash_ctx *c);

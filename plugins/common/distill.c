@@ -288,6 +288,7 @@ flash_status distill_clone_denoiser(distill *d, flash_instance **inst, flash_den
     if (st) return st;
     flash_denoiser *den = &d->clone_dens[d->n_clones - 1];
     if ((st = flash_denoiser_init(den, *inst, d->student->schedule, err))) return st;
+    flash_denoiser_set_role(den, "student copy");
     *out = den;
     return FLASH_OK;
 }
@@ -341,6 +342,7 @@ flash_status distill_trainable_denoiser(distill *d, const char *name, flash_inst
         return st;
     }
     d->clones[d->n_clones++] = m;
+    flash_denoiser_set_role(&d->clone_dens[i], name); /* "fake_score" */
     *inst = m;
     *out = &d->clone_dens[i];
     return FLASH_OK;
@@ -417,6 +419,8 @@ static flash_status distill_build(distill *d, flash_error *err)
     if ((st = flash_denoiser_init(&d->tden, &d->teacher_inst, env->schedule, err)) ||
         (st = flash_denoiser_init(&d->sden, &d->student_inst, env->schedule, err)))
         return st;
+    flash_denoiser_set_role(&d->tden, "teacher");
+    flash_denoiser_set_role(&d->sden, "student");
     const flash_model_info *ti = &d->tden.info, *si = &d->sden.info;
     int same = ti->ndim == si->ndim;
     for (int i = 0; same && i < ti->ndim; i++) same = ti->shape[i] == si->shape[i];

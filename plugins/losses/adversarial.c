@@ -129,11 +129,16 @@ static flash_tensor *adv_compute(void *self, flash_ctx *c, const flash_loss_in *
     const distill *d = in->distill;
     if (d && d->iter < a->start) return flash_zeros(c, 1, (int[]){1});
     flash_rng noise = adv_stream(a, ADV_NOISE_STUDENT, d ? d->iter : 0);
+    const char *prev = flash_profile_phase("discriminator");
     flash_tensor *logits = disc(a, c, in->pred, in->cond, &noise);
+    flash_profile_phase(prev);
     flash_tensor *l = a->kind == ADV_HINGE ? flash_neg(c, flash_mean(c, logits))
                                            : flash_mean(c, flash_softplus(c, flash_neg(c, logits)));
     return flash_scale(c, l, a->weight);
 }
+
+static flash_status adv_step(adv *a, distill *d, flash_ctx *c, const flash_loss_in *in, int n, int64_t step,
+                             flash_error *err);
 
 static flash_status adv_update(void *self, flash_ctx *c0, const flash_loss_in *in, int64_t step, flash_error *err)
 {
@@ -145,6 +150,17 @@ static flash_status adv_update(void *self, flash_ctx *c0, const flash_loss_in *i
     flash_ctx *c = a->c;
     flash_ctx_reset(c);
     const int n = in->pred->shape[0];
+    /* the discriminator's own step, update included; the caller's phase
+     * (after_step) resumes when it returns */
+    const char *prev = flash_profile_phase("discriminator");
+    flash_status st = adv_step(a, d, c, in, n, step, err);
+    flash_profile_phase(prev);
+    return st;
+}
+
+static flash_status adv_step(adv *a, distill *d, flash_ctx *c, const flash_loss_in *in, int n, int64_t step,
+                             flash_error *err)
+{
     /* the step's x0-hat stays in the pipeline's arena until its next
      * iteration: a detached view of it, on the same device */
     flash_tensor *fake = flash_detach(c, in->pred);

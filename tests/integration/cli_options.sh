@@ -22,7 +22,7 @@ declare -A options=(
   [eval]="--set --samples --labels --real --seed --device --out --grid"
   [run]="--set --out --resume --device"
   [sweep]="--out --jobs --resume --dry-run --emit --ranks --gpus-per-rank --run"
-  [bench]="--set --threads --batch --repeats --warmup --seed --out --device"
+  [bench]="--set --threads --batch --repeats --warmup --seed --out --distill --profile --device"
   [report]="--baseline --out"
 )
 for cmd in "${!options[@]}"; do

@@ -2,6 +2,7 @@
  * (default unet-s) the way tools/bench/unet_torch.py times its PyTorch
  * peer, and prints one JSON line with the same fields. */
 #include "cli.h"
+#include "flash/trainer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +12,7 @@
 typedef struct bench_args {
     const char *config, *out;
     long threads, batch, repeats, warmup, seed;
-    bool profile;
+    bool profile, distill;
     flash_options_sets sets;
 } bench_args;
 
@@ -23,6 +24,12 @@ static const flash_opt bench_opts[] = {
     FLASH_INT("--warmup", "W", bench_args, warmup, 1, 1000000, "untimed runs first (default 3)"),
     FLASH_INT("--seed", "S", bench_args, seed, 0, 1000000, "seed of the weights and inputs (default 0)"),
     FLASH_STRING("--out", "FILE", bench_args, out, "also write the JSON line to FILE"),
+    FLASH_FLAG("--distill", bench_args, distill,
+        "CONFIG is a pipeline to train or distil: time R iterations of its\n"
+        "strategy after W, split into phases (the strategy's step and in it\n"
+        "each network's evaluations: teacher, student, fake_score, ...;\n"
+        "discriminator; backward; optimizer; after_step), one JSON line and a\n"
+        "table on stderr. The run goes to a temporary folder"),
     FLASH_FLAG("--profile", bench_args, profile,
         "after the timings, R training steps and R batched NFEs with every\n"
         "kernel timed: a table on stderr of time, share, GFLOP and GFLOP/s per\n"
@@ -244,11 +251,119 @@ static flash_status count_flops(bench *b, bench_fn fn, int n, int repeats, bool 
     return FLASH_OK;
 }
 
+/* flash bench --distill: W iterations to a checkpoint, then R more from
+ * it with every CPU context profiled, so the set-up (models, the teacher's
+ * weights, a cached bank) and the warm-up stay outside the numbers. */
+static int bench_distill(const bench_args *a)
+{
+    flash_error err = {0};
+    flash_cli_pipeline pl = {0};
+    flash_status st = flash_cli_pipeline_load(&pl, a->config, &a->sets, &err);
+    char dir[] = "/tmp/flash_bench_distill_XXXXXX";
+    bool made = false;
+    if (!st && !mkdtemp(dir)) st = flash_error_set(&err, FLASH_ERR_IO, "flash bench: cannot make a temporary folder");
+    made = !st;
+    const long total = a->warmup + a->repeats;
+    /* the schedule's warm-up would not fit W + R steps: timing does not
+     * depend on the learning rate */
+    char set[5][96];
+    snprintf(set[0], sizeof set[0], "train.steps=%ld", total);
+    snprintf(set[1], sizeof set[1], "train.ckpt_every=%ld", a->warmup);
+    snprintf(set[2], sizeof set[2], "train.log_every=%ld", total);
+    snprintf(set[3], sizeof set[3], "train.eval_every=0");
+    snprintf(set[4], sizeof set[4], "train.warmup_steps=0");
+    for (int i = 0; i < 5 && !st; i++) st = flash_cfg_set(pl.root, set[i], &err);
+    if (!st) flash_set_threads((int)a->threads);
+    flash_train_opts o = {.size = sizeof o, .root = pl.root, .registry = pl.registry, .run_dir = dir,
+                          .stop_after = a->warmup, .command = "flash distill"};
+    if (!st) st = flash_train_run(&o, &err);
+    flash_profile_row phases[32], kernels[64];
+    int np = 0, nk = 0;
+    double t0 = 0, wall = 0;
+    if (!st) {
+        o.resume = true;
+        o.stop_after = 0;
+        flash_profile_enable(true);
+        flash_profile_phase("set-up");
+        t0 = flash_now();
+        st = flash_train_run(&o, &err);
+        wall = flash_now() - t0;
+        flash_profile_phase(NULL);
+        np = flash_profile_read_phases(phases, 32);
+        nk = flash_ctx_profile_read(kernels, 64);
+        flash_profile_enable(false);
+    }
+    if (made) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0) fprintf(stderr, "flash bench: could not remove %s\n", dir);
+    }
+    if (st) {
+        flash_cli_pipeline_free(&pl);
+        return flash_cli_fail("bench", &err);
+    }
+    const flash_cfg *strat = flash_cfg_get(pl.root, "strategy");
+    const char *sname = NULL;
+    flash_cfg_str(strat, "plugin", "?", &sname, &err);
+    double iter_s = 0, setup_s = 0, flops = 0;
+    for (int i = 0; i < np; i++) {
+        if (strcmp(phases[i].kernel, "set-up") == 0) setup_s = phases[i].seconds;
+        else iter_s += phases[i].seconds;
+        flops += phases[i].flops;
+    }
+    for (int i = 1; i < np; i++)
+        for (int j = i; j > 0 && phases[j].seconds > phases[j - 1].seconds; j--) {
+            flash_profile_row t = phases[j];
+            phases[j] = phases[j - 1];
+            phases[j - 1] = t;
+        }
+    const long R = a->repeats;
+    fprintf(stderr, "\n%s: %ld iterations after %ld, %.2f ms each (set-up %.2f s, outside them)\n", sname, R,
+            a->warmup, 1e3 * iter_s / R, setup_s);
+    fprintf(stderr, "  %-22s %12s %7s %10s %9s\n", "phase", "ms/iter", "share", "GFLOP/iter", "GFLOP/s");
+    char json[4096];
+    int len = snprintf(json, sizeof json,
+                       "{\"impl\": \"flash\", \"bench\": \"distill\", \"strategy\": \"%s\", \"threads\": %d, "
+                       "\"iterations\": %ld, \"iteration_s\": %.6f, \"setup_s\": %.3f, \"gflop_iteration\": %.3f, "
+                       "\"phases_ms\": {",
+                       sname, flash_get_threads(), R, iter_s / R, setup_s, flops / R / 1e9);
+    int first = 1;
+    for (int i = 0; i < np; i++) {
+        if (strcmp(phases[i].kernel, "set-up") == 0) continue;
+        const double ms = 1e3 * phases[i].seconds / R, gf = phases[i].flops / R / 1e9;
+        fprintf(stderr, "  %-22s %12.3f %6.1f%%", phases[i].kernel, ms, 100 * phases[i].seconds / iter_s);
+        if (gf > 0) fprintf(stderr, " %10.3f %9.1f", gf, gf / (ms / 1e3));
+        fputc('\n', stderr);
+        if (len < (int)sizeof json - 64)
+            len += snprintf(json + len, sizeof json - (size_t)len, "%s\"%s\": %.3f", first ? "" : ", ",
+                            phases[i].kernel, ms);
+        first = 0;
+    }
+    double in_kernels = 0;
+    for (int i = 0; i < nk; i++) in_kernels += kernels[i].seconds;
+    fprintf(stderr, "  (kernels %.1f%% of the run's %.2f s, the rest the framework's and the optimiser's)\n",
+            100 * in_kernels / wall, wall);
+    if (len < (int)sizeof json - 4) snprintf(json + len, sizeof json - (size_t)len, "}}");
+    puts(json);
+    fflush(stdout);
+    if (a->out) {
+        size_t n = strlen(json);
+        json[n] = '\n';
+        st = flash_write_file_atomic(a->out, json, n + 1, &err);
+    }
+    flash_cli_pipeline_free(&pl);
+    return st ? flash_cli_fail("bench", &err) : FLASH_EXIT_OK;
+}
+
 int flash_cmd_bench(int argc, char **argv)
 {
     bench_args a = {.threads = 2, .batch = 64, .repeats = 10, .warmup = 3};
     int rc;
     if (!flash_options_parse(&bench_cmd, argc, argv, &a, &rc)) return rc;
+    if (a.distill) {
+        if (!a.config) return flash_cli_usage("bench", "%s", "--distill needs a CONFIG (a pipeline to distil)");
+        return bench_distill(&a);
+    }
     const char *out_path = a.out, *device = "cpu";
     const long threads = a.threads, batch = a.batch, repeats = a.repeats, warmup = a.warmup, seed = a.seed;
 
