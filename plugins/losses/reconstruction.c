@@ -7,19 +7,32 @@
  * the square, or with `huber_c` > 0 the pseudo-Huber function
  * sqrt(d^2 + c^2) - c (Song & Dhariwal 2023), robust to outliers. A
  * strategy's per-sample weights (flash_loss_in.sample_weight: ADD's c(t),
- * progressive distillation's truncated SNR) weight each sample's mean. */
+ * progressive distillation's truncated SNR) weight each sample's mean.
+ *
+ * weighting: none (default), alpha2 or min_snr weighs each sample by its
+ * timestep. The loss compares x0, and an epsilon-prediction student's x0
+ * error is its noise error times sigma_t / alpha_t: unweighted, the
+ * samples at t = 999 (1 / alpha = 157 on the linear schedule) dominate
+ * the batch. alpha2 (w = alpha_t^2) turns it back into a noise-scale
+ * loss; min_snr (w = min(alpha_t^2 / sigma_t^2, min_snr_gamma), Hang et
+ * al. 2023, as the teacher's training) also caps the near-clean end. */
 #include "distill.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 
 #include "flash/diffusion.h"
 
+enum { WEIGHT_NONE, WEIGHT_ALPHA2, WEIGHT_MIN_SNR };
+static const char *const weightings[] = {"none", "alpha2", "min_snr", NULL};
+
 typedef struct recon {
-    float weight, huber_c;
+    float weight, huber_c, min_snr_gamma;
+    int weighting;
 } recon;
 
-static const char *const keys[] = {"weight", "huber_c", NULL};
+static const char *const keys[] = {"weight", "huber_c", "weighting", "min_snr_gamma", NULL};
 
 static flash_status rc_create(const flash_cfg *cfg, flash_env *env, void **self, flash_error *err)
 {
@@ -27,8 +40,13 @@ static flash_status rc_create(const flash_cfg *cfg, flash_env *env, void **self,
     recon r;
     flash_status st;
     if ((st = flash_cfg_float(cfg, "weight", 1.0f, &r.weight, err)) ||
-        (st = flash_cfg_float(cfg, "huber_c", 0.0f, &r.huber_c, err)))
+        (st = flash_cfg_float(cfg, "huber_c", 0.0f, &r.huber_c, err)) ||
+        (st = flash_cfg_enum(cfg, "weighting", weightings, WEIGHT_NONE, &r.weighting, err)) ||
+        (st = flash_cfg_float(cfg, "min_snr_gamma", 5.0f, &r.min_snr_gamma, err)))
         return st;
+    if (!(r.min_snr_gamma > 0.0f))
+        return flash_cfg_error(flash_cfg_get(cfg, "min_snr_gamma"), err,
+                               "loss 'reconstruction': min_snr_gamma must be > 0");
     if (!(r.huber_c >= 0.0f))
         return flash_cfg_error(flash_cfg_get(cfg, "huber_c"), err, "loss 'reconstruction': huber_c must be >= 0");
     recon *m = malloc(sizeof *m);
@@ -71,6 +89,23 @@ static flash_tensor *rc_compute(void *self, flash_ctx *c, const flash_loss_in *i
     flash_tensor *w = in->size >= offsetof(flash_loss_in, sample_weight) + sizeof in->sample_weight
                           ? in->sample_weight
                           : NULL;
+    if (m->weighting != WEIGHT_NONE) {
+        const flash_cond *cd = in->cond;
+        const int n = in->pred ? in->pred->shape[0] : 0;
+        if (!cd || !cd->alpha || !cd->sigma || cd->n != n) {
+            flash_ctx_fail(c, "loss 'reconstruction': weighting %s needs each sample's alpha_t and sigma_t",
+                           weightings[m->weighting]);
+            return NULL;
+        }
+        float *tw = flash_host_alloc(c, (size_t)n * sizeof *tw);
+        if (!tw) return NULL;
+        for (int i = 0; i < n; i++) {
+            const double a2 = (double)cd->alpha[i] * cd->alpha[i], s2 = (double)cd->sigma[i] * cd->sigma[i];
+            tw[i] = (float)(m->weighting == WEIGHT_ALPHA2 ? a2 : fmin(s2 > 0 ? a2 / s2 : m->min_snr_gamma, m->min_snr_gamma));
+        }
+        flash_tensor *tt = flash_tensor_from(c, 1, (int[]){n}, tw);
+        w = w ? flash_mul(c, w, tt) : tt;
+    }
     flash_tensor *l = w ? weighted_distance(c, in->pred, target, m->huber_c, w) : distance(c, in->pred, target, m->huber_c);
     return m->weight == 1.0f ? l : flash_scale(c, l, m->weight);
 }

@@ -525,6 +525,50 @@ START_TEST(test_adversarial_discriminator_learns)
 }
 END_TEST
 
+/* reconstruction's timestep weightings against the formula written out:
+ * mean_i w_i mean_j (pred - target)^2 with w_i = alpha_i^2, or
+ * min(alpha_i^2 / sigma_i^2, gamma), on given targets. */
+START_TEST(test_reconstruction_weighting)
+{
+    const char *const kinds[] = {"none", "alpha2", "min_snr"};
+    for (int k = 0; k < 3; k++) {
+        char losses[160];
+        snprintf(losses, sizeof losses, "[{plugin: reconstruction, weighting: %s, min_snr_gamma: 2.0}]", kinds[k]);
+        fx f;
+        fx_open(&f, yaml_with("{plugin: spy}", "{plugin: backward}", "{k: 2}", losses));
+        const flash_instance *li = &f.d->losses[0];
+        flash_ctx_reset(f.c);
+        enum { N = 4 };
+        flash_tensor *pred = points(&f, N, 1, 1.0f), *target = points(&f, N, 2, 1.0f);
+        float t[N] = {999, 700, 300, 20}, al[N], sg[N];
+        for (int i = 0; i < N; i++) {
+            double a, s;
+            flash_schedule_eval(f.d->student->schedule, t[i], &a, &s);
+            al[i] = (float)a;
+            sg[i] = (float)s;
+        }
+        flash_cond cond = {.n = N, .t = t, .alpha = al, .sigma = sg};
+        flash_loss_in in = {.size = sizeof in, .pred = pred, .target = target, .cond = &cond, .distill = f.d};
+        flash_tensor *l = FLASH_API(li, flash_loss_api)->compute(li->self, f.c, &in);
+        ck_assert_msg(l && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+        double want = 0;
+        for (int i = 0; i < N; i++) {
+            const double snr = (double)al[i] * al[i] / ((double)sg[i] * sg[i]);
+            const double w = k == 0 ? 1.0 : k == 1 ? (double)al[i] * al[i] : fmin(snr, 2.0);
+            double m = 0;
+            for (int j = 0; j < 2; j++) {
+                const double d = pred->data[2 * i + j] - target->data[2 * i + j];
+                m += d * d / 2;
+            }
+            want += w * m / N;
+        }
+        ck_assert_msg(fabs(l->data[0] - want) <= 1e-5 * fabs(want), "%s: %g, want %g", kinds[k], (double)l->data[0],
+                      want);
+        fx_close(&f);
+    }
+}
+END_TEST
+
 /* conv_discriminator: one logit per image, class projection matters, and
  * its input gradient agrees with central differences of its own forward. */
 START_TEST(test_conv_discriminator)
@@ -790,6 +834,7 @@ static Suite *distill_suite(void)
     tcase_add_test(tc, test_consistency_boundary);
     tcase_add_test(tc, test_progressive_target_two_ddim_steps);
     tcase_add_test(tc, test_adversarial_discriminator_learns);
+    tcase_add_test(tc, test_reconstruction_weighting);
     tcase_add_test(tc, test_conv_discriminator);
     tcase_add_test(tc, test_teacher_discriminator);
     tcase_add_test(tc, test_device_key);
