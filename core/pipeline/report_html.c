@@ -152,7 +152,8 @@ void report_write_html(const report *R, const char *dir, FILE *f)
     fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>flash report</title>\n<style>"
           "body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"
           "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eef}"
-          "table.grid td{text-align:center}.failed{color:#b00}svg{margin:6px}</style></head><body>\n<h1>flash report: ",
+          "table.grid td{text-align:center}.failed{color:#b00}svg{margin:6px}"
+          ".caption{max-width:60em;color:#444;font-size:90%}</style></head><body>\n<h1>flash report: ",
           f);
     report_html_esc(f, dir);
     fprintf(f, "</h1>\n<p>%d runs complete, %d failed, %d unfinished.", R->n_ok, R->n_failed, R->n_pending);
@@ -185,6 +186,7 @@ void report_write_html(const report *R, const char *dir, FILE *f)
         fputs("</tr>\n", f);
     }
     fputs("</table>\n", f);
+    report_sig_caption(R, f, true);
     if (R->n_failed + R->n_pending) {
         fputs("<h3>Runs without results</h3>\n<ul>", f);
         for (int i = 0; i < R->n; i++)
@@ -201,8 +203,16 @@ void report_write_html(const report *R, const char *dir, FILE *f)
     int *steps = calloc((size_t)R->n_groups + 1, sizeof *steps);
     if (methods && steps) {
         int nm = report_method_list(R, methods), ns = report_step_list(R, steps);
-        html_samples(R, f, methods, nm, steps, ns);
-        html_nc(R, f);
+        if (R->rebuilt) {
+            fputs("<p>Rebuilt from a report's results.json: the sample pictures and the training curves are in the "
+                  "run folders, which this report was made without.</p>\n",
+                  f);
+        } else {
+            html_samples(R, f, methods, nm, steps, ns);
+            html_nc(R, f);
+        }
+        fputs("<h2>Plots</h2>\n", f);
+        report_plot_pareto(R, f, methods, nm);
         report_plot_metrics(R, f, methods, nm);
         report_plot_training(R, f, methods, nm);
     }

@@ -10,7 +10,10 @@
  * atomically) or FAILED with the error. Collection reads only these files,
  * so run folders produced elsewhere (a cluster job array) are collected the
  * same way. A plain `flash run` directory (results.json and no runs/) is
- * collected as one run. */
+ * collected as one run, and a folder holding a report's own results.json
+ * (its "rows": results/table1/) is rebuilt from those rows alone: tables
+ * and plots, without the sample pictures and training curves, which need
+ * the run folders. */
 #ifndef FLASH_PIPELINE_REPORT_INTERNAL_H
 #define FLASH_PIPELINE_REPORT_INTERNAL_H
 
@@ -34,10 +37,20 @@ typedef struct row {
     double m[MAXM];
 } row;
 
+/* A difference between two groups' means against their spread over seeds
+ * (report_tables.c: sig_compare): not applicable (no such pair), no spread
+ * to judge it by (a trained row with 1 seed, or two teacher rows), within
+ * the spread, beyond it. */
+enum { SIG_NA, SIG_NO_SPREAD, SIG_WITHIN, SIG_BEYOND };
+
 typedef struct group {
     const row *first;
     int n;
     double mean[MAXM], sd[MAXM], nfe, ms, ms_sd;
+    /* per metric: rank (1 = best, 0 = no value) and the significance of
+     * the differences from the baseline and from the next-ranked group */
+    int rank[MAXM];
+    signed char vs_base[MAXM], vs_next[MAXM];
 } group;
 
 typedef struct report {
@@ -49,13 +62,16 @@ typedef struct report {
     int n_groups;
     int base; /* group index or -1 */
     int n_ok, n_failed, n_pending;
+    bool rebuilt;          /* rows read from a report's results.json, no run folders */
+    char stored_base[128]; /* that results.json's baseline */
 } report;
 
 
 /* The metric cells of a group's row in a table: the mean (± sd over seeds)
- * and, with a baseline, the relative value. */
+ * with the significance marks and, with a baseline, the relative value. */
 typedef struct cell_fmt {
     const char *mean_sd, *mean, *pct, *no_pct;
+    const char *mark_base, *mark_next; /* a difference beyond the spread (group.vs_base, vs_next) */
 } cell_fmt;
 extern const cell_fmt report_html_cells;
 
@@ -65,13 +81,19 @@ double report_rel(const report *R, const group *G, int k);
 bool report_exists(const char *path);
 const char *report_status_name(int s);
 void report_metric_cells(const report *R, const group *G, const cell_fmt *c, FILE *f);
+bool report_lower_better(const char *metric);
+/* the sentence under a table that says how differences are marked; html
+ * escapes names and uses entities */
+void report_sig_caption(const report *R, FILE *f, bool html);
 /* report_html.c */
 void report_html_esc(FILE *f, const char *s);
 int report_method_list(const report *R, const char **out);
 int report_step_list(const report *R, int *out);
 void report_write_html(const report *R, const char *dir, FILE *f);
-/* report_plots.c: each metric against steps and sampling time; training
- * curves from each run's metrics.jsonl */
+/* report_plots.c: the headline metric against NFE with its Pareto front,
+ * each metric against steps and sampling time; training curves from each
+ * run's metrics.jsonl */
+void report_plot_pareto(const report *R, FILE *f, const char **methods, int nm);
 void report_plot_metrics(const report *R, FILE *f, const char **methods, int nm);
 void report_plot_training(const report *R, FILE *f, const char **methods, int nm);
 

@@ -42,6 +42,13 @@ static double num(const flash_cfg *map, const char *key)
     return *end ? NAN : v;
 }
 
+/* an integer field; 0 when it is missing (a cast of NaN is undefined) */
+static int inum(const flash_cfg *map, const char *key)
+{
+    double v = num(map, key);
+    return isfinite(v) && fabs(v) < 1e9 ? (int)v : 0;
+}
+
 static const char *str(const flash_cfg *map, const char *key, const char *def)
 {
     const char *s = flash_cfg_scalar(flash_cfg_get(map, key));
@@ -170,6 +177,55 @@ static flash_status collect_run(report *R, const char *dir, const char *id, flas
     return st;
 }
 
+/* A report's own results.json (its "rows", as write_json writes them): the
+ * rows come back as they were collected, in their order, without run
+ * folders, so a published table (results/table1/) can be rebuilt with the
+ * report's current tables and plots. */
+static flash_status read_report_rows(report *R, const flash_cfg *res, flash_error *err)
+{
+    const flash_cfg *names = flash_cfg_get(res, "metrics"), *rows = flash_cfg_get(res, "rows");
+    for (size_t k = 0; names && k < flash_cfg_len(names); k++) {
+        const char *s = flash_cfg_scalar(flash_cfg_at(names, k));
+        if (s) metric_index(R, s);
+    }
+    for (size_t i = 0; i < flash_cfg_len(rows); i++) {
+        const flash_cfg *v = flash_cfg_at(rows, i);
+        row *r = new_row(R, err);
+        if (!r) return FLASH_ERR_NOMEM;
+        r->index = (int)i;
+        snprintf(r->run, sizeof r->run, "%s", str(v, "run", "?"));
+        snprintf(r->method, sizeof r->method, "%s", str(v, "method", "?"));
+        snprintf(r->variant, sizeof r->variant, "%s", str(v, "variant", "?"));
+        snprintf(r->model, sizeof r->model, "%s", str(v, "model", "?"));
+        snprintf(r->error, sizeof r->error, "%s", str(v, "error", ""));
+        const char *status = str(v, "status", "ok");
+        r->status = !strcmp(status, "ok") ? 0 : !strcmp(status, "failed") ? 1 : 2;
+        double seed = num(v, "seed");
+        r->seeded = !isnan(seed);
+        r->seed = r->seeded ? (long)seed : 0;
+        r->guidance = num(v, "guidance");
+        r->guided = !isnan(r->guidance);
+        r->steps = inum(v, "steps");
+        r->nfe = num(v, "nfe");
+        r->seconds = num(v, "sample_seconds");
+        r->distill_seconds = num(v, "distill_seconds");
+        /* the sample count is not stored; ms_per_sample = 1e3 seconds / samples gives it back */
+        r->samples = 1e3 * r->seconds / num(v, "ms_per_sample");
+        const flash_cfg *m = flash_cfg_get(v, "metrics");
+        for (size_t k = 0; m && k < flash_cfg_len(m); k++) {
+            int j = metric_index(R, flash_cfg_key_at(m, k));
+            if (j >= 0) r->m[j] = num(m, flash_cfg_key_at(m, k));
+        }
+    }
+    const flash_cfg *runs = flash_cfg_get(res, "runs");
+    R->n_ok = inum(runs, "ok");
+    R->n_failed = inum(runs, "failed");
+    R->n_pending = inum(runs, "unfinished");
+    snprintf(R->stored_base, sizeof R->stored_base, "%s", str(res, "baseline", ""));
+    R->rebuilt = true;
+    return FLASH_OK;
+}
+
 static int cmp_rows(const void *a, const void *b)
 {
     const row *x = a, *y = b;
@@ -189,6 +245,15 @@ static flash_status collect(report *R, const char *dir, flash_error *err)
         snprintf(path, sizeof path, "%s/results.json", dir);
         if (!report_exists(path))
             return flash_error_set(err, FLASH_ERR_INPUT, "%s has neither runs/ (a sweep) nor results.json", dir);
+        flash_cfg *res = NULL;
+        flash_status st = flash_cfg_load(path, &res, err);
+        if (st) return st;
+        if (flash_cfg_get(res, "rows")) {
+            st = read_report_rows(R, res, err);
+            flash_cfg_free(res);
+            return st;
+        }
+        flash_cfg_free(res);
         row proto;
         memset(&proto, 0, sizeof proto);
         for (int k = 0; k < MAXM; k++) proto.m[k] = NAN;
@@ -251,6 +316,83 @@ static void stats(const double *v, int n, double *mean, double *sd)
     *sd = k > 1 ? sqrt(q / (k - 1)) : (k ? 0 : NAN);
 }
 
+bool report_lower_better(const char *metric)
+{
+    /* metrics do not declare a direction: scores of agreement (accuracy,
+     * precision, recall, coverage, density, inception score) are better
+     * higher; distances and likelihood losses (fd, sliced_wasserstein,
+     * gmm_nll) lower */
+    static const char *const higher[] = {"acc", "precision", "recall", "coverage", "density", "inception"};
+    for (size_t i = 0; i < sizeof higher / sizeof *higher; i++)
+        if (strstr(metric, higher[i])) return false;
+    return true;
+}
+
+/* the teacher's rows train nothing: on the shared noise bank their values
+ * do not move with a training seed */
+static bool untrained(const group *G)
+{
+    return !strcmp(G->first->model, "teacher");
+}
+
+/* A group's spread over training seeds for metric k: 1 exact (untrained),
+ * 0 none to judge by (1 seed, or a sweep without a seed axis), 2 a
+ * standard error SD / sqrt(seeds) in *se. */
+static int spread(const group *G, int k, double *se)
+{
+    *se = 0;
+    if (untrained(G)) return 1;
+    if (G->n < 2 || !isfinite(G->sd[k])) return 0;
+    *se = G->sd[k] / sqrt((double)G->n);
+    return 2;
+}
+
+/* Beyond the spread when the mean +- 2 SE intervals of the two groups do not
+ * overlap: |mean_a - mean_b| > 2 (SE_a + SE_b), 4 SE for equal SEs. That
+ * lies between a two-sided 5% z-test (2.8 SE) and Welch's t-test with 2
+ * seeds a row (6.1 SE), and unlike either it can be checked by eye from
+ * the table's mean +- SD cells. */
+static signed char sig_compare(const group *a, const group *b, int k)
+{
+    if (!isfinite(a->mean[k]) || !isfinite(b->mean[k])) return SIG_NA;
+    double sa, sb;
+    int ka = spread(a, k, &sa), kb = spread(b, k, &sb);
+    if (!ka || !kb || (ka == 1 && kb == 1)) return SIG_NO_SPREAD;
+    return fabs(a->mean[k] - b->mean[k]) > 2 * (sa + sb) ? SIG_BEYOND : SIG_WITHIN;
+}
+
+/* Per metric: the groups ranked best first, each compared with the
+ * baseline and with the next-ranked group. */
+static void significance(report *R)
+{
+    int *order = malloc(((size_t)R->n_groups + 1) * sizeof *order);
+    if (!order) return; /* the marks are left out, the tables are still right */
+    for (int k = 0; k < R->n_names; k++) {
+        bool lower = report_lower_better(R->names[k]);
+        int n = 0;
+        for (int g = 0; g < R->n_groups; g++) {
+            group *G = &R->groups[g];
+            G->rank[k] = 0;
+            G->vs_base[k] = R->base >= 0 && g != R->base ? sig_compare(G, &R->groups[R->base], k) : SIG_NA;
+            G->vs_next[k] = SIG_NA;
+            if (!isfinite(G->mean[k])) continue;
+            int j = n++; /* insertion sort: stable, so ties keep the table's order */
+            while (j > 0 && (lower ? R->groups[order[j - 1]].mean[k] > G->mean[k]
+                                   : R->groups[order[j - 1]].mean[k] < G->mean[k])) {
+                order[j] = order[j - 1];
+                j--;
+            }
+            order[j] = g;
+        }
+        for (int i = 0; i < n; i++) {
+            group *G = &R->groups[order[i]];
+            G->rank[k] = i + 1;
+            if (i + 1 < n) G->vs_next[k] = sig_compare(G, &R->groups[order[i + 1]], k);
+        }
+    }
+    free(order);
+}
+
 static flash_status aggregate(report *R, const char *baseline, flash_error *err)
 {
     if (!(R->groups = calloc((size_t)R->n + 1, sizeof *R->groups)))
@@ -302,14 +444,17 @@ static flash_status aggregate(report *R, const char *baseline, flash_error *err)
     }
     free(buf);
     free(buf2);
+    /* the first group of that name, as for a method or the default: guided
+     * rows share their variant's name */
     R->base = -1;
-    for (int g = 0; g < R->n_groups && baseline; g++)
+    for (int g = 0; g < R->n_groups && baseline && R->base < 0; g++)
         if (!strcmp(R->groups[g].first->variant, baseline)) R->base = g;
     for (int g = 0; g < R->n_groups && baseline && R->base < 0; g++)
         if (!strcmp(R->groups[g].first->method, baseline)) R->base = g;
     if (baseline && R->base < 0) fprintf(stderr, "flash report: no variant or method '%s' for the baseline\n", baseline);
     for (int g = 0; g < R->n_groups && !baseline && R->base < 0; g++)
         if (!strcmp(R->groups[g].first->model, "teacher") && R->groups[g].first->steps == 25) R->base = g;
+    significance(R);
     return FLASH_OK;
 }
 
@@ -421,15 +566,20 @@ static void write_table_csv(const report *R, FILE *f)
     }
 }
 
-static const cell_fmt md_cells = {" %s ± %s |", " %s |", " %.1f%% |", " - |"};
-const cell_fmt report_html_cells = {"<td>%s &plusmn; %s</td>", "<td>%s</td>", "<td>%.1f%%</td>", "<td>-</td>"};
+static const cell_fmt md_cells = {" %s ± %s |", " %s |", " %.1f%% |", " - |", "†", "‡"};
+const cell_fmt report_html_cells = {"<td>%s &plusmn; %s</td>", "<td>%s</td>", "<td>%.1f%%</td>", "<td>-</td>",
+                                    "&dagger;", "&Dagger;"};
 
 void report_metric_cells(const report *R, const group *G, const cell_fmt *c, FILE *f)
 {
-    char a[64], b[64];
+    char a[64], b[64], marks[32];
     for (int k = 0; k < R->n_names; k++) {
+        snprintf(marks, sizeof marks, "%s%s%s", G->vs_base[k] == SIG_BEYOND || G->vs_next[k] == SIG_BEYOND ? " " : "",
+                 G->vs_base[k] == SIG_BEYOND ? c->mark_base : "", G->vs_next[k] == SIG_BEYOND ? c->mark_next : "");
         report_fmt(a, sizeof a, G->mean[k]);
         report_fmt(b, sizeof b, G->sd[k]);
+        char *last = G->n > 1 ? b : a; /* the marks follow the cell's last number */
+        strncat(last, marks, sizeof a - strlen(last) - 1);
         if (G->n > 1)
             fprintf(f, c->mean_sd, a, b);
         else
@@ -442,6 +592,58 @@ void report_metric_cells(const report *R, const group *G, const cell_fmt *c, FIL
                 fputs(c->no_pct, f);
         }
     }
+}
+
+void report_sig_caption(const report *R, FILE *f, bool html)
+{
+    int spread_rows = 0, one_seed = 0;
+    for (int g = 0; g < R->n_groups; g++) {
+        const group *G = &R->groups[g];
+        if (!untrained(G)) G->n > 1 ? spread_rows++ : one_seed++;
+    }
+    if (!R->n_groups || !R->n_names) return;
+    fputs(html ? "<p class=\"caption\">" : "\n", f);
+    fputs("Differences beyond the spread over seeds: ", f);
+    if (R->base >= 0) {
+        fputs(html ? "&dagger; from the baseline (" : "† from the baseline (", f);
+        if (html)
+            report_html_esc(f, R->groups[R->base].first->variant);
+        else
+            fputs(R->groups[R->base].first->variant, f);
+        fputs("), ", f);
+    }
+    fputs(html ? "&Dagger;" : "‡", f);
+    fputs(" from the next row in that metric's ranking (best first; lower is better for", f);
+    int n_low = 0, n_high = 0;
+    for (int k = 0; k < R->n_names; k++)
+        if (report_lower_better(R->names[k])) fprintf(f, "%s %s", n_low++ ? "," : "", R->names[k]);
+    if (!n_low) fputs(" none", f);
+    for (int k = 0; k < R->n_names; k++)
+        if (!report_lower_better(R->names[k])) fprintf(f, "%s %s", n_high++ ? "," : "; higher for", R->names[k]);
+    fputs("), each when the two rows' mean ", f);
+    fputs(html ? "&plusmn;" : "±", f);
+    fputs(" 2 SE intervals do not overlap (SE = SD / ", f);
+    fputs(html ? "&radic;" : "√", f);
+    fputs("seeds; the teacher's rows train nothing and count as exact, and two of them are not compared).", f);
+    if (one_seed && !spread_rows)
+        fputs(" 1 seed: no spread, so nothing is marked (every trained row has one seed).", f);
+    else if (!one_seed && !spread_rows)
+        fputs(" No row is trained: nothing is marked.", f);
+    else if (one_seed) {
+        fputs(" 1 seed: no spread, not marked:", f);
+        int i = 0;
+        for (int g = 0; g < R->n_groups; g++) {
+            const group *G = &R->groups[g];
+            if (untrained(G) || G->n > 1) continue;
+            fputs(i++ ? ", " : " ", f);
+            if (html)
+                report_html_esc(f, G->first->variant);
+            else
+                fputs(G->first->variant, f);
+        }
+        fputc('.', f);
+    }
+    fputs(html ? "</p>\n" : "\n", f);
 }
 
 static void write_table_md(const report *R, FILE *f)
@@ -469,10 +671,19 @@ static void write_table_md(const report *R, FILE *f)
     if (R->base >= 0)
         fprintf(f, "\n%% columns: 100%% = %s (%d steps).\n", R->groups[R->base].first->variant,
                 R->groups[R->base].first->steps);
+    report_sig_caption(R, f, false);
     for (int i = 0; i < R->n; i++)
         if (R->rows[i].status)
             fprintf(f, "\n- %s: %s: %s", R->rows[i].run, report_status_name(R->rows[i].status), R->rows[i].error);
     fputc('\n', f);
+}
+
+static const char *sig_json(signed char s)
+{
+    return s == SIG_BEYOND      ? "\"beyond\""
+           : s == SIG_WITHIN    ? "\"within\""
+           : s == SIG_NO_SPREAD ? "\"no spread\""
+                                : "null";
 }
 
 static void write_json(const report *R, FILE *f)
@@ -542,7 +753,8 @@ static void write_json(const report *R, FILE *f)
             flash_json_num(f, G->mean[k]);
             flash_json_field_num(f, "sd", G->sd[k]);
             flash_json_field_num(f, "pct", report_rel(R, G, k));
-            fputc('}', f);
+            fprintf(f, ", \"rank\": %d, \"vs_baseline\": %s, \"vs_next\": %s}", G->rank[k], sig_json(G->vs_base[k]),
+                    sig_json(G->vs_next[k]));
         }
         fputs("}}", f);
     }
@@ -576,6 +788,7 @@ flash_status flash_report_write(const char *dir, const char *baseline, const cha
     memset(&R, 0, sizeof R);
     if (!out) out = dir;
     flash_status st = collect(&R, dir, err);
+    if (!baseline && R.stored_base[0]) baseline = R.stored_base; /* a rebuilt table keeps its baseline */
     if (!st) st = aggregate(&R, baseline, err);
     if (!st) st = flash_mkdirs(out, err);
     g_dir = dir;

@@ -115,11 +115,13 @@ FLASH_EXPORT void flash_sweep_free(flash_sweep *s);
 
 /* ---- flash report ----------------------------------------------------- */
 
-/* Collects dir (a sweep directory, or one `flash run` directory) and
+/* Collects dir (a sweep directory, one `flash run` directory, or a folder
+ * holding a report's own results.json, rebuilt from its rows) and
  * writes, into out (dir when NULL): results.csv (one row per run and
  * variant), results.json (rows and the aggregated table), table.md and
  * table.csv (mean and spread over seeds, relative columns against
- * baseline: a variant or method name; NULL picks the 25-step teacher) and
+ * baseline: a variant or method name; NULL picks a rebuilt results.json's
+ * baseline, else the 25-step teacher) and
  * report.html (self-contained). Prints the Markdown table on `table` when
  * it is not NULL. */
 FLASH_EXPORT flash_status flash_report_write(const char *dir, const char *baseline, const char *out, FILE *table,

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # configs/sweeps/smoke.yaml end to end: 3 methods x 3 step counts x 2 seeds
 # on the 2-D exact gmm teacher with two runs at once. Checks results.csv and
-# results.json (rows, columns, one row per run and variant), the shared noise
-# bank (one file in DIR, none left in the runs), then kills a second sweep
-# (SIGKILL) after some runs completed, resumes it with --resume and checks
-# that its final table equals the uninterrupted one (every column but the
-# timings).
+# results.json (rows, columns, one row per run and variant), the table's
+# marks of differences beyond the spread over seeds (recomputed from the
+# rows), the shared noise bank (one file in DIR, none left in the runs),
+# then kills a second sweep (SIGKILL) after some runs completed, resumes it
+# with --resume and checks that its final table equals the uninterrupted
+# one (every column but the timings).
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
 source "${BASH_SOURCE%/*}/common.bash"
@@ -60,6 +61,39 @@ assert abs(e["mean"] - m) < 1e-6 * abs(m) and abs(e["sd"] - sd) < 1e-6 * max(sd,
 b = t["teacher_dpmpp_25"]["metrics"]["sliced_wasserstein"]["mean"]
 p = 100 * t["lcm_1"]["metrics"]["sliced_wasserstein"]["mean"] / b
 assert abs(t["lcm_1"]["metrics"]["sliced_wasserstein"]["pct"] - p) < 1e-7 * p
+# differences beyond the spread, recomputed from the rows: mean +- 2 SE
+# intervals over seeds that do not overlap (SE = SD / sqrt(seeds)); the
+# teacher's rows train nothing and count as exact, two of them are not compared
+model = {r["variant"]: r["model"] for r in rows}
+md = open(d + "/table.md").read()
+table_md = {l.split(" | ")[1]: l for l in md.splitlines() if l.startswith("| ")}
+for k in ["sliced_wasserstein", "gmm_nll"]:
+    v = {}
+    for r in rows:
+        v.setdefault(r["variant"], []).append(float(r[k]))
+    def se(n):
+        x = v[n]
+        if model[n] == "teacher":
+            return 0.0
+        m = sum(x) / len(x)
+        return (sum((y - m) ** 2 for y in x) / (len(x) - 1)) ** 0.5 / len(x) ** 0.5
+    def sig(a, b):
+        if model[a] == "teacher" and model[b] == "teacher":
+            return "no spread"
+        ma, mb = t[a]["metrics"][k]["mean"], t[b]["metrics"][k]["mean"]
+        return "beyond" if abs(ma - mb) > 2 * (se(a) + se(b)) else "within"
+    ranked = sorted(t, key=lambda n: t[n]["metrics"][k]["mean"])  # lower is better for both
+    marks = {"beyond": 0}
+    for i, n in enumerate(ranked):  # both sorts are stable: ties keep the table's order
+        e = t[n]["metrics"][k]
+        want_b = None if n == "teacher_dpmpp_25" else sig(n, "teacher_dpmpp_25")
+        want_n = sig(n, ranked[i + 1]) if i + 1 < len(ranked) else None
+        assert (e["rank"], e["vs_baseline"], e["vs_next"]) == (i + 1, want_b, want_n), (k, n, e, want_b, want_n)
+        cell = table_md[n].split(" | ")[6 + 2 * ["sliced_wasserstein", "gmm_nll", "gmm_entropy"].index(k)]
+        assert ("†" in cell) == (want_b == "beyond"), (n, k, cell, want_b)
+        marks["beyond"] += want_b == "beyond"
+    assert marks["beyond"] > 0, f"no {k} row beyond the spread of the teacher"
+assert "mean ± 2 SE intervals do not overlap" in md, md
 PY
 
 # A second sweep, killed once three runs are complete.
