@@ -162,7 +162,8 @@ static int share_from_rank0(void *world, void *buf, size_t bytes)
 
 /* This rank's candidate for `device`, not yet initialised; *why says why
  * there is none. */
-static const flash_comm_device_ops *open_device_collective(const char *device, char *why, size_t why_size)
+static const flash_comm_device_ops *open_device_collective(const char *device, char *id, size_t id_size, char *why,
+                                                           size_t why_size)
 {
     if (strcmp(device, "cuda") != 0) {
         snprintf(why, why_size, "no device collective for '%s'", device);
@@ -186,7 +187,7 @@ static const flash_comm_device_ops *open_device_collective(const char *device, c
         return NULL;
     }
     char msg[300] = "";
-    if (ops->probe(msg, sizeof msg) != 0) {
+    if (ops->probe(id, id_size, msg, sizeof msg) != 0) {
         snprintf(why, why_size, "%s: %s", ops->name, msg);
         return NULL;
     }
@@ -205,12 +206,28 @@ static flash_status decide_device_collective(flash_comm *c, const char *device, 
     c->dev_decided = true;
     snprintf(c->dev_for, sizeof c->dev_for, "%s", device);
     char why[400] = "";
+    enum { ID = 128 };
+    char id[ID] = "";
     const flash_comm_device_ops *ops = NULL;
-    if (!(want && !strcmp(want, "none"))) ops = open_device_collective(device, why, sizeof why);
+    if (!(want && !strcmp(want, "none"))) ops = open_device_collective(device, id, ID, why, sizeof why);
     float missing = ops ? 0.0f : 1.0f;
-    flash_status st = flash_comm_allreduce_sum(c, &missing, 1, err);
+    /* rank 0 counts the ranks that would share a device with another */
+    char *ids = c->rank == 0 ? calloc((size_t)c->size, ID) : NULL;
+    if (c->rank == 0 && !ids) return flash_error_set(err, FLASH_ERR_NOMEM, "comm: out of memory");
+    flash_status st = flash_comm_gather(c, id, ID, ids, 0, err);
+    int shared = 0;
+    for (int r = 0; ids && !st && r < c->size; r++)
+        for (int q = 0; q < r; q++)
+            if (ids[(size_t)r * ID] && !strncmp(ids + (size_t)r * ID, ids + (size_t)q * ID, ID)) {
+                shared++;
+                break;
+            }
+    free(ids);
     if (st) return st;
+    if (c->rank == 0) missing += (float)shared;
+    if ((st = flash_comm_allreduce_sum(c, &missing, 1, err))) return st;
     if (missing > 0) {
+        if (!*why && shared) snprintf(why, sizeof why, "%d ranks would share a device with another", shared);
         if (forced)
             return flash_error_set(err, FLASH_ERR_RUNTIME, "FLASH_COMM_DEVICE=nccl: %g of %d ranks lack it%s%s",
                                    (double)missing, c->size, *why ? ": " : "", why);

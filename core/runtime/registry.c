@@ -58,7 +58,9 @@ static const size_t kind_min_size[FLASH_KIND_COUNT] = {
  * in. ABI 1.1 replaced the strategy table (one training loop: trained,
  * step(flash_run), after_step), so a strategy built against 1.0 is refused
  * with the version it needs; the other kinds of a 1.0 plugin load. */
-static const uint16_t kind_min_minor[FLASH_KIND_COUNT] = {[FLASH_KIND_STRATEGY] = 1};
+/* 1.1 replaced the strategy table; 1.2 doubled flash_metric_result, which
+ * strategies (their logged statistics) and metrics fill */
+static const uint16_t kind_min_minor[FLASH_KIND_COUNT] = {[FLASH_KIND_STRATEGY] = 2, [FLASH_KIND_METRIC] = 2};
 
 const char *flash_kind_name(flash_kind k)
 {
@@ -144,8 +146,9 @@ static flash_status check_component(const flash_registry *r, const flash_plugin_
                                kind_min_size[c->kind]);
     if (d->abi_minor < kind_min_minor[c->kind])
         return flash_error_set(err, FLASH_ERR_PLUGIN,
-                               "%s: plugin '%s' %s (ABI %u.%u, host ABI %d.%d): %s '%s' needs ABI %d.%u or later (the "
-                               "%s table changed then): rebuild the plugin against this flash's headers",
+                               "%s: plugin '%s' %s (ABI %u.%u, host ABI %d.%d): %s '%s' needs ABI %d.%u or later (a "
+                               "%s's table or the structs it fills changed then): rebuild the plugin against this "
+                               "flash's headers",
                                origin, d->name ? d->name : "?", pv, d->abi_major, d->abi_minor, FLASH_ABI_MAJOR,
                                FLASH_ABI_MINOR, kind_names[c->kind], c->name ? c->name : "(unnamed)", FLASH_ABI_MAJOR,
                                kind_min_minor[c->kind], kind_names[c->kind]);

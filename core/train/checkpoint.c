@@ -12,7 +12,10 @@
  *   rng       the flash_rng state: s0:s1:s2:s3:has_spare:spare_bits in hex
  *   config    the resolved config as YAML
  *   ranks     the data-parallel rank count that wrote it (training's
- *             checkpoints; checkpoint_internal.h), absent before 0.2
+ *             checkpoints; checkpoint_internal.h). Outside meta_checksum,
+ *             so that flash builds from before it read these files: it
+ *             only decides a log line on resume, and a value that is not
+ *             a positive count is ignored
  *   checksum  FNV-1a 64 of the data section (every tensor's bytes in file
  *             order), 16 hex digits
  *   meta_checksum  FNV-1a 64 of "key\0value\0" for format, step, rng and
@@ -72,7 +75,7 @@ static float *block_of(flash_params *p, int b)
 }
 
 /* Metadata covered by meta_checksum, in hashing order. */
-static const char *const meta_keys[] = {"format", "step", "rng", "config", "ranks"};
+static const char *const meta_keys[] = {"format", "step", "rng", "config"};
 #define N_META_KEYS (sizeof meta_keys / sizeof meta_keys[0])
 
 static uint64_t meta_hash(const char *const *values)
@@ -174,8 +177,7 @@ flash_status flash_checkpoint_save_ranks(const char *path, flash_params *p, cons
         meta[nm++] = (flash_st_meta){"ranks", nranks};
     snprintf(sum, sizeof sum, "%016" PRIx64, h);
     meta[nm++] = (flash_st_meta){"checksum", sum};
-    const char *mv[N_META_KEYS] = {CKPT_FORMAT, info ? step : NULL, info ? rng : NULL, info ? info->config_yaml : NULL,
-                                   ranks > 0 ? nranks : NULL};
+    const char *mv[N_META_KEYS] = {CKPT_FORMAT, info ? step : NULL, info ? rng : NULL, info ? info->config_yaml : NULL};
     snprintf(msum, sizeof msum, "%016" PRIx64, meta_hash(mv));
     meta[nm++] = (flash_st_meta){"meta_checksum", msum};
     st = flash_safetensors_write(path, ts, k, meta, nm, err);
@@ -465,8 +467,12 @@ flash_status flash_checkpoint_load_ranks(const char *path, flash_params *p, flas
         info->step = step;
         info->rng = rng;
     }
-    if (ranks && mv[4])
-        *ranks = atoi(mv[4]);
+    const char *rk = flash_safetensors_meta(sf, "ranks");
+    if (ranks && rk) {
+        char *end = NULL;
+        long v = strtol(rk, &end, 10);
+        *ranks = end != rk && !*end && v > 0 && v < 1000000 ? (int)v : 0;
+    }
 done:
     free(name);
     free(src);

@@ -724,7 +724,8 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
             flash_error_prefix(err, "%s: step %lld", L->who, (long long)step);
             break;
         }
-        flash_profile_phase("logs and checkpoints");
+        /* the run's final save is no iteration's cost */
+        flash_profile_phase(step == last ? "final save" : "logs and checkpoints");
         run->stats = NULL;
         loss_acc += lv;
         n_acc++;

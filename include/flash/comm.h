@@ -106,9 +106,11 @@ typedef struct flash_comm_device_ops {
     uint16_t abi_major, abi_minor; /* FLASH_COMM_DEVICE_ABI_* it was built against */
     const char *name;              /* "nccl" */
     const char *device;            /* whose memory it sums: "cuda" */
-    /* Whether this rank can join (a device is there); 0, else a message.
-     * Not collective: every rank probes, then all agree, then all init. */
-    int (*probe)(char *msg, size_t msg_size);
+    /* Whether this rank can join (a device is there); 0 and the device's
+     * identity in id (host and bus: two ranks on one device cannot join,
+     * NCCL refuses them), else a message. Not collective: every rank
+     * probes, then all agree, then all init. */
+    int (*probe)(char *id, size_t id_size, char *msg, size_t msg_size);
     /* Collective over all ranks: joins the device world of `size` ranks. */
     int (*init)(void **self, int rank, int size, flash_comm_share_fn share, void *world, char *msg, size_t msg_size);
     /* buf = the sum over ranks, in place, complete on return; 0 or a message */

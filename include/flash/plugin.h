@@ -21,12 +21,12 @@
  * 1.2 appended a model's guidance input (flash_model_api.takes_guidance,
  * .forward_guided) and per-sample scales of a sample request
  * (flash_sample_request.guidance, read up to its size field), and a
- * metric result holds 16 values (plugins fill it through
- * flash_metric_result_add).
- * One exception, before 1.0 had users: ABI 1.1 replaced the strategy
- * table (strategy.h: one training loop for every method), so a strategy
- * built against 1.0 is refused with a message naming 1.1; the other kinds
- * of a 1.0 plugin load.
+ * metric result holds 16 values (see the exceptions below).
+ * Two exceptions, before 1.0 had users: ABI 1.1 replaced the strategy
+ * table (strategy.h: one training loop for every method), and 1.2 the
+ * layout of flash_metric_result, which strategies and metrics fill; so a
+ * strategy or a metric built against an older minor is refused with a
+ * message naming 1.2. The other kinds of a 1.0 plugin load.
  * The loader also requires head.size >= the size of the kind's struct in
  * ABI <major>.0 and refuses duplicate (kind, name) pairs. Libraries stay
  * loaded until the process exits.

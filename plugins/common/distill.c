@@ -389,6 +389,8 @@ flash_status distill_open(distill *d, const flash_cfg *cfg, flash_env *env, dist
     d->env = env;
     d->method_step = step;
     d->method = method;
+    const flash_cfg *pn = flash_cfg_get(cfg, "plugin");
+    d->strategy_name = pn ? flash_cfg_scalar(pn) : NULL;
     flash_status st = target_spec_read(flash_cfg_get(cfg, "target"), &d->target, err);
     if (st == FLASH_OK) *self = method;
     return st;
@@ -434,6 +436,11 @@ static flash_status distill_build(distill *d, flash_error *err)
                                ti->num_classes, si->num_classes);
 
     const bool takes_w = flash_model_takes_guidance(&d->student_inst);
+    if ((takes_w || d->target.guidance_range) && !d->trains_guidance)
+        return flash_cfg_error(takes_w ? flash_cfg_get(root, "student") : flash_cfg_get(flash_cfg_get(root, "strategy"), "target"), err,
+                               "strategy '%s' does not train guidance-conditioned students (its student would only "
+                               "ever see w = 1): lcm and dmd2 do; or drop guidance_embed and guidance_range",
+                               d->strategy_name ? d->strategy_name : "?");
     if (d->target.guidance_range && !takes_w)
         return flash_cfg_error(flash_cfg_get(root, "student"), err,
                                "target.guidance_range trains a guidance-conditioned student, and the student '%s' "

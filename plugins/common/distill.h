@@ -96,6 +96,10 @@ struct distill {
     /* this iteration's guidance scale per sample (distill_guidance), for a
      * guidance-conditioned student; NULL for any other */
     const float *w;
+    /* set by a strategy that draws w and gives it to its networks (lcm,
+     * dmd2): only those train a guidance-conditioned student */
+    bool trains_guidance;
+    const char *strategy_name; /* for messages; the pipeline's, borrowed */
     /* the inputs of the last distill_losses call: after_step hands them to
      * the losses' update (a discriminator step) */
     flash_loss_in last;

@@ -116,9 +116,15 @@ fail:
     return st;
 }
 
-static flash_tensor *disc(adv *a, flash_ctx *c, flash_tensor *x, const flash_cond *cond, flash_rng *noise)
+static flash_tensor *disc(adv *a, flash_ctx *c, flash_run *run, flash_tensor *x, const flash_cond *cond,
+                          flash_rng *noise)
 {
-    if (a->noise > 0 && x) x = flash_add(c, x, flash_scale(c, flash_randn(c, noise, x->ndim, x->shape), a->noise));
+    /* drawn for the global batch, this rank's rows kept: any rank count
+     * draws the same noise */
+    if (a->noise > 0 && x)
+        x = flash_add(c, x, flash_scale(c, run ? flash_run_randn(run, c, noise, x->ndim, x->shape)
+                                               : flash_randn(c, noise, x->ndim, x->shape),
+                                        a->noise));
     flash_cond dc = {.n = x ? x->shape[0] : 0, .t = cond ? cond->t : NULL, .labels = cond ? cond->labels : NULL};
     return FLASH_API(&a->disc, flash_model_api)->forward(a->disc.self, c, x, &dc);
 }
@@ -130,7 +136,7 @@ static flash_tensor *adv_compute(void *self, flash_ctx *c, const flash_loss_in *
     if (d && d->iter < a->start) return flash_zeros(c, 1, (int[]){1});
     flash_rng noise = adv_stream(a, ADV_NOISE_STUDENT, d ? d->iter : 0);
     const char *prev = flash_profile_phase("discriminator");
-    flash_tensor *logits = disc(a, c, in->pred, in->cond, &noise);
+    flash_tensor *logits = disc(a, c, d ? d->run : NULL, in->pred, in->cond, &noise);
     flash_profile_phase(prev);
     flash_tensor *l = a->kind == ADV_HINGE ? flash_neg(c, flash_mean(c, logits))
                                            : flash_mean(c, flash_softplus(c, flash_neg(c, logits)));
@@ -172,7 +178,7 @@ static flash_status adv_step(adv *a, distill *d, flash_ctx *c, const flash_loss_
     if (!flabels) rlabels = NULL;
     else if (!rlabels) rlabels = distill_labels_from(d, c, &draws, n);
     flash_cond cf = {.n = n, .labels = flabels}, cr = {.n = n, .labels = rlabels};
-    flash_tensor *lr = disc(a, c, real, &cr, &noise), *lf = disc(a, c, fake, &cf, &noise);
+    flash_tensor *lr = disc(a, c, d->run, real, &cr, &noise), *lf = disc(a, c, d->run, fake, &cf, &noise);
     flash_tensor *loss;
     if (a->kind == ADV_HINGE)
         loss = flash_add(c, flash_mean(c, flash_relu(c, flash_affine(c, lr, -1.0f, 1.0f))),

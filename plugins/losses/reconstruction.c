@@ -13,9 +13,11 @@
  * timestep. The loss compares x0, and an epsilon-prediction student's x0
  * error is its noise error times sigma_t / alpha_t: unweighted, the
  * samples at t = 999 (1 / alpha = 157 on the linear schedule) dominate
- * the batch. alpha2 (w = alpha_t^2) turns it back into a noise-scale
- * loss; min_snr (w = min(alpha_t^2 / sigma_t^2, min_snr_gamma), Hang et
- * al. 2023, as the teacher's training) also caps the near-clean end. */
+ * the batch. min_snr (w = min(alpha_t^2 / sigma_t^2, min_snr_gamma), Hang
+ * et al. 2023, as the teacher's training) makes it the noise-scale loss
+ * (|d eps|^2 = SNR |d x0|^2) where the SNR is below gamma and caps the
+ * near-clean end; alpha2 (w = alpha_t^2) is the same at large t, where
+ * sigma is near 1, and weighs small t less. */
 #include "distill.h"
 
 #include <math.h>

@@ -123,6 +123,7 @@ static flash_status dmd2_create(const flash_cfg *cfg, flash_env *env, void **sel
     m->backward_simulation = bs;
     m->opt = (flash_adam){.lr = lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     if ((st = distill_open(&m->d, cfg, env, dmd2_step, self, m, err))) dmd2_destroy(m);
+    else m->d.trains_guidance = true;
     return st;
 }
 
@@ -280,7 +281,10 @@ static flash_tensor *add_noise(dmd2 *m, flash_ctx *c, flash_tensor *x0, noised *
     return z->x_t = flash_axpby(c, z->alpha, x0, z->sigma, z->eps);
 }
 
-/* The GAN head's logits (N, 1) on the fake score's bottleneck at (x, z). */
+/* The GAN head's logits (N, 1) on the fake score's bottleneck at (x, z).
+ * The encoder (model.h: encode) takes no guidance scale: with a
+ * guidance-conditioned fake score the head reads its features without w,
+ * the same for every scale. */
 static flash_tensor *gan_logits(dmd2 *m, flash_ctx *c, flash_tensor *x, const noised *z, const int *labels,
                                 flash_tensor **bottleneck)
 {

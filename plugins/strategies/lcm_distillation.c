@@ -47,6 +47,7 @@ static flash_status lcm_create(const flash_cfg *cfg, flash_env *env, void **self
     l->skip = skip;
     l->mu = mu;
     if ((st = distill_open(&l->d, cfg, env, lcm_step, self, l, err))) distill_destroy(l);
+    else l->d.trains_guidance = true;
     return st;
 }
 

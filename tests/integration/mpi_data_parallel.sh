@@ -52,16 +52,18 @@ grep -q "the checkpoint was written by 2 ranks, the run resumes on 1" "$tmp/logr
   fail "a resume on another rank count says nothing: $(cat "$tmp/logr")"
 
 # on a device (the stand-in, whose memory the host cannot touch): the
-# gradients are device memory; without NCCL every rank agrees to sum them
-# through the host, and the curve is np=1's on the CPU
+# gradients are device memory, summed through the host (the stand-in is
+# no GPU, so NCCL is kept out of it even where it is built: none), and
+# the curve is np=1's on the CPU
 if [[ -n ${FLASH_FAKE_DEVICE:-} ]]; then
-  FLASH_CUDA_LIB=$FLASH_FAKE_DEVICE mpi 2 distill "$q" "${d[@]}" --device cuda --out "$tmp/dd" \
-    2>"$tmp/logd" || fail "np=2 on the device: $(tail -3 "$tmp/logd")"
+  FLASH_CUDA_LIB=$FLASH_FAKE_DEVICE FLASH_COMM_DEVICE=none mpi 2 distill "$q" "${d[@]}" --device cuda \
+    --out "$tmp/dd" 2>"$tmp/logd" || fail "np=2 on the device: $(tail -3 "$tmp/logd")"
   grep -q "gradients summed over 2 ranks by host" "$tmp/logd" || fail "device sum: $(cat "$tmp/logd")"
   compare "$tmp/d1/metrics.jsonl" "$tmp/dd/metrics.jsonl" || fail "np=2 on the device differs from np=1"
+  # NCCL asked for and not there: every rank stops, none waits
   rc=0
-  FLASH_CUDA_LIB=$FLASH_FAKE_DEVICE FLASH_COMM_DEVICE=nccl mpi 2 distill "$q" \
-    "${d[@]}" --device cuda --out "$tmp/dn" 2>"$tmp/err" || rc=$?
+  FLASH_CUDA_LIB=$FLASH_FAKE_DEVICE FLASH_COMM_DEVICE=nccl FLASH_COMM_DEVICE_LIB=$tmp/no_such_nccl.so \
+    mpi 2 distill "$q" "${d[@]}" --device cuda --out "$tmp/dn" 2>"$tmp/err" || rc=$?
   ((rc != 0 && rc != 124)) && grep -q "FLASH_COMM_DEVICE=nccl: 2 of 2 ranks lack it" "$tmp/err" ||
     fail "NCCL asked for where there is none: exit $rc: $(cat "$tmp/err")"
 fi

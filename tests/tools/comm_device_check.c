@@ -31,8 +31,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: not a device collective for %s (%s)\n", argv[1], argv[2], h ? "entry" : dlerror());
         return 1;
     }
-    char msg[400] = "";
-    if (ops->probe(msg, sizeof msg) != 0) {
+    char msg[400] = "", id[128] = "";
+    if (ops->probe(id, sizeof id, msg, sizeof msg) != 0) {
         printf("SKIP: %s: %s\n", ops->name, msg);
         return 77;
     }
@@ -64,7 +64,8 @@ int main(int argc, char **argv)
     }
     if (self) ops->finalize(self);
     flash_ctx_destroy(c);
-    if (!failed) printf("ok: %s on %s: one rank joined and summed %d floats of device memory in place\n", ops->name,
-                        argv[2], N);
+    if (!failed)
+        printf("ok: %s on %s (%s): one rank joined and summed %d floats of device memory in place\n", ops->name,
+               argv[2], id, N);
     return failed;
 }

@@ -12,7 +12,9 @@
  *     teacher's guided 25-step samples at the same w (as distributions)
  *     than at the other;
  *   - that training resumes bit for bit, the drawn scales included;
- *   - a guidance range for a student without the input is refused. */
+ *   - a guidance range for a student without the input is refused, and so
+ *     is a guidance-conditioned student for a strategy that never gives
+ *     it a scale. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -348,6 +350,14 @@ START_TEST(test_range_needs_guidance_input)
     ck_assert(train(r, lcm_pipeline(2, "{guidance_range: [1.0, 5.0], guidance_scale: 2}"), dir, false, 0, &e) !=
               FLASH_OK);
     ck_assert_msg(strstr(e.msg, "not both") != NULL, "%s", e.msg);
+    /* a strategy that would only ever show its student w = 1 refuses one */
+    snprintf(yaml, sizeof yaml, "%s", lcm_pipeline(2, "{k: 2, guidance_scale: 3.0}"));
+    char *lcm = strstr(yaml, "{plugin: lcm, skip: 20, ema: 0.95, ");
+    ck_assert_ptr_nonnull(lcm);
+    memcpy(lcm, "{plugin: backward,                 ", strlen("{plugin: lcm, skip: 20, ema: 0.95, "));
+    ck_assert(train(r, yaml, dir, false, 0, &e) != FLASH_OK);
+    ck_assert_msg(strstr(e.msg, "strategy 'backward' does not train guidance-conditioned students") != NULL, "%s",
+                  e.msg);
     flash_registry_destroy(r);
     rm_rf(dir);
 }

@@ -123,9 +123,10 @@ START_TEST(test_older_minor_accepted)
 }
 END_TEST
 
-/* ABI 1.1 replaced the strategy table: a 1.0 strategy is refused, naming
+/* ABI 1.1 replaced the strategy table and 1.2 the metric result that
+ * strategies and metrics fill: a 1.0 or 1.1 strategy is refused, naming
  * the version it needs, and nothing of its plugin is added; the same
- * strategy built against 1.1 loads. */
+ * strategy built against 1.2 loads. A 1.1 metric is refused too. */
 START_TEST(test_old_strategy_refused)
 {
     static flash_strategy_api s = {.head = {sizeof(flash_strategy_api), FLASH_KIND_STRATEGY, "t_strategy", "test",
@@ -136,9 +137,19 @@ START_TEST(test_old_strategy_refused)
     desc.abi_minor = 0;
     ck_assert_int_eq(flash_registry_add(r, &desc, "old_strategy.so", &err), FLASH_ERR_PLUGIN);
     ck_msg_has("old_strategy.so");
-    ck_msg_has("strategy 't_strategy' needs ABI 1.1 or later");
+    ck_msg_has("strategy 't_strategy' needs ABI 1.2 or later");
     ck_assert_ptr_null(flash_registry_find(r, FLASH_KIND_LOSS, "t_loss"));
     desc.abi_minor = 1;
+    ck_assert_int_eq(flash_registry_add(r, &desc, "old_strategy.so", &err), FLASH_ERR_PLUGIN);
+    ck_msg_has("needs ABI 1.2 or later");
+    static flash_metric_api m = {.head = {sizeof(flash_metric_api), FLASH_KIND_METRIC, "t_metric", "test", NULL,
+                                          t_create, t_destroy}};
+    const flash_component *mc[] = {&m.head};
+    flash_plugin_desc md = one(mc, 1);
+    md.abi_minor = 1;
+    ck_assert_int_eq(flash_registry_add(r, &md, "old_metric.so", &err), FLASH_ERR_PLUGIN);
+    ck_msg_has("metric 't_metric' needs ABI 1.2 or later");
+    desc.abi_minor = 2;
     ck_assert_int_eq(flash_registry_add(r, &desc, "new_strategy.so", &err), FLASH_OK);
     ck_assert_ptr_eq(flash_registry_find(r, FLASH_KIND_STRATEGY, "t_strategy"), &s.head);
 }

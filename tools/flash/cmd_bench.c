@@ -25,7 +25,7 @@ static const flash_opt bench_opts[] = {
     FLASH_INT("--seed", "S", bench_args, seed, 0, 1000000, "seed of the weights and inputs (default 0)"),
     FLASH_STRING("--out", "FILE", bench_args, out, "also write the JSON line to FILE"),
     FLASH_FLAG("--distill", bench_args, distill,
-        "CONFIG is a pipeline to train or distil: time R iterations of its\n"
+        "CONFIG is a distillation pipeline: time R iterations of its\n"
         "strategy after W, split into phases (the strategy's step and in it\n"
         "each network's evaluations: teacher, student, fake_score, ...;\n"
         "discriminator; backward; optimizer; after_step), one JSON line and a\n"
@@ -307,9 +307,10 @@ static int bench_distill(const bench_args *a)
     flash_cfg_str(strat, "plugin", "?", &sname, &err);
     double iter_s = 0, setup_s = 0, flops = 0;
     for (int i = 0; i < np; i++) {
-        if (strcmp(phases[i].kernel, "set-up") == 0) setup_s = phases[i].seconds;
-        else iter_s += phases[i].seconds;
-        flops += phases[i].flops;
+        if (strcmp(phases[i].kernel, "set-up") == 0 || strcmp(phases[i].kernel, "final save") == 0)
+            setup_s += phases[i].seconds;
+        else
+            iter_s += phases[i].seconds, flops += phases[i].flops;
     }
     for (int i = 1; i < np; i++)
         for (int j = i; j > 0 && phases[j].seconds > phases[j - 1].seconds; j--) {
@@ -318,7 +319,7 @@ static int bench_distill(const bench_args *a)
             phases[j - 1] = t;
         }
     const long R = a->repeats;
-    fprintf(stderr, "\n%s: %ld iterations after %ld, %.2f ms each (set-up %.2f s, outside them)\n", sname, R,
+    fprintf(stderr, "\n%s: %ld iterations after %ld, %.2f ms each (set-up and final save %.2f s, outside them)\n", sname, R,
             a->warmup, 1e3 * iter_s / R, setup_s);
     fprintf(stderr, "  %-22s %12s %7s %10s %9s\n", "phase", "ms/iter", "share", "GFLOP/iter", "GFLOP/s");
     char json[4096];
@@ -329,7 +330,7 @@ static int bench_distill(const bench_args *a)
                        sname, flash_get_threads(), R, iter_s / R, setup_s, flops / R / 1e9);
     int first = 1;
     for (int i = 0; i < np; i++) {
-        if (strcmp(phases[i].kernel, "set-up") == 0) continue;
+        if (strcmp(phases[i].kernel, "set-up") == 0 || strcmp(phases[i].kernel, "final save") == 0) continue;
         const double ms = 1e3 * phases[i].seconds / R, gf = phases[i].flops / R / 1e9;
         fprintf(stderr, "  %-22s %12.3f %6.1f%%", phases[i].kernel, ms, 100 * phases[i].seconds / iter_s);
         if (gf > 0) fprintf(stderr, " %10.3f %9.1f", gf, gf / (ms / 1e3));

@@ -14,6 +14,8 @@
 #include <nccl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "flash/comm.h"
 #include "runtime/local_rank.h"
@@ -38,7 +40,9 @@ static int nccl_failed(ncclResult_t r, const char *what, char *msg, size_t n)
     return 1;
 }
 
-static int probe(char *msg, size_t n)
+/* The device this rank would use, named by host and PCI bus: NCCL refuses
+ * two ranks on one GPU, so the ranks compare these before joining. */
+static int probe(char *id, size_t id_size, char *msg, size_t n)
 {
     int count = 0;
     if (cuda_failed(cudaGetDeviceCount(&count), "cudaGetDeviceCount", msg, n)) return 1;
@@ -46,6 +50,13 @@ static int probe(char *msg, size_t n)
         snprintf(msg, n, "no CUDA device");
         return 1;
     }
+    char bus[64] = "", host[64] = "";
+    if (cuda_failed(cudaDeviceGetPCIBusId(bus, sizeof bus, flash_local_rank() % count), "cudaDeviceGetPCIBusId", msg,
+                    n))
+        return 1;
+    if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "?");
+    host[sizeof host - 1] = '\0';
+    snprintf(id, id_size, "%s/%s", host, bus);
     return 0;
 }
 
@@ -63,16 +74,26 @@ static int comm_init(void **self, int rank, int size, flash_comm_share_fn share,
         return 1;
     }
     w->device = flash_local_rank() % count;
-    ncclUniqueId id;
+    /* rank 0's id goes out with whether it could make one, so no rank
+     * joins with an id that does not exist */
+    struct {
+        int32_t ok;
+        ncclUniqueId id;
+    } boot;
+    memset(&boot, 0, sizeof boot);
     int failed = cuda_failed(cudaSetDevice(w->device), "cudaSetDevice", msg, n);
     /* the bootstrap is collective: every rank joins the broadcast even
-     * when its own id could not be made, then reports */
-    if (!failed && rank == 0) failed = nccl_failed(ncclGetUniqueId(&id), "ncclGetUniqueId", msg, n);
-    if (share(world, &id, sizeof id) != 0 && !failed) {
+     * when its own part failed, then reports */
+    if (rank == 0) boot.ok = !failed && !nccl_failed(ncclGetUniqueId(&boot.id), "ncclGetUniqueId", msg, n);
+    if (share(world, &boot, sizeof boot) != 0 && !failed) {
         snprintf(msg, n, "the NCCL unique id could not be broadcast");
         failed = 1;
     }
-    if (!failed) failed = nccl_failed(ncclCommInitRank(&w->comm, size, id, rank), "ncclCommInitRank", msg, n);
+    if (!failed && !boot.ok) {
+        if (rank != 0) snprintf(msg, n, "rank 0 could not make the NCCL unique id");
+        failed = 1;
+    }
+    if (!failed) failed = nccl_failed(ncclCommInitRank(&w->comm, size, boot.id, rank), "ncclCommInitRank", msg, n);
     if (!failed)
         failed = cuda_failed(cudaStreamCreateWithFlags(&w->stream, cudaStreamNonBlocking), "cudaStreamCreate", msg, n);
     if (failed) {
