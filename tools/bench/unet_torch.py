@@ -252,10 +252,12 @@ def main():
     opt = torch.optim.Adam(model.parameters(), lr=2e-4)
     if args.compile:
         # one graph per batch size, grad mode and precision: more than the default allows
-        import torch._dynamo
+        # (imported under another name: `import torch._dynamo` here would
+        # make `torch` a local of main and break its uses above)
+        import torch._dynamo as dynamo
         for limit in ("cache_size_limit", "recompile_limit"):
-            if hasattr(torch._dynamo.config, limit):
-                setattr(torch._dynamo.config, limit, 64)
+            if hasattr(dynamo.config, limit):
+                setattr(dynamo.config, limit, 64)
     step_model = torch.compile(model, dynamic=False) if args.compile else model
     modes = args.modes.split(",") if args.modes else ["tf32" if args.tf32 else "fp32"]
     for mode in modes:
