@@ -148,6 +148,10 @@ typedef struct loop {
     flash_comm *comm;
     int rank, ranks;
     bool said_sum; /* the gradient sum's path (mpi, nccl, host) was logged */
+    /* what the gradient sum costs (ranks > 1): its wall time and the
+     * floats it summed, against the steps' wall time; logged at the end */
+    double t_allreduce, t_steps;
+    size_t allreduce_floats;
 } loop;
 
 static void loop_free(loop *L)
@@ -355,7 +359,10 @@ static flash_status apply_gradients(loop *L, flash_params *P, const flash_adam *
      * scaled by 1 / ranks, so the sum is the global batch's gradient) */
     if (L->ranks > 1) {
         const char *path = NULL;
+        const double t0 = flash_now();
         flash_status st = flash_params_allreduce_grad(P, L->comm, &path, err);
+        L->t_allreduce += flash_now() - t0;
+        L->allreduce_floats += flash_params_count(P);
         if (st) return st;
         if (!L->said_sum) {
             L->said_sum = true;
@@ -694,6 +701,7 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
                                  L->who, (long long)step, inject);
             break;
         }
+        const double t_step = flash_now();
         /* a profile's phases (flash bench --distill): the strategy's step,
          * within it the networks' evaluations under their roles (teacher,
          * student, ...), the backward pass, the optimiser, after_step */
@@ -724,6 +732,7 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
             flash_error_prefix(err, "%s: step %lld", L->who, (long long)step);
             break;
         }
+        L->t_steps += flash_now() - t_step;
         /* the run's final save is no iteration's cost */
         flash_profile_phase(step == last ? "final save" : "logs and checkpoints");
         run->stats = NULL;
@@ -762,6 +771,15 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
         }
     }
     if (progress) flash_progress_end(&prog);
+    /* The gradient sum of P floats moves 2 (N - 1) copies of 4 P bytes
+     * between the N ranks: comm_mpi.c gathers the N - 1 other ranks'
+     * gradients to rank 0 and broadcasts the sum back to them (NCCL's ring
+     * moves the same total, 2 (N - 1) / N of them per rank). Its time
+     * includes waiting for the slowest rank to arrive. */
+    if (st == FLASH_OK && L->ranks > 1 && last > start && L->t_steps > 0)
+        flash_info("gradient all-reduce: %.3f s over %lld steps (%.2f%% of the step time), %zu bytes per step",
+                   L->t_allreduce, (long long)(last - start), 100.0 * L->t_allreduce / L->t_steps,
+                   L->allreduce_floats * sizeof(float) * 2 * (size_t)(L->ranks - 1) / (size_t)(last - start));
     return st;
 }
 
