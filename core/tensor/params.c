@@ -375,14 +375,22 @@ flash_status flash_params_allreduce_grad(flash_params *p, flash_comm *comm, cons
         if (path && done) *path = flash_comm_device_name(comm);
         return st;
     }
-    /* no device collective: a round trip through host memory */
+    /* no device collective: a round trip through host memory, in a buffer
+     * kept from one step to the next (the loop's thread alone sums) */
     if (path) *path = "host";
-    float *host = malloc(p->count * sizeof *host);
-    if (!host) return flash_error_set(err, FLASH_ERR_NOMEM, "params: %zu floats for the gradient sum", p->count);
-    be->to_host(host, p->grad, p->count);
-    st = flash_comm_allreduce_sum(comm, host, p->count, err);
-    if (st == FLASH_OK) be->from_host(p->grad, host, p->count);
-    free(host);
+    static _Thread_local struct {
+        float *p;
+        size_t cap;
+    } stage;
+    if (stage.cap < p->count) {
+        float *q = realloc(stage.p, p->count * sizeof *q);
+        if (!q) return flash_error_set(err, FLASH_ERR_NOMEM, "params: %zu floats for the gradient sum", p->count);
+        stage.p = q;
+        stage.cap = p->count;
+    }
+    be->to_host(stage.p, p->grad, p->count);
+    st = flash_comm_allreduce_sum(comm, stage.p, p->count, err);
+    if (st == FLASH_OK) be->from_host(p->grad, stage.p, p->count);
     const char *m = be->last_error ? be->last_error() : NULL;
     if (st == FLASH_OK && m) st = flash_error_set(err, FLASH_ERR_RUNTIME, "params: gradient sum: %s", m);
     return st;

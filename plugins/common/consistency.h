@@ -17,20 +17,10 @@ static inline void consistency_boundary(double t, double *c_skip, double *c_out)
     *c_out = scaled / sqrt(scaled * scaled + sigma_data * sigma_data);
 }
 
-/* f(x, t) = c_skip(t) x + c_out(t) x0-hat(x, t) of a denoiser, so f(x, 0) = x. */
+/* f(x, t) = c_skip(t) x + c_out(t) x0-hat(x, t) of a denoiser, so f(x, 0) = x;
+ * w: a guidance scale per sample (NULL: unguided), for a guidance-conditioned
+ * denoiser (model.h) that takes it as an input. */
 static inline flash_tensor *consistency_fn(flash_denoiser *den, flash_ctx *c, flash_tensor *x, double t,
-                                           const int *labels, float guidance_scale)
-{
-    flash_denoised o;
-    if (!x || flash_denoise(den, c, x, NULL, t, labels, labels ? guidance_scale : 1.0f, NULL, &o)) return NULL;
-    double cs, co;
-    consistency_boundary(t, &cs, &co);
-    return flash_lincomb(c, cs, x, co, o.x0);
-}
-
-/* The same with a guidance scale per sample (NULL: 1 for every sample), for
- * a guidance-conditioned denoiser (model.h) that takes it as an input. */
-static inline flash_tensor *consistency_fn_each(flash_denoiser *den, flash_ctx *c, flash_tensor *x, double t,
                                                 const int *labels, const float *w)
 {
     flash_denoised o;

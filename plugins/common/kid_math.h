@@ -28,38 +28,11 @@
 
 #include "flash/flash.h"
 
-static inline double kid_kernel(const float *a, const float *b, int d)
-{
-    double s = 0;
-    for (int k = 0; k < d; k++) s += (double)a[k] * b[k];
-    const double u = s / d + 1.0;
-    return u * u * u;
-}
-
 /* The unbiased MMD^2 of the rows ix[0..m) of x against the rows iy[0..m)
- * of y, both (., d). */
-static inline double kid_mmd2(const float *x, const long *ix, const float *y, const long *iy, long m, int d)
-{
-    double kxx = 0, kyy = 0, kxy = 0;
-    for (long i = 0; i < m; i++) {
-        const float *xi = x + (size_t)ix[i] * d, *yi = y + (size_t)iy[i] * d;
-        for (long j = 0; j < m; j++) {
-            const float *xj = x + (size_t)ix[j] * d, *yj = y + (size_t)iy[j] * d;
-            if (j > i) { /* the within-set sums are symmetric: each pair once, counted twice */
-                kxx += 2 * kid_kernel(xi, xj, d);
-                kyy += 2 * kid_kernel(yi, yj, d);
-            }
-            kxy += kid_kernel(xi, yj, d);
-        }
-    }
-    const double mm = (double)m;
-    return (kxx + kyy) / (mm * (mm - 1)) - 2.0 * kxy / (mm * mm);
-}
-
-/* The same MMD^2 with the three kernel matrices from sgemm (flash_linear
- * on a CPU context c with room for them): what the `kid` metric runs,
- * about a hundred times faster than the loops above, which stay as its
- * reference. Rows are gathered into xs, ys (m, d); NaN when c fails. */
+ * of y, both (., d), with the three kernel matrices from sgemm
+ * (flash_linear on a CPU context c with room for them). Rows are gathered
+ * into xs, ys (m, d); NaN when c fails. tests/unit/test_metrics_kid.c
+ * checks it against plain loops. */
 static inline double kid_mmd2_gemm(flash_ctx *c, const float *x, const long *ix, const float *y, const long *iy,
                                    long m, int d)
 {

@@ -103,11 +103,11 @@ static flash_tensor *lcm_step(void *self, flash_ctx *c, distill *d, int64_t iter
     flash_tensor *target = NULL;
     if (!distill_denoise_teacher(d, c, x, NULL, t, labels, &o)) {
         flash_tensor *xp = flash_lincomb(c, ap, o.x0, sp, o.eps); /* one teacher DDIM step (eq. 4) */
-        target = consistency_fn_each(l->tden, c, xp, tp, labels, d->w);
+        target = consistency_fn(l->tden, c, xp, tp, labels, d->w);
     }
     flash_grad_set(c, was);
     if (!target) return NULL;
-    flash_tensor *pred = consistency_fn_each(d->student, c, x, t, labels, d->w);
+    flash_tensor *pred = consistency_fn(d->student, c, x, t, labels, d->w);
     flash_cond cond = distill_cond(d, c, n, t, labels);
     flash_loss_in in = {.size = sizeof in, .pred = pred, .target = target, .x_t = x, .cond = &cond, .distill = d};
     if (d->stats) flash_metric_result_add(d->stats, "t", t);

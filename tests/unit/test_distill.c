@@ -397,10 +397,10 @@ START_TEST(test_consistency_boundary)
     fx f;
     fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 2}"));
     flash_tensor *x = points(&f, 16, 13, 1.0f);
-    flash_tensor *f0 = consistency_fn(f.d->student, f.c, x, 0, NULL, 1.0f);
+    flash_tensor *f0 = consistency_fn(f.d->student, f.c, x, 0, NULL, NULL);
     ck_assert_msg(f0 && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
     ck_assert_double_eq(max_abs_diff(f0, x), 0.0);
-    flash_tensor *f9 = consistency_fn(f.d->student, f.c, x, 999, NULL, 1.0f);
+    flash_tensor *f9 = consistency_fn(f.d->student, f.c, x, 999, NULL, NULL);
     flash_denoised o;
     ck_assert(flash_denoise(f.d->student, f.c, x, NULL, 999, NULL, 1.0f, NULL, &o) == FLASH_OK);
     double cs, co;

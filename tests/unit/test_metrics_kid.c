@@ -20,6 +20,35 @@ static void normal_rows(flash_rng *r, float *x, long n, int d, double shift)
     for (long i = 0; i < n * d; i++) x[i] = (float)(flash_rng_normal(r) + (i % d == 0 ? shift : 0.0));
 }
 
+static inline double kid_kernel(const float *a, const float *b, int d)
+{
+    double s = 0;
+    for (int k = 0; k < d; k++) s += (double)a[k] * b[k];
+    const double u = s / d + 1.0;
+    return u * u * u;
+}
+
+/* The same estimator in plain double loops over the subsets' rows, each
+ * within-set pair once and counted twice: the sgemm version's reference. */
+static inline double kid_mmd2(const float *x, const long *ix, const float *y, const long *iy, long m, int d)
+{
+    double kxx = 0, kyy = 0, kxy = 0;
+    for (long i = 0; i < m; i++) {
+        const float *xi = x + (size_t)ix[i] * d, *yi = y + (size_t)iy[i] * d;
+        for (long j = 0; j < m; j++) {
+            const float *xj = x + (size_t)ix[j] * d, *yj = y + (size_t)iy[j] * d;
+            if (j > i) { /* the within-set sums are symmetric: each pair once, counted twice */
+                kxx += 2 * kid_kernel(xi, xj, d);
+                kyy += 2 * kid_kernel(yi, yj, d);
+            }
+            kxy += kid_kernel(xi, yj, d);
+        }
+    }
+    const double mm = (double)m;
+    return (kxx + kyy) / (mm * (mm - 1)) - 2.0 * kxy / (mm * mm);
+}
+
+
 /* The unbiased MMD^2 written out: every ordered pair, i != j within a set. */
 static double mmd2_by_definition(const float *x, const float *y, long m, int d)
 {

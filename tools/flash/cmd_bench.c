@@ -197,6 +197,17 @@ static flash_status sgemm_rate(bench *b, double *gflops, flash_error *err)
     return FLASH_OK;
 }
 
+/* Profile rows by time, the slowest first (a few dozen: insertion sort). */
+static void slowest_first(flash_profile_row *rows, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && rows[j].seconds > rows[j - 1].seconds; j--) {
+            flash_profile_row t = rows[j];
+            rows[j] = rows[j - 1];
+            rows[j - 1] = t;
+        }
+}
+
 /* The floating-point operations of one call of fn (matrix products and
  * convolutions, from their shapes), and with --profile the kernels' times
  * over `repeats` calls, per call. */
@@ -224,13 +235,7 @@ static flash_status count_flops(bench *b, bench_fn fn, int n, int repeats, bool 
     }
     *flops = f / repeats;
     if (!table) return FLASH_OK;
-    /* the slowest first */
-    for (int i = 1; i < k; i++)
-        for (int j = i; j > 0 && rows[j].seconds > rows[j - 1].seconds; j--) {
-            flash_profile_row t = rows[j];
-            rows[j] = rows[j - 1];
-            rows[j - 1] = t;
-        }
+    slowest_first(rows, k);
     const double per = wall / repeats;
     fprintf(stderr, "\n%s: %.2f ms per call (%d calls, profiled)\n", what, 1e3 * per, repeats);
     fprintf(stderr, "  %-26s %9s %10s %7s %10s %9s\n", "kernel", "calls", "ms", "share", "GFLOP", "GFLOP/s");
@@ -312,12 +317,7 @@ static int bench_distill(const bench_args *a)
         else
             iter_s += phases[i].seconds, flops += phases[i].flops;
     }
-    for (int i = 1; i < np; i++)
-        for (int j = i; j > 0 && phases[j].seconds > phases[j - 1].seconds; j--) {
-            flash_profile_row t = phases[j];
-            phases[j] = phases[j - 1];
-            phases[j - 1] = t;
-        }
+    slowest_first(phases, np);
     const long R = a->repeats;
     fprintf(stderr, "\n%s: %ld iterations after %ld, %.2f ms each (set-up and final save %.2f s, outside them)\n", sname, R,
             a->warmup, 1e3 * iter_s / R, setup_s);
