@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The distillation's stream of the run's seed: its draws (noise, labels,
- * step indices, real-data indices). */
+/* The distillation's streams of the run's seed: DISTILL_STREAM ^ purpose
+ * << 48 ^ base (distill_stream); a component's own: a hash of its tag ^
+ * base (distill_own_stream). */
 #define DISTILL_STREAM 0x6469737469ull /* "disti" */
 
 static flash_params *model_params(const flash_instance *m)
@@ -91,7 +92,9 @@ const float *distill_guidance(distill *d, flash_ctx *c, int n)
     float *w = flash_host_alloc(c, (size_t)n * sizeof *w);
     if (!w) return NULL;
     const distill_target_spec *s = &d->target;
-    const int *bins = s->guidance_range ? flash_run_labels(d->run, c, n, GUIDANCE_BINS) : NULL;
+    const int *bins =
+        s->guidance_range ? flash_run_labels_from(d->run, c, distill_stream(d, DISTILL_DRAW_GUIDANCE), n, GUIDANCE_BINS)
+                          : NULL;
     if (s->guidance_range && !bins) return NULL;
     for (int i = 0; i < n; i++)
         w[i] = bins ? s->guidance_lo + (s->guidance_hi - s->guidance_lo) * ((float)bins[i] + 0.5f) / GUIDANCE_BINS
@@ -156,9 +159,33 @@ flash_tensor *distill_renoised_target(distill *d, flash_ctx *c, flash_tensor *x0
 
 /* ---- draws --------------------------------------------------------------- */
 
+/* The streams of an iteration: seeded before the method's step from base
+ * (the iteration in training; a draw of the loop's evaluation stream in
+ * evaluation, which differs per test batch). */
+static void distill_seed_streams(distill *d, uint64_t base)
+{
+    d->draw_base = base;
+    for (int p = 0; p < DISTILL_DRAW_COUNT; p++)
+        flash_rng_seed_stream(&d->streams[p], d->env->seed, DISTILL_STREAM ^ ((uint64_t)(p + 1) << 48) ^ base);
+}
+
+flash_rng *distill_stream(distill *d, distill_draw purpose)
+{
+    return &d->streams[purpose];
+}
+
+flash_rng distill_own_stream(const distill *d, const char *tag)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)tag; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+    flash_rng r;
+    flash_rng_seed_stream(&r, d->env->seed, h ^ d->draw_base);
+    return r;
+}
+
 const int *distill_labels(distill *d, flash_ctx *c, int n)
 {
-    return flash_run_labels(d->run, c, n, d->num_classes);
+    return flash_run_labels_from(d->run, c, distill_stream(d, DISTILL_DRAW_LABELS), n, d->num_classes);
 }
 
 flash_tensor *distill_noise(distill *d, flash_ctx *c, int n)
@@ -166,12 +193,12 @@ flash_tensor *distill_noise(distill *d, flash_ctx *c, int n)
     int shape[FLASH_MAX_DIMS] = {n};
     for (int i = 0; i < d->ndim; i++) shape[1 + i] = d->shape[i];
     /* drawn for the global batch on several ranks, this rank's rows kept */
-    return flash_run_randn(d->run, c, d->rng, 1 + d->ndim, shape);
+    return flash_run_randn(d->run, c, distill_stream(d, DISTILL_DRAW_NOISE), 1 + d->ndim, shape);
 }
 
 flash_status distill_real(distill *d, flash_ctx *c, int n, flash_tensor **x, const int **labels)
 {
-    return flash_run_draw(d->run, c, n, x, labels);
+    return flash_run_draw_from(d->run, c, distill_stream(d, DISTILL_DRAW_REAL), n, x, labels);
 }
 
 flash_status distill_real_from(distill *d, flash_ctx *c, flash_rng *rng, int n, flash_tensor **x, const int **labels)
@@ -497,8 +524,7 @@ flash_params *distill_trained(void *self, flash_run *run, flash_error *err)
     distill *d = self;
     if (distill_build(d, err)) return NULL;
     d->run = run;
-    d->rng = run->rng;
-    flash_rng_seed_stream(run->rng, run->env->seed, DISTILL_STREAM);
+    distill_seed_streams(d, 0);
     d->batch_size = run->batch_size;
     d->steps = run->steps;
     if (run->data) {
@@ -531,6 +557,7 @@ flash_tensor *distill_step(void *self, flash_ctx *c, flash_run *run, int64_t ite
     distill *d = self;
     d->iter = iter;
     d->stats = run->stats;
+    distill_seed_streams(d, run->eval ? flash_rng_u64(run->rng) : (uint64_t)iter);
     memset(&d->last, 0, sizeof d->last);
     const int64_t nfe0 = d->tden.nfe;
     flash_tensor *loss = d->method_step(d->method, c, d, iter);
@@ -561,7 +588,7 @@ flash_tensor *distill_rollout(distill *d, flash_ctx *c, flash_tensor *x_T, const
     bool was = flash_grad_set(c, false);
     flash_sample_request rq = {.size = sizeof rq, .den = d->student, .x = x_T, .labels = labels,
                                .stop_at = d->timesteps[i], .timesteps = d->timesteps, .n_timesteps = d->n_steps,
-                               .rng = d->rng, .guidance = labels ? d->w : NULL};
+                               .rng = distill_stream(d, DISTILL_DRAW_ROLLOUT), .guidance = labels ? d->w : NULL};
     flash_tensor *x = FLASH_API(d->sampler, flash_sampler_api)->sample(d->sampler->self, c, &rq);
     flash_grad_set(c, was);
     return flash_detach(c, x);

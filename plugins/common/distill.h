@@ -56,6 +56,23 @@
  * with its own. */
 #define DISTILL_KEYS "target"
 
+/* ---- random draws --------------------------------------------------------
+ * Every draw of a distillation comes from a stream of its purpose, derived
+ * at each iteration from the run's seed, the purpose and the iteration (in
+ * evaluation: from the loop's evaluation stream). So two runs that differ
+ * in one part (a loss added or at weight 0, noise correction off, forward
+ * instead of backward inputs) draw the same x_T, labels, timesteps and real
+ * batches everywhere else, and a resume needs no stream state. */
+typedef enum distill_draw {
+    DISTILL_DRAW_NOISE,    /* x_T and the method's other per-sample noise (forward noising, DMD's eps) */
+    DISTILL_DRAW_LABELS,   /* classes */
+    DISTILL_DRAW_TIME,     /* student step indices and timesteps */
+    DISTILL_DRAW_REAL,     /* real-data indices (and bank picks) */
+    DISTILL_DRAW_ROLLOUT,  /* the student's sampler noise in a rollout (a stochastic sampler's) */
+    DISTILL_DRAW_GUIDANCE, /* guidance scales of a guidance-conditioned student */
+    DISTILL_DRAW_COUNT
+} distill_draw;
+
 typedef struct distill distill;
 typedef flash_tensor *(*distill_step_fn)(void *self, flash_ctx *c, distill *d, int64_t iter);
 
@@ -89,7 +106,9 @@ struct distill {
     int batch_size;
     int num_classes;                 /* the teacher's (0: unconditional) */
     int ndim, shape[3];              /* sample shape without the batch */
-    flash_rng *rng;                  /* the run's strategy stream (checkpointed) */
+    /* this iteration's streams, one per purpose (distill_stream) */
+    flash_rng streams[DISTILL_DRAW_COUNT];
+    uint64_t draw_base;              /* what the streams derive from: the iteration, or an evaluation draw */
     int64_t steps;                   /* total iterations of the run */
     int64_t iter;                    /* the current iteration, from 1 */
     flash_metric_result *stats;      /* extra scalars logged for this iteration, may be NULL */
@@ -141,6 +160,15 @@ flash_status distill_after_step(void *self, flash_ctx *c, flash_run *run, int64_
     };                                                                                                      \
     FLASH_COMPONENT(var)
 
+
+/* This iteration's stream for purpose: successive calls in one iteration
+ * continue it. */
+flash_rng *distill_stream(distill *d, distill_draw purpose);
+/* A stream of a component's own, named by tag (a loss's fresh noise: "srl"),
+ * seeded afresh from this iteration's base at every call: adding that
+ * component changes no other draw. */
+flash_rng distill_own_stream(const distill *d, const char *tag);
+
 /* n labels for a batch: uniform over the teacher's classes, NULL when it is
  * unconditional. Host arena memory. */
 const int *distill_labels(distill *d, flash_ctx *c, int n);
@@ -158,12 +186,12 @@ flash_status distill_denoise(distill *d, flash_denoiser *den, flash_ctx *c, flas
  * else at target.guidance_scale (1 without labels). */
 flash_status distill_denoise_teacher(distill *d, flash_ctx *c, flash_tensor *x, const double *t, double t_all,
                                      const int *labels, flash_denoised *out);
-/* n samples of N(0, I) in the sample shape. */
+/* n samples of N(0, I) in the sample shape (the NOISE stream). */
 flash_tensor *distill_noise(distill *d, flash_ctx *c, int n);
-/* n real examples (and labels) drawn from the pipeline's `dataset:`. */
+/* n real examples (and labels) drawn from the pipeline's `dataset:` (the
+ * REAL stream). */
 flash_status distill_real(distill *d, flash_ctx *c, int n, flash_tensor **x, const int **labels);
-/* The same two draws from a component's own stream (flash_run_draw_from):
- * a loss with draws of its own leaves the run's other draws as they are. */
+/* The same two draws from a component's own stream (flash_run_draw_from). */
 flash_status distill_real_from(distill *d, flash_ctx *c, flash_rng *rng, int n, flash_tensor **x, const int **labels);
 const int *distill_labels_from(distill *d, flash_ctx *c, flash_rng *rng, int n);
 

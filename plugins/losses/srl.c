@@ -48,9 +48,11 @@ static flash_tensor *srl_compute(void *self, flash_ctx *c, const flash_loss_in *
         flash_ctx_fail(c, "loss 'srl': needs the distillation context (use it in flash distill)");
         return NULL;
     }
-    /* eq. (8): X_{t_phi} = q(stopgrad(x0-hat), eps, gamma(t)) with fresh eps */
+    /* eq. (8): X_{t_phi} = q(stopgrad(x0-hat), eps, gamma(t)) with fresh eps,
+     * from a stream of the loss's own: adding SRL changes no other draw */
     const double tp = shift_map_eval(&m->gamma, in->cond->t[0]);
-    flash_tensor *target = distill_renoised_target(d, c, in->pred, tp, in->cond->labels, d->rng);
+    flash_rng fresh = distill_own_stream(d, "srl");
+    flash_tensor *target = distill_renoised_target(d, c, in->pred, tp, in->cond->labels, &fresh);
     if (!target) return NULL;
     flash_tensor *l;
     if (m->huber_c <= 0.0f) {

@@ -61,7 +61,7 @@ static flash_tensor *add_step(void *self, flash_ctx *c, distill *d, int64_t iter
     if (flash_denoise(d->student, c, xs, NULL, s, labels, 1.0f, NULL, &st)) return NULL;
 
     /* the teacher's one-evaluation target from the re-noised student sample */
-    const double t = (double)(ad->t_min + (long)flash_rng_below(d->rng, (uint64_t)(T - ad->t_min)));
+    const double t = (double)(ad->t_min + (long)flash_rng_below(distill_stream(d, DISTILL_DRAW_TIME), (uint64_t)(T - ad->t_min)));
     double at, sgt;
     flash_schedule_eval(d->teacher->schedule, t, &at, &sgt);
     bool was = flash_grad_set(c, false);

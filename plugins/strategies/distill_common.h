@@ -10,7 +10,7 @@
 /* A uniformly drawn student step index in [0, n_steps). */
 static inline int distill_pick_step(distill *d)
 {
-    return (int)flash_rng_below(d->rng, (uint64_t)d->n_steps);
+    return (int)flash_rng_below(distill_stream(d, DISTILL_DRAW_TIME), (uint64_t)d->n_steps);
 }
 
 /* A batch of n real examples from the pipeline's `dataset:` with their

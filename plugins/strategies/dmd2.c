@@ -261,7 +261,7 @@ static bool noise_levels(dmd2 *m, flash_ctx *c, int n, noised *z)
     /* one draw per sample of the global batch, this rank's kept (strategy.h) */
     const int first = d->run->rank * n;
     for (int g = 0; g < n * d->run->ranks; g++) {
-        const long t = m->t_min + (long)flash_rng_below(d->rng, span);
+        const long t = m->t_min + (long)flash_rng_below(distill_stream(d, DISTILL_DRAW_TIME), span);
         if (g < first || g >= first + n) continue;
         const int i = g - first;
         double a, s;

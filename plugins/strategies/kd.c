@@ -261,7 +261,7 @@ static flash_tensor *kd_step(void *self, flash_ctx *c, distill *d, int64_t iter)
     /* one draw per sample of the global batch, this rank's kept (strategy.h) */
     const int first = d->run->rank * n;
     for (int g = 0; g < n * d->run->ranks; g++) {
-        const uint64_t pick = flash_rng_below(d->rng, (uint64_t)k->bank_size);
+        const uint64_t pick = flash_rng_below(distill_stream(d, DISTILL_DRAW_REAL), (uint64_t)k->bank_size);
         if (g < first || g >= first + n) continue;
         const int i = g - first;
         const float *src = k->bank + (size_t)pick * row;
@@ -279,7 +279,8 @@ static flash_tensor *kd_step(void *self, flash_ctx *c, distill *d, int64_t iter)
     flash_tensor *x = x_T;
     if (d->n_steps > 1) {
         flash_sample_request rq = {.size = sizeof rq, .den = d->student, .x = x_T, .labels = lab, .stop_at = t,
-                                   .timesteps = d->timesteps, .n_timesteps = d->n_steps, .rng = d->rng};
+                                   .timesteps = d->timesteps, .n_timesteps = d->n_steps,
+                                   .rng = distill_stream(d, DISTILL_DRAW_ROLLOUT)};
         x = FLASH_API(d->sampler, flash_sampler_api)->sample(d->sampler->self, c, &rq);
     }
     flash_denoised s;

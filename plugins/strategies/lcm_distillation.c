@@ -88,7 +88,7 @@ static flash_tensor *lcm_step(void *self, flash_ctx *c, distill *d, int64_t iter
         flash_ctx_fail(c, "strategy 'lcm': skip %ld exceeds the %d training timesteps", l->skip, T);
         return NULL;
     }
-    const double t = (double)((1 + (long)flash_rng_below(d->rng, (uint64_t)m)) * l->skip - 1);
+    const double t = (double)((1 + (long)flash_rng_below(distill_stream(d, DISTILL_DRAW_TIME), (uint64_t)m)) * l->skip - 1);
     const double tp = t - l->skip > 0 ? t - l->skip : 0;
     double ap, sp;
     flash_schedule_eval(d->student->schedule, tp, &ap, &sp);

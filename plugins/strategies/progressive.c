@@ -128,7 +128,7 @@ static flash_tensor *pg_step(void *self, flash_ctx *c, distill *d, int64_t iter)
     flash_tensor *x0;
     const int *labels;
     if (distill_real_batch(d, c, n, &x0, &labels)) return NULL;
-    const long j = (long)flash_rng_below(d->rng, (uint64_t)N);
+    const long j = (long)flash_rng_below(distill_stream(d, DISTILL_DRAW_TIME), (uint64_t)N);
     const double t = grid(T, N, (double)j), tm = grid(T, 2 * N, 2.0 * j + 1), t2 = grid(T, N, (double)(j + 1));
     double a, s, am, sm, a2, s2;
     ab(d, t, &a, &s);
