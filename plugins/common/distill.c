@@ -144,6 +144,74 @@ flash_tensor *distill_target(distill *d, flash_ctx *c, flash_tensor *x, double t
     return x0;
 }
 
+/* Per-sample timesteps: x_{t_j} = alpha x0-hat + sigma eps-hat with each
+ * sample's own (alpha, sigma). */
+static flash_tensor *lincomb_each(distill *d, flash_ctx *c, const double *t, flash_tensor *x0, flash_tensor *eps)
+{
+    const int n = (int)x0->shape[0];
+    float *as = flash_host_alloc(c, 2 * (size_t)n * sizeof *as);
+    if (!as) return NULL;
+    for (int i = 0; i < n; i++) {
+        double a, s;
+        flash_schedule_eval(d->teacher->schedule, t[i], &a, &s);
+        as[i] = (float)a;
+        as[n + i] = (float)s;
+    }
+    return flash_add(c, flash_mul(c, x0, flash_tensor_per_sample(c, x0, as)),
+                     flash_mul(c, eps, flash_tensor_per_sample(c, eps, as + n)));
+}
+
+static bool all_equal(const double *t, int n)
+{
+    for (int i = 1; i < n; i++)
+        if (t[i] != t[0]) return false;
+    return true;
+}
+
+flash_tensor *distill_target_each(distill *d, flash_ctx *c, flash_tensor *x, const double *t, const int *labels)
+{
+    if (!x) return NULL;
+    const int n = (int)x->shape[0], k = d->target.k;
+    if (all_equal(t, n)) return distill_target(d, c, x, t[0], labels);
+    /* each sample's k time-uniform steps t (k - j) / k, rounded; where
+     * rounding repeats a timestep (t < k) the step from it to itself is
+     * DDIM's identity, so the result is distill_target's per sample */
+    double *tj = flash_host_alloc(c, (size_t)n * sizeof *tj);
+    if (!tj) return NULL;
+    bool was = flash_grad_set(c, false);
+    flash_tensor *x0 = NULL;
+    x = flash_detach(c, x);
+    for (int j = 0; j < k && x; j++) {
+        for (int i = 0; i < n; i++) tj[i] = floor(t[i] * (double)(k - j) / (double)k + 0.5);
+        flash_denoised o;
+        if (distill_denoise_teacher(d, c, x, tj, 0.0, labels, &o)) {
+            x0 = NULL;
+            break;
+        }
+        x0 = o.x0;
+        if (j + 1 < k) {
+            for (int i = 0; i < n; i++) tj[i] = floor(t[i] * (double)(k - j - 1) / (double)k + 0.5);
+            x = lincomb_each(d, c, tj, o.x0, o.eps);
+        }
+    }
+    flash_grad_set(c, was);
+    if (!x0 && flash_ctx_ok(c)) flash_ctx_fail(c, "target: the teacher took no step");
+    return x0;
+}
+
+flash_tensor *distill_renoised_target_each(distill *d, flash_ctx *c, flash_tensor *x0_hat, const double *t_phi,
+                                           const int *labels, flash_rng *rng)
+{
+    if (!x0_hat) return NULL;
+    const int n = (int)x0_hat->shape[0];
+    if (all_equal(t_phi, n)) return distill_renoised_target(d, c, x0_hat, t_phi[0], labels, rng);
+    bool was = flash_grad_set(c, false);
+    flash_tensor *eps = flash_run_randn(d->run, c, rng, x0_hat->ndim, x0_hat->shape);
+    flash_tensor *x = lincomb_each(d, c, t_phi, flash_detach(c, x0_hat), eps);
+    flash_grad_set(c, was);
+    return distill_target_each(d, c, x, t_phi, labels);
+}
+
 flash_tensor *distill_renoised_target(distill *d, flash_ctx *c, flash_tensor *x0_hat, double t_phi,
                                       const int *labels, flash_rng *rng)
 {
@@ -213,15 +281,21 @@ const int *distill_labels_from(distill *d, flash_ctx *c, flash_rng *rng, int n)
 
 flash_cond distill_cond(distill *d, flash_ctx *c, int n, double t, const int *labels)
 {
+    return distill_cond_each(d, c, n, NULL, t, labels);
+}
+
+flash_cond distill_cond_each(distill *d, flash_ctx *c, int n, const double *t, double t_all, const int *labels)
+{
     flash_cond cond = {.n = n, .labels = labels};
     /* host memory: a condition's arrays are read on the host on every device */
     float *tt = flash_host_alloc(c, 3 * (size_t)n * sizeof *tt);
     if (!tt) return cond;
-    double a, s;
-    flash_schedule_eval(d->student->schedule, t, &a, &s);
     float *aa = tt + n, *ss = aa + n;
     for (int i = 0; i < n; i++) {
-        tt[i] = (float)t;
+        const double ti = t ? t[i] : t_all;
+        double a, s;
+        flash_schedule_eval(d->student->schedule, ti, &a, &s);
+        tt[i] = (float)ti;
         aa[i] = (float)a;
         ss[i] = (float)s;
     }

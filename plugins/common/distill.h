@@ -203,11 +203,17 @@ int distill_target_timesteps(const distill_target_spec *s, double t, double *out
  * steps with CFG from x_t at timestep t (no gradient; the teacher NFEs are
  * counted in d->teacher). */
 flash_tensor *distill_target(distill *d, flash_ctx *c, flash_tensor *x_t, double t, const int *labels);
+/* distill_target with a timestep per sample (t[n]): each sample's own k
+ * time-uniform steps; distill_target itself when all are equal. */
+flash_tensor *distill_target_each(distill *d, flash_ctx *c, flash_tensor *x_t, const double *t, const int *labels);
 /* Imagine Flash eq. (8)'s target: the student's stop-gradient x0-hat
  * re-noised with fresh noise from rng to t_phi, X = q(x0-hat, eps, t_phi),
  * then distill_target from there. */
 flash_tensor *distill_renoised_target(distill *d, flash_ctx *c, flash_tensor *x0_hat, double t_phi,
                                       const int *labels, flash_rng *rng);
+/* distill_renoised_target with t_phi per sample. */
+flash_tensor *distill_renoised_target_each(distill *d, flash_ctx *c, flash_tensor *x0_hat, const double *t_phi,
+                                           const int *labels, flash_rng *rng);
 /* The weighted sum of the configured losses on in (each loss applies its
  * own `weight`); records each loss's value in d->stats as loss_<name> and
  * keeps in as d->last for the losses' updates. */
@@ -237,5 +243,7 @@ flash_status distill_trainable_denoiser(distill *d, const char *name, flash_inst
 flash_tensor *distill_rollout(distill *d, flash_ctx *c, flash_tensor *x_T, const int *labels, int i);
 /* Per-sample condition arrays for a batch at one timestep, in the arena. */
 flash_cond distill_cond(distill *d, flash_ctx *c, int n, double t, const int *labels);
+/* The same at t[i] per sample (t NULL: t_all for all). */
+flash_cond distill_cond_each(distill *d, flash_ctx *c, int n, const double *t, double t_all, const int *labels);
 
 #endif

@@ -86,7 +86,11 @@ static flash_tensor *rc_compute(void *self, flash_ctx *c, const flash_loss_in *i
             flash_ctx_fail(c, "loss 'reconstruction': no target, and no distillation context to ask the teacher");
             return NULL;
         }
-        target = distill_target(d, c, in->x_t, in->cond->t[0], in->cond->labels);
+        const int n = in->cond->n;
+        double *t = flash_host_alloc(c, (size_t)n * sizeof *t);
+        if (!t) return NULL;
+        for (int i = 0; i < n; i++) t[i] = in->cond->t[i];
+        target = distill_target_each(d, c, in->x_t, t, in->cond->labels);
     }
     flash_tensor *w = in->size >= offsetof(flash_loss_in, sample_weight) + sizeof in->sample_weight
                           ? in->sample_weight

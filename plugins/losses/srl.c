@@ -50,9 +50,12 @@ static flash_tensor *srl_compute(void *self, flash_ctx *c, const flash_loss_in *
     }
     /* eq. (8): X_{t_phi} = q(stopgrad(x0-hat), eps, gamma(t)) with fresh eps,
      * from a stream of the loss's own: adding SRL changes no other draw */
-    const double tp = shift_map_eval(&m->gamma, in->cond->t[0]);
+    const int n = in->cond->n;
+    double *tp = flash_host_alloc(c, (size_t)n * sizeof *tp);
+    if (!tp) return NULL;
+    for (int i = 0; i < n; i++) tp[i] = shift_map_eval(&m->gamma, in->cond->t[i]);
     flash_rng fresh = distill_own_stream(d, "srl");
-    flash_tensor *target = distill_renoised_target(d, c, in->pred, tp, in->cond->labels, &fresh);
+    flash_tensor *target = distill_renoised_target_each(d, c, in->pred, tp, in->cond->labels, &fresh);
     if (!target) return NULL;
     flash_tensor *l;
     if (m->huber_c <= 0.0f) {

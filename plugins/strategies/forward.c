@@ -7,6 +7,7 @@
  * unlabelled data the labels are drawn uniformly.
  *
  * Keys: step (-1: a uniformly drawn step index per iteration),
+ * timestep_draw (batch | sample, as for `backward`),
  * plain_target (as for `backward`). */
 #include "distill_common.h"
 
@@ -18,6 +19,17 @@ static flash_tensor *fw_step(void *self, flash_ctx *c, distill *d, int64_t iter)
     (void)iter;
     const distill_step_opts *f = self;
     const int n = d->batch_size;
+    if (f->per_sample) {
+        int cnt[DISTILL_MAX_STEPS];
+        distill_pick_steps(d, n, cnt);
+        const double *t = distill_step_times(d, c, n, cnt);
+        flash_tensor *x0;
+        const int *labels;
+        if (!t || distill_real_batch(d, c, n, &x0, &labels)) return NULL;
+        flash_cond cond;
+        return distill_student_losses_each(d, c, distill_forward_noise_each(d, c, x0, t), t, labels, f->plain_target,
+                                           &cond);
+    }
     int i = f->step >= 0 ? (int)f->step : distill_pick_step(d);
     if (i >= d->n_steps) {
         flash_ctx_fail(c, "strategy 'forward': step %d, but the student has %d timesteps", i, d->n_steps);

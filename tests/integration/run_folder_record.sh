@@ -54,4 +54,14 @@ printf '\0' >>plug/flash_models.so
 FLASH_PLUGIN_DIR=$tmp/plug expect 2 "rebuilt plugin" \
   "variant 'student_3': the student in W/student_3 was distilled by another build of plugin $tmp/plug/flash_models\.so" \
   -- "${run[@]}"
+# a run its components refuse (exit 2) leaves the folder as it found it: a
+# new folder is removed again, a resumed folder keeps its record
+q=$FLASH_SOURCE_DIR/configs/quickstart.yaml
+expect 2 "refused new run" "strategy 'backward': timestep_draw" \
+  -- distill "$q" --set strategy.step=1 --set strategy.timestep_draw=sample --out refused_new
+[[ ! -e refused_new ]] || fail "a refused run left refused_new behind: $(ls -la refused_new)"
+mkdir refused_resume && printf 'seed: 0\n' >refused_resume/config.yaml
+expect 2 "refused resume" "strategy 'backward': timestep_draw" \
+  -- distill "$q" --set strategy.step=1 --set strategy.timestep_draw=sample --out refused_resume --resume
+[[ $(cat refused_resume/config.yaml) == 'seed: 0' ]] || fail "a refused resume replaced refused_resume/config.yaml"
 echo "run_folder_record: ok"

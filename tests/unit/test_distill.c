@@ -305,6 +305,47 @@ START_TEST(test_plain_target_is_k_ddim_steps)
 }
 END_TEST
 
+/* Per-sample timesteps: the target of a batch at mixed t is, row by row, the
+ * target of that row alone at its t (the scalar path is the reference),
+ * also below t = k where rounding repeats a timestep. */
+START_TEST(test_per_sample_target_rows)
+{
+    fx f;
+    fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 4}"));
+    enum { N = 6 };
+    flash_tensor *x = points(&f, N, 13, 1.0f);
+    const double t[N] = {999, 750, 500, 750, 3, 251};
+    flash_tensor *got = distill_target_each(f.d, f.c, x, t, NULL);
+    ck_assert_msg(got && flash_ctx_ok(f.c), "%s", flash_ctx_error(f.c));
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        flash_tensor *want = distill_target(f.d, f.c, flash_narrow(f.c, x, i, 1), t[i], NULL);
+        ck_assert_ptr_nonnull(want);
+        for (int k = 0; k < 2; k++) worst = fmax(worst, fabs(got->data[2 * i + k] - want->data[k]));
+    }
+    ck_assert_double_lt(worst, 1e-5);
+    /* and the re-noised (SRL) target: one shared noise draw, rows apart */
+    flash_rng r1, r2;
+    flash_rng_seed(&r1, 5);
+    flash_rng_seed(&r2, 5);
+    const double tp[N] = {950, 950, 200, 990, 200, 950};
+    flash_tensor *srl = distill_renoised_target_each(f.d, f.c, x, tp, NULL, &r1);
+    flash_tensor *eps = flash_randn(f.c, &r2, 2, (int[]){N, 2});
+    ck_assert_ptr_nonnull(srl);
+    worst = 0;
+    for (int i = 0; i < N; i++) {
+        double a, s;
+        flash_schedule_eval(f.d->teacher->schedule, tp[i], &a, &s);
+        flash_tensor *xi = flash_tensor_2d(f.c, 1, 2);
+        for (int k = 0; k < 2; k++) xi->data[k] = (float)(a * x->data[2 * i + k] + s * eps->data[2 * i + k]);
+        flash_tensor *want = distill_target(f.d, f.c, xi, tp[i], NULL);
+        for (int k = 0; k < 2; k++) worst = fmax(worst, fabs(srl->data[2 * i + k] - want->data[k]));
+    }
+    ck_assert_double_lt(worst, 1e-5);
+    fx_close(&f);
+}
+END_TEST
+
 /* eq. (8): the SRL target is k teacher DDIM steps from stopgrad(x0-hat)
  * re-noised with fresh noise to gamma(t) */
 START_TEST(test_srl_target_from_renoised_x0)
@@ -830,6 +871,7 @@ static Suite *distill_suite(void)
     tcase_add_test(tc, test_gamma_map);
     tcase_add_test(tc, test_plain_target_is_k_ddim_steps);
     tcase_add_test(tc, test_srl_target_from_renoised_x0);
+    tcase_add_test(tc, test_per_sample_target_rows);
     tcase_add_test(tc, test_backward_rollout_stop_gradient);
     tcase_add_test(tc, test_consistency_boundary);
     tcase_add_test(tc, test_progressive_target_two_ddim_steps);

@@ -42,6 +42,21 @@ void flash_cli_pipeline_free(flash_cli_pipeline *p);
  * next to an output file: x0.npy -> x0.config.yaml. */
 flash_status flash_cli_write_config_beside(const char *out, const flash_cli_pipeline *p, flash_error *err);
 
+/* A run folder's record of what made it (RUN_DIR/config.yaml), written
+ * before the run builds its components. When they refuse the run (bad
+ * input, exit 2: FLASH_ERR_CONFIG or FLASH_ERR_USAGE), _end leaves the
+ * folder as it was found: a folder the run made is removed again, a
+ * record it replaced is put back. */
+typedef struct flash_cli_run_record {
+    char dir[4096], path[4200];
+    bool made_dir, had_old, written;
+    char *old;
+    size_t old_n;
+} flash_cli_run_record;
+flash_status flash_cli_run_record_write(flash_cli_run_record *r, const char *dir, const flash_cli_pipeline *p,
+                                        flash_error *err);
+void flash_cli_run_record_end(flash_cli_run_record *r, flash_status st); /* st: the run's */
+
 /* Class labels from an NPY of int64 or int32 of shape (N): the first n
  * (N == n when exact, else N >= n) into a malloc'd array. A label outside
  * [0, max_label] is refused with "PATH: label V of sample I <why>". */

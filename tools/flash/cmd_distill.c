@@ -58,18 +58,18 @@ int flash_cmd_distill(int argc, char **argv)
     }
     /* the run folder records what made it (pipeline.h); a refused run (a
      * checkpoint there without --resume, refused by the loop) keeps its own */
-    char record[4200];
-    snprintf(record, sizeof record, "%s/%s", a.out, FLASH_RUN_CHECKPOINT);
-    if (a.resume || access(record, F_OK) != 0) {
-        snprintf(record, sizeof record, "%s/%s", a.out, FLASH_RUN_CONFIG);
-        if (flash_mkdirs(a.out, &err) || flash_pipeline_write_config(record, p.root, p.registry, &err)) {
-            flash_cli_pipeline_free(&p);
-            return flash_cli_fail("distill", &err);
-        }
+    char ckpt[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/%s", a.out, FLASH_RUN_CHECKPOINT);
+    flash_cli_run_record rec = {0};
+    if ((a.resume || access(ckpt, F_OK) != 0) && flash_cli_run_record_write(&rec, a.out, &p, &err)) {
+        flash_cli_run_record_end(&rec, FLASH_OK);
+        flash_cli_pipeline_free(&p);
+        return flash_cli_fail("distill", &err);
     }
     flash_distill_opts o = {.size = sizeof o, .root = p.root, .registry = p.registry, .run_dir = a.out,
                             .resume = a.resume, .progress = true, .stop_after = a.until};
     flash_status st = flash_distill_run(&o, &err);
+    flash_cli_run_record_end(&rec, st);
     flash_cli_pipeline_free(&p);
     if (st) return flash_cli_fail("distill", &err);
     if (flash_cli_speaks())

@@ -112,13 +112,15 @@ int flash_cmd_train(int argc, char **argv)
                              run_dir);
         goto done;
     }
-    if ((st = flash_mkdirs(run_dir, &err))) goto done;
-    snprintf(path, sizeof path, "%s/%s", run_dir, FLASH_RUN_CONFIG);
-    if ((st = flash_pipeline_write_config(path, pl.root, pl.registry, &err))) goto done;
-
-    flash_train_opts o = {.size = sizeof o, .root = pl.root, .registry = pl.registry, .run_dir = run_dir,
-                          .resume = resume, .progress = !a.quiet};
-    st = flash_train_run(&o, &err);
+    flash_cli_run_record rec;
+    st = flash_cli_run_record_write(&rec, run_dir, &pl, &err);
+    if (!st) {
+        flash_train_opts o = {.size = sizeof o, .root = pl.root, .registry = pl.registry, .run_dir = run_dir,
+                              .resume = resume, .progress = !a.quiet};
+        st = flash_train_run(&o, &err);
+    }
+    flash_cli_run_record_end(&rec, st);
+    if (st) goto done;
     if (st == FLASH_OK && flash_cli_speaks()) fprintf(stderr, "flash train: done; %s/%s\n", run_dir, FLASH_RUN_CHECKPOINT);
 done:
     free(yaml);

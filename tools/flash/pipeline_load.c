@@ -1,9 +1,13 @@
 /* Loading a pipeline for a command and reading its inputs (see cli.h). */
 #include "cli.h"
+#include "flash/trainer.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* The overrides, paths made absolute, then the plugins the config names. */
 static flash_status finish_load(flash_cli_pipeline *p, const flash_options_sets *sets, flash_error *err)
@@ -50,6 +54,43 @@ flash_status flash_cli_write_config_beside(const char *out, const flash_cli_pipe
     if (snprintf(path, sizeof path, "%.*s.config.yaml", stem, out) >= (int)sizeof path)
         return flash_error_set(err, FLASH_ERR_USAGE, "%s: path too long", out);
     return flash_pipeline_write_config(path, p->root, p->registry, err);
+}
+
+flash_status flash_cli_run_record_write(flash_cli_run_record *r, const char *dir, const flash_cli_pipeline *p,
+                                        flash_error *err)
+{
+    memset(r, 0, sizeof *r);
+    struct stat sb;
+    r->made_dir = stat(dir, &sb) != 0;
+    if (snprintf(r->dir, sizeof r->dir, "%s", dir) >= (int)sizeof r->dir ||
+        snprintf(r->path, sizeof r->path, "%s/%s", dir, FLASH_RUN_CONFIG) >= (int)sizeof r->path)
+        return flash_error_set(err, FLASH_ERR_USAGE, "%s: path too long", dir);
+    if (!r->made_dir && access(r->path, F_OK) == 0) {
+        flash_error e = {0};
+        r->had_old = flash_read_file(r->path, &r->old, &r->old_n, &e) == FLASH_OK;
+    }
+    flash_status st = flash_mkdirs(dir, err);
+    if (!st) st = flash_pipeline_write_config(r->path, p->root, p->registry, err);
+    r->written = st == FLASH_OK;
+    return st;
+}
+
+void flash_cli_run_record_end(flash_cli_run_record *r, flash_status st)
+{
+    if (r->written && (st == FLASH_ERR_CONFIG || st == FLASH_ERR_USAGE)) {
+        flash_error e = {0};
+        if (r->had_old) {
+            flash_write_file_atomic(r->path, r->old, r->old_n, &e);
+        } else {
+            remove(r->path);
+            /* a folder this run made holds nothing else yet; rmdir leaves
+             * one that does */
+            if (r->made_dir && rmdir(r->dir) != 0 && errno != ENOTEMPTY && errno != EEXIST)
+                flash_warn("cannot remove %s: %s", r->dir, strerror(errno));
+        }
+    }
+    free(r->old);
+    r->old = NULL;
 }
 
 void flash_cli_pipeline_free(flash_cli_pipeline *p)
