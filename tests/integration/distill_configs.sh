@@ -22,7 +22,7 @@ check() {
   "$FLASH" check "$1" "${extra[@]}"
 }
 n=0
-for f in configs/quickstart.yaml configs/distill/*.yaml; do
+for f in configs/quickstart.yaml configs/distill/*.yaml configs/distill/paper/*.yaml; do
   # a base is not run by itself (it names no sampler): the recipes that extend it are checked
   [[ $f == configs/distill/base.yaml ]] && continue
   check "$f" >"$tmp/$(basename "$f").out" 2>"$tmp/err" || fail "$f: $(cat "$tmp/err")"
@@ -44,4 +44,15 @@ nd=$(resolved no_discriminator)
 ns=$(resolved no_srl)
 [[ $ns != *"plugin: srl"* && $ns == *adversarial* ]] || fail "no_srl: $ns"
 [[ $(resolved no_noise_correction) == *"sampler.noise_correction=false"* ]] || fail "no_noise_correction"
+# the paper's Table 3 as the paper defines it: SRL in place of eq. 7, its
+# gamma and k, and each ablation removing exactly its part
+pf=$(resolved paper/imagine_flash_3)
+[[ $pf != *"plugin: reconstruction"* && $pf == *"gamma: paper"* && $pf == *"k: 8"* && $pf == *adversarial* &&
+   $pf == *"plain_target: false"* && $pf == *"noise_correction: true"* ]] || fail "paper full recipe: $pf"
+pn=$(resolved paper/no_srl)
+[[ $pn != *"plugin: srl"* && $pn != *"plugin: reconstruction"* && $pn == *adversarial* ]] || fail "paper no_srl: $pn"
+pd=$(resolved paper/no_discriminator)
+[[ $pd != *adversarial* && $pd == *"gamma: paper"* && $pd != *"plugin: reconstruction"* ]] || fail "paper no_disc: $pd"
+{ diff <(echo "$pf") <(resolved paper/no_backward) || true; } | grep -q "plugin: forward" || fail "paper no_backward"
+[[ $pf == *"sampler.noise_correction=false"* ]] || fail "paper: no noise-correction variant"
 echo "PASS: $n configs"
