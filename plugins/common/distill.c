@@ -24,7 +24,7 @@ static flash_params *model_params(const flash_instance *m)
 
 /* ---- the target operator ------------------------------------------------ */
 
-static const char *const target_keys[] = {"k", "guidance_scale", "guidance_range", NULL};
+static const char *const target_keys[] = {"k", "guidance_scale", "guidance_range", "solver", NULL};
 
 static flash_status target_spec_read(const flash_cfg *map, distill_target_spec *s, flash_error *err)
 {
@@ -42,6 +42,9 @@ static flash_status target_spec_read(const flash_cfg *map, distill_target_spec *
     if (k < 1 || k > FLASH_MAX_STEPS)
         return flash_cfg_error(flash_cfg_get(map, "k"), err, "k must be in [1, %d]", FLASH_MAX_STEPS);
     s->k = (int)k;
+    s->solver = flash_cfg_get(map, "solver");
+    if (s->solver && flash_cfg_kind(s->solver) != FLASH_CFG_MAP)
+        return flash_cfg_error(s->solver, err, "target.solver: expected a sampler slot, e.g. {plugin: dpmpp_2m}");
     if ((st = flash_cfg_float(map, "guidance_scale", 1.0f, &s->guidance_scale, err))) return st;
     if (!(s->guidance_scale >= 0.0f))
         return flash_cfg_error(flash_cfg_get(map, "guidance_scale"), err, "guidance_scale must be >= 0");
@@ -118,9 +121,34 @@ flash_status distill_denoise_teacher(distill *d, flash_ctx *c, flash_tensor *x, 
     return flash_denoise(d->teacher, c, x, t, t_all, labels, labels ? d->target.guidance_scale : 1.0f, NULL, out);
 }
 
+/* The target by a sampler plugin (target.solver) on the same k timesteps:
+ * from x_t at t to clean data, its result in place of eq. 7's last x0-hat
+ * (for `ddim` the two are the same). Guided per sample at d->w when set,
+ * else at target.guidance_scale. */
+static flash_tensor *solver_target(distill *d, flash_ctx *c, flash_tensor *x, double t, const int *labels)
+{
+    double ts[FLASH_MAX_STEPS];
+    const int n = distill_target_timesteps(&d->target, t, ts), rows = (int)x->shape[0];
+    const float *w = d->w;
+    if (labels && !w) {
+        float *g = flash_host_alloc(c, (size_t)rows * sizeof *g);
+        if (!g) return NULL;
+        for (int i = 0; i < rows; i++) g[i] = d->target.guidance_scale;
+        w = g;
+    }
+    flash_sample_request rq = {.size = sizeof rq, .den = d->teacher, .x = flash_detach(c, x), .labels = labels,
+                               .stop_at = -1.0, .timesteps = ts, .n_timesteps = n, .mid_trajectory = true,
+                               .rng = distill_stream(d, DISTILL_DRAW_ROLLOUT), .guidance = labels ? w : NULL};
+    bool was = flash_grad_set(c, false);
+    flash_tensor *x0 = FLASH_API(d->target_solver, flash_sampler_api)->sample(d->target_solver->self, c, &rq);
+    flash_grad_set(c, was);
+    return x0 ? flash_detach(c, x0) : NULL;
+}
+
 flash_tensor *distill_target(distill *d, flash_ctx *c, flash_tensor *x, double t, const int *labels)
 {
     if (!x) return NULL;
+    if (d->target_solver) return solver_target(d, c, x, t, labels);
     double ts[FLASH_MAX_STEPS];
     const int n = distill_target_timesteps(&d->target, t, ts);
     bool was = flash_grad_set(c, false);
@@ -173,6 +201,21 @@ flash_tensor *distill_target_each(distill *d, flash_ctx *c, flash_tensor *x, con
     if (!x) return NULL;
     const int n = (int)x->shape[0], k = d->target.k;
     if (all_equal(t, n)) return distill_target(d, c, x, t[0], labels);
+    if (d->target_solver) {
+        /* a sampler takes one set of timesteps per call: the target per run
+         * of rows at one t (the strategies group rows by timestep), the
+         * guidance scales of the rows with them */
+        const float *w_all = d->w;
+        flash_tensor *out = NULL;
+        for (int a = 0, b; a < n && (a == 0 || out); a = b) {
+            for (b = a + 1; b < n && t[b] == t[a];) b++;
+            d->w = w_all ? w_all + a : NULL;
+            flash_tensor *part = solver_target(d, c, flash_narrow(c, x, a, b - a), t[a], labels ? labels + a : NULL);
+            out = out ? distill_stack_rows(c, out, part) : part;
+        }
+        d->w = w_all;
+        return out;
+    }
     /* each sample's k time-uniform steps t (k - j) / k, rounded; where
      * rounding repeats a timestep (t < k) the step from it to itself is
      * DDIM's identity, so the result is distill_target's per sample */
@@ -223,6 +266,24 @@ flash_tensor *distill_renoised_target(distill *d, flash_ctx *c, flash_tensor *x0
     flash_tensor *x = flash_lincomb(c, a, flash_detach(c, x0_hat), s, eps);
     flash_grad_set(c, was);
     return distill_target(d, c, x, t_phi, labels);
+}
+
+/* Rows are contiguous, so the stack is the concatenation of the two flattened as (1, rows * row size),
+ * which flash_concat (along dim 1) does on every device. */
+flash_tensor *distill_stack_rows(flash_ctx *c, flash_tensor *a, flash_tensor *b)
+{
+    if (!a || !b) return NULL;
+    const size_t ra = a->numel / (size_t)a->shape[0], rb = b->numel / (size_t)b->shape[0];
+    if (ra != rb) {
+        flash_ctx_fail(c, "stack_rows: rows of %zu and %zu values", ra, rb);
+        return NULL;
+    }
+    int shape[FLASH_MAX_DIMS];
+    for (int i = 0; i < a->ndim; i++) shape[i] = a->shape[i];
+    shape[0] = a->shape[0] + b->shape[0];
+    flash_tensor *flat = flash_concat(c, flash_reshape(c, a, 2, (int[]){1, (int)a->numel}),
+                                      flash_reshape(c, b, 2, (int[]){1, (int)b->numel}));
+    return flash_reshape(c, flat, a->ndim, shape);
 }
 
 /* ---- draws --------------------------------------------------------------- */
@@ -474,6 +535,7 @@ void distill_close(distill *d)
     flash_denoiser_release(&d->sden);
     flash_denoiser_release(&d->tden);
     flash_instance_destroy(&d->sampler_inst);
+    flash_instance_destroy(&d->solver_inst);
     flash_instance_destroy(&d->student_inst);
     flash_instance_destroy(&d->teacher_inst);
 }
@@ -580,6 +642,10 @@ static flash_status distill_build(distill *d, flash_error *err)
         if ((st = flash_instance_create(env, FLASH_KIND_LOSS, flash_cfg_at(slot, i), &d->loss_inst[i], err)))
             return st;
         d->n_losses = (int)i + 1;
+    }
+    if (d->target.solver) {
+        if ((st = flash_instance_create(env, FLASH_KIND_SAMPLER, d->target.solver, &d->solver_inst, err))) return st;
+        d->target_solver = &d->solver_inst;
     }
     d->teacher = &d->tden;
     d->student = &d->sden;

@@ -37,7 +37,8 @@
  *   strategy:  {plugin: NAME, target: {k: 8, guidance_scale: 1.0}, ...}
  *
  * The strategy's `target:` map sets the target operator: k time-uniform
- * teacher DDIM steps (paper: 8) with classifier-free guidance scale w, or,
+ * teacher DDIM steps (paper: 8) with classifier-free guidance scale w
+ * (`solver: {plugin: dpmpp_2m}`: that sampler on the same timesteps), or,
  * for a guidance-conditioned student (`student: {..., guidance_embed:
  * true}`), `guidance_range: [lo, hi]`: w drawn per sample, the student
  * taking it as an input.
@@ -85,6 +86,9 @@ typedef struct distill_target_spec {
      * w ~ U[w_min, w_max]); the teacher guides each sample at its scale */
     bool guidance_range;
     float guidance_lo, guidance_hi;
+    /* solver: {plugin: dpmpp_2m}: a sampler plugin takes the k steps from
+     * x_t to clean data in place of eq. 7's DDIM (NULL: DDIM, the paper's) */
+    const flash_cfg *solver;
 } distill_target_spec;
 
 struct distill {
@@ -98,6 +102,7 @@ struct distill {
     /* the student's sampler (its timesteps and noise correction): backward
      * distillation rolls the student out with it */
     flash_instance *sampler;
+    flash_instance *target_solver;   /* target.solver's sampler, NULL for the paper's DDIM */
     int n_steps;                     /* the student's timesteps tau_0 > tau_1 > ... */
     double timesteps[DISTILL_MAX_STEPS];
     distill_target_spec target;
@@ -126,7 +131,7 @@ struct distill {
     /* owned */
     distill_step_fn method_step;
     void *method;                    /* the strategy's state, handed to method_step */
-    flash_instance teacher_inst, student_inst, sampler_inst, loss_inst[DISTILL_MAX_LOSSES];
+    flash_instance teacher_inst, student_inst, sampler_inst, solver_inst, loss_inst[DISTILL_MAX_LOSSES];
     flash_denoiser tden, sden;
     flash_instance *clones[DISTILL_MAX_CLONES];
     flash_denoiser clone_dens[DISTILL_MAX_CLONES]; /* distill_clone_denoiser's, on clones[i] */
@@ -241,6 +246,9 @@ flash_status distill_trainable_denoiser(distill *d, const char *name, flash_inst
  * through its own sampler (Imagine Flash eq. 7's stopgrad(f^{|T-t|}(x_T)));
  * i = 0 is x_T itself. */
 flash_tensor *distill_rollout(distill *d, flash_ctx *c, flash_tensor *x_T, const int *labels, int i);
+/* a and b stacked along the batch dimension (no copy of the tape's
+ * history: differentiable, on every device). */
+flash_tensor *distill_stack_rows(flash_ctx *c, flash_tensor *a, flash_tensor *b);
 /* Per-sample condition arrays for a batch at one timestep, in the arena. */
 flash_cond distill_cond(distill *d, flash_ctx *c, int n, double t, const int *labels);
 /* The same at t[i] per sample (t NULL: t_all for all). */

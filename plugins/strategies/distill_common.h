@@ -45,25 +45,6 @@ static inline double *distill_step_times(distill *d, flash_ctx *c, int n, const 
     return t;
 }
 
-/* a and b stacked along the batch dimension: rows are contiguous, so the
- * stack is the concatenation of the two flattened as (1, rows * row size),
- * which flash_concat (along dim 1) does on every device. */
-static inline flash_tensor *distill_stack_rows(flash_ctx *c, flash_tensor *a, flash_tensor *b)
-{
-    if (!a || !b) return NULL;
-    const size_t ra = a->numel / (size_t)a->shape[0], rb = b->numel / (size_t)b->shape[0];
-    if (ra != rb) {
-        flash_ctx_fail(c, "stack_rows: rows of %zu and %zu values", ra, rb);
-        return NULL;
-    }
-    int shape[FLASH_MAX_DIMS];
-    for (int i = 0; i < a->ndim; i++) shape[i] = a->shape[i];
-    shape[0] = a->shape[0] + b->shape[0];
-    flash_tensor *flat = flash_concat(c, flash_reshape(c, a, 2, (int[]){1, (int)a->numel}),
-                                      flash_reshape(c, b, 2, (int[]){1, (int)b->numel}));
-    return flash_reshape(c, flat, a->ndim, shape);
-}
-
 /* A batch of n real examples from the pipeline's `dataset:` with their
  * labels when the teacher is class-conditional (drawn uniformly where the
  * data have none) and NULL labels when it is not: the start of every

@@ -346,6 +346,40 @@ START_TEST(test_per_sample_target_rows)
 }
 END_TEST
 
+/* target.solver: a sampler plugin on the kit's k timesteps. The `ddim`
+ * plugin reproduces the kit's own eq. 7 operator; DPM++(2M) is another
+ * solver (it differs), and per-sample timesteps give each row its own. */
+START_TEST(test_target_solver)
+{
+    fx f, g, h;
+    fx_open(&f, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 4}"));
+    fx_open(&g, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 4, solver: {plugin: ddim}}"));
+    fx_open(&h, base_yaml("{plugin: spy}", "{plugin: backward}", "{k: 4, solver: {plugin: dpmpp_2m}}"));
+    enum { N = 16 };
+    flash_tensor *x = points(&f, N, 14, 1.0f);
+    flash_tensor *xg = points(&g, N, 14, 1.0f), *xh = points(&h, N, 14, 1.0f);
+    flash_tensor *kit = distill_target(f.d, f.c, x, 750, NULL);
+    flash_tensor *ddim = distill_target(g.d, g.c, xg, 750, NULL);
+    flash_tensor *dpm = distill_target(h.d, h.c, xh, 750, NULL);
+    ck_assert_msg(kit && ddim && dpm, "%s %s", flash_ctx_error(g.c), flash_ctx_error(h.c));
+    ck_assert_double_lt(max_abs_diff(kit, ddim), 1e-5);
+    ck_assert_double_gt(max_abs_diff(kit, dpm), 1e-4);
+    const double t[N] = {999, 999, 999, 999, 999, 750, 750, 750, 750, 750, 500, 500, 500, 500, 500, 500};
+    flash_tensor *each = distill_target_each(h.d, h.c, xh, t, NULL);
+    ck_assert_ptr_nonnull(each);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        flash_tensor *want = distill_target(h.d, h.c, flash_narrow(h.c, xh, i, 1), t[i], NULL);
+        ck_assert_ptr_nonnull(want);
+        for (int k = 0; k < 2; k++) worst = fmax(worst, fabs(each->data[2 * i + k] - want->data[k]));
+    }
+    ck_assert_double_lt(worst, 1e-5);
+    fx_close(&h);
+    fx_close(&g);
+    fx_close(&f);
+}
+END_TEST
+
 /* eq. (8): the SRL target is k teacher DDIM steps from stopgrad(x0-hat)
  * re-noised with fresh noise to gamma(t) */
 START_TEST(test_srl_target_from_renoised_x0)
@@ -872,6 +906,7 @@ static Suite *distill_suite(void)
     tcase_add_test(tc, test_plain_target_is_k_ddim_steps);
     tcase_add_test(tc, test_srl_target_from_renoised_x0);
     tcase_add_test(tc, test_per_sample_target_rows);
+    tcase_add_test(tc, test_target_solver);
     tcase_add_test(tc, test_backward_rollout_stop_gradient);
     tcase_add_test(tc, test_consistency_boundary);
     tcase_add_test(tc, test_progressive_target_two_ddim_steps);
