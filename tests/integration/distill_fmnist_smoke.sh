@@ -3,7 +3,8 @@
 # trained for one step stands in for the real one, and each method
 # (Imagine Flash with SRL and the conv discriminator, 1 step with the
 # teacher-encoder discriminator, the forward ablation,
-# step distillation, LCM, ADD) distils for two iterations; `flash run`
+# step distillation, LCM and guidance-conditioned LCM, ADD, the paper-defined
+# Table 3 recipe and its discriminator-alone row) distils for two iterations; `flash run`
 # samples the Imagine Flash student on a small class-conditional noise bank
 # and writes its samples, labels, image grid and the recipes' metrics (in
 # the features of an evaluator trained for one step); `flash eval` scores
@@ -14,7 +15,7 @@ source "${BASH_SOURCE%/*}/common.bash"
 tiny_fmnist_teacher
 two=(--set "teacher_checkpoint=$tmp/teacher/checkpoint.safetensors" --set train.steps=2 --set train.batch_size=2
   --set train.warmup_steps=0 "${small[@]}")
-for r in imagine_flash_3step imagine_flash_1step no_backward step_distill_4step lcm add_4step; do
+for r in imagine_flash_3step imagine_flash_1step no_backward step_distill_4step lcm lcm_guided add_4step paper/imagine_flash_3 paper/no_srl; do
   "$FLASH" distill "configs/distill/$r.yaml" "${two[@]}" --out "$tmp/$r" 2>"$tmp/err" || fail "$r: $(tail -3 "$tmp/err")"
   [[ -f $tmp/$r/checkpoint.safetensors ]] || fail "$r: no checkpoint"
   grep -q '"step": 2' "$tmp/$r/metrics.jsonl" || fail "$r: no metrics"
