@@ -166,6 +166,7 @@ void report_write_html(const report *R, const char *dir, FILE *f)
           "<th>NFE</th><th>seeds</th><th>ms/sample</th>",
           f);
     for (int k = 0; k < R->n_names; k++) {
+        if (R->bound[k]) continue;
         fputs("<th>", f);
         report_html_esc(f, R->names[k]);
         fputs("</th>", f);
@@ -187,6 +188,7 @@ void report_write_html(const report *R, const char *dir, FILE *f)
     }
     fputs("</table>\n", f);
     report_sig_caption(R, f, true);
+    report_interval_caption(R, f, true);
     if (R->n_failed + R->n_pending) {
         fputs("<h3>Runs without results</h3>\n<ul>", f);
         for (int i = 0; i < R->n; i++)

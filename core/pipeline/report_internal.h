@@ -58,6 +58,11 @@ typedef struct report {
     int n, cap;
     char names[MAXM][64];
     int n_names;
+    /* per metric: the metrics that hold its interval's bounds (NAME_lo and
+     * NAME_hi, as fd's `bootstrap:` reports them), else -1; bound[k]: k is
+     * such a bound, shown in its metric's cells and not as a column */
+    int lo[MAXM], hi[MAXM];
+    bool bound[MAXM];
     group *groups;
     int n_groups;
     int base; /* group index or -1 */
@@ -67,8 +72,9 @@ typedef struct report {
 } report;
 
 
-/* The metric cells of a group's row in a table: the mean (± sd over seeds)
- * with the significance marks and, with a baseline, the relative value. */
+/* The metric cells of a group's row in a table: the mean (± sd over seeds),
+ * the interval [lo, hi] where the metric has one (the bounds' means over
+ * seeds), the significance marks and, with a baseline, the relative value. */
 typedef struct cell_fmt {
     const char *mean_sd, *mean, *pct, *no_pct;
     const char *mark_base, *mark_next; /* a difference beyond the spread (group.vs_base, vs_next) */
@@ -85,6 +91,8 @@ bool report_lower_better(const char *metric);
 /* the sentence under a table that says how differences are marked; html
  * escapes names and uses entities */
 void report_sig_caption(const report *R, FILE *f, bool html);
+/* the sentence that says what a cell's [lo, hi] is; nothing without one */
+void report_interval_caption(const report *R, FILE *f, bool html);
 /* report_html.c */
 void report_html_esc(FILE *f, const char *s);
 int report_method_list(const report *R, const char **out);

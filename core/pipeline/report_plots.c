@@ -441,6 +441,7 @@ void report_plot_metrics(const report *R, FILE *f, const char **methods, int nm)
         return;
     }
     for (int k = 0; k < R->n_names; k++) {
+        if (R->bound[k]) continue; /* an interval's bounds are drawn in the table, not plotted alone */
         double lo = INFINITY, hi = -INFINITY;
         for (int g = 0; g < R->n_groups; g++)
             if (isfinite(R->groups[g].mean[k])) lo = fmin(lo, R->groups[g].mean[k]), hi = fmax(hi, R->groups[g].mean[k]);

@@ -375,7 +375,7 @@ static void significance(report *R)
             G->rank[k] = 0;
             G->vs_base[k] = R->base >= 0 && g != R->base ? sig_compare(G, &R->groups[R->base], k) : SIG_NA;
             G->vs_next[k] = SIG_NA;
-            if (!isfinite(G->mean[k])) continue;
+            if (!isfinite(G->mean[k]) || R->bound[k]) continue;
             int j = n++; /* insertion sort: stable, so ties keep the table's order */
             while (j > 0 && (lower ? R->groups[order[j - 1]].mean[k] > G->mean[k]
                                    : R->groups[order[j - 1]].mean[k] < G->mean[k])) {
@@ -393,8 +393,32 @@ static void significance(report *R)
     free(order);
 }
 
+/* NAME_lo and NAME_hi beside NAME: NAME's interval (fd's bootstrap) */
+static void pair_bounds(report *R)
+{
+    for (int k = 0; k < R->n_names; k++) {
+        R->lo[k] = R->hi[k] = -1;
+        R->bound[k] = false;
+    }
+    for (int k = 0; k < R->n_names; k++) {
+        char name[80];
+        int lo = -1, hi = -1;
+        for (int j = 0; j < R->n_names; j++) {
+            snprintf(name, sizeof name, "%s_lo", R->names[k]);
+            if (!strcmp(R->names[j], name)) lo = j;
+            snprintf(name, sizeof name, "%s_hi", R->names[k]);
+            if (!strcmp(R->names[j], name)) hi = j;
+        }
+        if (lo < 0 || hi < 0) continue;
+        R->lo[k] = lo;
+        R->hi[k] = hi;
+        R->bound[lo] = R->bound[hi] = true;
+    }
+}
+
 static flash_status aggregate(report *R, const char *baseline, flash_error *err)
 {
+    pair_bounds(R);
     if (!(R->groups = calloc((size_t)R->n + 1, sizeof *R->groups)))
         return flash_error_set(err, FLASH_ERR_NOMEM, "flash report: out of memory");
     double *buf = malloc(((size_t)R->n + 1) * sizeof *buf), *buf2 = malloc(((size_t)R->n + 1) * sizeof *buf2);
@@ -572,13 +596,20 @@ const cell_fmt report_html_cells = {"<td>%s &plusmn; %s</td>", "<td>%s</td>", "<
 
 void report_metric_cells(const report *R, const group *G, const cell_fmt *c, FILE *f)
 {
-    char a[64], b[64], marks[32];
+    char a[128], b[128], marks[32], lo[32], hi[32];
     for (int k = 0; k < R->n_names; k++) {
+        if (R->bound[k]) continue;
         snprintf(marks, sizeof marks, "%s%s%s", G->vs_base[k] == SIG_BEYOND || G->vs_next[k] == SIG_BEYOND ? " " : "",
                  G->vs_base[k] == SIG_BEYOND ? c->mark_base : "", G->vs_next[k] == SIG_BEYOND ? c->mark_next : "");
         report_fmt(a, sizeof a, G->mean[k]);
         report_fmt(b, sizeof b, G->sd[k]);
-        char *last = G->n > 1 ? b : a; /* the marks follow the cell's last number */
+        char *last = G->n > 1 ? b : a; /* the interval, then the marks, follow the cell's last number */
+        if (R->lo[k] >= 0 && isfinite(G->mean[R->lo[k]]) && isfinite(G->mean[R->hi[k]])) {
+            report_fmt(lo, sizeof lo, G->mean[R->lo[k]]);
+            report_fmt(hi, sizeof hi, G->mean[R->hi[k]]);
+            size_t used = strlen(last);
+            snprintf(last + used, sizeof a - used, " [%s, %s]", lo, hi);
+        }
         strncat(last, marks, sizeof a - strlen(last) - 1);
         if (G->n > 1)
             fprintf(f, c->mean_sd, a, b);
@@ -616,10 +647,11 @@ void report_sig_caption(const report *R, FILE *f, bool html)
     fputs(" from the next row in that metric's ranking (best first; lower is better for", f);
     int n_low = 0, n_high = 0;
     for (int k = 0; k < R->n_names; k++)
-        if (report_lower_better(R->names[k])) fprintf(f, "%s %s", n_low++ ? "," : "", R->names[k]);
+        if (!R->bound[k] && report_lower_better(R->names[k])) fprintf(f, "%s %s", n_low++ ? "," : "", R->names[k]);
     if (!n_low) fputs(" none", f);
     for (int k = 0; k < R->n_names; k++)
-        if (!report_lower_better(R->names[k])) fprintf(f, "%s %s", n_high++ ? "," : "; higher for", R->names[k]);
+        if (!R->bound[k] && !report_lower_better(R->names[k]))
+            fprintf(f, "%s %s", n_high++ ? "," : "; higher for", R->names[k]);
     fputs("), each when the two rows' mean ", f);
     fputs(html ? "&plusmn;" : "±", f);
     fputs(" 2 SE intervals do not overlap (SE = SD / ", f);
@@ -646,15 +678,39 @@ void report_sig_caption(const report *R, FILE *f, bool html)
     fputs(html ? "</p>\n" : "\n", f);
 }
 
+void report_interval_caption(const report *R, FILE *f, bool html)
+{
+    int n = 0;
+    for (int k = 0; k < R->n_names; k++)
+        if (R->lo[k] >= 0) n++;
+    if (!n || !R->n_groups) return;
+    fputs(html ? "<p class=\"caption\">[lo, hi] after" : "\n[lo, hi] after", f);
+    for (int k = 0, i = 0; k < R->n_names; k++)
+        if (R->lo[k] >= 0) fprintf(f, "%s %s", i++ ? "," : "", R->names[k]);
+    fputs(": the 95% bootstrap interval over the noise bank (the metric's bootstrap key: the run's samples "
+          "resampled, the reference fixed; 2.5% and 97.5% percentiles less the bootstrap's estimate of the "
+          "metric's small-sample bias), where the value would fall on another bank of this size. The noise bank "
+          "is shared by every row and seed, so the ",
+          f);
+    fputs(html ? "&plusmn;" : "±", f);
+    fputs(" over seeds is training's spread alone and does not include it. With several seeds each bound is the "
+          "mean over seeds of the per-seed bounds (the typical interval of one run; each seed's are in "
+          "results.csv).",
+          f);
+    fputs(html ? "</p>\n" : "\n", f);
+}
+
 static void write_table_md(const report *R, FILE *f)
 {
     fputs("| method | variant | steps | NFE | seeds | ms/sample |", f);
     for (int k = 0; k < R->n_names; k++) {
+        if (R->bound[k]) continue;
         fprintf(f, " %s |", R->names[k]);
         if (R->base >= 0) fprintf(f, " %s %% |", R->names[k]);
     }
     fputs("\n|---|---|---:|---:|---:|---:|", f);
-    for (int k = 0; k < R->n_names; k++) fputs(R->base >= 0 ? "---:|---:|" : "---:|", f);
+    for (int k = 0; k < R->n_names; k++)
+        if (!R->bound[k]) fputs(R->base >= 0 ? "---:|---:|" : "---:|", f);
     fputc('\n', f);
     char a[64];
     for (int g = 0; g < R->n_groups; g++) {
@@ -672,6 +728,7 @@ static void write_table_md(const report *R, FILE *f)
         fprintf(f, "\n%% columns: 100%% = %s (%d steps).\n", R->groups[R->base].first->variant,
                 R->groups[R->base].first->steps);
     report_sig_caption(R, f, false);
+    report_interval_caption(R, f, false);
     for (int i = 0; i < R->n; i++)
         if (R->rows[i].status)
             fprintf(f, "\n- %s: %s: %s", R->rows[i].run, report_status_name(R->rows[i].status), R->rows[i].error);

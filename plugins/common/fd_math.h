@@ -16,6 +16,11 @@
  * (Golub & Van Loan, "Matrix Computations", section 8.5), in double;
  * eigenvalues that rounding makes slightly negative are clamped to 0.
  *
+ * Its bootstrap interval (fd_bootstrap): the generated rows resampled with
+ * replacement, each resample's moments from counts over the rows, the
+ * reference fixed and its square root taken once, the percentiles taken
+ * after the bootstrap's estimate of FD's small-sample bias is removed.
+ *
  * Precision and recall (Kynkäänniemi et al., "Improved precision and recall
  * metric for assessing generative models", NeurIPS 2019, eqs. 1-3): the
  * manifold of a set is the union of balls around its points, each with
@@ -26,36 +31,60 @@
 #define FLASH_PLUGIN_FD_MATH_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Mean mu (d) and unbiased covariance cov (d, d) of the n >= 2 rows of
- * x (n, d), accumulated in double. Returns 0, or -1 when out of memory. */
-static inline int fd_moments(const float *x, long n, int d, double *mu, double *cov)
+#include "flash/flash.h"
+
+/* Mean mu (d) and unbiased covariance cov (d, d) of the rows of x (n, d),
+ * row i counted w[i] >= 0 times (w NULL: each once), accumulated in double:
+ * mu = sum_i w_i x_i / W, cov = sum_i w_i (x_i - mu)(x_i - mu)^T / (W - 1),
+ * W = sum_i w_i >= 2. A bootstrap resample of the rows is its counts: its
+ * moments without copying a row. With w NULL or all 1 the sums run in the
+ * same order as with w NULL, so the result is the same bit for bit. Returns
+ * 0, or -1 when out of memory or W < 2. */
+static inline int fd_moments_weighted(const float *x, const int *w, long n, int d, double *mu, double *cov)
 {
+    double total = 0;
+    for (long i = 0; i < n; i++) total += w ? w[i] : 1;
+    if (total < 2) return -1;
     double *row = malloc((size_t)d * sizeof *row);
     if (!row) return -1;
     memset(mu, 0, (size_t)d * sizeof *mu);
     memset(cov, 0, (size_t)d * (size_t)d * sizeof *cov);
-    for (long i = 0; i < n; i++)
-        for (int a = 0; a < d; a++) mu[a] += x[(size_t)i * d + a];
-    for (int a = 0; a < d; a++) mu[a] /= (double)n;
     for (long i = 0; i < n; i++) {
+        if (w && !w[i]) continue;
+        const double c = w ? w[i] : 1;
+        for (int a = 0; a < d; a++) mu[a] += c * x[(size_t)i * d + a];
+    }
+    for (int a = 0; a < d; a++) mu[a] /= total;
+    for (long i = 0; i < n; i++) {
+        if (w && !w[i]) continue;
+        const double c = w ? w[i] : 1;
         for (int a = 0; a < d; a++) row[a] = x[(size_t)i * d + a] - mu[a];
         for (int a = 0; a < d; a++) {
-            double ra = row[a];
-            double *c = cov + (size_t)a * d;
-            for (int b = a; b < d; b++) c[b] += ra * row[b];
+            double ra = c * row[a];
+            double *cr = cov + (size_t)a * d;
+            for (int b = a; b < d; b++) cr[b] += ra * row[b];
         }
     }
     for (int a = 0; a < d; a++)
         for (int b = a; b < d; b++) {
-            double v = cov[(size_t)a * d + b] / (double)(n - 1);
+            double v = cov[(size_t)a * d + b] / (total - 1);
             cov[(size_t)a * d + b] = v;
             cov[(size_t)b * d + a] = v;
         }
     free(row);
     return 0;
+}
+
+/* Mean mu (d) and unbiased covariance cov (d, d) of the n >= 2 rows of
+ * x (n, d), accumulated in double. Returns 0, or -1 when out of memory or
+ * n < 2. */
+static inline int fd_moments(const float *x, long n, int d, double *mu, double *cov)
+{
+    return fd_moments_weighted(x, NULL, n, d, mu, cov);
 }
 
 /* Eigendecomposition of the symmetric a (d, d) by cyclic Jacobi rotations:
@@ -131,16 +160,15 @@ static inline int fd_sqrtm_psd(const double *s, int d, double *out)
     return 0;
 }
 
-/* tr((s1 s2)^{1/2}) for symmetric PSD s1, s2 (d, d), as the sum of the
- * square roots of the eigenvalues of s1^{1/2} s2 s1^{1/2}. Returns 0, or -1
- * when out of memory. */
-static inline int fd_trace_sqrt_product(const double *s1, const double *s2, int d, double *out)
+/* tr((s1 s2)^{1/2}) for symmetric PSD s1, s2 (d, d) given r = s1^{1/2}
+ * (fd_sqrtm_psd), as the sum of the square roots of the eigenvalues of
+ * r s2 r. Returns 0, or -1 when out of memory. */
+static inline int fd_trace_sqrt_root(const double *r, const double *s2, int d, double *out)
 {
     size_t dd = (size_t)d * d;
-    double *r = malloc(dd * sizeof *r), *t = malloc(dd * sizeof *t), *m = malloc(dd * sizeof *m);
+    double *t = malloc(dd * sizeof *t), *m = malloc(dd * sizeof *m);
     double *w = malloc((size_t)d * sizeof *w);
-    if (!r || !t || !m || !w || fd_sqrtm_psd(s1, d, r)) {
-        free(r);
+    if (!t || !m || !w) {
         free(t);
         free(m);
         free(w);
@@ -168,10 +196,36 @@ static inline int fd_trace_sqrt_product(const double *s1, const double *s2, int 
     double tr = 0;
     for (int k = 0; k < d; k++) tr += w[k] > 0 ? sqrt(w[k]) : 0;
     *out = tr;
-    free(r);
     free(t);
     free(m);
     free(w);
+    return 0;
+}
+
+/* tr((s1 s2)^{1/2}) for symmetric PSD s1, s2 (d, d), as the sum of the
+ * square roots of the eigenvalues of s1^{1/2} s2 s1^{1/2}. Returns 0, or -1
+ * when out of memory. */
+static inline int fd_trace_sqrt_product(const double *s1, const double *s2, int d, double *out)
+{
+    double *r = malloc((size_t)d * d * sizeof *r);
+    int bad = !r || fd_sqrtm_psd(s1, d, r) || fd_trace_sqrt_root(r, s2, d, out);
+    free(r);
+    return bad ? -1 : 0;
+}
+
+/* fd_frechet with r1 = s1^{1/2} given: the bootstrap takes the fixed
+ * reference's root once, not once per resample. */
+static inline int fd_frechet_root(const double *mu1, const double *s1, const double *r1, const double *mu2,
+                                  const double *s2, int d, double *out)
+{
+    double trs;
+    if (fd_trace_sqrt_root(r1, s2, d, &trs)) return -1;
+    double acc = 0;
+    for (int i = 0; i < d; i++) {
+        double dm = mu1[i] - mu2[i];
+        acc += dm * dm + s1[(size_t)i * d + i] + s2[(size_t)i * d + i];
+    }
+    *out = acc - 2 * trs;
     return 0;
 }
 
@@ -180,15 +234,84 @@ static inline int fd_trace_sqrt_product(const double *s1, const double *s2, int 
 static inline int fd_frechet(const double *mu1, const double *s1, const double *mu2, const double *s2, int d,
                              double *out)
 {
-    double trs;
-    if (fd_trace_sqrt_product(s1, s2, d, &trs)) return -1;
-    double acc = 0;
-    for (int i = 0; i < d; i++) {
-        double dm = mu1[i] - mu2[i];
-        acc += dm * dm + s1[(size_t)i * d + i] + s2[(size_t)i * d + i];
+    double *r = malloc((size_t)d * d * sizeof *r);
+    int bad = !r || fd_sqrtm_psd(s1, d, r) || fd_frechet_root(mu1, s1, r, mu2, s2, d, out);
+    free(r);
+    return bad ? -1 : 0;
+}
+
+static inline int fd_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The p-quantile (0 <= p <= 1) of the sorted v (n >= 1), linear between
+ * order statistics at position p (n - 1) (numpy's default). */
+static inline double fd_quantile_sorted(const double *v, long n, double p)
+{
+    double pos = p * (double)(n - 1);
+    long i = (long)floor(pos);
+    if (i >= n - 1) return v[n - 1];
+    double f = pos - (double)i;
+    return v[i] + f * (v[i + 1] - v[i]);
+}
+
+/* A bootstrap interval for the Fréchet distance fd of the rows of gen
+ * (n, d) to the fixed N(mu_ref, s_ref): B resamples of the n rows drawn
+ * with replacement, each as counts (fd_moments_weighted), and the distance
+ * FD*_b of each. Only the generated side is resampled: the interval is the
+ * spread that a finite noise bank of n samples leaves, not the
+ * reference's.
+ *
+ * FD's estimate from n samples is biased upwards (the square root's trace
+ * of an estimated covariance is biased down; at d = 128, n = 2,000 the
+ * bias is of the order of FD itself), and a resample, a sample of the
+ * sample, carries that bias once more: the plain percentile interval of
+ * the FD*_b lies above fd and often excludes it. So the percentiles are
+ * taken after removing the bootstrap estimate of the bias, bias =
+ * mean(FD*) - fd (Efron & Tibshirani, "An Introduction to the Bootstrap",
+ * 1993, section 10.2, and the percentile interval of section 13.3):
+ *
+ *   lo, hi = the (1 -+ level) / 2 quantiles of FD*_b - bias
+ *
+ * (level 0.95: 2.5% and 97.5%; a bound below 0 is 0): where fd would
+ * fall on another noise bank of the same size. Resample b draws from flash_rng_seed_stream(seed, b),
+ * so the interval is a function of gen, the reference, B and seed alone.
+ * fd is the caller's (fd_frechet of gen's moments and the reference's).
+ * Returns 0, or -1 when out of memory or n < 2. */
+static inline int fd_bootstrap(const float *gen, long n, int d, const double *mu_ref, const double *s_ref, double fd,
+                               int B, double level, uint64_t seed, double *lo, double *hi)
+{
+    size_t dd = (size_t)d * d;
+    if (n < 2 || B < 1) return -1;
+    int *w = malloc((size_t)n * sizeof *w);
+    double *r = malloc(dd * sizeof *r), *mu = malloc((size_t)d * sizeof *mu), *s = malloc(dd * sizeof *s);
+    double *v = malloc((size_t)B * sizeof *v);
+    int bad = !w || !r || !mu || !s || !v || fd_sqrtm_psd(s_ref, d, r);
+    for (int b = 0; b < B && !bad; b++) {
+        flash_rng rng;
+        flash_rng_seed_stream(&rng, seed, (uint64_t)b);
+        memset(w, 0, (size_t)n * sizeof *w);
+        for (long i = 0; i < n; i++) w[flash_rng_below(&rng, (uint64_t)n)]++;
+        /* the reference first: its root r is computed once */
+        bad = fd_moments_weighted(gen, w, n, d, mu, s) || fd_frechet_root(mu_ref, s_ref, r, mu, s, d, &v[b]);
     }
-    *out = acc - 2 * trs;
-    return 0;
+    if (!bad) {
+        double mean = 0;
+        for (int b = 0; b < B; b++) mean += v[b];
+        const double bias = mean / B - fd;
+        qsort(v, (size_t)B, sizeof *v, fd_cmp_double);
+        /* a distance is never negative, whatever the shift does to the bounds */
+        *lo = fmax(0, fd_quantile_sorted(v, B, 0.5 * (1 - level)) - bias);
+        *hi = fmax(0, fd_quantile_sorted(v, B, 0.5 * (1 + level)) - bias);
+    }
+    free(w);
+    free(r);
+    free(mu);
+    free(s);
+    free(v);
+    return bad ? -1 : 0;
 }
 
 static inline float fd_dist2(const float *a, const float *b, int d)

@@ -291,6 +291,14 @@ void flash_evaluator_result(const flash_evaluator *e, flash_metric_result *out, 
     flash_metric_result_add(out, full, value);
 }
 
+void flash_evaluator_result_tail(const flash_evaluator *e, flash_metric_result *out, const char *name,
+                                 const char *tail, double value)
+{
+    char full[40];
+    snprintf(full, sizeof full, "%s%s%s", name, e->suffix, tail);
+    flash_metric_result_add(out, full, value);
+}
+
 const int *flash_evaluator_reference_labels(flash_evaluator *e) { return e->ref_labels; }
 
 flash_status flash_evaluator_reference(flash_evaluator *e, const float **feats, long *m, int *dim,

@@ -23,6 +23,8 @@
  *   suffix:      appended to the metric's value names ("_b": fd_b), so a
  *                second evaluator (another architecture and seed: a second
  *                judge) reports beside the first
+ * and metrics' own (fd: bootstrap; kid: subsets, subset_size, seed;
+ * precision_recall: k).
  *
  * The network and its context live on the pipeline's device
  * (flash_env_device at open); samples come and features go in host memory. */
@@ -57,6 +59,10 @@ flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n,
                                                                        flash_error *err);
 /* Adds name + the suffix key's text to out. */
 void flash_evaluator_result(const flash_evaluator *e, flash_metric_result *out, const char *name, double value);
+/* Adds name + the suffix key's text + tail to out: an interval's bounds
+ * beside the value they bound (fd_b_lo beside fd_b). */
+void flash_evaluator_result_tail(const flash_evaluator *e, flash_metric_result *out, const char *name,
+                                 const char *tail, double value);
 /* The reference split's labels (m), after flash_evaluator_reference; NULL
  * when its dataset has none. Owned by the cache. */
 const int *flash_evaluator_reference_labels(flash_evaluator *e);

@@ -35,7 +35,7 @@ for f in results.json samples/imagine_flash_3.npy samples/imagine_flash_3.labels
   [[ -f $tmp/run/$f ]] || fail "flash run wrote no $f"
 done
 grep -q '"labels": "samples/imagine_flash_3.labels.npy"' "$tmp/run/results.json" || fail "results.json lacks the labels"
-for m in fd class_acc precision recall; do
+for m in fd fd_lo fd_hi class_acc precision recall; do
   grep -q "\"$m\": [0-9]" "$tmp/run/results.json" || fail "results.json lacks metric $m"
 done
 "$FLASH" eval configs/eval/fmnist_metrics.yaml "${small[@]}" --set "evaluator_checkpoint=$tmp/classifier/checkpoint.safetensors" \
@@ -43,5 +43,6 @@ done
   --out "$tmp/eval.json" --grid "$tmp/eval.png" >"$tmp/summary" 2>"$tmp/err" || fail "flash eval: $(tail -3 "$tmp/err")"
 [[ -f $tmp/eval.png ]] || fail "flash eval wrote no grid"
 grep -q '"fd": [0-9]' "$tmp/eval.json" || fail "flash eval wrote no fd"
+grep -q '"fd_hi": [0-9]' "$tmp/eval.json" || fail "flash eval wrote no fd interval"
 grep -q "class_acc" "$tmp/summary" || fail "flash eval printed no summary"
 echo PASS

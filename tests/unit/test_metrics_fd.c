@@ -4,11 +4,15 @@
  * Gaussians with diagonal covariances (tr((S1 S2)^{1/2}) = sum sqrt(a_i b_i))
  * and with non-commuting 2x2 covariances (the square root's trace from the
  * eigenvalues of S1 S2: (sqrt l1 + sqrt l2)^2 = tr + 2 sqrt(det)), both
- * from the exact moments and from samples, and precision/recall of
- * identical and of far-apart sets. */
+ * from the exact moments and from samples, precision/recall of
+ * identical and of far-apart sets, and FD's bootstrap interval: the
+ * moments from counts are fd_moments bit for bit at unit counts and those
+ * of the copied rows at other counts, the interval holds FD, narrows as
+ * 1/sqrt(n) and is a function of its seed. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../plugins/common/fd_math.h"
 #include "flash/flash.h"
@@ -197,6 +201,107 @@ START_TEST(test_precision_recall)
 }
 END_TEST
 
+/* x (n, d): row i is N(0, I) + shift in the first coordinate */
+static float *shifted_normal(long n, int d, double shift, uint64_t seed)
+{
+    float *x = malloc((size_t)n * d * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    flash_rng g;
+    flash_rng_seed(&g, seed);
+    for (long i = 0; i < n * d; i++) x[i] = (float)(flash_rng_normal(&g) + (i % d == 0 ? shift : 0.0));
+    return x;
+}
+
+START_TEST(test_moments_weighted)
+{
+    enum { N = 500, D = 16 };
+    float *x = shifted_normal(N, D, 3.0, 21);
+    static double m0[D], c0[D * D], m1[D], c1[D * D];
+    static int w[N];
+    /* unit counts: the same sums in the same order as fd_moments */
+    for (int i = 0; i < N; i++) w[i] = 1;
+    ck_assert_int_eq(fd_moments(x, N, D, m0, c0), 0);
+    ck_assert_int_eq(fd_moments_weighted(x, w, N, D, m1, c1), 0);
+    for (int a = 0; a < D; a++) ck_assert_double_eq_tol(m1[a], m0[a], 1e-12);
+    for (int a = 0; a < D * D; a++) ck_assert_double_eq_tol(c1[a], c0[a], 1e-12);
+    /* other counts: the moments of the rows copied that many times */
+    flash_rng g;
+    flash_rng_seed(&g, 5);
+    long total = 0;
+    for (int i = 0; i < N; i++) total += w[i] = (int)flash_rng_below(&g, 4);
+    float *y = malloc((size_t)total * D * sizeof *y);
+    ck_assert_ptr_nonnull(y);
+    for (long i = 0, r = 0; i < N; i++)
+        for (int k = 0; k < w[i]; k++, r++)
+            for (int a = 0; a < D; a++) y[r * D + a] = x[i * D + a];
+    ck_assert_int_eq(fd_moments(y, total, D, m0, c0), 0);
+    ck_assert_int_eq(fd_moments_weighted(x, w, N, D, m1, c1), 0);
+    for (int a = 0; a < D; a++) ck_assert_double_eq_tol(m1[a], m0[a], 1e-9);
+    for (int a = 0; a < D * D; a++) ck_assert_double_eq_tol(c1[a], c0[a], 1e-9);
+    /* fewer than 2 rows counted */
+    memset(w, 0, sizeof w);
+    w[3] = 1;
+    ck_assert_int_eq(fd_moments_weighted(x, w, N, D, m1, c1), -1);
+    /* the bootstrap's order (the reference's root given) is FD's */
+    float *r = shifted_normal(2000, D, 0.0, 22);
+    static double mr[D], cr[D * D], root[D * D];
+    double v0, v1;
+    ck_assert_int_eq(fd_moments(x, N, D, m0, c0), 0);
+    ck_assert_int_eq(fd_moments(r, 2000, D, mr, cr), 0);
+    ck_assert_int_eq(fd_frechet(m0, c0, mr, cr, D, &v0), 0);
+    ck_assert_int_eq(fd_sqrtm_psd(cr, D, root), 0);
+    ck_assert_int_eq(fd_frechet_root(mr, cr, root, m0, c0, D, &v1), 0);
+    ck_assert_double_eq_tol(v1, v0, 1e-10 * v0);
+    free(x);
+    free(y);
+    free(r);
+}
+END_TEST
+
+START_TEST(test_quantile)
+{
+    const double v[5] = {1, 2, 3, 4, 5};
+    ck_assert_double_eq_tol(fd_quantile_sorted(v, 5, 0.0), 1, 1e-15);
+    ck_assert_double_eq_tol(fd_quantile_sorted(v, 5, 0.25), 2, 1e-15);
+    ck_assert_double_eq_tol(fd_quantile_sorted(v, 5, 0.975), 4.9, 1e-12);
+    ck_assert_double_eq_tol(fd_quantile_sorted(v, 5, 1.0), 5, 1e-15);
+    ck_assert_double_eq_tol(fd_quantile_sorted(v, 1, 0.5), 1, 1e-15);
+}
+END_TEST
+
+START_TEST(test_bootstrap_interval)
+{
+    /* N(s e1, I) against the exact N(0, I): FD = s^2 = 1; its error is
+     * mostly 2 s (mean error), of SD 2 / sqrt(n) */
+    enum { D = 8, B = 200 };
+    const long sizes[2] = {500, 2000};
+    double mu[D] = {0}, s[D * D] = {0}, width[2];
+    for (int a = 0; a < D; a++) s[a * D + a] = 1;
+    for (int k = 0; k < 2; k++) {
+        const long n = sizes[k];
+        float *x = shifted_normal(n, D, 1.0, 40 + (uint64_t)k);
+        double m[D], c[D * D], v, lo, hi, lo2, hi2;
+        ck_assert_int_eq(fd_moments(x, n, D, m, c), 0);
+        ck_assert_int_eq(fd_frechet(m, c, mu, s, D, &v), 0);
+        ck_assert_int_eq(fd_bootstrap(x, n, D, mu, s, v, B, 0.95, 0xfd, &lo, &hi), 0);
+        ck_assert_msg(lo < v && v < hi, "n = %ld: FD %g outside [%g, %g]", n, v, lo, hi);
+        /* the nominal 95% width of a normal with SD 2 / sqrt(n): 3.92 * 2 / sqrt(n) */
+        width[k] = hi - lo;
+        ck_assert_msg(width[k] > 0.6 * 7.84 / sqrt((double)n) && width[k] < 1.6 * 7.84 / sqrt((double)n),
+                      "n = %ld: width %g", n, width[k]);
+        /* the same seed: the same interval; another: another */
+        ck_assert_int_eq(fd_bootstrap(x, n, D, mu, s, v, B, 0.95, 0xfd, &lo2, &hi2), 0);
+        ck_assert(lo2 == lo && hi2 == hi);
+        ck_assert_int_eq(fd_bootstrap(x, n, D, mu, s, v, B, 0.95, 0xfe, &lo2, &hi2), 0);
+        ck_assert(lo2 != lo || hi2 != hi);
+        free(x);
+    }
+    double ratio = width[1] / width[0]; /* 1/2 for 1/sqrt(n) */
+    ck_assert_msg(ratio > 0.35 && ratio < 0.65, "widths %g at n = 500, %g at 2000: ratio %g", width[0], width[1],
+                  ratio);
+}
+END_TEST
+
 static Suite *metrics_fd_suite(void)
 {
     Suite *s = suite_create("metrics_fd");
@@ -207,12 +312,16 @@ static Suite *metrics_fd_suite(void)
     tcase_add_test(tc, test_frechet_noncommuting);
     tcase_add_test(tc, test_knn_radii);
     tcase_add_test(tc, test_precision_recall);
+    tcase_add_test(tc, test_moments_weighted);
+    tcase_add_test(tc, test_quantile);
+    tcase_add_test(tc, test_bootstrap_interval);
     suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
+    flash_set_threads(1);
     SRunner *sr = srunner_create(metrics_fd_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
