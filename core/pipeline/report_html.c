@@ -189,6 +189,7 @@ void report_write_html(const report *R, const char *dir, FILE *f)
     fputs("</table>\n", f);
     report_sig_caption(R, f, true);
     report_interval_caption(R, f, true);
+    report_judges_caption(R, f, true);
     if (R->n_failed + R->n_pending) {
         fputs("<h3>Runs without results</h3>\n<ul>", f);
         for (int i = 0; i < R->n; i++)

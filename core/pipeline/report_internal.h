@@ -93,6 +93,9 @@ bool report_lower_better(const char *metric);
 void report_sig_caption(const report *R, FILE *f, bool html);
 /* the sentence that says what a cell's [lo, hi] is; nothing without one */
 void report_interval_caption(const report *R, FILE *f, bool html);
+/* Pairs of rows that a metric and its second judge (the same metric in
+ * another evaluator's features: fd and fd_b) order oppositely. */
+void report_judges_caption(const report *R, FILE *f, bool html);
 /* report_html.c */
 void report_html_esc(FILE *f, const char *s);
 int report_method_list(const report *R, const char **out);

@@ -700,6 +700,65 @@ void report_interval_caption(const report *R, FILE *f, bool html)
     fputs(html ? "</p>\n" : "\n", f);
 }
 
+/* Metric k2 is metric k1 measured by a second judge (in another
+ * evaluator's feature space): k2's name is k1's with a suffix (the
+ * evaluator's `suffix:`: fd and fd_b), which is not one of a metric's own
+ * further values, and neither is an interval's bound. */
+static bool second_judge(const report *R, int k1, int k2)
+{
+    /* a metric's own further values end in these (kid_sd, diversity_min) */
+    static const char *const tails[] = {"_sd", "_min", "_max", "_lo", "_hi", "_mean", NULL};
+    const size_t n = strlen(R->names[k1]);
+    if (k1 == k2 || R->bound[k1] || R->bound[k2]) return false;
+    if (strncmp(R->names[k2], R->names[k1], n) || R->names[k2][n] != '_' || !R->names[k2][n + 1]) return false;
+    for (int i = 0; tails[i]; i++)
+        if (!strcmp(R->names[k2] + n, tails[i])) return false;
+    return report_lower_better(R->names[k1]) == report_lower_better(R->names[k2]);
+}
+
+void report_judges_caption(const report *R, FILE *f, bool html)
+{
+    enum { SHOWN = 12 };
+    int listed = 0, total = 0;
+    for (int k1 = 0; k1 < R->n_names; k1++)
+        for (int k2 = 0; k2 < R->n_names; k2++) {
+            if (!second_judge(R, k1, k2)) continue;
+            for (int a = 0; a < R->n_groups; a++)
+                for (int b = a + 1; b < R->n_groups; b++) {
+                    const group *A = &R->groups[a], *B = &R->groups[b];
+                    const double d1 = A->mean[k1] - B->mean[k1], d2 = A->mean[k2] - B->mean[k2];
+                    if (!isfinite(d1) || !isfinite(d2) || d1 == 0 || d2 == 0 || (d1 > 0) == (d2 > 0)) continue;
+                    if (!total++) {
+                        fputs(html ? "<p class=\"caption\">" : "\n", f);
+                        fputs("Orderings that hold in one feature space only (the two judges rank the rows "
+                              "oppositely):",
+                              f);
+                    }
+                    if (listed++ >= SHOWN) continue;
+                    char a1[32], a2[32], b1[32], b2[32];
+                    report_fmt(a1, sizeof a1, A->mean[k1]);
+                    report_fmt(b1, sizeof b1, B->mean[k1]);
+                    report_fmt(a2, sizeof a2, A->mean[k2]);
+                    report_fmt(b2, sizeof b2, B->mean[k2]);
+                    fputs(listed > 1 ? "; " : " ", f);
+                    if (html) {
+                        report_html_esc(f, A->first->variant);
+                        fputs(" vs ", f);
+                        report_html_esc(f, B->first->variant);
+                    } else {
+                        fprintf(f, "%s vs %s", A->first->variant, B->first->variant);
+                    }
+                    const char *lt = html ? "&lt;" : "<", *gt = html ? "&gt;" : ">";
+                    fprintf(f, " (%s %s %s %s, %s %s %s %s)", R->names[k1], a1, d1 < 0 ? lt : gt, b1, R->names[k2], a2,
+                            d2 < 0 ? lt : gt, b2);
+                }
+        }
+    if (!total) return;
+    if (listed > SHOWN) fprintf(f, "; and %d more (results.json)", listed - SHOWN);
+    fputs(".", f);
+    fputs(html ? "</p>\n" : "\n", f);
+}
+
 static void write_table_md(const report *R, FILE *f)
 {
     fputs("| method | variant | steps | NFE | seeds | ms/sample |", f);
@@ -729,6 +788,7 @@ static void write_table_md(const report *R, FILE *f)
                 R->groups[R->base].first->steps);
     report_sig_caption(R, f, false);
     report_interval_caption(R, f, false);
+    report_judges_caption(R, f, false);
     for (int i = 0; i < R->n; i++)
         if (R->rows[i].status)
             fprintf(f, "\n- %s: %s: %s", R->rows[i].run, report_status_name(R->rows[i].status), R->rows[i].error);
