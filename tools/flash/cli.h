@@ -21,6 +21,7 @@ int flash_cmd_run(int argc, char **argv);
 int flash_cmd_sweep(int argc, char **argv);
 int flash_cmd_bench(int argc, char **argv);
 int flash_cmd_report(int argc, char **argv);
+int flash_cmd_export(int argc, char **argv);
 
 /* A loaded pipeline: the resolved config and a registry with the built-in
  * plugins, $FLASH_PLUGIN_PATH and the config's plugin_paths loaded. */

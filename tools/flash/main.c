@@ -25,6 +25,7 @@ static const flash_subcommand commands[] = {
     {"sweep", flash_cmd_sweep, "run a grid of pipelines and collect the results"},
     {"bench", flash_cmd_bench, "time the kernels and a training step"},
     {"report", flash_cmd_report, "tables and an HTML report from run directories"},
+    {"export", flash_cmd_export, "a checkpoint's weights alone (EMA), for a reference model"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
