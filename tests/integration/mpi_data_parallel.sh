@@ -44,6 +44,13 @@ mpi 2 distill "$q" "${d[@]}" --out "$tmp/d2b" 2>/dev/null || fail "np=2 again"
 cmp -s "$tmp/d2/checkpoint.safetensors" "$tmp/d2b/checkpoint.safetensors" || fail "np=2 is not bit-reproducible"
 cmp -s "$tmp/d2/loss1.safetensors" "$tmp/d2b/loss1.safetensors" || fail "the discriminator is not bit-reproducible"
 
+# per-sample timesteps: the sorted global draws give each rank its rows of
+# the same batch, so np=2 still matches np=1
+ps=(--set strategy.timestep_draw=sample --set "losses=[{plugin: reconstruction, weight: 1.0}]")
+mpi 1 distill "$q" "${d[@]}" "${ps[@]}" --out "$tmp/p1" 2>"$tmp/logp" || fail "per-sample np=1: $(tail -3 "$tmp/logp")"
+mpi 2 distill "$q" "${d[@]}" "${ps[@]}" --out "$tmp/p2" 2>"$tmp/logp" || fail "per-sample np=2: $(tail -3 "$tmp/logp")"
+compare "$tmp/p1/metrics.jsonl" "$tmp/p2/metrics.jsonl" || fail "per-sample timesteps: np=2 differs from np=1"
+
 # resumed on another rank count: np=2 to step 20, then np=1
 mpi 2 distill "$q" "${d[@]}" --out "$tmp/dr" --until 20 2>/dev/null || fail "np=2 --until 20"
 mpi 1 distill "$q" "${d[@]}" --out "$tmp/dr" --resume 2>"$tmp/logr" || fail "np=1 --resume: $(tail -3 "$tmp/logr")"
