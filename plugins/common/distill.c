@@ -172,16 +172,16 @@ flash_tensor *distill_target(distill *d, flash_ctx *c, flash_tensor *x, double t
     return x0;
 }
 
-/* Per-sample timesteps: x_{t_j} = alpha x0-hat + sigma eps-hat with each
- * sample's own (alpha, sigma). */
-static flash_tensor *lincomb_each(distill *d, flash_ctx *c, const double *t, flash_tensor *x0, flash_tensor *eps)
+flash_tensor *distill_q_each(flash_ctx *c, const flash_instance *schedule, const double *t, flash_tensor *x0,
+                             flash_tensor *eps)
 {
+    if (!x0 || !eps) return NULL;
     const int n = (int)x0->shape[0];
     float *as = flash_host_alloc(c, 2 * (size_t)n * sizeof *as);
     if (!as) return NULL;
     for (int i = 0; i < n; i++) {
         double a, s;
-        flash_schedule_eval(d->teacher->schedule, t[i], &a, &s);
+        flash_schedule_eval(schedule, t[i], &a, &s);
         as[i] = (float)a;
         as[n + i] = (float)s;
     }
@@ -234,7 +234,7 @@ flash_tensor *distill_target_each(distill *d, flash_ctx *c, flash_tensor *x, con
         x0 = o.x0;
         if (j + 1 < k) {
             for (int i = 0; i < n; i++) tj[i] = floor(t[i] * (double)(k - j - 1) / (double)k + 0.5);
-            x = lincomb_each(d, c, tj, o.x0, o.eps);
+            x = distill_q_each(c, d->teacher->schedule, tj, o.x0, o.eps);
         }
     }
     flash_grad_set(c, was);
@@ -250,7 +250,7 @@ flash_tensor *distill_renoised_target_each(distill *d, flash_ctx *c, flash_tenso
     if (all_equal(t_phi, n)) return distill_renoised_target(d, c, x0_hat, t_phi[0], labels, rng);
     bool was = flash_grad_set(c, false);
     flash_tensor *eps = flash_run_randn(d->run, c, rng, x0_hat->ndim, x0_hat->shape);
-    flash_tensor *x = lincomb_each(d, c, t_phi, flash_detach(c, x0_hat), eps);
+    flash_tensor *x = distill_q_each(c, d->teacher->schedule, t_phi, flash_detach(c, x0_hat), eps);
     flash_grad_set(c, was);
     return distill_target_each(d, c, x, t_phi, labels);
 }

@@ -208,6 +208,11 @@ int distill_target_timesteps(const distill_target_spec *s, double t, double *out
  * steps with CFG from x_t at timestep t (no gradient; the teacher NFEs are
  * counted in d->teacher). */
 flash_tensor *distill_target(distill *d, flash_ctx *c, flash_tensor *x_t, double t, const int *labels);
+/* Imagine Flash eq. (1) with a timestep per sample on schedule:
+ * alpha_{t_i} x0_i + sigma_{t_i} eps_i (and a DDIM step's re-noising,
+ * eq. 4, with x0-hat and eps-hat). */
+flash_tensor *distill_q_each(flash_ctx *c, const flash_instance *schedule, const double *t, flash_tensor *x0,
+                             flash_tensor *eps);
 /* distill_target with a timestep per sample (t[n]): each sample's own k
  * time-uniform steps; distill_target itself when all are equal. */
 flash_tensor *distill_target_each(distill *d, flash_ctx *c, flash_tensor *x_t, const double *t, const int *labels);

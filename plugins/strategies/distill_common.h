@@ -68,21 +68,10 @@ static inline flash_tensor *distill_forward_noise(distill *d, flash_ctx *c, flas
     return flash_lincomb(c, a, x0, s, distill_noise(d, c, (int)x0->shape[0]));
 }
 
-/* eq. (1) with a timestep per sample. */
+/* eq. (1) with a timestep per sample and fresh noise. */
 static inline flash_tensor *distill_forward_noise_each(distill *d, flash_ctx *c, flash_tensor *x0, const double *t)
 {
-    const int n = (int)x0->shape[0];
-    float *as = flash_host_alloc(c, 2 * (size_t)n * sizeof *as);
-    if (!as) return NULL;
-    for (int i = 0; i < n; i++) {
-        double a, s;
-        flash_schedule_eval(d->student->schedule, t[i], &a, &s);
-        as[i] = (float)a;
-        as[n + i] = (float)s;
-    }
-    flash_tensor *eps = distill_noise(d, c, n);
-    return flash_add(c, flash_mul(c, x0, flash_tensor_per_sample(c, x0, as)),
-                     flash_mul(c, eps, flash_tensor_per_sample(c, eps, as + n)));
+    return distill_q_each(c, d->student->schedule, t, x0, distill_noise(d, c, (int)x0->shape[0]));
 }
 
 /* The student's x0-hat at (x_t, t) with gradients (eq. 5), then the
