@@ -105,7 +105,7 @@ static void html_samples(const report *R, FILE *f, const char **methods, int nm,
             fputs("<td>", f);
             for (int g = 0; g < R->n_groups; g++) {
                 const row *r = R->groups[g].first;
-                if (!strcmp(r->method, methods[i]) && r->steps == steps[j]) {
+                if (!r->snapshot && !strcmp(r->method, methods[i]) && r->steps == steps[j]) {
                     sample_png(f, r, 200);
                     break;
                 }
@@ -162,9 +162,10 @@ void report_write_html(const report *R, const char *dir, FILE *f)
         report_html_esc(f, R->groups[R->base].first->variant);
         fputc('.', f);
     }
-    fputs("</p>\n<h2>Results (mean &plusmn; sd over seeds)</h2>\n<table><tr><th>method</th><th>variant</th><th>steps</th>"
-          "<th>NFE</th><th>seeds</th><th>ms/sample</th>",
+    fputs("</p>\n<h2>Results (mean &plusmn; sd over seeds)</h2>\n<table><tr><th>method</th><th>variant</th><th>steps</th>",
           f);
+    if (R->budget) fputs("<th>iterations</th>", f);
+    fputs("<th>NFE</th><th>seeds</th><th>ms/sample</th>", f);
     for (int k = 0; k < R->n_names; k++) {
         if (R->bound[k]) continue;
         fputs("<th>", f);
@@ -182,7 +183,10 @@ void report_write_html(const report *R, const char *dir, FILE *f)
         report_html_esc(f, G->first->variant);
         report_fmt(a, sizeof a, G->nfe);
         report_fmt(b, sizeof b, G->ms);
-        fprintf(f, "</td><td>%d</td><td>%s</td><td>%d</td><td>%s</td>", G->first->steps, a, G->n, b);
+        fprintf(f, "</td><td>%d</td>", G->first->steps);
+        if (R->budget && G->first->iterations > 0) fprintf(f, "<td>%d</td>", G->first->iterations);
+        if (R->budget && G->first->iterations <= 0) fputs("<td>-</td>", f);
+        fprintf(f, "<td>%s</td><td>%d</td><td>%s</td>", a, G->n, b);
         report_metric_cells(R, G, &report_html_cells, f);
         fputs("</tr>\n", f);
     }
@@ -217,6 +221,7 @@ void report_write_html(const report *R, const char *dir, FILE *f)
         fputs("<h2>Plots</h2>\n", f);
         report_plot_pareto(R, f, methods, nm);
         report_plot_metrics(R, f, methods, nm);
+        report_plot_budget(R, f, methods, nm);
         report_plot_training(R, f, methods, nm);
     }
     free(methods);

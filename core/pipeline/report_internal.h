@@ -33,6 +33,8 @@ typedef struct row {
     long seed;
     double guidance;
     int steps, nc;
+    int iterations; /* the student's training iterations (results.json), 0 unknown or a teacher */
+    bool snapshot;  /* sampled from a training snapshot, before the run's last iteration */
     double nfe, seconds, distill_seconds, samples;
     double m[MAXM];
 } row;
@@ -68,6 +70,7 @@ typedef struct report {
     int base; /* group index or -1 */
     int n_ok, n_failed, n_pending;
     bool rebuilt;          /* rows read from a report's results.json, no run folders */
+    bool budget;           /* some row is a snapshot: an iterations column and the budget curve */
     char stored_base[128]; /* that results.json's baseline */
 } report;
 
@@ -107,5 +110,9 @@ void report_write_html(const report *R, const char *dir, FILE *f);
 void report_plot_pareto(const report *R, FILE *f, const char **methods, int nm);
 void report_plot_metrics(const report *R, FILE *f, const char **methods, int nm);
 void report_plot_training(const report *R, FILE *f, const char **methods, int nm);
+/* the headline metric against training iterations, a line per method (and
+ * step count) whose student was sampled at several: its snapshots and the
+ * end of its training (train.snapshots, `snapshot:` variants) */
+void report_plot_budget(const report *R, FILE *f, const char **methods, int nm);
 
 #endif

@@ -1,6 +1,10 @@
 /* The report's plots, inline SVG: the headline metric against NFE with its
- * Pareto front, each metric against steps and against sampling time, and
- * training curves from each run's metrics.jsonl (see report_internal.h).
+ * Pareto front, each metric against steps and against sampling time, the
+ * headline metric against training iterations (the budget curve, where
+ * students were sampled at snapshots of their training), and training
+ * curves from each run's metrics.jsonl (see report_internal.h). The first
+ * three show each method's final students; snapshots are in the budget
+ * curve alone.
  *
  * Axes follow one rule (axis_log): logarithmic when every value is positive
  * and the largest is more than 10 times the smallest, linear otherwise.
@@ -149,9 +153,21 @@ static double ax_unit(const axis *a, double v)
     return a->log ? (v > 0 ? log10(v) : NAN) : v;
 }
 
+/* How an x axis is scaled: linear always (training steps, spent evenly),
+ * by the axis rule, or logarithmic always (training budgets that double) */
+enum { X_LINEAR, X_RULE, X_LOG };
+
+/* every value positive: a log axis can hold them */
+static bool xlo_positive(const double *v, int n)
+{
+    for (int i = 0; v && i < n; i++)
+        if (!(v[i] > 0)) return false;
+    return v != NULL;
+}
+
 /* Fits both axes to the series: every finite point and its error bar;
  * false when there is none. */
-static bool fit_axes(const series *s, int ns, bool xrule, axis *ax, axis *ay, double pw, double ph)
+static bool fit_axes(const series *s, int ns, int xscale, axis *ax, axis *ay, double pw, double ph)
 {
     int n = 0;
     for (int i = 0; i < ns; i++) n += s[i].n;
@@ -167,7 +183,9 @@ static bool fit_axes(const series *s, int ns, bool xrule, axis *ax, axis *ay, do
             xneg |= x < 0, yneg |= y < 0;
         }
     /* without the memory to apply the rule, linear */
-    bool xlog = xrule && vx && vy && axis_log(vx, m), ylog = vx && vy && axis_log(vy, m);
+    bool xlog = xscale == X_LOG ? !xneg && m > 0 && xlo_positive(vx, m)
+                                : xscale == X_RULE && vx && vy && axis_log(vx, m);
+    bool ylog = vx && vy && axis_log(vy, m);
     for (int i = 0; i < ns; i++)
         for (int j = 0; j < s[i].n; j++) {
             double x = s[i].x[j], y = s[i].y[j], e = s[i].e && isfinite(s[i].e[j]) ? s[i].e[j] : 0;
@@ -193,10 +211,10 @@ static double text_px(const char *s)
     return 7.5 * (double)strlen(s);
 }
 
-/* xrule: the axis rule on x too; training steps stay linear, the
- * iterations being spent evenly */
+/* xscale: X_RULE, the axis rule on x too; X_LINEAR for training steps,
+ * spent evenly; X_LOG for training budgets */
 static void svg_plot(FILE *f, const char *id, const char *title, const char *xl, const char *yl, const series *s,
-                     int ns, bool xrule)
+                     int ns, int xscale)
 {
     const double L = 70, T = 30, B = 48, PW = 420;
     double legend_w = 0;
@@ -208,7 +226,7 @@ static void svg_plot(FILE *f, const char *id, const char *title, const char *xl,
     double PH = fmax(fmax(260, 18.0 * n_legend), text_px(ylab) + 10);
     double Rm = 24 + 28 + legend_w, W = fmax(L + PW + Rm, L + 1.1 * text_px(title) + 10), H = T + PH + B;
     axis ax, ay;
-    if (!fit_axes(s, ns, xrule, &ax, &ay, PW, PH) || !(ax.hi > ax.lo) || !(ay.hi > ay.lo)) return;
+    if (!fit_axes(s, ns, xscale, &ax, &ay, PW, PH) || !(ax.hi > ax.lo) || !(ay.hi > ay.lo)) return;
 #define SX(v) (L + (ax_unit(&ax, v) - ax.lo) / (ax.hi - ax.lo) * PW)
 #define SY(v) (T + PH - (ax_unit(&ay, v) - ay.lo) / (ay.hi - ay.lo) * PH)
 #define UY(u) (T + PH - ((u) - ay.lo) / (ay.hi - ay.lo) * PH)
@@ -362,12 +380,12 @@ void report_plot_pareto(const report *R, FILE *f, const char **methods, int nm)
     for (int g = 0; g < n; g++) {
         const group *G = &R->groups[g];
         double y = G->mean[h];
-        if (!isfinite(y) || !(G->nfe > 0)) continue;
+        if (!isfinite(y) || !(G->nfe > 0) || G->first->snapshot) continue;
         bool dominated = false;
         for (int o = 0; o < n && !dominated; o++) {
             const group *O = &R->groups[o];
             double z = O->mean[h];
-            if (o == g || !isfinite(z) || !(O->nfe > 0)) continue;
+            if (o == g || !isfinite(z) || !(O->nfe > 0) || O->first->snapshot) continue;
             bool as_good = lower ? z <= y : z >= y, better = lower ? z < y : z > y;
             dominated = O->nfe <= G->nfe && as_good && (O->nfe < G->nfe || better);
         }
@@ -387,7 +405,7 @@ void report_plot_pareto(const report *R, FILE *f, const char **methods, int nm)
         slice(S, mem, i, 2 * n);
         for (int g = 0; g < n; g++) {
             const group *G = &R->groups[g];
-            if (strcmp(G->first->method, methods[i])) continue;
+            if (strcmp(G->first->method, methods[i]) || G->first->snapshot) continue;
             S->x[S->n] = G->nfe;
             S->y[S->n] = G->mean[h];
             S->e[S->n++] = G->n > 1 ? G->sd[h] : 0;
@@ -418,7 +436,7 @@ void report_plot_pareto(const report *R, FILE *f, const char **methods, int nm)
     char title[200];
     snprintf(title, sizeof title, "%s (%s is better) vs NFE: the Pareto front", R->names[h],
              lower ? "lower" : "higher");
-    svg_plot(f, "plot-pareto", title, "NFE (network evaluations per sample)", R->names[h], s, nm + 2, true);
+    svg_plot(f, "plot-pareto", title, "NFE (network evaluations per sample)", R->names[h], s, nm + 2, X_RULE);
     fprintf(f,
             "<p class=\"caption\">Every row of the table at its NFE; ringed and named: the Pareto front, the rows that "
             "no other row matches or beats on %s with as few or fewer NFE, joined by the best %s reachable at each "
@@ -444,7 +462,8 @@ void report_plot_metrics(const report *R, FILE *f, const char **methods, int nm)
         if (R->bound[k]) continue; /* an interval's bounds are drawn in the table, not plotted alone */
         double lo = INFINITY, hi = -INFINITY;
         for (int g = 0; g < R->n_groups; g++)
-            if (isfinite(R->groups[g].mean[k])) lo = fmin(lo, R->groups[g].mean[k]), hi = fmax(hi, R->groups[g].mean[k]);
+            if (isfinite(R->groups[g].mean[k]) && !R->groups[g].first->snapshot)
+                lo = fmin(lo, R->groups[g].mean[k]), hi = fmax(hi, R->groups[g].mean[k]);
         if (!(hi > lo)) continue; /* a constant (a reference value) says nothing against steps */
         for (int pass = 0; pass < 2; pass++) {
             for (int i = 0; i < nm; i++) {
@@ -455,7 +474,7 @@ void report_plot_metrics(const report *R, FILE *f, const char **methods, int nm)
                 slice(S, mem, i, R->n_groups);
                 for (int g = 0; g < R->n_groups; g++) {
                     const group *G = &R->groups[g];
-                    if (strcmp(G->first->method, methods[i])) continue;
+                    if (strcmp(G->first->method, methods[i]) || G->first->snapshot) continue;
                     int j = S->n++;
                     S->x[j] = pass ? G->ms : G->first->steps;
                     S->y[j] = G->mean[k];
@@ -466,12 +485,97 @@ void report_plot_metrics(const report *R, FILE *f, const char **methods, int nm)
             char title[256], id[128];
             snprintf(title, sizeof title, "%s vs %s", R->names[k], pass ? "sampling time" : "steps");
             snprintf(id, sizeof id, "plot-%s-%s", R->names[k], pass ? "time" : "steps");
-            svg_plot(f, id, title, pass ? "ms per sample" : "steps", R->names[k], s, nm, true);
+            svg_plot(f, id, title, pass ? "ms per sample" : "steps", R->names[k], s, nm, X_RULE);
         }
     }
-    fprintf(f, "<p class=\"caption\">%s</p>\n", caption_axes);
+    fprintf(f, "<p class=\"caption\">%s%s</p>\n", caption_axes,
+            R->budget ? " These plots and the Pareto front show each method's students at the end of their training; "
+                        "the students at training snapshots are in the budget curve."
+                      : "");
     free(s);
     free(mem);
+}
+
+/* A line of the budget curve: one method at one step count (and guidance
+ * scale), its groups at each number of training iterations. */
+static bool same_line(const row *a, const row *b)
+{
+    return !strcmp(a->method, b->method) && a->steps == b->steps && a->guided == b->guided &&
+           (!a->guided || a->guidance == b->guidance);
+}
+
+void report_plot_budget(const report *R, FILE *f, const char **methods, int nm)
+{
+    if (!R->budget || !R->n_names || !R->n_groups) return;
+    const int h = 0, n = R->n_groups;
+    series *s = calloc((size_t)n, sizeof *s);
+    double *mem = malloc((size_t)n * 3 * (size_t)n * sizeof *mem);
+    int *line_of = malloc((size_t)n * sizeof *line_of);
+    if (!s || !mem || !line_of) goto done;
+    /* the lines, in the table's order: a group joins the first line it fits */
+    int nl = 0;
+    for (int g = 0; g < n; g++) {
+        const row *r = R->groups[g].first;
+        line_of[g] = -1;
+        if (r->iterations <= 0) continue;
+        int l = 0;
+        while (l < g && !(line_of[l] >= 0 && same_line(R->groups[l].first, r))) l++;
+        line_of[g] = l < g ? line_of[l] : nl++;
+    }
+    int drawn = 0;
+    for (int l = 0; l < nl; l++) {
+        series *S = &s[drawn];
+        slice(S, mem, drawn, n);
+        const row *first = NULL;
+        int distinct = 0;
+        for (int g = 0; g < n; g++) {
+            if (line_of[g] != l) continue;
+            const group *G = &R->groups[g];
+            if (!first) first = G->first;
+            bool seen = false;
+            for (int j = 0; j < S->n; j++) seen |= S->x[j] == G->first->iterations;
+            distinct += !seen;
+            S->x[S->n] = G->first->iterations;
+            S->y[S->n] = G->mean[h];
+            S->e[S->n++] = G->n > 1 ? G->sd[h] : 0;
+        }
+        if (distinct < 2) continue; /* one budget: no curve */
+        sort_by_x(S);
+        int m = 0;
+        while (m < nm && strcmp(methods[m], first->method)) m++;
+        /* a method's second and later lines dashed, in its colour */
+        bool later = false;
+        for (int k = 0; k < drawn; k++) later |= s[k].colour == method_colour(m);
+        /* a method with several lines names each by its step count */
+        bool several = false;
+        for (int g = 0; g < n && !several; g++)
+            several = line_of[g] >= 0 && line_of[g] != l && !strcmp(R->groups[g].first->method, first->method);
+        int len = snprintf(S->name, sizeof S->name, "%s", first->method);
+        if (several && len > 0 && (size_t)len < sizeof S->name)
+            len += snprintf(S->name + len, sizeof S->name - (size_t)len, ", %d steps", first->steps);
+        if (several && first->guided && len > 0 && (size_t)len < sizeof S->name)
+            snprintf(S->name + len, sizeof S->name - (size_t)len, ", w %g", first->guidance);
+        S->colour = method_colour(m);
+        S->style = S_LINE | S_MARK | (later ? S_DASH : 0);
+        drawn++;
+    }
+    if (drawn) {
+        char title[200];
+        snprintf(title, sizeof title, "%s (%s is better) vs training iterations: the budget curve", R->names[h],
+                 report_lower_better(R->names[h]) ? "lower" : "higher");
+        fputs("<h3>Training budget</h3>\n", f);
+        svg_plot(f, "plot-budget", title, "training iterations", R->names[h], s, drawn, X_LOG);
+        fprintf(f,
+                "<p class=\"caption\">Each method's student sampled on the same noise bank at the snapshots its "
+                "training run kept (train.snapshots) and at the end of its training: one run per seed, not one run "
+                "per budget, so a point before the end has the learning-rate schedule of the whole run. The "
+                "iterations axis is logarithmic; error bars are the mean &plusmn; SD over seeds, on rows with 2 or "
+                "more seeds.</p>\n");
+    }
+done:
+    free(s);
+    free(mem);
+    free(line_of);
 }
 
 /* The smoothing of the training curves: an exponential moving average
@@ -574,7 +678,7 @@ void report_plot_training(const report *R, FILE *f, const char **methods, int nm
     }
     if (ok) {
         fputs("<h3>Training curves</h3>\n", f);
-        svg_plot(f, "plot-training", "training loss vs step", "step", "loss", s, ns, false);
+        svg_plot(f, "plot-training", "training loss vs step", "step", "loss", s, ns, X_LINEAR);
         fprintf(f,
                 "<p class=\"caption\">Faint: the logged loss (loss_avg, the mean over each logging interval). "
                 "Bold: its exponential moving average with a time constant of a twentieth of the curve's logged "

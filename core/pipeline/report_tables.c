@@ -82,6 +82,7 @@ static flash_status read_results(report *R, const char *dir, const flash_cfg *me
     const flash_cfg *vars = flash_cfg_get(res, "variants");
     double samples = num(res, "samples");
     const flash_cfg *entries = meta ? flash_cfg_get(meta, "entries") : NULL;
+    const int first = R->n;
     for (size_t i = 0; vars && i < flash_cfg_len(vars); i++) {
         const flash_cfg *v = flash_cfg_at(vars, i);
         row *r = new_row(R, err);
@@ -101,6 +102,13 @@ static flash_status read_results(report *R, const char *dir, const flash_cfg *me
             r->nc = nc ? strcmp(nc, "true") == 0 : -1;
         }
         snprintf(r->model, sizeof r->model, "%s", str(v, "model", "?"));
+        r->iterations = inum(v, "iterations");
+        r->snapshot = !strcmp(str(v, "snapshot", "false"), "true");
+        /* without a sweep's methods, a snapshot is its `from:` variant's
+         * method at fewer iterations */
+        const char *from = str(v, "from", NULL);
+        for (int j = first; !meta && r->snapshot && from && j < R->n - 1; j++)
+            if (!strcmp(R->rows[j].variant, from)) snprintf(r->method, sizeof r->method, "%s", R->rows[j].method);
         r->steps = (int)num(v, "steps");
         r->nfe = num(v, "nfe");
         r->seconds = num(v, "seconds");
@@ -206,6 +214,8 @@ static flash_status read_report_rows(report *R, const flash_cfg *res, flash_erro
         r->guidance = num(v, "guidance");
         r->guided = !isnan(r->guidance);
         r->steps = inum(v, "steps");
+        r->iterations = inum(v, "iterations");
+        r->snapshot = !strcmp(str(v, "snapshot", "false"), "true");
         r->nfe = num(v, "nfe");
         r->seconds = num(v, "sample_seconds");
         r->distill_seconds = num(v, "distill_seconds");
@@ -419,6 +429,7 @@ static void pair_bounds(report *R)
 static flash_status aggregate(report *R, const char *baseline, flash_error *err)
 {
     pair_bounds(R);
+    for (int i = 0; i < R->n; i++) R->budget |= !R->rows[i].status && R->rows[i].snapshot;
     if (!(R->groups = calloc((size_t)R->n + 1, sizeof *R->groups)))
         return flash_error_set(err, FLASH_ERR_NOMEM, "flash report: out of memory");
     double *buf = malloc(((size_t)R->n + 1) * sizeof *buf), *buf2 = malloc(((size_t)R->n + 1) * sizeof *buf2);
@@ -525,7 +536,9 @@ const char *report_status_name(int s)
  * between two runs of the same sweep; everything before them does not) */
 static void write_rows_csv(const report *R, FILE *f)
 {
-    fputs("run,method,variant,model,seed,guidance,steps,nfe,status", f);
+    fputs(R->budget ? "run,method,variant,model,seed,guidance,steps,nfe,iterations,status"
+                    : "run,method,variant,model,seed,guidance,steps,nfe,status",
+          f);
     for (int k = 0; k < R->n_names; k++) fprintf(f, ",%s", R->names[k]);
     fputs(",error,sample_seconds,ms_per_sample,distill_seconds\n", f);
     for (int i = 0; i < R->n; i++) {
@@ -543,6 +556,10 @@ static void write_rows_csv(const report *R, FILE *f)
         if (!r->status) fprintf(f, "%d", r->steps);
         fputc(',', f);
         csv_num(f, r->nfe);
+        if (R->budget) {
+            fputc(',', f);
+            if (r->iterations > 0) fprintf(f, "%d", r->iterations);
+        }
         fprintf(f, ",%s", report_status_name(r->status));
         for (int k = 0; k < R->n_names; k++) {
             fputc(',', f);
@@ -562,7 +579,9 @@ static void write_rows_csv(const report *R, FILE *f)
 
 static void write_table_csv(const report *R, FILE *f)
 {
-    fputs("method,variant,guidance,steps,nfe,seeds,ms_per_sample,ms_per_sample_sd", f);
+    fputs(R->budget ? "method,variant,guidance,steps,iterations,nfe,seeds,ms_per_sample,ms_per_sample_sd"
+                    : "method,variant,guidance,steps,nfe,seeds,ms_per_sample,ms_per_sample_sd",
+          f);
     for (int k = 0; k < R->n_names; k++) fprintf(f, ",%s_mean,%s_sd,%s_pct", R->names[k], R->names[k], R->names[k]);
     fputc('\n', f);
     for (int g = 0; g < R->n_groups; g++) {
@@ -573,6 +592,10 @@ static void write_table_csv(const report *R, FILE *f)
         fputc(',', f);
         if (G->first->guided) fprintf(f, "%g", G->first->guidance);
         fprintf(f, ",%d,", G->first->steps);
+        if (R->budget) {
+            if (G->first->iterations > 0) fprintf(f, "%d", G->first->iterations);
+            fputc(',', f);
+        }
         csv_num(f, G->nfe);
         fprintf(f, ",%d,", G->n);
         csv_num(f, G->ms);
@@ -761,13 +784,15 @@ void report_judges_caption(const report *R, FILE *f, bool html)
 
 static void write_table_md(const report *R, FILE *f)
 {
-    fputs("| method | variant | steps | NFE | seeds | ms/sample |", f);
+    fputs(R->budget ? "| method | variant | steps | iterations | NFE | seeds | ms/sample |"
+                    : "| method | variant | steps | NFE | seeds | ms/sample |",
+          f);
     for (int k = 0; k < R->n_names; k++) {
         if (R->bound[k]) continue;
         fprintf(f, " %s |", R->names[k]);
         if (R->base >= 0) fprintf(f, " %s %% |", R->names[k]);
     }
-    fputs("\n|---|---|---:|---:|---:|---:|", f);
+    fputs(R->budget ? "\n|---|---|---:|---:|---:|---:|---:|" : "\n|---|---|---:|---:|---:|---:|", f);
     for (int k = 0; k < R->n_names; k++)
         if (!R->bound[k]) fputs(R->base >= 0 ? "---:|---:|" : "---:|", f);
     fputc('\n', f);
@@ -777,7 +802,13 @@ static void write_table_md(const report *R, FILE *f)
         report_fmt(a, sizeof a, G->nfe);
         fprintf(f, "| %s | %s", G->first->method, G->first->variant);
         if (G->first->guided) fprintf(f, " (w %g)", G->first->guidance);
-        fprintf(f, " | %d | %s | %d |", G->first->steps, a, G->n);
+        fprintf(f, " | %d", G->first->steps);
+        if (R->budget) {
+            char it[32] = "-";
+            if (G->first->iterations > 0) snprintf(it, sizeof it, "%d", G->first->iterations);
+            fprintf(f, " | %s", it);
+        }
+        fprintf(f, " | %s | %d |", a, G->n);
         report_fmt(a, sizeof a, G->ms);
         fprintf(f, " %s |", a);
         report_metric_cells(R, G, &md_cells, f);
@@ -831,6 +862,8 @@ static void write_json(const report *R, FILE *f)
             fputs("null", f);
         flash_json_field_num(f, "guidance", r->guided ? r->guidance : NAN);
         fprintf(f, ", \"status\": \"%s\", \"steps\": %d", report_status_name(r->status), r->steps);
+        if (r->iterations > 0)
+            fprintf(f, ", \"iterations\": %d, \"snapshot\": %s", r->iterations, r->snapshot ? "true" : "false");
         flash_json_field_num(f, "nfe", r->nfe);
         flash_json_field_num(f, "sample_seconds", r->seconds);
         flash_json_field_num(f, "ms_per_sample", 1e3 * r->seconds / r->samples);
@@ -859,6 +892,7 @@ static void write_json(const report *R, FILE *f)
         flash_json_field_str(f, "variant", G->first->variant);
         flash_json_field_num(f, "guidance", G->first->guided ? G->first->guidance : NAN);
         fprintf(f, ", \"steps\": %d", G->first->steps);
+        if (G->first->iterations > 0) fprintf(f, ", \"iterations\": %d", G->first->iterations);
         flash_json_field_num(f, "nfe", G->nfe);
         fprintf(f, ", \"seeds\": %d", G->n);
         flash_json_field_num(f, "ms_per_sample", G->ms);

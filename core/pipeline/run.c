@@ -28,6 +28,10 @@ typedef struct result {
     char name[64];
     char model[16];   /* "teacher" or "student" */
     char sampler[32];
+    char run[64];   /* the variant whose distillation it samples (its folder), "" for a teacher */
+    char from[64];  /* its `from:`, or "" */
+    long iterations; /* the student's training iterations (train.steps or its snapshot), 0 for a teacher */
+    bool snapshot;   /* sampled from RUN_DIR/snapshot_<iterations>.safetensors */
     int steps;
     double nfe, seconds, distill_seconds;
     flash_metric_result metrics;
@@ -429,9 +433,10 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
 {
     flash_status st;
     const char *name = NULL, *model = NULL, *from = NULL;
+    long snapshot = 0;
     if ((st = flash_cfg_check_keys(v, "run variant", flash_schema_keys("run.variants"), err)) ||
         (st = flash_cfg_str(v, "name", NULL, &name, err)) || (st = flash_cfg_str(v, "model", "student", &model, err)) ||
-        (st = flash_cfg_str(v, "from", NULL, &from, err)))
+        (st = flash_cfg_str(v, "from", NULL, &from, err)) || (st = flash_cfg_int(v, "snapshot", 0, &snapshot, err)))
         return st;
     if (!name || !name[0] || strlen(name) >= sizeof R->res[0].name || strpbrk(name, "/ \\."))
         return flash_cfg_error(v, err, "a variant needs a `name:` (a file name: no '/', ' ', '.'; under 64 characters)");
@@ -440,6 +445,11 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
         return flash_cfg_error(flash_cfg_get(v, "model"), err, "model: 'teacher' or 'student', got '%s'", model);
     const bool is_teacher = strcmp(model, "teacher") == 0;
     if (is_teacher && from) return flash_cfg_error(flash_cfg_get(v, "from"), err, "a teacher variant has no `from:`");
+    if (is_teacher && flash_cfg_get(v, "snapshot"))
+        return flash_cfg_error(flash_cfg_get(v, "snapshot"), err, "a teacher variant has no `snapshot:`");
+    if (flash_cfg_get(v, "snapshot") && snapshot < 1)
+        return flash_cfg_error(flash_cfg_get(v, "snapshot"), err, "snapshot: a training step >= 1 of train.snapshots, got %ld",
+                               snapshot);
     const result *src = NULL;
     if (from && !(src = find_result(R, from)))
         return flash_cfg_error(flash_cfg_get(v, "from"), err, "`from: %s` names no earlier variant", from);
@@ -450,6 +460,7 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
     memset(res, 0, sizeof *res);
     snprintf(res->name, sizeof res->name, "%s", name);
     snprintf(res->model, sizeof res->model, "%s", model);
+    if (src) snprintf(res->from, sizeof res->from, "%s", src->name);
 
     flash_cfg *cfg = NULL;
     if ((st = variant_config(R, v, &cfg, err))) return st;
@@ -485,8 +496,31 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
 
     flash_instance *m = &teacher;
     if (!is_teacher) {
-        snprintf(dir, sizeof dir, "%s/%s", R->out, src ? src->name : name);
+        /* a `from:` variant samples its source's student, which may itself
+         * come from another's folder */
+        snprintf(res->run, sizeof res->run, "%s", src ? src->run : name);
+        snprintf(dir, sizeof dir, "%s/%s", R->out, res->run);
         snprintf(ckpt, sizeof ckpt, "%s/%s", dir, FLASH_RUN_CHECKPOINT);
+        if (src) {
+            res->iterations = src->iterations;
+            res->snapshot = src->snapshot;
+        } else {
+            flash_train_config tc;
+            if ((st = flash_train_config_read(flash_cfg_get(cfg, "train"), &tc, err))) goto done;
+            res->iterations = (long)tc.steps;
+            /* a step the distillation does not keep is found out before it runs */
+            bool listed = false;
+            for (int i = 0; i < tc.n_snapshots; i++) listed |= tc.snapshots[i] == snapshot;
+            if (snapshot && !listed) {
+                st = flash_cfg_error(flash_cfg_get(v, "snapshot"), err,
+                                     "variant '%s': snapshot %ld is not one of its train.snapshots", name, snapshot);
+                goto done;
+            }
+        }
+        if (snapshot) {
+            res->iterations = snapshot;
+            res->snapshot = true;
+        }
         if (!src) {
             if ((st = same_config(R, cfg, dir, name, err))) goto done;
             struct stat sb, sa;
@@ -515,6 +549,20 @@ static flash_status run_variant(run_ctx *R, const flash_cfg *v, flash_error *err
         if (!P) {
             st = flash_error_set(err, FLASH_ERR_CONFIG, "variant '%s': the student has no parameters", name);
             goto done;
+        }
+        /* the final checkpoint, or the snapshot the variant names */
+        if (res->snapshot) {
+            char file[128];
+            struct stat sb;
+            snprintf(file, sizeof file, FLASH_RUN_SNAPSHOT, (long long)res->iterations);
+            snprintf(ckpt, sizeof ckpt, "%.4100s/%s", dir, file);
+            if (stat(ckpt, &sb) != 0) {
+                st = flash_error_set(err, FLASH_ERR_CONFIG,
+                                     "variant '%s': no snapshot of step %ld in %s: list the step in the "
+                                     "train.snapshots of variant '%s' before it is distilled",
+                                     name, res->iterations, dir, res->run);
+                goto done;
+            }
         }
         if ((st = flash_checkpoint_load(ckpt, P, NULL, err))) goto done;
         if (flash_params_ema(P) && (st = flash_params_swap_ema(P, err))) goto done;
@@ -581,6 +629,11 @@ static flash_status write_results(const run_ctx *R, const char *config, flash_er
         flash_json_field_num(f, "distill_seconds", r->distill_seconds);
         fprintf(f, ", \"samples\": \"samples/%s.npy\"", r->name);
         if (R->labels) fprintf(f, ", \"labels\": \"samples/%s.labels.npy\"", r->name);
+        if (r->iterations > 0)
+            fprintf(f, ", \"iterations\": %ld, \"snapshot\": %s", r->iterations, r->snapshot ? "true" : "false");
+        else
+            fputs(", \"iterations\": null, \"snapshot\": false", f);
+        if (r->from[0]) flash_json_field_str(f, "from", r->from);
         fputs(", \"metrics\": ", f);
         flash_json_metrics(f, &r->metrics);
         fputc('}', f);

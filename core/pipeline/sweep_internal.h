@@ -43,6 +43,8 @@ typedef struct sw_variant {
     bool share_steps, seeded, is_teacher;
     long steps[MAX_LIST];
     int n_steps; /* -1: the sweep's axis */
+    long snapshots[MAX_LIST];
+    int n_snapshots; /* -1: the sweep's */
 } sw_variant;
 
 typedef struct sw_run {
@@ -66,6 +68,10 @@ struct flash_sweep {
     const flash_cfg *set;
     long seeds[MAX_LIST], steps[MAX_LIST];
     int n_seeds, n_steps;
+    /* training budgets: each distilled student also sampled at these
+     * steps of its run (train.snapshots; sweep_resolve) */
+    long snapshots[MAX_LIST];
+    int n_snapshots;
     double guidance[MAX_LIST];
     int n_guidance;
     const char *guidance_key, *baseline;

@@ -68,6 +68,20 @@ static flash_status read_longs(const flash_cfg *map, const char *key, long *out,
     return st;
 }
 
+/* snapshots: training steps, increasing (train.snapshots checks them
+ * against each run's train.steps) */
+static flash_status read_snapshots(const flash_cfg *map, long *out, int *n, flash_error *err)
+{
+    size_t k = 0;
+    flash_status st = flash_cfg_ints(map, "snapshots", out, MAX_LIST, &k, err);
+    *n = (int)k;
+    for (size_t i = 0; !st && i < k; i++)
+        if (out[i] < 1 || (i > 0 && out[i] <= out[i - 1]))
+            st = flash_cfg_error(flash_cfg_at(flash_cfg_get(map, "snapshots"), i), err,
+                                 "snapshots[%zu] is %ld: expected increasing training steps >= 1", i, out[i]);
+    return st;
+}
+
 static flash_status parse_sweep(sweep *S, flash_error *err)
 {
     flash_status st;
@@ -84,6 +98,7 @@ static flash_status parse_sweep(sweep *S, flash_error *err)
         if ((st = read_longs(r, "seeds", S->seeds, &S->n_seeds, err))) return st;
     }
     if (flash_cfg_get(r, "steps") && (st = read_longs(r, "steps", S->steps, &S->n_steps, err))) return st;
+    if ((st = read_snapshots(r, S->snapshots, &S->n_snapshots, err))) return st;
     if (flash_cfg_get(r, "guidance")) {
         size_t k = 0;
         if ((st = flash_cfg_doubles(r, "guidance", S->guidance, MAX_LIST, &k, err))) return st;
@@ -99,6 +114,7 @@ static flash_status parse_sweep(sweep *S, flash_error *err)
         const char *config = NULL;
         v->node = n;
         v->n_steps = -1;
+        v->n_snapshots = -1;
         if ((st = flash_cfg_check_keys(n, "variant", flash_schema_keys("sweep.variants"), err)) ||
             (st = flash_cfg_str(n, "name", NULL, &v->name, err)) ||
             (st = flash_cfg_str(n, "config", NULL, &config, err)) ||
@@ -120,6 +136,11 @@ static flash_status parse_sweep(sweep *S, flash_error *err)
         v->resample = flash_cfg_get(n, "resample");
         if ((st = check_strings(v->set, "set", err)) || (st = check_strings(v->per_step, "per_step", err))) return st;
         if (flash_cfg_get(n, "steps") && (st = read_longs(n, "steps", v->steps, &v->n_steps, err))) return st;
+        if (flash_cfg_get(n, "snapshots")) {
+            if ((st = read_snapshots(n, v->snapshots, &v->n_snapshots, err))) return st;
+            if (v->is_teacher && v->n_snapshots > 0)
+                return flash_cfg_error(flash_cfg_get(n, "snapshots"), err, "snapshots: a teacher variant trains nothing");
+        }
         if (v->resample) {
             if (flash_cfg_kind(v->resample) != FLASH_CFG_SEQ)
                 return flash_cfg_error(v->resample, err, "resample: expected a list of {name, set}");
@@ -332,6 +353,94 @@ static flash_status flow_sets(const sweep *S, const sw_variant *v, long steps, c
     return FLASH_OK;
 }
 
+/* Appends YAML text (a block node) to f as an item of a block sequence. */
+static void seq_item(FILE *f, const char *yaml)
+{
+    fputs("- ", f);
+    for (const char *p = yaml; *p; p++) {
+        fputc(*p, f);
+        if (*p == '\n' && p[1]) fputs("  ", f);
+    }
+    if (!*yaml || yaml[strlen(yaml) - 1] != '\n') fputc('\n', f);
+}
+
+/* The training budgets of a student variant's run: train.snapshots set to
+ * the variant's (else the sweep's) snapshots, and each entry that distils
+ * a student (no `from:`) followed in run.variants by `<entry>_it<N>`, the
+ * same entry (its `set:`, so its sampler) on the student of step N. */
+static flash_status add_snapshots(const sweep *S, const sw_variant *v, const sw_run *r, flash_cfg *cfg,
+                                  flash_error *err)
+{
+    const long *snaps = v->n_snapshots >= 0 ? v->snapshots : S->snapshots;
+    const int n = v->n_snapshots >= 0 ? v->n_snapshots : S->n_snapshots;
+    if (n < 1) return FLASH_OK;
+    const flash_cfg *vars = flash_cfg_path(cfg, "run.variants");
+    if (!vars || flash_cfg_kind(vars) != FLASH_CFG_SEQ) return FLASH_OK; /* said below */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    flash_status st = FLASH_OK;
+    fputs("train.snapshots=[", f);
+    for (int i = 0; i < n; i++) fprintf(f, "%s%ld", i ? ", " : "", snaps[i]);
+    fputs("]", f);
+    fclose(f);
+    if (!text) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    st = flash_cfg_set(cfg, text, err);
+    free(text);
+    text = NULL;
+    if (st) {
+        flash_error_prefix(err, "run '%s'", r->id);
+        return st;
+    }
+    vars = flash_cfg_path(cfg, "run.variants");
+    if (!(f = open_memstream(&text, &len))) return flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    fputs("run.variants=\n", f);
+    for (size_t i = 0; i < flash_cfg_len(vars) && !st; i++) {
+        char *y = flash_cfg_to_yaml(flash_cfg_at(vars, i));
+        if (!y) {
+            st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+            break;
+        }
+        seq_item(f, y);
+        free(y);
+    }
+    for (size_t i = 0; i < flash_cfg_len(vars) && !st; i++) {
+        const flash_cfg *e = flash_cfg_at(vars, i);
+        const char *name = flash_cfg_scalar(flash_cfg_get(e, "name"));
+        const char *model = flash_cfg_scalar(flash_cfg_get(e, "model"));
+        if (!name || (model && strcmp(model, "student")) || flash_cfg_get(e, "from") || flash_cfg_get(e, "snapshot"))
+            continue;
+        for (int k = 0; k < n && !st; k++) {
+            flash_cfg *c = flash_cfg_clone(e);
+            char a[200];
+            snprintf(a, sizeof a, "name=%s_it%ld", name, snaps[k]);
+            if (!c || (st = flash_cfg_set(c, a, err))) {
+                if (!c) st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+                flash_cfg_free(c);
+                break;
+            }
+            snprintf(a, sizeof a, "from=%s", name);
+            if (!(st = flash_cfg_set(c, a, err))) {
+                snprintf(a, sizeof a, "snapshot=%ld", snaps[k]);
+                st = flash_cfg_set(c, a, err);
+            }
+            char *y = st ? NULL : flash_cfg_to_yaml(c);
+            flash_cfg_free(c);
+            if (!st && !y) st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+            if (st) break;
+            seq_item(f, y);
+            free(y);
+        }
+    }
+    fclose(f);
+    if (!st && !text) st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
+    if (!st) st = flash_cfg_set(cfg, text, err);
+    free(text);
+    if (st) flash_error_prefix(err, "run '%s': snapshots", r->id);
+    return st;
+}
+
 /* The run's resolved config and its entries' methods. */
 flash_status sweep_resolve(const sweep *S, const sw_run *r, flash_cfg **out, entry_meta *em, int *n_em,
                            flash_error *err)
@@ -401,6 +510,7 @@ flash_status sweep_resolve(const sweep *S, const sw_run *r, flash_cfg **out, ent
         free(text);
         if (st) goto fail;
     }
+    if (!v->is_teacher && (st = add_snapshots(S, v, r, cfg, err))) goto fail;
     /* the entries (ours or the config's own) and their noise-correction flags */
     const flash_cfg *vars = flash_cfg_path(cfg, "run.variants");
     if (!vars || flash_cfg_kind(vars) != FLASH_CFG_SEQ) {

@@ -106,15 +106,17 @@ flash_status flash_checkpoint_save(const char *path, flash_params *p, const flas
     return flash_checkpoint_save_ranks(path, p, info, 0, err);
 }
 
-flash_status flash_checkpoint_save_ranks(const char *path, flash_params *p, const flash_ckpt_info *info, int ranks,
-                                         flash_error *err)
+/* moments: with the Adam blocks (a checkpoint to resume from), else the
+ * weights and their EMA alone (a snapshot to sample from) */
+static flash_status save(const char *path, flash_params *p, const flash_ckpt_info *info, int ranks, bool moments,
+                         flash_error *err)
 {
     size_t np = flash_params_n(p);
     float *base = flash_params_data(p);
     float *blk[N_BLK];
     size_t nt = np;
     for (int b = 0; b < N_BLK; b++) {
-        blk[b] = block_of(p, b);
+        blk[b] = moments || b == BLK_EMA ? block_of(p, b) : NULL;
         if (blk[b])
             nt += np;
     }
@@ -188,6 +190,18 @@ done:
     free(names);
     free(ts);
     return st;
+}
+
+flash_status flash_checkpoint_save_ranks(const char *path, flash_params *p, const flash_ckpt_info *info, int ranks,
+                                         flash_error *err)
+{
+    return save(path, p, info, ranks, true, err);
+}
+
+flash_status flash_checkpoint_save_weights(const char *path, flash_params *p, const flash_ckpt_info *info,
+                                           flash_error *err)
+{
+    return save(path, p, info, 0, false, err);
 }
 
 static int parse_hex64(const char *s, const char **end, uint64_t *out)

@@ -87,6 +87,21 @@ flash_status flash_train_config_read(const flash_cfg *t, flash_train_config *o, 
                                "weight decay is decoupled: use optimizer: adamw");
     if (o->min_lr > o->adam.lr)
         return flash_cfg_error(flash_cfg_get(t, "min_lr"), err, "min_lr %g exceeds lr %g", o->min_lr, o->adam.lr);
+    /* snapshots: steps at which the trained weights are kept (trainer.h) */
+    long snaps[FLASH_TRAIN_MAX_SNAPSHOTS];
+    size_t ns = 0;
+    if ((st = flash_cfg_ints(t, "snapshots", snaps, FLASH_TRAIN_MAX_SNAPSHOTS, &ns, err))) return st;
+    for (size_t i = 0; i < ns; i++) {
+        const flash_cfg *item = flash_cfg_at(flash_cfg_get(t, "snapshots"), i);
+        if (snaps[i] < 1) return flash_cfg_error(item, err, "a snapshot is a training step >= 1, got %ld", snaps[i]);
+        if (i > 0 && snaps[i] <= snaps[i - 1])
+            return flash_cfg_error(item, err, "snapshots must increase: %ld after %ld", snaps[i], snaps[i - 1]);
+        if (snaps[i] > o->steps)
+            return flash_cfg_error(item, err, "snapshot at step %ld is beyond train.steps (%lld)", snaps[i],
+                                   (long long)o->steps);
+        o->snapshots[i] = snaps[i];
+    }
+    o->n_snapshots = (int)ns;
     if (o->warmup_steps >= o->steps && o->lr_schedule == FLASH_LR_COSINE)
         return flash_cfg_error(flash_cfg_get(t, "warmup_steps"), err,
                                "warmup_steps %lld leaves no steps for the cosine decay (steps = %lld)",
@@ -293,19 +308,24 @@ flash_tensor *flash_run_randn(flash_run *run, flash_ctx *c, flash_rng *rng, int 
     return x ? flash_narrow(c, x, L->rank * shape[0], shape[0]) : NULL;
 }
 
+/* a checkpoint read, one written (with the optimiser's state), a snapshot
+ * written (the weights and their EMA alone) */
+enum { CKPT_LOAD, CKPT_SAVE, CKPT_SNAPSHOT };
+
 /* Checkpoints are read and written in host memory: parameters on a device
  * visit the CPU for the file and go back. */
 /* ranks: the rank count to record (save), or where to put the recorded one
  * (load); NULL for neither */
-static flash_status ckpt_io(bool save, const char *path, flash_params *p, flash_ckpt_info *info, int *ranks,
+static flash_status ckpt_io(int mode, const char *path, flash_params *p, flash_ckpt_info *info, int *ranks,
                             flash_error *err)
 {
     const char *dev = flash_params_device(p);
     const bool away = strcmp(dev, "cpu") != 0;
     flash_status st = away ? flash_params_to_device(p, "cpu", err) : FLASH_OK;
     if (st == FLASH_OK)
-        st = save ? flash_checkpoint_save_ranks(path, p, info, ranks ? *ranks : 0, err)
-                  : flash_checkpoint_load_ranks(path, p, info, ranks, err);
+        st = mode == CKPT_SAVE       ? flash_checkpoint_save_ranks(path, p, info, ranks ? *ranks : 0, err)
+             : mode == CKPT_SNAPSHOT ? flash_checkpoint_save_weights(path, p, info, err)
+                                     : flash_checkpoint_load_ranks(path, p, info, ranks, err);
     if (away) {
         flash_error e2 = {0};
         flash_status s2 = flash_params_to_device(p, dev, &e2);
@@ -339,7 +359,7 @@ flash_status flash_run_track(flash_run *run, const char *name, flash_params *p, 
     aux_path(L, name, path, sizeof path);
     struct stat sb;
     if (run->resuming && L->o->run_dir && stat(path, &sb) == 0) {
-        flash_status st = ckpt_io(false, path, p, NULL, NULL, err);
+        flash_status st = ckpt_io(CKPT_LOAD, path, p, NULL, NULL, err);
         if (st) return st;
         if (restored) *restored = true;
     }
@@ -532,14 +552,43 @@ static flash_status save_all(loop *L, int64_t step, flash_error *err)
     flash_ckpt_info aux = {.step = step, .rng = L->rng};
     for (int i = 0; i < L->n_aux; i++) {
         aux_path(L, L->aux[i].name, path, sizeof path);
-        if ((st = ckpt_io(true, path, L->aux[i].p, &aux, &L->ranks, err))) return st;
+        if ((st = ckpt_io(CKPT_SAVE, path, L->aux[i].p, &aux, &L->ranks, err))) return st;
     }
     /* the trained parameters last: their step marks a complete checkpoint */
     flash_ckpt_info info = {.step = step, .rng = L->rng, .config_yaml = flash_cfg_to_yaml(L->o->root)};
     if (!info.config_yaml) return flash_error_set(err, FLASH_ERR_NOMEM, "%s: cannot serialise the config", L->who);
-    st = ckpt_io(true, L->ckpt_path, L->P, &info, &L->ranks, err);
+    st = ckpt_io(CKPT_SAVE, L->ckpt_path, L->P, &info, &L->ranks, err);
     free(info.config_yaml);
     if (st == FLASH_OK) L->last_ckpt = step;
+    if (st == FLASH_OK && L->ranks > 1) st = flash_comm_barrier(L->comm, err);
+    return st;
+}
+
+static void snapshot_path(const loop *L, int64_t step, char *buf, size_t n)
+{
+    int k = snprintf(buf, n, "%s/", L->o->run_dir);
+    if (k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, FLASH_RUN_SNAPSHOT, (long long)step);
+}
+
+static bool is_snapshot(const flash_train_config *tc, int64_t step)
+{
+    for (int i = 0; i < tc->n_snapshots; i++)
+        if (tc->snapshots[i] == step) return true;
+    return false;
+}
+
+/* The trained weights and their EMA at a step of train.snapshots, as the
+ * final checkpoint holds them, without the optimiser's state; rank 0
+ * writes, the others wait for the file as for a checkpoint. */
+static flash_status save_snapshot(loop *L, int64_t step, flash_error *err)
+{
+    if (L->rank != 0) return flash_comm_barrier(L->comm, err);
+    char path[4200];
+    snapshot_path(L, step, path, sizeof path);
+    flash_ckpt_info info = {.step = step, .rng = L->rng, .config_yaml = flash_cfg_to_yaml(L->o->root)};
+    if (!info.config_yaml) return flash_error_set(err, FLASH_ERR_NOMEM, "%s: cannot serialise the config", L->who);
+    flash_status st = ckpt_io(CKPT_SNAPSHOT, path, L->P, &info, NULL, err);
+    free(info.config_yaml);
     if (st == FLASH_OK && L->ranks > 1) st = flash_comm_barrier(L->comm, err);
     return st;
 }
@@ -766,6 +815,9 @@ static flash_status loop_run(loop *L, int64_t start, flash_error *err)
         if (evaluates && ((tc->eval_every > 0 && step % tc->eval_every == 0) || step == tc->steps) &&
             (st = run_eval(L, step, err)))
             break;
+        /* the snapshot before the checkpoint of the same step: a run killed
+         * between the two repeats the step and writes the same bytes */
+        if (is_snapshot(tc, step) && (st = save_snapshot(L, step, err))) break;
         if ((tc->ckpt_every > 0 && step % tc->ckpt_every == 0) || step == last) {
             if ((st = save_all(L, step, err))) break;
         }
@@ -811,7 +863,7 @@ flash_status flash_train_run(const flash_train_opts *o, flash_error *err)
         }
         flash_ckpt_info info = {0};
         int was = 0;
-        if ((st = ckpt_io(false, L->ckpt_path, L->P, &info, &was, err))) goto out;
+        if ((st = ckpt_io(CKPT_LOAD, L->ckpt_path, L->P, &info, &was, err))) goto out;
         free(info.config_yaml);
         start = info.step;
         L->rng = info.rng;
@@ -819,6 +871,15 @@ flash_status flash_train_run(const flash_train_opts *o, flash_error *err)
         if (L->batcher_ready) flash_batcher_skip(&L->batcher, start, L->tc.batch_size);
         if (L->rank == 0 && (st = flash_jsonl_truncate(L->metrics_path, start, err))) goto out;
         flash_info("resuming %s at step %lld of %lld", o->run_dir, (long long)start, (long long)L->tc.steps);
+        /* snapshots the run passed before it listed them cannot be made now */
+        for (int i = 0; i < L->tc.n_snapshots && L->tc.snapshots[i] <= start; i++) {
+            char path[4200];
+            snapshot_path(L, L->tc.snapshots[i], path, sizeof path);
+            if (L->rank == 0 && stat(path, &sb) != 0)
+                flash_warn("%s: train.snapshots lists step %lld, but %s is missing and the run resumes past it "
+                           "(at step %lld)",
+                           L->who, (long long)L->tc.snapshots[i], path, (long long)start);
+        }
         /* the global batch and every draw are the same on any rank count,
          * so the run goes on as it would have; only the summation order
          * of the gradients, and so the rounding, follows the new count */

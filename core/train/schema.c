@@ -13,14 +13,15 @@
 static const char *const train_keys[] = {"steps",        "batch_size",   "optimizer",   "lr",         "beta1",
                                          "beta2",        "eps",          "weight_decay", "warmup_steps", "lr_schedule",
                                          "min_lr",       "grad_clip",    "ema_decay",   "ckpt_every", "log_every",
-                                         "eval_every",   "eval_batches", NULL};
+                                         "eval_every",   "eval_batches", "snapshots",   NULL};
 static const char *const run_keys[] = {"samples", "noise_seed", "batch", "plots", "variants", NULL};
-static const char *const run_variant_keys[] = {"name", "model", "from", "set", NULL};
+static const char *const run_variant_keys[] = {"name", "model", "from", "set", "snapshot", NULL};
 static const char *const teacher_train_keys[] = {"strategy", "train", NULL};
-static const char *const sweep_keys[] = {"base",  "set",      "out",          "jobs",     "seeds",    "steps", "timesteps",
-                                         "guidance", "guidance_key", "baseline", "variants", "runs",  NULL};
-static const char *const sweep_variant_keys[] = {"name",     "config",      "model",  "set",      "per_step",
-                                                 "share_steps", "seeded",  "steps",  "resample", NULL};
+static const char *const sweep_keys[] = {"base",     "set",          "out",      "jobs",     "seeds", "steps",
+                                         "timesteps", "guidance",    "guidance_key", "baseline", "variants", "runs",
+                                         "snapshots", NULL};
+static const char *const sweep_variant_keys[] = {"name",     "config",   "model",     "set", "per_step", "share_steps",
+                                                 "seeded",   "steps",    "resample",  "snapshots", NULL};
 static const char *const sweep_resample_keys[] = {"name", "set", NULL};
 static const char *const sweep_run_keys[] = {"variant", "steps", "seed", "guidance", NULL};
 
@@ -288,11 +289,16 @@ static flash_status check_run(const flash_cfg *root, const flash_cfg *run, flash
     for (size_t i = 0; i < flash_cfg_len(variants) && !st; i++) {
         const flash_cfg *v = flash_cfg_at(variants, i);
         if (flash_cfg_kind(v) != FLASH_CFG_MAP)
-            return flash_cfg_error(v, err, "expected a variant: {name, model, from, set}");
+            return flash_cfg_error(v, err, "expected a variant: {name, model, from, set, snapshot}");
         /* each variant's own config only for flash run: a variant distilled
          * is checked as itself, not as its siblings */
-        if (!(st = flash_cfg_check_keys(v, "run variant", run_variant_keys, err)) && !variant && what == FLASH_FOR_RUN)
-            st = check_variant(root, v, r, err);
+        if ((st = flash_cfg_check_keys(v, "run variant", run_variant_keys, err))) break;
+        /* the step of a training snapshot (trainer.h: train.snapshots) */
+        const flash_cfg *snap = flash_cfg_get(v, "snapshot");
+        long step;
+        if (snap && !(st = flash_cfg_int(v, "snapshot", 0, &step, err)) && step < 1)
+            st = flash_cfg_error(snap, err, "snapshot: a training step >= 1 of train.snapshots, got %ld", step);
+        if (!st && !variant && what == FLASH_FOR_RUN) st = check_variant(root, v, r, err);
     }
     return st;
 }

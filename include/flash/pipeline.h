@@ -6,7 +6,8 @@
  *   `teacher_train:` and its checkpoint is missing, else loaded, or
  *   analytic), each of the config's `run.variants` (a teacher sampler, a
  *   student distilled with the config plus the variant's `set:`, or an
- *   earlier variant's student sampled differently with `from:`), every
+ *   earlier variant's student sampled differently with `from:`, or at a
+ *   step of its train.snapshots with `snapshot:`), every
  *   variant sampled on one fixed noise bank, then the config's `metrics:`;
  *   results.json, samples/, plots/ and one run directory per distilled
  *   variant in out_dir.
@@ -60,7 +61,12 @@ typedef struct flash_run_opts {
  *
  *   run:
  *     samples: 10000   noise_seed: 1234   batch: 4096   plots: true
- *     variants: [{name, model: teacher|student, from, set: ["k=v", ...]}, ...] */
+ *     variants: [{name, model: teacher|student, from, set: ["k=v", ...], snapshot}, ...]
+ *
+ * `snapshot: N` samples the student as its distillation left it at step N
+ * (RUN_DIR/snapshot_N.safetensors, which train.snapshots must list; with
+ * `from:`, the source's run). results.json gives each student's
+ * "iterations" (N, else train.steps) and "snapshot" (true for N). */
 FLASH_EXPORT flash_status flash_run_pipeline(const flash_run_opts *o, flash_error *err);
 
 /* ---- flash sweep ------------------------------------------------------ */

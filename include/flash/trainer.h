@@ -18,6 +18,13 @@
  *     the strategy's RNG, the resolved config) every ckpt_every steps and at
  *     the end, to RUN_DIR/checkpoint.safetensors, written atomically, with
  *     the strategy's own parameter blocks (flash_run_track) beside it;
+ *   - snapshots: at each step of train.snapshots, the trained parameters
+ *     and their EMA (what a sampler uses, as from the final checkpoint;
+ *     no optimiser state) to RUN_DIR/snapshot_<step>.safetensors, written
+ *     atomically and kept, so one run gives the student at several
+ *     training budgets (`snapshot:` of a `flash run` variant). A resumed
+ *     run writes the same bytes as an uninterrupted one; the snapshots at
+ *     or before the step it resumes from are the ones already written;
  *   - resume: load that checkpoint, restore the RNG and the data order and
  *     continue; with the same thread count the continued run is bit for bit
  *     the uninterrupted one (RUN_DIR/metrics.jsonl is cut back to the
@@ -46,6 +53,7 @@
  *     ema_decay: 0.999     # 0: no EMA
  *     ckpt_every: 1000     log_every: 50
  *     eval_every: 0        eval_batches: 0   # 0 batches: the whole test split
+ *     snapshots: []        # steps, increasing, each <= steps: [500, 1000, 2000]
  */
 #ifndef FLASH_TRAINER_H
 #define FLASH_TRAINER_H
@@ -55,6 +63,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#define FLASH_TRAIN_MAX_SNAPSHOTS 32
 
 typedef enum flash_lr_schedule { FLASH_LR_CONSTANT = 0, FLASH_LR_COSINE } flash_lr_schedule;
 
@@ -68,6 +78,8 @@ typedef struct flash_train_config {
     double grad_clip;
     float ema_decay;
     int64_t ckpt_every, log_every, eval_every, eval_batches;
+    int64_t snapshots[FLASH_TRAIN_MAX_SNAPSHOTS]; /* increasing, in [1, steps] */
+    int n_snapshots;
 } flash_train_config;
 
 /* Reads the `train:` map (NULL: all defaults); unknown keys are errors. */
@@ -117,6 +129,8 @@ FLASH_EXPORT flash_status flash_teacher_load(const flash_cfg *root, flash_instan
 #define FLASH_RUN_CHECKPOINT "checkpoint.safetensors"
 #define FLASH_RUN_METRICS "metrics.jsonl"
 #define FLASH_RUN_CONFIG "config.yaml"
+/* RUN_DIR/snapshot_<step>.safetensors: printf with the step as long long */
+#define FLASH_RUN_SNAPSHOT "snapshot_%lld.safetensors"
 
 #ifdef __cplusplus
 }

@@ -35,10 +35,12 @@ static const flash_command run_cmd = {
         "yet, else loaded from teacher_checkpoint, or analytic), then each variant\n"
         "of the config's `run.variants` (a teacher sampler, or a student distilled\n"
         "with the config plus the variant's `set:` overrides, or an earlier\n"
-        "variant's student sampled differently with `from:`), every variant\n"
+        "variant's student sampled differently with `from:`, or the student at a\n"
+        "step of its train.snapshots with `snapshot: N`), every variant\n"
         "sampled on one fixed noise bank, then the config's `metrics:`. Writes\n"
         "RUNDIR/results.json (per variant: name, steps, NFE, seconds, distill\n"
-        "seconds (null for a student reused from an earlier run), metrics),\n"
+        "seconds (null for a student reused from an earlier run), the student's\n"
+        "training iterations, metrics),\n"
         "RUNDIR/samples/<variant>.npy (and .labels.npy), RUNDIR/plots/<variant>.png\n"
         "(a scatter plot of 2-D data, a grid of the first 100 images), one run\n"
         "directory per distilled variant, and prints a table. A variant whose\n"
@@ -56,7 +58,9 @@ static const flash_command run_cmd = {
         "         set: [\"sampler={plugin: dpmpp_2m, steps: 25, timestep_spacing: trailing}\"]}\n"
         "      - {name: imagine_flash_3}                          # the config as it is\n"
         "      - {name: forward_3, set: [\"strategy.plugin=forward\"]}\n"
-        "      - {name: no_nc_3, from: imagine_flash_3, set: [\"sampler.noise_correction=false\"]}\n",
+        "      - {name: no_nc_3, from: imagine_flash_3, set: [\"sampler.noise_correction=false\"]}\n"
+        "      # the same student at step 500 (train: {snapshots: [500, ...]})\n"
+        "      - {name: imagine_flash_3_it500, from: imagine_flash_3, snapshot: 500}\n",
     .epilogue =
         "The config's top-level `threads:` sets the threads (default 2; small\n"
         "models such as the 2-D quickstart's run fastest on 1).\n"
