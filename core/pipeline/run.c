@@ -598,7 +598,9 @@ done:
     return st;
 }
 
-static flash_status write_results(const run_ctx *R, const char *config, flash_error *err)
+/* complete: every variant of the config is in; a run stopped part way
+ * (or failing at a variant) leaves the ones it measured, marked incomplete */
+static flash_status write_results(const run_ctx *R, const char *config, bool complete, flash_error *err)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/results.json", R->out);
@@ -614,8 +616,8 @@ static flash_status write_results(const run_ctx *R, const char *config, flash_er
         flash_json_str(f, R->plugins.path[i]);
         fprintf(f, ", \"fnv1a64\": \"%016" PRIx64 "\"}", R->plugins.hash[i]);
     }
-    fprintf(f, "],\n  \"samples\": %ld,\n  \"noise_seed\": %ld,\n  \"threads\": %d,\n  \"variants\": [", R->n,
-            R->noise_seed, flash_get_threads());
+    fprintf(f, "],\n  \"complete\": %s,\n  \"samples\": %ld,\n  \"noise_seed\": %ld,\n  \"threads\": %d,\n  \"variants\": [",
+            complete ? "true" : "false", R->n, R->noise_seed, flash_get_threads());
     for (int i = 0; i < R->n_res; i++) {
         const result *r = &R->res[i];
         fputs(i ? ",\n    {" : "\n    {", f);
@@ -723,7 +725,7 @@ flash_status flash_run_pipeline(const flash_run_opts *o, flash_error *err)
     for (size_t i = 0; i < flash_cfg_len(variants); i++) {
         if ((st = run_variant(R, flash_cfg_at(variants, i), err))) goto done;
         /* results.json grows variant by variant, so a stopped run keeps what it measured */
-        if (writes(R) && (st = write_results(R, config, err))) goto done;
+        if (writes(R) && (st = write_results(R, config, i + 1 == flash_cfg_len(variants), err))) goto done;
     }
     if (o->table) print_table(R, o->table);
     say(R, "wrote %s/results.json", out);

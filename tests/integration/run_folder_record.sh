@@ -47,6 +47,9 @@ for f in W/config.yaml W/student_3/config.yaml; do
 done
 grep -q '"plugins": \[{"path": "'"$tmp"'/plug/flash_datasets.so", "fnv1a64": "[0-9a-f]\{16\}"}' W/results.json ||
   fail "results.json: $(head -5 W/results.json)"
+# every variant in: the record says the run is complete (a run stopped part
+# way leaves what it measured, marked "complete": false)
+grep -q '"complete": true' W/results.json || fail "results.json does not say the run is complete"
 # the same build reuses the student; a rebuilt plugin (other bytes) does not
 FLASH_PLUGIN_DIR=$tmp/plug "$FLASH" "${run[@]}" >out 2>err || fail "rerun: $(cat err)"
 grep -q 'reused' out || fail "student not reused: $(cat out)"
