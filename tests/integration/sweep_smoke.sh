@@ -6,7 +6,8 @@
 # rows), the shared noise bank (one file in DIR, none left in the runs),
 # then kills a second sweep (SIGKILL) after some runs completed, resumes it
 # with --resume and checks that its final table equals the uninterrupted
-# one (every column but the timings).
+# one (every column but the timings). tools/repro/sweep_keep.sh keeps the
+# finished runs in small files, which give the same table from a new folder.
 # Env (set by CTest): FLASH, FLASH_SOURCE_DIR.
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
 source "${BASH_SOURCE%/*}/common.bash"
@@ -134,5 +135,23 @@ def load(p):
 a, b = load(sys.argv[1]), load(sys.argv[2])
 assert a == b, "\n".join(f"{x}\n{y}" for x, y in zip(a, b) if x != y)
 print(f"resumed table equals the uninterrupted one ({len(a)} rows)")
+PY
+
+# tools/repro/sweep_keep.sh: the finished runs in small files, put back into
+# a new sweep folder, make the same table and leave nothing to run
+keep=$FLASH_SOURCE_DIR/tools/repro/sweep_keep.sh
+FLASH=$FLASH bash "$keep" "$tmp/a" "$tmp/k" 2>"$tmp/k.log" || fail "sweep_keep: $(cat "$tmp/k.log")"
+(($(ls "$tmp"/k/runs/*/DONE | wc -l) == 9)) || fail "sweep_keep did not keep 9 runs"
+heavy=$(find "$tmp/k" -name '*.safetensors' -o -name '*.npy' | head -3)
+[[ -z $heavy ]] || fail "sweep_keep kept checkpoints or samples: $heavy"
+FLASH=$FLASH bash "$keep" --restore "$tmp/k" "$tmp/c" 2>"$tmp/c.log" || fail "restore: $(cat "$tmp/c.log")"
+"$FLASH" sweep "$sweep" --out "$tmp/c" --jobs 2 --resume >/dev/null 2>"$tmp/c.log" || fail "resume kept: $(tail -5 "$tmp/c.log")"
+grep -q "9 of 9 runs already complete" "$tmp/c.log" || fail "the kept runs were not skipped: $(head -3 "$tmp/c.log")"
+python3 - "$tmp/a/results.csv" "$tmp/k/results.csv" "$tmp/c/results.csv" <<'PY' || fail "the kept runs make another table"
+import csv, sys
+timing = {"sample_seconds", "ms_per_sample", "distill_seconds"}
+a, k, c = ([{x: v for x, v in r.items() if x not in timing} for r in csv.DictReader(open(p))] for p in sys.argv[1:])
+assert a == k == c, "the tables differ"
+print(f"kept runs give the same table ({len(a)} rows)")
 PY
 echo "PASS"
