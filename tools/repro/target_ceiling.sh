@@ -20,10 +20,10 @@
 # and the class-conditional mixture of configs/gmm2d/lcm_guided.yaml at
 # w = 3 (seconds); the Fashion-MNIST teacher of configs/distill/base.yaml
 # (w = 2) when its checkpoint exists (TEACHER, default
-# runs/teacher/checkpoint.safetensors; FMNIST_N examples, default 64:
+# results/checkpoints/fmnist_unet_s.safetensors; FMNIST_N examples, default 64:
 # minutes), its pure-noise samples (FMNIST_SAMPLES, default 1000) when the
 # classifier's does too (CLASSIFIER, default
-# runs/classifier/checkpoint.safetensors). Sample files go to WORK
+# results/checkpoints/fmnist_classifier.safetensors). Sample files go to WORK
 # (default runs/target_ceiling).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,8 +33,8 @@ FLASH=${FLASH:-$root/build/bin/flash}
 work=${WORK:-$root/runs/target_ceiling}
 fmnist_n=${FMNIST_N:-64}
 fmnist_samples=${FMNIST_SAMPLES:-1000}
-teacher=${TEACHER:-runs/teacher/checkpoint.safetensors}
-classifier=${CLASSIFIER:-runs/classifier/checkpoint.safetensors}
+teacher=${TEACHER:-results/checkpoints/fmnist_unet_s.safetensors}
+classifier=${CLASSIFIER:-results/checkpoints/fmnist_classifier.safetensors}
 ks=(4 8 16)
 mkdir -p "$out" "$work"
 out=$(cd "$out" && pwd)
