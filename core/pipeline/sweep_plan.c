@@ -2,6 +2,7 @@
  * grid of its axes or its explicit `runs:`), and each run's resolved
  * config (see sweep_internal.h). */
 #include "pipeline/sweep_internal.h"
+#include "flash/pipeline.h"
 #include "flash/schema.h"
 
 #include <math.h>
@@ -459,6 +460,10 @@ flash_status sweep_resolve(const sweep *S, const sw_run *r, flash_cfg **out, ent
         snprintf(buf, sizeof buf, "%s=%.17g", S->guidance_key, r->guidance);
         if ((st = flash_cfg_set(cfg, buf, err))) goto fail;
     }
+    /* a relative path names a file beside the config that says it (the
+     * reference checkpoints of configs/distill/base.yaml): made absolute
+     * here, since the run's config is written elsewhere */
+    if ((st = flash_cfg_absolute_paths(cfg, err))) goto fail;
     long threads;
     if ((st = flash_cfg_int(cfg, "threads", 2, &threads, err))) goto fail;
     if (threads > S->threads_per_job) threads = S->threads_per_job;
