@@ -92,6 +92,24 @@ flash_status flash_pipeline_device(const flash_cfg *root, size_t arena_bytes, co
     return FLASH_OK;
 }
 
+flash_status flash_pipeline_precision(const flash_cfg *root, flash_error *err)
+{
+    static const char *const dtypes[] = {"fp32", "bf16", NULL};
+    static const flash_precision precisions[] = {FLASH_PRECISION_FP32, FLASH_PRECISION_BF16};
+    const char *device = NULL;
+    int t = 0;
+    flash_status st = flash_cfg_enum(root, "dtype", dtypes, 0, &t, err);
+    if (!st) st = flash_pipeline_device(root, 0, &device, NULL, err);
+    if (st) return st;
+    if ((st = flash_set_default_precision(device, precisions[t], err))) {
+        const flash_cfg *node = flash_cfg_get(root, "dtype");
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return node ? flash_cfg_error(node, err, "%s", why) : st;
+    }
+    return FLASH_OK;
+}
+
 void flash_json_str(FILE *f, const char *s)
 {
     fputc('"', f);

@@ -60,6 +60,10 @@ typedef struct flash_conv_geom {
     int cout, k, stride, pad;
     int ho, wo;
     bool bias;
+    /* flash_precision (include/flash/tensor.h): FLASH_PRECISION_BF16 takes
+     * x, w and dy rounded to bfloat16 with float32 accumulation and float32
+     * outputs; only asked of a backend whose conv2d_precision accepts it */
+    int precision;
 } flash_conv_geom;
 
 typedef enum flash_binop { FLASH_BIN_ADD, FLASH_BIN_SUB, FLASH_BIN_MUL, FLASH_BIN_DIV } flash_binop;
@@ -81,7 +85,7 @@ typedef enum flash_unop {
 } flash_unop;
 
 #define FLASH_BACKEND_ABI_MAJOR 1
-#define FLASH_BACKEND_ABI_MINOR 0
+#define FLASH_BACKEND_ABI_MINOR 1
 
 typedef struct flash_backend {
     uint32_t size;      /* sizeof(flash_backend) where the backend was built */
@@ -190,6 +194,12 @@ typedef struct flash_backend {
     const char *(*last_error)(void);
     /* Waits for queued work (timing); 0, or nonzero on a device error. */
     int (*sync)(void);
+
+    /* ---- appended in ABI 1.1 ---- */
+    /* 0 when the conv2d kernels compute in `precision` (a flash_precision)
+     * on this machine at a useful speed, else nonzero with the reason in
+     * msg. NULL: float32 only. */
+    int (*conv2d_precision)(int precision, char *msg, size_t msg_size);
 } flash_backend;
 
 /* The size of ABI 1.0's table (its last field is `sync`): the least a

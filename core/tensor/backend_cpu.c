@@ -444,4 +444,5 @@ const flash_backend flash_cpu_backend = {
     .upsample2x_backward = flash_cpu_upsample2x_backward,
     .avg_pool2d = flash_cpu_avg_pool2d,
     .avg_pool2d_backward = flash_cpu_avg_pool2d_backward,
+    .conv2d_precision = flash_cpu_conv2d_precision,
 };

@@ -119,6 +119,12 @@ static void scatter_rows(float *dst, const float *src, int ld, int nb, int rows,
             memcpy(dst + ((size_t)s * rows + r) * hw, src + (size_t)r * ld + (size_t)s * hw, sizeof(float) * (size_t)hw);
 }
 
+int flash_cpu_conv2d_precision(int precision, char *msg, size_t msg_size) {
+    if (precision == FLASH_PRECISION_FP32) return 0;
+    if (msg && msg_size) snprintf(msg, msg_size, "built with FLASH_BLAS=openblas: float32 only (oneDNN has bfloat16)");
+    return 1;
+}
+
 int flash_cpu_conv2d_saved_bytes(const flash_conv_geom *g, size_t *saved_bytes, char *msg, size_t msg_size) {
     (void)g, (void)msg, (void)msg_size;
     *saved_bytes = 0;

@@ -207,7 +207,13 @@ static conv_plan *plan_make(const flash_conv_geom *g, int nthr, dnnl_status_t *s
     }
     p->g = *g;
     p->nthr = nthr;
-    p->plain = g->k == 1 && g->stride == 1 && g->pad == 0;
+    /* bf16: x, w and dy enter the primitives as bfloat16 (the reorders
+     * from flash's float32 buffers round them); y, dx, dw and db leave as
+     * float32, accumulated in float32 */
+    const bool bf16 = g->precision == FLASH_PRECISION_BF16;
+    const dnnl_data_type_t lo = bf16 ? dnnl_bf16 : dnnl_f32;
+    /* the plain layouts have no fast bf16 kernels */
+    p->plain = !bf16 && g->k == 1 && g->stride == 1 && g->pad == 0;
     dnnl_format_tag_t act = p->plain ? dnnl_nchw : dnnl_format_tag_any;
     /* "auto" lets oneDNN take Winograd F(4x4, 3x3) where it is profitable
      * (3x3 stride 1, channels multiples of 16, batches of about 16 and up) */
@@ -218,7 +224,9 @@ static conv_plan *plan_make(const flash_conv_geom *g, int nthr, dnnl_status_t *s
     dnnl_dims_t strides = {g->stride, g->stride}, pad = {g->pad, g->pad};
     /* right padding so that (h + pl + pr - k) / s + 1 == ho exactly */
     dnnl_dims_t pad_r = {(g->ho - 1) * g->stride + g->k - g->h - g->pad, (g->wo - 1) * g->stride + g->k - g->w - g->pad};
-    dnnl_memory_desc_t x_user, w_user, y_user, b_md, x_any, w_any, y_any;
+    /* x_any, w_any, y_any: the operands entering a primitive (in `lo`);
+     * x_out, w_out, y_out: those it writes (float32) */
+    dnnl_memory_desc_t x_user, w_user, y_user, b_md, x_any, w_any, y_any, x_out, w_out, y_out;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
     dnnl_convolution_desc_t fd, dd, wdsc;
@@ -235,17 +243,20 @@ static conv_plan *plan_make(const flash_conv_geom *g, int nthr, dnnl_status_t *s
     TRY(dnnl_memory_desc_init_by_tag(&w_user, 4, wd, dnnl_f32, dnnl_oihw), "memory descriptor");
     TRY(dnnl_memory_desc_init_by_tag(&y_user, 4, yd, dnnl_f32, dnnl_nchw), "memory descriptor");
     TRY(dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x), "memory descriptor");
-    TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, xd, dnnl_f32, act), "memory descriptor");
-    TRY(dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32, wt), "memory descriptor");
-    TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, yd, dnnl_f32, act), "memory descriptor");
+    TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, xd, lo, act), "memory descriptor");
+    TRY(dnnl_memory_desc_init_by_tag(&w_any, 4, wd, lo, wt), "memory descriptor");
+    TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, yd, lo, act), "memory descriptor");
+    TRY(dnnl_memory_desc_init_by_tag(&x_out, 4, xd, dnnl_f32, act), "memory descriptor");
+    TRY(dnnl_memory_desc_init_by_tag(&w_out, 4, wd, dnnl_f32, wt), "memory descriptor");
+    TRY(dnnl_memory_desc_init_by_tag(&y_out, 4, yd, dnnl_f32, act), "memory descriptor");
     const dnnl_memory_desc_t *bmd = g->bias ? &b_md : NULL;
     TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &x_any, &w_any, bmd,
-                                           &y_any, strides, pad, pad_r),
+                                           &y_out, strides, pad, pad_r),
         "convolution forward descriptor");
-    TRY(dnnl_convolution_backward_data_desc_init(&dd, alg, &x_any, &w_any, &y_any, strides, pad,
+    TRY(dnnl_convolution_backward_data_desc_init(&dd, alg, &x_out, &w_any, &y_any, strides, pad,
                                                  pad_r),
         "convolution backward-data descriptor");
-    TRY(dnnl_convolution_backward_weights_desc_init(&wdsc, alg, &x_any, &w_any, bmd, &y_any,
+    TRY(dnnl_convolution_backward_weights_desc_init(&wdsc, alg, &x_any, &w_out, bmd, &y_any,
                                                     strides, pad, pad_r),
         "convolution backward-weights descriptor");
     TRY(dnnl_primitive_attr_create(&attr), "attributes");
@@ -325,7 +336,27 @@ static conv_plan *plan_make(const flash_conv_geom *g, int nthr, dnnl_status_t *s
 
 static bool geom_equal(const flash_conv_geom *a, const flash_conv_geom *b) {
     return a->n == b->n && a->cin == b->cin && a->h == b->h && a->w == b->w && a->cout == b->cout && a->k == b->k &&
-           a->stride == b->stride && a->pad == b->pad && a->ho == b->ho && a->wo == b->wo && a->bias == b->bias;
+           a->stride == b->stride && a->pad == b->pad && a->ho == b->ho && a->wo == b->wo && a->bias == b->bias &&
+           a->precision == b->precision;
+}
+
+/* bf16 needs AVX-512: oneDNN runs it with AVX512_BF16 instructions
+ * (vdpbf16ps) where the CPU has them and emulates them on AVX-512 cores
+ * that do not; below AVX-512 it has only reference kernels. */
+int flash_cpu_conv2d_precision(int precision, char *msg, size_t msg_size) {
+    if (precision == FLASH_PRECISION_FP32) return 0;
+    if (precision != FLASH_PRECISION_BF16) {
+        if (msg && msg_size) snprintf(msg, msg_size, "unknown precision %d", precision);
+        return 1;
+    }
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (isa == dnnl_cpu_isa_avx512_core || isa == dnnl_cpu_isa_avx512_core_vnni ||
+        isa == dnnl_cpu_isa_avx512_core_bf16 || isa == dnnl_cpu_isa_avx512_core_amx)
+        return 0;
+    if (msg && msg_size)
+        snprintf(msg, msg_size, "this CPU has no AVX-512 (oneDNN ISA %#x): bfloat16 would run on reference kernels",
+                 (unsigned)isa);
+    return 1;
 }
 
 static conv_plan *plan_get(const flash_conv_geom *g, char *msg, size_t msg_size) {

@@ -12,6 +12,8 @@ int flash_cpu_conv2d_forward(const flash_conv_geom *g, float *y, const float *x,
                              void *saved, char *msg, size_t msg_size);
 int flash_cpu_conv2d_backward(const flash_conv_geom *g, float *gx, float *gw, float *gb, const float *gy,
                               const float *x, const float *w, const void *saved, char *msg, size_t msg_size);
+/* 0 where the convolutions compute in `precision` (flash_precision) */
+int flash_cpu_conv2d_precision(int precision, char *msg, size_t msg_size);
 void flash_cpu_group_norm_forward(float *y, double *stats, const float *x, const float *gamma, const float *beta,
                                   int n, int c, int hw, int groups, float eps, bool silu);
 void flash_cpu_group_norm_backward(float *gx, float *ggamma, float *gbeta, const float *gy, const float *x,

@@ -14,8 +14,9 @@
 
 /* ---- op --------------------------------------------------------------- */
 
-static void geom_from(flash_conv_geom *g, const flash_tensor *x, const flash_tensor *w, const flash_tensor *b,
-                      int stride, int pad) {
+static void geom_from(flash_conv_geom *g, const flash_ctx *c, const flash_tensor *x, const flash_tensor *w,
+                      const flash_tensor *b, int stride, int pad) {
+    g->precision = c->precision;
     g->n = x->shape[0];
     g->cin = x->shape[1];
     g->h = x->shape[2];
@@ -32,7 +33,8 @@ static void geom_from(flash_conv_geom *g, const flash_tensor *x, const flash_ten
 static void conv2d_backward(flash_ctx *c, flash_tape_entry *e) {
     flash_tensor *x = e->in[0], *w = e->in[1], *b = e->in[2], *y = e->out;
     flash_conv_geom g;
-    geom_from(&g, x, w, b, e->iarg[0], e->iarg[1]);
+    geom_from(&g, c, x, w, b, e->iarg[0], e->iarg[1]);
+    g.precision = e->iarg[2]; /* the forward's: its saved data is in that layout */
     float *gx = flash_grad_of(c, x), *gw = flash_grad_of(c, w), *gb = flash_grad_of(c, b);
     if (c->failed || (!gx && !gw && !gb)) return;
     char msg[256] = "";
@@ -55,7 +57,7 @@ flash_tensor *flash_conv2d(flash_ctx *c, flash_tensor *x, flash_tensor *w, flash
         return flash_op_fail(c, "conv2d", "invalid stride %d / pad %d for x %s and a %dx%d kernel", stride, pad,
                              flash_tensor_shape_str(x, sx, sizeof sx), w->shape[2], w->shape[3]);
     flash_conv_geom g;
-    geom_from(&g, x, w, b, stride, pad);
+    geom_from(&g, c, x, w, b, stride, pad);
     flash_tensor *y = flash_tensor_4d(c, g.n, g.cout, g.ho, g.wo);
     if (!y) return NULL;
     char msg[256] = "";
@@ -78,6 +80,7 @@ flash_tensor *flash_conv2d(flash_ctx *c, flash_tensor *x, flash_tensor *w, flash
     if (e) {
         e->iarg[0] = stride;
         e->iarg[1] = pad;
+        e->iarg[2] = g.precision;
         e->saved = saved;
     }
     return y;

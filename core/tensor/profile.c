@@ -212,7 +212,8 @@ static void build(const flash_backend *base)
         .group_norm_backward = p_group_norm_backward, .upsample2x = p_upsample2x,
         .upsample2x_backward = p_upsample2x_backward, .avg_pool2d = p_avg_pool2d,
         .avg_pool2d_backward = p_avg_pool2d_backward, .adam = p_adam, .ema = p_ema,
-        .last_error = base->last_error, .sync = p_sync};
+        .last_error = base->last_error, .sync = p_sync,
+        .conv2d_precision = base->conv2d_precision};
     /* an entry the backend lacks (the CPU has no sync) stays absent */
 #define KEEP_ABSENT(f)                                                                                              \
     if (!g_base->f) g_table.f = NULL

@@ -92,6 +92,52 @@ flash_ctx *flash_ctx_create(size_t arena_bytes) { return ctx_create_with(flash_p
 
 #define FLASH_HOST_ARENA_DEFAULT (1u << 20)
 
+/* ---- precision (see flash_ctx_set_precision in tensor.h) ----------------- */
+
+static flash_precision g_default_precision = FLASH_PRECISION_FP32;
+
+const char *flash_precision_name(flash_precision p) {
+    return p == FLASH_PRECISION_FP32 ? "fp32" : p == FLASH_PRECISION_BF16 ? "bf16" : "?";
+}
+
+static flash_status precision_check(const flash_backend *be, const char *device, flash_precision p,
+                                    flash_error *err) {
+    if (p == FLASH_PRECISION_FP32) return FLASH_OK;
+    if (p != FLASH_PRECISION_BF16) return flash_error_set(err, FLASH_ERR_CONFIG, "unknown precision %d", (int)p);
+    const flash_backend *base = flash_profile_base(be);
+    char msg[256] = "";
+    if (!base->conv2d_precision) snprintf(msg, sizeof msg, "its backend computes in fp32 only");
+    else if (base->conv2d_precision(p, msg, sizeof msg) == 0) return FLASH_OK;
+    return flash_error_set(err, FLASH_ERR_CONFIG, "dtype %s on device '%s': %s", flash_precision_name(p), device,
+                           msg[0] ? msg : "not supported");
+}
+
+flash_status flash_ctx_set_precision(flash_ctx *c, flash_precision p, flash_error *err) {
+    if (!c) return flash_error_set(err, FLASH_ERR_RUNTIME, "set_precision: NULL context");
+    flash_status st = precision_check(c->be, c->device, p, err);
+    if (!st) c->precision = (int)p;
+    return st;
+}
+
+flash_precision flash_ctx_precision(const flash_ctx *c) {
+    return c ? (flash_precision)c->precision : FLASH_PRECISION_FP32;
+}
+
+flash_status flash_set_default_precision(const char *device, flash_precision p, flash_error *err) {
+    if (p == FLASH_PRECISION_FP32) { /* every backend: nothing to load or check */
+        g_default_precision = p;
+        return FLASH_OK;
+    }
+    char msg[512] = "";
+    const flash_backend *be = flash_backend_for(device, msg, sizeof msg);
+    if (!be) return flash_error_set(err, FLASH_ERR_RUNTIME, "device '%s': %s", device ? device : "(null)", msg);
+    flash_status st = precision_check(be, device, p, err);
+    if (!st) g_default_precision = p;
+    return st;
+}
+
+flash_precision flash_default_precision(void) { return g_default_precision; }
+
 flash_ctx *flash_ctx_create_on(const char *device, size_t arena_bytes, flash_error *err) {
     char msg[512] = "";
     const flash_backend *be = flash_backend_for(device, msg, sizeof msg);
@@ -99,20 +145,25 @@ flash_ctx *flash_ctx_create_on(const char *device, size_t arena_bytes, flash_err
         flash_error_set(err, FLASH_ERR_RUNTIME, "device '%s': %s", device ? device : "(null)", msg);
         return NULL;
     }
+    flash_ctx *c = NULL;
     if (be == &flash_cpu_backend) {
-        flash_ctx *c = flash_ctx_create(arena_bytes);
+        c = flash_ctx_create(arena_bytes);
         if (!c) flash_error_set(err, FLASH_ERR_NOMEM, "device 'cpu': cannot allocate a %zu-byte arena", arena_bytes);
-        return c;
+    } else {
+        c = ctx_create_with(be, arena_bytes);
+        flash_ctx *h = c ? ctx_create_with(flash_profile_cpu_table(), FLASH_HOST_ARENA_DEFAULT) : NULL;
+        if (!h) {
+            flash_ctx_destroy(c);
+            flash_error_set(err, FLASH_ERR_NOMEM, "device '%s': cannot allocate a %zu-byte arena", device, arena_bytes);
+            return NULL;
+        }
+        c->host = h;
+        c->device = be->name;
     }
-    flash_ctx *c = ctx_create_with(be, arena_bytes);
-    flash_ctx *h = c ? ctx_create_with(flash_profile_cpu_table(), FLASH_HOST_ARENA_DEFAULT) : NULL;
-    if (!h) {
+    if (c && flash_ctx_set_precision(c, g_default_precision, err)) {
         flash_ctx_destroy(c);
-        flash_error_set(err, FLASH_ERR_NOMEM, "device '%s': cannot allocate a %zu-byte arena", device, arena_bytes);
         return NULL;
     }
-    c->host = h;
-    c->device = be->name;
     return c;
 }
 

@@ -88,6 +88,7 @@ struct flash_ctx {
      * else a CPU context owned by this one (device backends). */
     struct flash_ctx *host;
     const char *device; /* "cpu" or "cuda" */
+    int precision;      /* flash_precision of the dense kernels */
 };
 
 /* 64-byte aligned arena memory; on exhaustion (the backend allocator fails)

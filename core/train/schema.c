@@ -62,6 +62,7 @@ typedef enum shape {
     SHAPE_INT,
     SHAPE_STR,
     SHAPE_DEVICE,       /* cpu | cuda */
+    SHAPE_DTYPE,        /* fp32 | bf16 */
     SHAPE_WEIGHTS,      /* ema | raw */
     SHAPE_SLOT,         /* {plugin: NAME, ...} of `kind` */
     SHAPE_SLOTS,        /* a list of slots of `kind` */
@@ -83,6 +84,7 @@ static const top_key top_keys[] = {
     {"seed", ALL, SHAPE_INT, 0},
     {"threads", ALL, SHAPE_INT, 0},
     {"device", ALL, SHAPE_DEVICE, 0},
+    {"dtype", ALL, SHAPE_DTYPE, 0}, /* applied when the pipeline is loaded (flash_pipeline_precision) */
     {"plugin_paths", ALL, SHAPE_ANY, 0}, /* read by the plugin loader */
     {"name", 0, SHAPE_ANY, 0},
     {"description", 0, SHAPE_ANY, 0},
@@ -312,12 +314,14 @@ static flash_status check_value(const flash_cfg *root, const top_key *k, const f
     int e;
     static const char *const devices[] = {"cpu", "cuda", NULL};
     static const char *const weights[] = {"ema", "raw", NULL};
+    static const char *const dtypes[] = {"fp32", "bf16", NULL};
     switch (k->shape) {
     case SHAPE_ANY: return FLASH_OK;
     case SHAPE_INT: return flash_cfg_int(root, k->key, 0, &l, err);
     case SHAPE_STR: return flash_cfg_str(root, k->key, NULL, &s, err);
     case SHAPE_DEVICE: return flash_cfg_enum(root, k->key, devices, 0, &e, err);
     case SHAPE_WEIGHTS: return flash_cfg_enum(root, k->key, weights, 0, &e, err);
+    case SHAPE_DTYPE: return flash_cfg_enum(root, k->key, dtypes, 0, &e, err);
     case SHAPE_SLOT: return check_slot(v, k->kind, r, err);
     case SHAPE_SLOTS: return check_slots(v, k->kind, r, err);
     case SHAPE_TRAIN: {

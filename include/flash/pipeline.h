@@ -181,6 +181,12 @@ FLASH_EXPORT flash_status flash_pipeline_threads(const flash_cfg *root, flash_er
 FLASH_EXPORT flash_status flash_pipeline_device(const flash_cfg *root, size_t arena_bytes, const char **device,
                                                 flash_ctx **ctx, flash_error *err);
 
+/* The pipeline's `dtype:` (fp32 or bf16, default fp32) made the precision
+ * of every context the process creates from now on
+ * (flash_set_default_precision) on the pipeline's device; a precision the
+ * device cannot compute in is a config error at the key. */
+FLASH_EXPORT flash_status flash_pipeline_precision(const flash_cfg *root, flash_error *err);
+
 /* JSON of the results files (results.json, metrics, run.json): a string in
  * quotes, its quotes and backslashes escaped and control characters dropped;
  * a number as %.9g, or null when it is not finite; `, "key": value` after

@@ -75,6 +75,27 @@ FLASH_EXPORT flash_status flash_tensor_from_host(flash_ctx *c, flash_tensor *t, 
 /* Waits for the device's queued work (for timing); 0, or nonzero after a
  * device error. A no-op on the CPU. */
 FLASH_EXPORT int flash_ctx_sync(flash_ctx *c);
+/* ---- precision of the dense kernels ------------------------------------
+ * Mixed precision: with FLASH_PRECISION_BF16 a context's convolutions
+ * (forward, backward data, backward weights) take their operands rounded
+ * to bfloat16 and accumulate in float32 into float32 outputs. Everything
+ * else stays float32: tensors, weights (the master copy), gradients, the
+ * optimiser's state, normalisations, elementwise ops, reductions and the
+ * matrix products of linear layers. A backend that cannot compute in a
+ * precision at a useful speed refuses it (the CPU needs AVX-512 with
+ * oneDNN; the reason is in the error). */
+typedef enum flash_precision { FLASH_PRECISION_FP32 = 0, FLASH_PRECISION_BF16 = 1 } flash_precision;
+FLASH_EXPORT flash_status flash_ctx_set_precision(flash_ctx *c, flash_precision p, flash_error *err);
+FLASH_EXPORT flash_precision flash_ctx_precision(const flash_ctx *c);
+/* The precision of the contexts created from now on in this process
+ * (float32 until set), once `device` is known to support it: how `dtype:`
+ * of a pipeline reaches every network's context, plugins' included. A
+ * context that must stay float32 (an evaluator: its features define the
+ * metric) sets that itself. */
+FLASH_EXPORT flash_status flash_set_default_precision(const char *device, flash_precision p, flash_error *err);
+FLASH_EXPORT flash_precision flash_default_precision(void);
+/* "fp32", "bf16" */
+FLASH_EXPORT const char *flash_precision_name(flash_precision p);
 /* ---- profiling (flash bench --profile; core/tensor/profile.c) ----------
  * Every kernel of the context's backend counted, timed (wall time of each
  * call: meaningful on the CPU, whose kernels are done when they return)

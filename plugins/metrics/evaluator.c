@@ -207,6 +207,9 @@ flash_status flash_evaluator_run(flash_evaluator *e, const float *x, long n, flo
         flash_error_prefix(err, "metric '%s'", e->who);
         return err->status ? err->status : FLASH_ERR_NOMEM;
     }
+    /* float32 whatever the pipeline's dtype: the features define the metric,
+     * and a bf16 run must be measured on the same scale as an fp32 one */
+    flash_ctx_set_precision(c, FLASH_PRECISION_FP32, err);
     flash_grad_set(c, false);
     float *f = NULL, *logits = NULL;
     int fdim = 0;

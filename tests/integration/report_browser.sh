@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The HTML report in a real browser, on two reports: a two-run sweep on the
-# 2-D quickstart problem (samples, training curves), and results/table1
-# rebuilt from its results.json (FD from 0.9 to 74, the longest method
-# names). The plots' SVG is checked first: the axis rule (log when every
+# 2-D quickstart problem (samples, training curves), and a Table 1 rebuilt
+# from its results.json (tests/data/report/: FD from 0.9 to 74, the
+# longest method names). The plots' SVG is checked first: the axis rule (log when every
 # value is positive and they span more than 10x: FD's ticks 1, 10, 100, none
 # below 0), the Pareto plot, full legend names, smoothed training curves.
 # Then headless Chromium (Debian's `chromium`) lays each report out: no
@@ -38,11 +38,14 @@ grep -q "data:image/png;base64," "$html" || fail "no embedded sample pictures"
 grep -q "Noise correction on / off" "$html" || fail "no noise-correction comparison"
 grep -Eq 'src="(http|file|/)' "$html" && fail "report.html refers to outside files"
 
-# results/table1 from its results.json alone
-"$FLASH" report "$FLASH_SOURCE_DIR/results/table1" --out "$tmp/t1" >/dev/null 2>"$tmp/log" ||
-  fail "flash report results/table1: $(cat "$tmp/log")"
-cmp -s "$FLASH_SOURCE_DIR/results/table1/results.csv" "$tmp/t1/results.csv" ||
-  fail "results.csv rebuilt from results.json differs: $(diff "$FLASH_SOURCE_DIR/results/table1/results.csv" "$tmp/t1/results.csv" | head -5)"
+# a Table 1 from its results.json alone (tests/data/report/: the table of
+# 2026-11, kept as it was, whatever results/table1 now holds)
+mkdir -p "$tmp/t1src"
+cp "$FLASH_SOURCE_DIR/tests/data/report/table1_2026-11.json" "$tmp/t1src/results.json"
+"$FLASH" report "$tmp/t1src" --out "$tmp/t1" >/dev/null 2>"$tmp/log" ||
+  fail "flash report table1_2026-11: $(cat "$tmp/log")"
+cmp -s "$FLASH_SOURCE_DIR/tests/data/report/table1_2026-11.csv" "$tmp/t1/results.csv" ||
+  fail "results.csv rebuilt from results.json differs: $(diff "$FLASH_SOURCE_DIR/tests/data/report/table1_2026-11.csv" "$tmp/t1/results.csv" | head -5)"
 
 python3 - "$html" "$tmp/t1/report.html" "$tmp/t1/results.json" "$tmp/t1/table.md" <<'PY' || fail "the plots' SVG"
 import json, re, sys

@@ -34,6 +34,7 @@ static const flash_opt bench_opts[] = {
         "after the timings, R training steps and R batched NFEs with every\n"
         "kernel timed: a table on stderr of time, share, GFLOP and GFLOP/s per\n"
         "kernel, and the time outside the kernels (the framework's own)"),
+    FLASH_OPT_DTYPE_OF(bench_args, sets),
     FLASH_OPT_DEVICE_OF(bench_args, sets,
                         "The\n"
                         "context and the parameters live there; each timed run ends with a\n"

@@ -23,6 +23,7 @@ static const flash_opt check_opts[] = {
                  "check as this command will: train, distill, run, sample, eval\n"
                  "or sweep (default: inferred from what the file holds)"),
     FLASH_OPT_SETS(check_args, sets),
+    FLASH_OPT_DTYPE_OF(check_args, sets),
     FLASH_OPT_DEVICE_OF(check_args, sets,
                         "Checked\n"
                         "as the other keys are and printed in the resolved config"),

@@ -21,6 +21,7 @@ static const flash_opt distill_opts[] = {
                "continue from RUNDIR's last checkpoint"),
     FLASH_INT("--until", "N", distill_args, until, 1, LONG_MAX,
               "stop after iteration N with a checkpoint (continue later\nwith --resume, bit for bit)"),
+    FLASH_OPT_DTYPE_OF(distill_args, sets),
     FLASH_OPT_DEVICE_OF(distill_args, sets,
                         "The\n"
                         "teacher, the student, the losses' own networks and their contexts live\n"

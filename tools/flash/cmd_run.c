@@ -14,6 +14,7 @@ static const flash_opt run_opts[] = {
     FLASH_OPT_SETS(run_args, sets),
     FLASH_STRING("--out", "RUNDIR", run_args, out, "output directory (default runs/run)"),
     FLASH_FLAG("--resume", run_args, resume, "continue interrupted distillations (the default)"),
+    FLASH_OPT_DTYPE_OF(run_args, sets),
     FLASH_OPT_DEVICE_OF(run_args, sets,
                         "The run's\n"
                         "device: the teacher's training, each variant's distillation, sampling\n"

@@ -46,6 +46,7 @@ static const flash_opt sample_opts[] = {
     FLASH_INT("--n", "N", sample_args, n, 1, 100000000, "number of samples (default: the noise file's, else 64)"),
     FLASH_INT("--seed", "S", sample_args, seed, 0, LONG_MAX,
         "seed of the noise and labels (default: the config's seed, else 0)"),
+    FLASH_OPT_DTYPE_OF(sample_args, sets),
     FLASH_OPT_DEVICE_OF(sample_args, sets,
                         "The\n"
                         "model's weights and the sampling context live there; noise and samples\n"

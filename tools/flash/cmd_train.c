@@ -22,6 +22,7 @@ static const flash_opt train_opts[] = {
     FLASH_FLAG("--resume", train_args, resume, "continue from RUNDIR's checkpoint, bit for bit"),
     FLASH_INT("--threads", "N", train_args, threads, 1, 1024, "threads (default: the config's threads, else 2)"),
     FLASH_FLAG("--quiet", train_args, quiet, "no progress line"),
+    FLASH_OPT_DTYPE_OF(train_args, sets),
     FLASH_OPT_DEVICE_OF(train_args, sets,
                         "The model,\n"
                         "its optimiser state and the training context live there"),

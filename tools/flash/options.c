@@ -62,6 +62,7 @@ static const char *value_name(const flash_opt *o)
 {
     if (o->kind == FLASH_OPT_FLAG || o->kind == FLASH_OPT_FORCE) return NULL;
     if (o->kind == FLASH_OPT_DEVICE) return o->value ? o->value : "cpu|cuda";
+    if (o->kind == FLASH_OPT_DTYPE) return o->value ? o->value : "fp32|bf16";
     return o->value ? o->value : "VALUE";
 }
 
@@ -169,6 +170,8 @@ static int store(const flash_command *cmd, const flash_opt *o, const char *v, ch
     static const char *const devices[] = {"cpu", "cuda", NULL};
     /* what --device D appends: the top-level key, as --set device=D would */
     static const char *const device_sets[] = {"device=cpu", "device=cuda"};
+    static const char *const dtypes[] = {"fp32", "bf16", NULL};
+    static const char *const dtype_sets[] = {"dtype=fp32", "dtype=bf16"};
     void *dst = args + o->offset;
     switch (o->kind) {
     case FLASH_OPT_FLAG: *(bool *)dst = true; return FLASH_EXIT_OK;
@@ -187,8 +190,9 @@ static int store(const flash_command *cmd, const flash_opt *o, const char *v, ch
         return FLASH_EXIT_OK;
     }
     case FLASH_OPT_CHOICE:
-    case FLASH_OPT_DEVICE: {
-        const char *const *c = o->kind == FLASH_OPT_DEVICE ? devices : o->choices;
+    case FLASH_OPT_DEVICE:
+    case FLASH_OPT_DTYPE: {
+        const char *const *c = o->kind == FLASH_OPT_DEVICE ? devices : o->kind == FLASH_OPT_DTYPE ? dtypes : o->choices;
         int i = 0;
         while (c[i] && strcmp(v, c[i]) != 0) i++;
         if (!c[i]) {
@@ -197,6 +201,7 @@ static int store(const flash_command *cmd, const flash_opt *o, const char *v, ch
             return flash_cli_usage(cmd->name, "%s: expected %s, got '%s'", o->name, list, v);
         }
         if (o->kind == FLASH_OPT_DEVICE) return append(cmd, dst, device_sets[i]);
+        if (o->kind == FLASH_OPT_DTYPE) return append(cmd, dst, dtype_sets[i]);
         *(const char **)dst = c[i];
         return FLASH_EXIT_OK;
     }

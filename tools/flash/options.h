@@ -33,6 +33,7 @@ typedef enum flash_opt_kind {
     FLASH_OPT_CHOICE, /* const char * at offset, one of choices */
     FLASH_OPT_SET,    /* KEY=VALUE appended to the flash_options_sets at offset */
     FLASH_OPT_DEVICE, /* cpu|cuda appended as device=D to the flash_options_sets at offset */
+    FLASH_OPT_DTYPE,  /* fp32|bf16 appended as dtype=T to the flash_options_sets at offset */
     FLASH_OPT_FORCE,  /* no value: write through outputs flash does not own (flash_io_set_force) */
 } flash_opt_kind;
 
@@ -82,6 +83,14 @@ typedef struct flash_options_sets {
 #define FLASH_OPT_DEVICE_OF(type, field, what)                                                      \
     {.name = "--device", .kind = FLASH_OPT_DEVICE, .value = "D",                                 \
      .help = "cpu or cuda, the same as --set device=D: the pipeline's one\ntop-level `device:` key (default cpu). " what, \
+     .offset = offsetof(type, field)}
+
+/* --dtype T: the same as --set dtype=T */
+#define FLASH_OPT_DTYPE_OF(type, field)                                                                        \
+    {.name = "--dtype", .kind = FLASH_OPT_DTYPE, .value = "T",                                                  \
+     .help = "fp32 or bf16, the same as --set dtype=T: the precision of the\n"                                   \
+             "convolutions (default fp32); bf16 rounds their operands to\n"                                     \
+             "bfloat16 and accumulates in float32, all else stays float32",                                  \
      .offset = offsetof(type, field)}
 
 /* Every command that writes outputs: a symlink, FIFO or device at an output

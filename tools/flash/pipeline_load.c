@@ -18,6 +18,8 @@ static flash_status finish_load(flash_cli_pipeline *p, const flash_options_sets 
      * config written into a run folder then names the same files from
      * anywhere (pipeline.h) */
     if (!st) st = flash_cfg_absolute_paths(p->root, err);
+    /* `dtype:` reaches every context of the process, the plugins' included */
+    if (!st) st = flash_pipeline_precision(p->root, err);
     if (!st && !(p->registry = flash_registry_create())) st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
     if (!st) st = flash_registry_load_default(p->registry, p->root, err);
     if (st) {
