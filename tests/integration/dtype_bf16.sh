@@ -15,9 +15,9 @@
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
 source "$(dirname "$0")/common.bash"
 export OMP_WAIT_POLICY=passive
+cd "$tmp" # expect writes its out and err here
+expect 2 "bad dtype" "dtype" "fp32" -- check "$FLASH_SOURCE_DIR/configs/quickstart.yaml" --set dtype=fp16
 cd "$FLASH_SOURCE_DIR"
-
-expect 2 "bad dtype" "dtype" "fp32" -- check configs/quickstart.yaml --set dtype=fp16
 rc=0
 "$FLASH" check configs/quickstart.yaml --dtype bf16 >/dev/null 2>"$tmp/err" || rc=$?
 if ((rc != 0)); then
