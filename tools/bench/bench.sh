@@ -22,8 +22,15 @@
 # names another interpreter, --extra none turns it off. Nothing is ever
 # installed for that column.
 #
+# bfloat16: where flash computes in bf16 on this CPU (AVX-512; `flash bench
+# --dtype bf16` is tried once), each round also runs
+#   flash bench --threads N --dtype bf16
+#   unet_torch.py --threads N --modes autocast_bf16   (torch.autocast, bfloat16)
+# and a second table compares flash bf16 with flash fp32, with PyTorch's
+# autocast and with the best PyTorch fp32 figure. --no-bf16 leaves them out.
+#
 #   tools/bench/bench.sh [--threads N] [--rounds R] [--flash build/bin/flash]
-#                        [--venv DIR | --python PY] [--extra PY|none] [--no-compile]
+#                        [--venv DIR | --python PY] [--extra PY|none] [--no-compile] [--no-bf16]
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -34,6 +41,7 @@ extra=auto
 threads=2
 rounds=5
 compile=1
+bf16=auto
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
@@ -43,7 +51,8 @@ while [ $# -gt 0 ]; do
     --python) python=$2; shift 2 ;;
     --extra) extra=$2; shift 2 ;;
     --no-compile) compile=""; shift ;;
-    -h|--help) sed -n 2,26p "$0"; exit 0 ;;
+    --no-bf16) bf16=""; shift ;;
+    -h|--help) sed -n 2,33p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -84,6 +93,12 @@ elif [ -z "$(torch_version "$extra")" ]; then
   extra=""
 fi
 
+if [ -n "$bf16" ] && ! "$FLASH" bench --threads "$threads" --dtype bf16 --repeats 1 --warmup 1 >/dev/null 2>"${TMPDIR:-/tmp}/bench_bf16.$$"; then
+  echo "bench.sh: no bf16 here: $(tail -n 1 "${TMPDIR:-/tmp}/bench_bf16.$$")" >&2
+  bf16=""
+fi
+rm -f "${TMPDIR:-/tmp}/bench_bf16.$$"
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # One run: label, round, command. Its JSON line goes to runs.tsv; a failed
@@ -104,6 +119,8 @@ for r in $(seq 1 "$rounds"); do
   [ -n "$python" ] && run eager "$r" "$python" "$here/unet_torch.py" --threads "$threads"
   [ -n "$compile" ] && run compile "$r" "$python" "$here/unet_torch.py" --threads "$threads" --compile
   [ -n "$extra" ] && run extra "$r" "$extra" "$here/unet_torch.py" --threads "$threads"
+  [ -n "$bf16" ] && run flash_bf16 "$r" "$FLASH" bench --threads "$threads" --dtype bf16
+  [ -n "$bf16" ] && [ -n "$python" ] && run autocast "$r" "$python" "$here/unet_torch.py" --threads "$threads" --modes autocast_bf16
 done
 
 summary=$(command -v python3 || echo "$python")
@@ -123,9 +140,11 @@ def title(label):
     one = next(iter(runs[label].values()))
     v = one.get("version", "?")
     return {"flash": f"flash {v}", "eager": f"PyTorch {v} eager",
-            "compile": f"PyTorch {v} torch.compile", "extra": f"PyTorch {v} eager ({sys.argv[3]})"}[label]
+            "compile": f"PyTorch {v} torch.compile", "extra": f"PyTorch {v} eager ({sys.argv[3]})",
+            "flash_bf16": f"flash {v} bf16", "autocast": f"PyTorch {v} autocast bf16"}[label]
 cols = [c for c in ("flash", "eager", "compile", "extra") if c in runs]
-for c in cols:
+bcols = [c for c in ("flash_bf16", "autocast") if c in runs]
+for c in cols + bcols:
     for r, j in runs[c].items():
         if j.get("threads") != want:
             print(f"bench.sh: WARNING: {title(c)} round {r} ran {j.get('threads')} threads, not {want}")
@@ -134,7 +153,7 @@ print("Per round (each number the median of that run's repeats; seconds):\n")
 print("| round | run | train_step_s | nfe_b1_s | nfe_b64_s | first calls (s) |")
 print("|---|---|---|---|---|---|")
 for r in sorted({r for c in cols for r in runs[c]}):
-    for c in cols:
+    for c in cols + bcols:
         j = runs[c].get(r)
         if j:
             first = j.get("first_calls_s", "")
@@ -171,5 +190,36 @@ if gflop:
     for k in keys:
         print(f"  {k:13s} " + "  ".join(f"{c} {per[k] / med[c][k]:6.1f}" for c in cols))
 out["sgemm_gflops"] = sgemm
+if "flash_bf16" in runs:
+    med_b = {c: {k: statistics.median(j[k] for j in runs[c].values()) for k in keys} for c in bcols}
+    torch32 = [c for c in cols if c in ("eager", "compile")]
+    print(f"\nbfloat16 (median over the rounds; ratio = other time / flash bf16 time, > 1: flash bf16 is "
+          f"faster; in brackets the rounds' own ratios):\n")
+    head = "| | flash bf16 | flash fp32 | ratio |"
+    if "autocast" in bcols:
+        head += " PyTorch autocast bf16 | ratio |"
+    if torch32:
+        head += " best PyTorch fp32 | ratio |"
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+    def cell(c, k, m):
+        ratio = m[c][k] / med_b["flash_bf16"][k]
+        per = [runs[c][r][k] / runs["flash_bf16"][r][k] for r in runs[c] if r in runs["flash_bf16"]]
+        span = f" [{min(per):.2f}-{max(per):.2f}]" if per else ""
+        return f" {fmt(m[c][k])} | {ratio:.2f}x{span} |", round(ratio, 4)
+    for k in keys:
+        line = f"| {names[k]} | {fmt(med_b['flash_bf16'][k])} |"
+        s, out[f"ratio_bf16_flash_{k[:-2]}"] = cell("flash", k, med)
+        line += s
+        if "autocast" in bcols:
+            s, out[f"ratio_bf16_autocast_{k[:-2]}"] = cell("autocast", k, med_b)
+            line += s
+        if torch32:
+            best = min(torch32, key=lambda c: med[c][k])
+            s, out[f"ratio_bf16_best_torch_{k[:-2]}"] = cell(best, k, med)
+            line += s.replace(" |", f" ({best}) |", 1)
+        print(line)
+        for c in bcols:
+            out[f"{c}_{k}"] = med_b[c][k]
 print("\n" + json.dumps(out))
 PY

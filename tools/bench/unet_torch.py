@@ -172,9 +172,18 @@ def bench_one(model, step_model, opt, dev, B, args, mode):
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    # autocast_bf16: PyTorch's own mixed precision on the CPU (convolutions
+    # and matrix products in bfloat16, float32 weights and loss), the peer
+    # of `flash bench --dtype bf16`
+    import contextlib
+    amp = (lambda: torch.autocast(device_type=dev.type, dtype=torch.bfloat16)) if mode == "autocast_bf16" \
+        else contextlib.nullcontext
+
     def train_step():
         opt.zero_grad(set_to_none=False)
-        loss = F.mse_loss(step_model(x, t, y), eps)
+        with amp():
+            out = step_model(x, t, y)
+        loss = F.mse_loss(out.float(), eps)
         loss.backward()
         opt.step()
         sync()
@@ -187,7 +196,7 @@ def bench_one(model, step_model, opt, dev, B, args, mode):
     x1, t1, y1 = x[:1].clone(), t[:1].clone(), y[:1].clone()
 
     def nfe(xx, tt, yy):
-        with torch.no_grad():
+        with torch.no_grad(), amp():
             step_model(xx, tt, yy)
         sync()
 
@@ -231,7 +240,8 @@ def main():
                     help="on cuda, let cuDNN and cuBLAS use TF32 (PyTorch's default for convolutions); "
                          "off by default, to compare float32 with float32 (the same as --modes tf32)")
     ap.add_argument("--modes", default=None,
-                    help="fp32, tf32 or both comma-separated (one JSON line each): one process, so "
+                    help="fp32, tf32 (cuda), autocast_bf16 (torch.autocast in bfloat16), several "
+                         "comma-separated (one JSON line each): one process, so "
                          "torch.compile compiles each graph once for all of them")
     ap.add_argument("--compile", action="store_true",
                     help="time torch.compile(model) instead of eager mode (the first calls, which "
