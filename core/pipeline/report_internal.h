@@ -91,6 +91,9 @@ bool report_exists(const char *path);
 const char *report_status_name(int s);
 void report_metric_cells(const report *R, const group *G, const cell_fmt *c, FILE *f);
 bool report_lower_better(const char *metric);
+/* false for a metric that is not ranked: a metric's own further values
+ * (kid_sd, diversity_min, kid_sd_b) and diversity (best at 1) */
+bool report_ranked(const char *metric);
 /* the sentence under a table that says how differences are marked; html
  * escapes names and uses entities */
 void report_sig_caption(const report *R, FILE *f, bool html);

@@ -70,6 +70,28 @@ bool report_exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
+/* More judges of a finished run, scored after it (tools/repro/judges.sh):
+ * DIR/judges/<variant>.json, the `flash eval` output for that variant's
+ * samples. Its metrics join the row's; a metric the run measured itself
+ * keeps the run's value (the run's fd has its bootstrap interval). */
+static flash_status read_judges(report *R, const char *dir, row *r, flash_error *err)
+{
+    char path[4600];
+    snprintf(path, sizeof path, "%s/judges/%s.json", dir, r->variant);
+    if (!report_exists(path)) return FLASH_OK;
+    flash_cfg *j = NULL;
+    flash_status st = flash_cfg_load(path, &j, err);
+    if (st) return st;
+    const flash_cfg *m = flash_cfg_get(j, "metrics");
+    for (size_t k = 0; m && k < flash_cfg_len(m); k++) {
+        const char *name = flash_cfg_key_at(m, k);
+        const int i = metric_index(R, name);
+        if (i >= 0 && isnan(r->m[i])) r->m[i] = num(m, name);
+    }
+    flash_cfg_free(j);
+    return FLASH_OK;
+}
+
 /* Rows from a `flash run` results.json; meta (a sweep's run.json) names
  * each variant's method and noise-correction flag. */
 static flash_status read_results(report *R, const char *dir, const flash_cfg *meta, const row *proto, flash_error *err)
@@ -119,9 +141,10 @@ static flash_status read_results(report *R, const char *dir, const flash_cfg *me
             int j = metric_index(R, flash_cfg_key_at(m, k));
             if (j >= 0) r->m[j] = num(m, flash_cfg_key_at(m, k));
         }
+        if ((st = read_judges(R, dir, r, err))) break;
     }
     flash_cfg_free(res);
-    return FLASH_OK;
+    return st;
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -338,6 +361,22 @@ bool report_lower_better(const char *metric)
     return true;
 }
 
+bool report_ranked(const char *metric)
+{
+    /* a metric's own further values (kid_sd, diversity_min, and with an
+     * evaluator's suffix kid_sd_b): a tail segment at the end or before
+     * the suffix */
+    static const char *const tails[] = {"_sd", "_min", "_max", "_mean", NULL};
+    for (int i = 0; tails[i]; i++)
+        for (const char *p = strstr(metric, tails[i]); p; p = strstr(p + 1, tails[i])) {
+            const char c = p[strlen(tails[i])];
+            if (c == 0 || c == '_') return false;
+        }
+    /* diversity is best at 1 (as diverse as real data), neither lower nor
+     * higher */
+    return strncmp(metric, "diversity", 9) != 0;
+}
+
 /* the teacher's rows train nothing: on the shared noise bank their values
  * do not move with a training seed */
 static bool untrained(const group *G)
@@ -385,7 +424,7 @@ static void significance(report *R)
             G->rank[k] = 0;
             G->vs_base[k] = R->base >= 0 && g != R->base ? sig_compare(G, &R->groups[R->base], k) : SIG_NA;
             G->vs_next[k] = SIG_NA;
-            if (!isfinite(G->mean[k]) || R->bound[k]) continue;
+            if (!isfinite(G->mean[k]) || R->bound[k] || !report_ranked(R->names[k])) continue;
             int j = n++; /* insertion sort: stable, so ties keep the table's order */
             while (j > 0 && (lower ? R->groups[order[j - 1]].mean[k] > G->mean[k]
                                    : R->groups[order[j - 1]].mean[k] < G->mean[k])) {
@@ -669,12 +708,18 @@ void report_sig_caption(const report *R, FILE *f, bool html)
     fputs(html ? "&Dagger;" : "‡", f);
     fputs(" from the next row in that metric's ranking (best first; lower is better for", f);
     int n_low = 0, n_high = 0;
+    int n_none = 0;
     for (int k = 0; k < R->n_names; k++)
-        if (!R->bound[k] && report_lower_better(R->names[k])) fprintf(f, "%s %s", n_low++ ? "," : "", R->names[k]);
+        if (!R->bound[k] && report_ranked(R->names[k]) && report_lower_better(R->names[k]))
+            fprintf(f, "%s %s", n_low++ ? "," : "", R->names[k]);
     if (!n_low) fputs(" none", f);
     for (int k = 0; k < R->n_names; k++)
-        if (!R->bound[k] && !report_lower_better(R->names[k]))
+        if (!R->bound[k] && report_ranked(R->names[k]) && !report_lower_better(R->names[k]))
             fprintf(f, "%s %s", n_high++ ? "," : "; higher for", R->names[k]);
+    for (int k = 0; k < R->n_names; k++)
+        if (!R->bound[k] && !report_ranked(R->names[k]))
+            fprintf(f, "%s %s", n_none++ ? "," : "; not ranked: a metric's spread and diversity (best at 1):",
+                    R->names[k]);
     fputs("), each when the two rows' mean ", f);
     fputs(html ? "&plusmn;" : "±", f);
     fputs(" 2 SE intervals do not overlap (SE = SD / ", f);
@@ -733,6 +778,7 @@ static bool second_judge(const report *R, int k1, int k2)
     static const char *const tails[] = {"_sd", "_min", "_max", "_lo", "_hi", "_mean", NULL};
     const size_t n = strlen(R->names[k1]);
     if (k1 == k2 || R->bound[k1] || R->bound[k2]) return false;
+    if (!report_ranked(R->names[k1]) || !report_ranked(R->names[k2])) return false;
     if (strncmp(R->names[k2], R->names[k1], n) || R->names[k2][n] != '_' || !R->names[k2][n + 1]) return false;
     for (int i = 0; tails[i]; i++)
         if (!strcmp(R->names[k2] + n, tails[i])) return false;

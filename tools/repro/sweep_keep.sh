@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A sweep longer than one sitting, carried over in small files. A finished
 # run of `flash sweep` is whole in a few files: DONE, run.json, config.yaml,
-# results.json, the sample plots and the training curves (metrics.jsonl).
+# results.json, the sample plots, the training curves (metrics.jsonl) and
+# the judges scored after it (judges/, tools/repro/judges.sh).
 # The checkpoints and the samples (tens of MB a run) are left where they are.
 #
 #   tools/repro/sweep_keep.sh SWEEP_DIR KEEP_DIR
@@ -20,7 +21,7 @@
 #   tools/repro/sweep_keep.sh runs/table1 results/table1
 set -euo pipefail
 FLASH=${FLASH:-$(dirname "$0")/../../build/bin/flash}
-usage() { sed -n 7,14p "$0" >&2; exit 2; }
+usage() { sed -n 8,15p "$0" >&2; exit 2; }
 
 restore=0
 [[ ${1:-} == --restore ]] && { restore=1; shift; }
@@ -53,6 +54,8 @@ for run in "$from"/runs/*/; do
   for f in DONE run.json config.yaml results.json run.log; do
     [[ -f $run/$f ]] && cp "$run/$f" "$part/"
   done
+  # the judges scored after the run (tools/repro/judges.sh)
+  [[ -d $run/judges ]] && { mkdir -p "$part/judges"; cp "$run"/judges/* "$part/judges/" 2>/dev/null || true; }
   # the plots the report shows and each trained entry's curves
   [[ -d $run/plots ]] && { mkdir -p "$part/plots"; cp "$run"/plots/*.png "$part/plots/" 2>/dev/null || true; }
   for m in "$run"/*/metrics.jsonl; do
