@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 flash_status flash_png_scatter(const char *path, const float *x, long n, const flash_instance *model,
                                    flash_error *err)
@@ -102,9 +103,13 @@ flash_status flash_pipeline_precision(const flash_cfg *root, flash_error *err)
     if (!st) st = flash_pipeline_device(root, 0, &device, NULL, err);
     if (st) return st;
     if ((st = flash_set_default_precision(device, precisions[t], err))) {
-        const flash_cfg *node = flash_cfg_get(root, "dtype");
+        /* "device 'cuda': no CUDA device" is the device's; "dtype bf16 on
+         * device 'cpu': ..." the dtype's, said once after the key */
+        const bool no_device = strncmp(err->msg, "device '", 8) == 0;
+        const flash_cfg *node = flash_cfg_get(root, no_device ? "device" : "dtype");
+        if (!node) node = flash_cfg_get(root, "dtype");
         char why[sizeof err->msg];
-        snprintf(why, sizeof why, "%s", err->msg);
+        snprintf(why, sizeof why, "%s", !no_device && !strncmp(err->msg, "dtype ", 6) ? err->msg + 6 : err->msg);
         return node ? flash_cfg_error(node, err, "%s", why) : st;
     }
     return FLASH_OK;

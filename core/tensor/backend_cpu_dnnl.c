@@ -349,10 +349,10 @@ int flash_cpu_conv2d_precision(int precision, char *msg, size_t msg_size) {
         if (msg && msg_size) snprintf(msg, msg_size, "unknown precision %d", precision);
         return 1;
     }
+    /* the ISA values are cumulative bit masks: every AVX-512 core's holds
+     * avx512_core's bits */
     const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-    if (isa == dnnl_cpu_isa_avx512_core || isa == dnnl_cpu_isa_avx512_core_vnni ||
-        isa == dnnl_cpu_isa_avx512_core_bf16 || isa == dnnl_cpu_isa_avx512_core_amx)
-        return 0;
+    if (((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core) == (unsigned)dnnl_cpu_isa_avx512_core) return 0;
     if (msg && msg_size)
         snprintf(msg, msg_size, "this CPU has no AVX-512 (oneDNN ISA %#x): bfloat16 would run on reference kernels",
                  (unsigned)isa);

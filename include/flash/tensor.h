@@ -87,11 +87,13 @@ FLASH_EXPORT int flash_ctx_sync(flash_ctx *c);
 typedef enum flash_precision { FLASH_PRECISION_FP32 = 0, FLASH_PRECISION_BF16 = 1 } flash_precision;
 FLASH_EXPORT flash_status flash_ctx_set_precision(flash_ctx *c, flash_precision p, flash_error *err);
 FLASH_EXPORT flash_precision flash_ctx_precision(const flash_ctx *c);
-/* The precision of the contexts created from now on in this process
- * (float32 until set), once `device` is known to support it: how `dtype:`
- * of a pipeline reaches every network's context, plugins' included. A
- * context that must stay float32 (an evaluator: its features define the
- * metric) sets that itself. */
+/* The precision of the contexts flash_ctx_create_on creates from now on in
+ * this process (float32 until set; flash_ctx_create's stay float32), once
+ * `device` is known to support it: how `dtype:` of a pipeline reaches every
+ * network's context, plugins' included (flash_pipeline_precision, which
+ * the `flash` commands call when they load a pipeline). A context that must
+ * stay float32 (an evaluator: its features define the metric) sets that
+ * itself. */
 FLASH_EXPORT flash_status flash_set_default_precision(const char *device, flash_precision p, flash_error *err);
 FLASH_EXPORT flash_precision flash_default_precision(void);
 /* "fp32", "bf16" */

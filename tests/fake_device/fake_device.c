@@ -648,6 +648,9 @@ __attribute__((visibility("default"))) const flash_backend *flash_backend_entry(
     t->ema = dev_ema;
     t->last_error = dev_last_error;
     t->sync = dev_sync;
+    /* its kernels compute in float32 only, like the CUDA backend's today:
+     * the CPU table's bf16 answer is not the stand-in's to give */
+    t->conv2d_precision = NULL;
     const char *variant = getenv("FLASH_FAKE_DEVICE_TABLE");
     if (variant && !strcmp(variant, "major")) {
         t->abi_major = FLASH_BACKEND_ABI_MAJOR + 1;

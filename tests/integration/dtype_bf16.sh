@@ -17,12 +17,21 @@ source "$(dirname "$0")/common.bash"
 export OMP_WAIT_POLICY=passive
 cd "$tmp" # expect writes its out and err here
 expect 2 "bad dtype" "dtype" "fp32" -- check "$FLASH_SOURCE_DIR/configs/quickstart.yaml" --set dtype=fp16
+# check judges the value, not the machine (as with device: cuda)
+"$FLASH" check "$FLASH_SOURCE_DIR/configs/quickstart.yaml" --dtype bf16 >/dev/null 2>"$tmp/err" ||
+  fail "check --dtype bf16: $(cat "$tmp/err")"
+# a backend without bf16 kernels (the stand-in device: its table has no
+# conv2d_precision, like the CUDA backend's) refuses it, naming the key
+if [[ -n ${FLASH_FAKE_DEVICE:-} ]]; then
+  FLASH_CUDA_LIB=$FLASH_FAKE_DEVICE expect 2 "bf16 on the stand-in device" "dtype: bf16 on device 'cuda'" "fp32 only" -- \
+    sample "$FLASH_SOURCE_DIR/configs/quickstart.yaml" --device cuda --dtype bf16 --random-init --n 4 --out "$tmp/q.npy"
+fi
 cd "$FLASH_SOURCE_DIR"
 rc=0
-"$FLASH" check configs/quickstart.yaml --dtype bf16 >/dev/null 2>"$tmp/err" || rc=$?
+"$FLASH" sample configs/quickstart.yaml --dtype bf16 --random-init --n 4 --out "$tmp/q.npy" >/dev/null 2>"$tmp/err" || rc=$?
 if ((rc != 0)); then
   ((rc == 2)) || fail "--dtype bf16 refused with exit $rc: $(cat "$tmp/err")"
-  grep -q "dtype bf16 on device 'cpu'" "$tmp/err" || fail "refusal without a reason: $(cat "$tmp/err")"
+  grep -q "dtype: bf16 on device 'cpu'" "$tmp/err" || fail "refusal without a reason: $(cat "$tmp/err")"
   echo "SKIP: no bf16 here: $(cat "$tmp/err")"
   exit 0
 fi

@@ -37,7 +37,7 @@ for f in "$src"/configs/distill/*.yaml "$src"/configs/distill/paper/*.yaml; do
 done
 ((n >= 13)) || fail "only $n recipes"
 # a sweep writes each run's config elsewhere: the reference paths still resolve
-for s in table1 table3_paper; do
+for s in table1 table3 table3_paper budget; do
   "$FLASH" sweep "$src/configs/sweeps/$s.yaml" --out "$tmp/$s" --dry-run >"$tmp/plan" 2>&1 ||
     fail "sweep $s: $(tail -3 "$tmp/plan")"
 done

@@ -144,7 +144,19 @@ FLASH=$FLASH bash "$keep" "$tmp/a" "$tmp/k" 2>"$tmp/k.log" || fail "sweep_keep: 
 (($(ls "$tmp"/k/runs/*/DONE | wc -l) == 9)) || fail "sweep_keep did not keep 9 runs"
 heavy=$(find "$tmp/k" -name '*.safetensors' -o -name '*.npy' | head -3)
 [[ -z $heavy ]] || fail "sweep_keep kept checkpoints or samples: $heavy"
+# keeping a sweep in itself would replace its runs with their small files
+for bad in "$tmp/a" "$tmp/a/kept"; do
+  rc=0
+  FLASH=$FLASH bash "$keep" "$tmp/a" "$bad" 2>/dev/null || rc=$?
+  ((rc == 2)) || fail "sweep_keep into $bad: exit $rc, want 2"
+done
+[[ -n $(find "$tmp/a/runs" -name '*.npy' | head -1) ]] || fail "sweep_keep into itself lost the samples"
+# an interrupted restore's part folder is started again, not nested into
+id=$(basename "$(ls -d "$tmp"/k/runs/*/ | head -1)")
+mkdir -p "$tmp/c/runs/.$id.part/$id"
 FLASH=$FLASH bash "$keep" --restore "$tmp/k" "$tmp/c" 2>"$tmp/c.log" || fail "restore: $(cat "$tmp/c.log")"
+[[ -f $tmp/c/runs/$id/DONE && ! -e $tmp/c/runs/$id/$id && ! -e $tmp/c/runs/.$id.part ]] ||
+  fail "restore over a leftover part: $(find "$tmp/c/runs/$id" -maxdepth 2 | head)"
 "$FLASH" sweep "$sweep" --out "$tmp/c" --jobs 2 --resume >/dev/null 2>"$tmp/c.log" || fail "resume kept: $(tail -5 "$tmp/c.log")"
 grep -q "9 of 9 runs already complete" "$tmp/c.log" || fail "the kept runs were not skipped: $(head -3 "$tmp/c.log")"
 python3 - "$tmp/a/results.csv" "$tmp/k/results.csv" "$tmp/c/results.csv" <<'PY' || fail "the kept runs make another table"

@@ -33,6 +33,9 @@ typedef struct flash_cli_pipeline {
 
 /* Loads path, applies the --set and --device values in order, makes its
  * paths absolute (flash_cfg_absolute_paths), loads the plugins. */
+/* Off for `flash check`: loading a pipeline then does not ask this machine
+ * for what the config wants of it (bf16 kernels); on by default. */
+void flash_cli_pipeline_machine_checks(bool on);
 flash_status flash_cli_pipeline_load(flash_cli_pipeline *p, const char *path, const flash_options_sets *sets,
                                      flash_error *err);
 /* The same from a config given as text (name says where it came from). */

@@ -317,6 +317,7 @@ int flash_cmd_check(int argc, char **argv)
 
     flash_error err = {0};
     flash_cli_pipeline p;
+    flash_cli_pipeline_machine_checks(false);
     flash_status st = flash_cli_pipeline_load(&p, config, &a.sets, &err);
     if (st) {
         /* A file the config names (extends:, plugin_paths:) that cannot be

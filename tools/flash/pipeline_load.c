@@ -9,6 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static bool g_machine_checks = true;
+
+void flash_cli_pipeline_machine_checks(bool on) { g_machine_checks = on; }
+
 /* The overrides, paths made absolute, then the plugins the config names. */
 static flash_status finish_load(flash_cli_pipeline *p, const flash_options_sets *sets, flash_error *err)
 {
@@ -18,8 +22,10 @@ static flash_status finish_load(flash_cli_pipeline *p, const flash_options_sets 
      * config written into a run folder then names the same files from
      * anywhere (pipeline.h) */
     if (!st) st = flash_cfg_absolute_paths(p->root, err);
-    /* `dtype:` reaches every context of the process, the plugins' included */
-    if (!st) st = flash_pipeline_precision(p->root, err);
+    /* `dtype:` reaches every context of the process, the plugins' included
+     * (`flash check` checks its value alone: the machine is not the config's
+     * business) */
+    if (!st && g_machine_checks) st = flash_pipeline_precision(p->root, err);
     if (!st && !(p->registry = flash_registry_create())) st = flash_error_set(err, FLASH_ERR_NOMEM, "out of memory");
     if (!st) st = flash_registry_load_default(p->registry, p->root, err);
     if (st) {

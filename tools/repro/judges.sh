@@ -22,7 +22,7 @@ shift
 extra=()
 while (($#)); do
   case $1 in
-    --config) config=$2; shift 2 ;;
+    --config) (($# >= 2)) || usage; config=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) usage ;;
   esac

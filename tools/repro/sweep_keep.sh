@@ -28,6 +28,14 @@ restore=0
 (($# == 2)) || usage
 from=$1 to=$2
 [[ -d $from/runs ]] || { echo "sweep_keep: $from/runs: no such folder (not a sweep)" >&2; exit 2; }
+# a kept run replaces the folder it is kept in: the two folders must be
+# apart, or the samples and checkpoints would go with it
+mkdir -p "$to"
+a=$(cd "$from" && pwd -P) b=$(cd "$to" && pwd -P)
+if [[ $a == "$b" || $b == "$a"/* || $a == "$b"/* ]]; then
+  echo "sweep_keep: $from and $to are the same folder or one holds the other" >&2
+  exit 2
+fi
 
 if ((restore)); then
   n=0
@@ -36,8 +44,10 @@ if ((restore)); then
     [[ -f $run/DONE ]] || continue
     [[ -e $to/runs/$id ]] && continue
     mkdir -p "$to/runs"
-    cp -r "$run" "$to/runs/$id.part"
-    mv "$to/runs/$id.part" "$to/runs/$id"
+    # a part left by an interrupted restore is started again
+    rm -rf "$to/runs/.$id.part"
+    cp -r "$run" "$to/runs/.$id.part"
+    mv "$to/runs/.$id.part" "$to/runs/$id"
     n=$((n + 1))
   done
   echo "sweep_keep: $n finished runs put back into $to/runs" >&2

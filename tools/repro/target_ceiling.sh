@@ -118,12 +118,12 @@ print(m.get("step","?"))' "$teacher" 2>/dev/null || echo "?")
         echo "| $name | $k | $(metric fd <<<"$line") | $(metric class_acc <<<"$line") | $(metric precision <<<"$line") | $(metric recall <<<"$line") |"
       done
     else
-      echo "FD from pure noise not measured: no $classifier (flash train"
-      echo "configs/eval/fmnist_classifier.yaml --out runs/classifier)."
+      echo "FD from pure noise not measured: no $classifier (CLASSIFIER; the"
+      echo "reference is results/checkpoints/fmnist_classifier.safetensors)."
     fi
   else
-    echo "Not measured: no $teacher (flash train configs/teacher/fmnist_unet_s.yaml"
-    echo "--out runs/teacher)."
+    echo "Not measured: no $teacher (TEACHER; the reference is"
+    echo "results/checkpoints/fmnist_unet_s.safetensors)."
   fi
 } >"$tmp"
 mv "$tmp" "$table"
