@@ -22,6 +22,23 @@ expect() {
   done
 }
 
+# labels_npy FILE N: an int64 NPY of N class labels, 0, 0, ..., 1, 1, ...,
+# the ten classes in equal runs (N a multiple of 10 gives each N/10), for
+# `--labels`; written with Python's standard library alone (NPY 1.0: the
+# header padded to a 64-byte line).
+labels_npy() {
+  python3 - "$1" "$2" <<'PY'
+import struct, sys
+n = int(sys.argv[2])
+labels = [i * 10 // n for i in range(n)]
+head = "{'descr': '<i8', 'fortran_order': False, 'shape': (%d,), }" % n
+head += " " * (63 - (10 + len(head)) % 64) + "\n"
+with open(sys.argv[1], "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head.encode())
+    f.write(struct.pack("<%dq" % n, *labels))
+PY
+}
+
 # Ends the test as passed, saying SKIP, where Fashion-MNIST is not installed.
 need_fashion_mnist() {
   if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then

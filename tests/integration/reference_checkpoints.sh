@@ -44,15 +44,7 @@ done
 
 need_fashion_mnist
 # 100 samples, ten of each class, from the reference teacher
-python3 - "$tmp/y.npy" <<'PY'
-import struct, sys
-labels = [c for c in range(10) for _ in range(10)]
-head = "{'descr': '<i8', 'fortran_order': False, 'shape': (%d,), }" % len(labels)
-head += " " * (63 - (10 + len(head)) % 64) + "\n"      # NPY 1.0: the header ends on a 64-byte line
-with open(sys.argv[1], "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head.encode())
-    f.write(struct.pack("<%dq" % len(labels), *labels))
-PY
+labels_npy "$tmp/y.npy" 100
 "$FLASH" sample "$src/configs/teacher/fmnist_unet_s.yaml" --set sampler.steps=10 \
   --ckpt "$refs/fmnist_unet_s.safetensors" --labels "$tmp/y.npy" --n 100 --seed 7 \
   --out "$tmp/x.npy" >/dev/null 2>"$tmp/err" || fail "sample: $(tail -3 "$tmp/err")"

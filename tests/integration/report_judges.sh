@@ -53,15 +53,7 @@ echo '{"id": "t_seed0", "index": 0, "method": "t", "model": "teacher", "seed": n
 echo '{"complete": true, "samples": 64, "variants": [{"name": "t_5", "model": "teacher", "steps": 5, "nfe": 10,
  "seconds": 1.0, "samples": "samples/t_5.npy", "metrics": {"fd": 123.0}}]}' >"$run/results.json"
 : >"$run/DONE"
-python3 - "$run/samples/t_5.labels.npy" <<'PY'
-import struct, sys
-labels = [c for c in range(10) for _ in range(7)][:64]
-head = "{'descr': '<i8', 'fortran_order': False, 'shape': (%d,), }" % len(labels)
-head += " " * (63 - (10 + len(head)) % 64) + "\n"
-with open(sys.argv[1], "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head.encode())
-    f.write(struct.pack("<%dq" % len(labels), *labels))
-PY
+labels_npy "$run/samples/t_5.labels.npy" 64
 "$FLASH" sample "$src/configs/teacher/fmnist_unet_s.yaml" --ckpt "$src/results/checkpoints/fmnist_unet_s.safetensors" \
   --set sampler.steps=5 --set threads=2 --labels "$run/samples/t_5.labels.npy" --out "$run/samples/t_5.npy" \
   >/dev/null 2>"$tmp/log" || fail "sample: $(tail -3 "$tmp/log")"
