@@ -8,6 +8,7 @@
 : "${FLASH:?}" "${FLASH_SOURCE_DIR:?}"
 source "${BASH_SOURCE%/*}/common.bash"
 export OMP_WAIT_POLICY=passive
+cd "$tmp" # every file it writes is its own: a second run starts clean
 q=$FLASH_SOURCE_DIR/configs/quickstart.yaml
 "$FLASH" distill "$q" --set threads=1 --set train.steps=20 --set train.warmup_steps=2 --set train.log_every=10 \
   --out run >/dev/null 2>err || fail "distill: $(tail -3 err)"
