@@ -25,7 +25,7 @@ typedef struct discrete {
 enum { BETA_LINEAR = 0, BETA_SCALED_LINEAR, BETA_SQUAREDCOS };
 static const char *const beta_names[] = {"linear", "scaled_linear", "squaredcos_cap_v2", NULL};
 static const char *const keys[] = {"num_train_timesteps", "beta_schedule", "beta_start", "beta_end",
-                                   "rescale_betas_zero_snr", NULL};
+                                   "rescale_betas_zero_snr", "zero_snr_floor", NULL};
 
 /* numpy.linspace(a, b, n)[i] */
 static double lin(double a, double b, int n, int i) {
@@ -73,13 +73,21 @@ static flash_status discrete_create(const flash_cfg *cfg, flash_env *env, void *
     int kind = BETA_LINEAR;
     double b0 = 0.0001, b1 = 0.02;
     bool zsnr = false;
+    double floor_acp = 0.0;
     flash_status st;
     if ((st = flash_cfg_int(cfg, "num_train_timesteps", 1000, &T, err)) ||
         (st = flash_cfg_enum(cfg, "beta_schedule", beta_names, BETA_LINEAR, &kind, err)) ||
         (st = flash_cfg_double(cfg, "beta_start", 0.0001, &b0, err)) ||
         (st = flash_cfg_double(cfg, "beta_end", 0.02, &b1, err)) ||
-        (st = flash_cfg_bool(cfg, "rescale_betas_zero_snr", false, &zsnr, err)))
+        (st = flash_cfg_bool(cfg, "rescale_betas_zero_snr", false, &zsnr, err)) ||
+        (st = flash_cfg_double(cfg, "zero_snr_floor", 0.0, &floor_acp, err)))
         return st;
+    if (floor_acp != 0.0 && !zsnr)
+        return flash_cfg_error(flash_cfg_get(cfg, "zero_snr_floor"), err,
+                               "schedule 'discrete': zero_snr_floor needs rescale_betas_zero_snr: true");
+    if (!(floor_acp >= 0.0 && floor_acp < 1e-3))
+        return flash_cfg_error(flash_cfg_get(cfg, "zero_snr_floor"), err,
+                               "schedule 'discrete': zero_snr_floor must be in [0, 1e-3) (got %g)", floor_acp);
     if (T < 2 || T > FLASH_MAX_STEPS)
         return flash_cfg_error(flash_cfg_get(cfg, "num_train_timesteps"), err,
                                "schedule 'discrete': num_train_timesteps must be in [2, %d]", FLASH_MAX_STEPS);
@@ -123,9 +131,26 @@ static flash_status discrete_create(const flash_cfg *cfg, flash_env *env, void *
         s->acp[i] = cp;
     }
     free(betas);
-    /* the rescaled last beta is exactly 1, so alphas_cumprod[T-1] is exactly 0:
-     * kept as is (diffusers' DPM-Solver and Euler clamp it to 2^-24 to keep
-     * their VE sigma finite; samplers here handle alpha_t = 0 themselves) */
+    /* The rescaled last beta is exactly 1, so alphas_cumprod[T-1] is exactly 0.
+     * By default it stays 0 (samplers here handle alpha_t = 0 themselves, and
+     * refuse what is undefined there: an epsilon model's x0-hat). zero_snr_floor
+     * lifts it to a tiny positive value instead, as diffusers' Euler and
+     * DPM-Solver do with 2^-24: x_T is still pure noise to within alpha_T =
+     * 2^-12, but an epsilon-prediction model's x0-hat at T is defined. That
+     * is the setting of the paper's noise correction (section 4.3): an
+     * epsilon model on a (near) zero-terminal-SNR schedule, whose epsilon at
+     * T carries almost nothing about the image. */
+    if (zsnr && floor_acp > 0.0) {
+        if (!(floor_acp < s->acp[s->T - 2])) {
+            flash_status e = flash_cfg_error(flash_cfg_get(cfg, "zero_snr_floor"), err,
+                                             "schedule 'discrete': zero_snr_floor %g must be below "
+                                             "alphas_cumprod[T-2] = %g",
+                                             floor_acp, s->acp[s->T - 2]);
+            discrete_destroy(s);
+            return e;
+        }
+        s->acp[s->T - 1] = floor_acp;
+    }
     *self = s;
     return FLASH_OK;
 }

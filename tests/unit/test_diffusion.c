@@ -416,6 +416,65 @@ START_TEST(test_zero_terminal_snr)
 }
 END_TEST
 
+/* zero_snr_floor: alphas_cumprod[T-1] lifted from 0 to 2^-24 (alpha_T =
+ * 2^-12), every other timestep as without it; an epsilon model then samples
+ * from t = T, with and without noise correction, and lands on the data. */
+START_TEST(test_zero_snr_floor)
+{
+    dpipe p0, p1;
+    pipe_open(&p0, SCHED_ZSNR "model: " GMM3 "}\n");
+    pipe_open(&p1, "schedule: {plugin: discrete, beta_schedule: scaled_linear, beta_start: 0.00085, "
+                   "beta_end: 0.012, rescale_betas_zero_snr: true, zero_snr_floor: 5.9604644775390625e-08}\n"
+                   "model: " GMM3 "}\n");
+    for (int t = 0; t < 999; t++) {
+        double a0, s0, a1, s1;
+        flash_schedule_eval(&p0.sched, t, &a0, &s0);
+        flash_schedule_eval(&p1.sched, t, &a1, &s1);
+        ck_assert_msg(a0 == a1 && s0 == s1, "t = %d changed by the floor", t);
+    }
+    double a, s;
+    flash_schedule_eval(&p0.sched, 999, &a, &s);
+    ck_assert(a == 0.0 && s == 1.0);
+    flash_schedule_eval(&p1.sched, 999, &a, &s);
+    ck_assert_double_eq_tol(a, 1.0 / 4096.0, 1e-15);
+    ck_assert_double_eq_tol(a * a + s * s, 1.0, 1e-15);
+    pipe_close(&p0);
+    pipe_close(&p1);
+
+    int64_t nr, nc;
+    double *bank = ref_load("xT.npy", &nr, &nc);
+    float xT[128];
+    for (int i = 0; i < 128; i++) xT[i] = (float)bank[i];
+    free(bank);
+    for (int corr = 0; corr < 2; corr++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml,
+                 "schedule: {plugin: discrete, beta_schedule: scaled_linear, beta_start: 0.00085, beta_end: 0.012, "
+                 "rescale_betas_zero_snr: true, zero_snr_floor: 5.9604644775390625e-08}\nmodel: " GMM3
+                 "}\nsampler: {plugin: ddim, steps: 10, timestep_spacing: trailing, noise_correction: %s}\n",
+                 corr ? "true" : "false");
+        dpipe p;
+        pipe_open(&p, yaml);
+        flash_tensor *x0 = pipe_sample(&p, xT, 64, 2, NULL);
+        ck_assert_msg(x0 != NULL, "%s", flash_ctx_error(p.c));
+        ck_assert(all_finite(x0));
+        const double mu[3][2] = {{-2, 0}, {2, 1}, {0, -2.5}}, sd[3] = {0.3, 0.5, 0.2};
+        int near = 0;
+        for (int i = 0; i < 64; i++) {
+            for (int j = 0; j < 3; j++) {
+                double dx = x0->data[2 * i] - mu[j][0], dy = x0->data[2 * i + 1] - mu[j][1];
+                if (sqrt(dx * dx + dy * dy) < 4 * sd[j]) {
+                    near++;
+                    break;
+                }
+            }
+        }
+        ck_assert_msg(near >= 60, "noise_correction %d: only %d of 64 samples near a component", corr, near);
+        pipe_close(&p);
+    }
+}
+END_TEST
+
 static Suite *diffusion_suite(void) {
     Suite *s = suite_create("diffusion");
     TCase *tc = tcase_create("core");
@@ -430,6 +489,7 @@ static Suite *diffusion_suite(void) {
     tcase_add_test(tc, test_noise_correction_first_update);
     tcase_add_test(tc, test_noise_correction_not_mid_trajectory);
     tcase_add_test(tc, test_zero_terminal_snr);
+    tcase_add_test(tc, test_zero_snr_floor);
     suite_add_tcase(s, tc);
     return s;
 }
