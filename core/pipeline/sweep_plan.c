@@ -307,7 +307,10 @@ static flash_status substitute(const sweep *S, const flash_cfg *where, const cha
 static flash_status apply_list(flash_cfg *cfg, const flash_cfg *seq, flash_error *err)
 {
     for (size_t i = 0; seq && i < flash_cfg_len(seq); i++) {
-        flash_status st = flash_cfg_set(cfg, flash_cfg_scalar(flash_cfg_at(seq, i)), err);
+        /* located at the sweep file's line: a relative path in the value
+         * names a file beside the sweep file, as in a config */
+        const flash_cfg *item = flash_cfg_at(seq, i);
+        flash_status st = flash_cfg_set_from(cfg, flash_cfg_scalar(item), item, err);
         if (st) {
             char where[256];
             flash_error_prefix(err, "%s", flash_cfg_where(flash_cfg_at(seq, i), where, sizeof where));

@@ -135,7 +135,10 @@ static bool key_text_ok(const char *s) {
     return true;
 }
 
-flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error *err) {
+/* flash_cfg_set and flash_cfg_set_from: the value's nodes are located at
+ * file:line:col (SET_FILE, 0, 0 for the command line). */
+static flash_status cfg_set_located(flash_cfg *root, const char *assignment, const char *file, int line, int col,
+                                    flash_error *err) {
     if (!assignment) return flash_error_set(err, FLASH_ERR_USAGE, "--set: no assignment given");
     const char *eq = strchr(assignment, '=');
     if (!eq || eq == assignment)
@@ -191,7 +194,7 @@ flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error 
         free(keypath);
         return st;
     }
-    if (!relocate(val, SET_FILE, 0, 0)) {
+    if (!relocate(val, file, line, col)) {
         st = cfg_nomem(err);
         goto done;
     }
@@ -227,6 +230,15 @@ done:
     flash_cfg_free(val);
     free(keypath);
     return st;
+}
+
+flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error *err) {
+    return cfg_set_located(root, assignment, SET_FILE, 0, 0, err);
+}
+
+flash_status flash_cfg_set_from(flash_cfg *root, const char *assignment, const flash_cfg *origin, flash_error *err) {
+    if (!origin || !origin->file || origin->line <= 0) return flash_cfg_set(root, assignment, err);
+    return cfg_set_located(root, assignment, origin->file, origin->line, origin->col, err);
 }
 
 flash_status flash_cfg_put(flash_cfg *map, const char *key, const char *scalar, flash_error *err) {

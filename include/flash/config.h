@@ -40,6 +40,12 @@ FLASH_EXPORT flash_status flash_cfg_parse_string(const char *text, const char *n
 /* "a.b.c=value": creates missing maps along the path; value is YAML
  * ("3", "[999, 750]", "{plugin: ddim}"); located as "--set a.b.c". */
 FLASH_EXPORT flash_status flash_cfg_set(flash_cfg *root, const char *assignment, flash_error *err);
+/* flash_cfg_set for an assignment written in a file (a sweep's `set:`
+ * item, `origin`): the value is located where origin is, so its relative
+ * paths name files beside that file (flash_cfg_resolve_path) and its errors
+ * name that file and line. Without a location, as flash_cfg_set. */
+FLASH_EXPORT flash_status flash_cfg_set_from(flash_cfg *root, const char *assignment, const flash_cfg *origin,
+                                             flash_error *err);
 FLASH_EXPORT void flash_cfg_free(flash_cfg *root);
 FLASH_EXPORT flash_cfg *flash_cfg_clone(const flash_cfg *n);
 /* New empty map (for building configs in code and tests). */

@@ -942,6 +942,45 @@ START_TEST(test_write) {
 }
 END_TEST
 
+/* An assignment written in a file (a sweep's `set:`) is located there: its
+ * relative path names a file beside that file, from any working directory,
+ * and its errors name the file's line; a command-line --set stays relative
+ * to the working directory. */
+START_TEST(test_set_from_file) {
+    char dir[] = "/tmp/flash_test_setfrom_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char sweep[PATH_MAX], weights[PATH_MAX], got[PATH_MAX];
+    snprintf(sweep, sizeof sweep, "%s/sweep.yaml", dir);
+    snprintf(weights, sizeof weights, "%s/w.bin", dir);
+    FILE *f = fopen(sweep, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("# a sweep\nset:\n  - teacher_checkpoint=w.bin\n", f);
+    fclose(f);
+    f = fopen(weights, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    flash_cfg *sw = load_ok(sweep), *cfg = flash_cfg_new_map("run"), *cli = flash_cfg_new_map("run");
+    const flash_cfg *item = flash_cfg_at(flash_cfg_get(sw, "set"), 0);
+    flash_error err = {0};
+    ck_assert_int_eq(flash_cfg_set_from(cfg, flash_cfg_scalar(item), item, &err), FLASH_OK);
+    const flash_cfg *v = flash_cfg_get(cfg, "teacher_checkpoint");
+    ck_assert_str_eq(flash_cfg_file(v), sweep);
+    ck_assert_int_eq(flash_cfg_line(v), 3);
+    ck_assert(flash_cfg_resolve_path(v, flash_cfg_scalar(v), got, sizeof got));
+    ck_assert_str_eq(got, weights);
+    ck_assert_int_eq(flash_cfg_set(cli, "teacher_checkpoint=w.bin", &err), FLASH_OK);
+    v = flash_cfg_get(cli, "teacher_checkpoint");
+    ck_assert(flash_cfg_resolve_path(v, flash_cfg_scalar(v), got, sizeof got));
+    ck_assert_str_eq(got, "w.bin");
+    flash_cfg_free(sw);
+    flash_cfg_free(cfg);
+    flash_cfg_free(cli);
+    unlink(weights);
+    unlink(sweep);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *config_suite(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("parse");
@@ -976,6 +1015,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_roundtrip_types);
     tcase_add_test(tc, test_write);
+    tcase_add_test(tc, test_set_from_file);
     tcase_add_test(tc, test_print_idempotent);
     tcase_add_test(tc, test_set_key_text);
     suite_add_tcase(s, tc);
