@@ -45,6 +45,8 @@ typedef struct sw_variant {
     int n_steps; /* -1: the sweep's axis */
     long snapshots[MAX_LIST];
     int n_snapshots; /* -1: the sweep's */
+    long seeds[MAX_LIST];
+    int n_seeds; /* -1: the sweep's */
 } sw_variant;
 
 typedef struct sw_run {

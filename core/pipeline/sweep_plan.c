@@ -116,6 +116,7 @@ static flash_status parse_sweep(sweep *S, flash_error *err)
         v->node = n;
         v->n_steps = -1;
         v->n_snapshots = -1;
+        v->n_seeds = -1;
         if ((st = flash_cfg_check_keys(n, "variant", flash_schema_keys("sweep.variants"), err)) ||
             (st = flash_cfg_str(n, "name", NULL, &v->name, err)) ||
             (st = flash_cfg_str(n, "config", NULL, &config, err)) ||
@@ -137,6 +138,14 @@ static flash_status parse_sweep(sweep *S, flash_error *err)
         v->resample = flash_cfg_get(n, "resample");
         if ((st = check_strings(v->set, "set", err)) || (st = check_strings(v->per_step, "per_step", err))) return st;
         if (flash_cfg_get(n, "steps") && (st = read_longs(n, "steps", v->steps, &v->n_steps, err))) return st;
+        /* a variant's own training seeds: the rows that decide an ordering
+         * at 3 seeds, the rest of a table at the sweep's */
+        if (flash_cfg_get(n, "seeds")) {
+            if (!v->seeded)
+                return flash_cfg_error(flash_cfg_get(n, "seeds"), err, "seeds: variant '%s' is not seeded", v->name);
+            if ((st = read_longs(n, "seeds", v->seeds, &v->n_seeds, err))) return st;
+            if (v->n_seeds < 1) return flash_cfg_error(flash_cfg_get(n, "seeds"), err, "seeds: an empty list");
+        }
         if (flash_cfg_get(n, "snapshots")) {
             if ((st = read_snapshots(n, v->snapshots, &v->n_snapshots, err))) return st;
             if (v->is_teacher && v->n_snapshots > 0)
@@ -235,14 +244,16 @@ static flash_status plan(sweep *S, flash_error *err)
         const long *steps = v->n_steps >= 0 ? v->steps : S->steps;
         int n_steps = v->n_steps >= 0 ? v->n_steps : S->n_steps;
         int n_groups = !v->per_step ? 1 : v->share_steps ? 1 : n_steps;
-        int n_seeds = v->seeded && S->n_seeds ? S->n_seeds : 1;
+        const long *seeds = v->n_seeds >= 0 ? v->seeds : S->seeds;
+        int n_seeds_v = v->n_seeds >= 0 ? v->n_seeds : S->n_seeds;
+        int n_seeds = v->seeded && n_seeds_v ? n_seeds_v : 1;
         int n_g = S->n_guidance ? S->n_guidance : 1;
         for (int gi = 0; gi < n_groups; gi++)
             for (int si = 0; si < n_seeds; si++)
                 for (int k = 0; k < n_g; k++) {
                     const long *st0 = v->per_step ? (v->share_steps ? steps : steps + gi) : NULL;
                     int ns = !v->per_step ? 0 : v->share_steps ? n_steps : 1;
-                    if ((st = add_run(S, vi, st0, ns, v->seeded && S->n_seeds > 0, S->n_seeds ? S->seeds[si] : 0,
+                    if ((st = add_run(S, vi, st0, ns, v->seeded && n_seeds_v > 0, n_seeds_v ? seeds[si] : 0,
                                       S->n_guidance > 0, S->n_guidance ? S->guidance[k] : 0, err)))
                         return st;
                 }

@@ -21,7 +21,7 @@ static const char *const sweep_keys[] = {"base",     "set",          "out",     
                                          "timesteps", "guidance",    "guidance_key", "baseline", "variants", "runs",
                                          "snapshots", NULL};
 static const char *const sweep_variant_keys[] = {"name",     "config",   "model",     "set", "per_step", "share_steps",
-                                                 "seeded",   "steps",    "resample",  "snapshots", NULL};
+                                                 "seeded",   "seeds",    "steps",     "resample",  "snapshots", NULL};
 static const char *const sweep_resample_keys[] = {"name", "set", NULL};
 static const char *const sweep_run_keys[] = {"variant", "steps", "seed", "guidance", NULL};
 

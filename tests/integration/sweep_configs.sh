@@ -12,13 +12,25 @@
 source "${BASH_SOURCE%/*}/common.bash"
 sweeps=$FLASH_SOURCE_DIR/configs/sweeps
 
-for t in smoke:9 table1:14 table3:5; do
+for t in smoke:9 table1:22 table3:5; do
   name=${t%%:*} n=${t##*:}
   "$FLASH" sweep "$sweeps/$name.yaml" --out "$tmp/$name" --dry-run >"$tmp/$name.plan" 2>"$tmp/err" ||
     fail "$name --dry-run: $(cat "$tmp/err")"
   grep -q "^$n runs" "$tmp/$name.plan" || fail "$name: expected $n runs: $(tail -1 "$tmp/$name.plan")"
   [[ -e $tmp/$name ]] && fail "$name --dry-run wrote $tmp/$name"
 done
+# a variant's own seeds: the rows that decide the 3-step ordering at 3 seeds,
+# the others at the sweep's one
+for v in imagine_flash_3 imagine_flash_3_uniform step_distill lcm; do
+  for s in 0 1 2; do grep -q "^${v}_seed$s .* seed $s " "$tmp/table1.plan" || fail "table1: no ${v}_seed$s"; done
+done
+grep -q "^dmd2_1_seed1 " "$tmp/table1.plan" && fail "table1: dmd2_1 took the deciding rows' seeds"
+printf 'base: x.yaml\nvariants: [{name: t, model: teacher, seeds: [0, 1]}]\n' >"$tmp/tseeds.yaml"
+set +e
+"$FLASH" sweep "$tmp/tseeds.yaml" --dry-run 2>"$tmp/err"
+rc=$?
+set -e
+((rc == 2)) && grep -q "tseeds.yaml:2.*not seeded" "$tmp/err" || fail "seeds on a teacher variant: exit $rc: $(cat "$tmp/err")"
 grep -q "^lcm_seed0 .* variants: lcm_3 lcm_2 lcm_1$" "$tmp/table1.plan" ||
   fail "table1: LCM is not one run sampled at 3, 2 and 1 steps"
 grep -q "^imagine_flash_3_seed0 .* variants: imagine_flash_3 no_noise_correction$" "$tmp/table3.plan" ||

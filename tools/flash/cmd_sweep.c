@@ -74,6 +74,8 @@ static const flash_command sweep_cmd = {
         "      per_step: [\"sampler.timesteps={timesteps}\"]\n"
         "      resample: [{name: no_nc, set: [\"sampler.noise_correction=false\"]}]\n"
         "    - {name: lcm, config: ../distill/lcm.yaml}   # its own run.variants\n"
+        "    - {name: dmd2, config: ../distill/dmd2_1step.yaml, seeds: [0, 1, 2]}\n"
+        "                                  # a variant's own training seeds\n"
         "  runs: [{variant: imagine_flash, steps: 3, seed: 0}]  # instead of the grid\n",
     .epilogue = "Exit codes: 0 every run complete, 1 a run failed or the sweep was\n"
                 "interrupted, 2 bad usage or sweep file.\n",
