@@ -13,6 +13,7 @@ typedef struct flash_param_entry {
     char *name;
     flash_tensor *t;
     size_t offset;
+    float lr_scale; /* Adam's rate for this tensor: lr times this (1 by default) */
 } flash_param_entry;
 
 struct flash_params {
@@ -76,6 +77,7 @@ flash_tensor *flash_params_add(flash_params *p, const char *name, int ndim, cons
     p->e[p->n].name = nm;
     p->e[p->n].t = t;
     p->e[p->n].offset = p->count;
+    p->e[p->n].lr_scale = 1.0f;
     p->n++;
     p->count += numel;
     return t;
@@ -179,6 +181,40 @@ bool flash_params_grad_finite(const flash_params *p) {
 
 /* ---- optimiser and EMA ---------------------------------------------------------- */
 
+size_t flash_params_set_lr_scale(flash_params *p, const char *prefix, float scale) {
+    if (!p || !prefix || !(scale >= 0.0f)) return 0;
+    size_t hits = 0, len = strlen(prefix);
+    for (size_t i = 0; i < p->n; i++)
+        if (strncmp(p->e[i].name, prefix, len) == 0) {
+            p->e[i].lr_scale = scale;
+            hits++;
+        }
+    return hits;
+}
+
+/* One Adam(W) update of the n scalars from off, at rate lr. */
+static void adam_range(flash_params *p, size_t off, size_t n, const flash_adam *opt, float lr, double bc1,
+                       double bc2) {
+    const float b1 = opt->beta1, b2 = opt->beta2, eps = opt->eps;
+    const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    const float decay = opt->weight_decay > 0 ? 1.0f - lr * opt->weight_decay : 1.0f;
+    if (be_of()->adam) {
+        be_of()->adam(p->data + off, p->grad + off, p->m + off, p->v + off, n, b1, b2, eps, step_size, inv_sqrt_bc2,
+                      decay);
+        return;
+    }
+    float *restrict w = p->data + off, *restrict g = p->grad + off, *restrict m = p->m + off, *restrict v = p->v + off;
+    const long long cnt = (long long)n;
+#pragma omp parallel for schedule(static) if (cnt > FLASH_PAR_THRESHOLD)
+    for (long long i = 0; i < cnt; i++) {
+        const float gi = g[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        const float denom = sqrtf(v[i]) * inv_sqrt_bc2 + eps;
+        w[i] = w[i] * decay - step_size * m[i] / denom;
+    }
+}
+
 flash_status flash_adam_step(flash_params *p, const flash_adam *opt, int64_t step, flash_error *err) {
     if (!p || !opt || !p->finalized) return flash_error_set(err, FLASH_ERR_RUNTIME, "adam: parameters not finalized");
     if (step < 1) return flash_error_set(err, FLASH_ERR_RUNTIME, "adam: step counts from 1, got %lld", (long long)step);
@@ -187,24 +223,17 @@ flash_status flash_adam_step(flash_params *p, const flash_adam *opt, int64_t ste
     if (!p->m || !p->v)
         return flash_error_set(err, FLASH_ERR_NOMEM, "adam: cannot allocate moments for %zu parameters", p->count);
     /* torch.optim.Adam/AdamW: decoupled decay first, then
-     * p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps) */
-    const float b1 = opt->beta1, b2 = opt->beta2, eps = opt->eps, lr = opt->lr;
-    const double bc1 = 1.0 - pow((double)b1, (double)step), bc2 = 1.0 - pow((double)b2, (double)step);
-    const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-    const float decay = opt->weight_decay > 0 ? 1.0f - lr * opt->weight_decay : 1.0f;
-    if (be_of()->adam) {
-        be_of()->adam(p->data, p->grad, p->m, p->v, p->count, b1, b2, eps, step_size, inv_sqrt_bc2, decay);
-        return FLASH_OK;
-    }
-    float *restrict w = p->data, *restrict g = p->grad, *restrict m = p->m, *restrict v = p->v;
-    const long long n = (long long)p->count;
-#pragma omp parallel for schedule(static) if (n > FLASH_PAR_THRESHOLD)
-    for (long long i = 0; i < n; i++) {
-        const float gi = g[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * gi;
-        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-        const float denom = sqrtf(v[i]) * inv_sqrt_bc2 + eps;
-        w[i] = w[i] * decay - step_size * m[i] / denom;
+     * p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps); a tensor with an
+     * lr_scale is a parameter group of its own (lr and decay scaled, as
+     * torch's per-group lr) */
+    const double bc1 = 1.0 - pow((double)opt->beta1, (double)step), bc2 = 1.0 - pow((double)opt->beta2, (double)step);
+    size_t i = 0;
+    while (i < p->n) {
+        size_t j = i + 1;
+        while (j < p->n && p->e[j].lr_scale == p->e[i].lr_scale) j++;
+        const size_t end = j < p->n ? p->e[j].offset : p->count;
+        adam_range(p, p->e[i].offset, end - p->e[i].offset, opt, opt->lr * p->e[i].lr_scale, bc1, bc2);
+        i = j;
     }
     return FLASH_OK;
 }

@@ -460,6 +460,35 @@ static flash_status train_update(loop *L, flash_tensor *loss, int64_t step, doub
 
 /* ---- building ------------------------------------------------------------ */
 
+
+/* train.lr_scale: {NAME_PREFIX: MULTIPLIER, ...}, Adam's rate for the
+ * trained tensors whose names start with the prefix (a parameter group, as
+ * torch's). For a part that starts from nothing beside a copied network,
+ * e.g. a guidance-conditioned student's zero-initialised guidance input,
+ * which at the distillation rate would barely move in 1,000 steps. */
+static flash_status apply_lr_scale(flash_params *P, const flash_cfg *map, flash_error *err)
+{
+    if (!map) return FLASH_OK;
+    if (flash_cfg_kind(map) != FLASH_CFG_MAP)
+        return flash_cfg_error(map, err, "lr_scale: expected a map of parameter-name prefix to multiplier "
+                                         "({guidance.: 50})");
+    for (size_t i = 0; i < flash_cfg_len(map); i++) {
+        const char *prefix = flash_cfg_key_at(map, i);
+        double m;
+        flash_status st = flash_cfg_double(map, prefix, 1.0, &m, err);
+        if (st) return st;
+        if (!(m >= 0 && m <= 1e6))
+            return flash_cfg_error(flash_cfg_at(map, i), err, "lr_scale.%s: a multiplier in [0, 1e6], got %g", prefix,
+                                   m);
+        if (!flash_params_set_lr_scale(P, prefix, (float)m))
+            return flash_cfg_error(flash_cfg_at(map, i), err,
+                                   "lr_scale.%s: no trained parameter's name starts with '%s' (`flash check` "
+                                   "lists them)",
+                                   prefix, prefix);
+    }
+    return FLASH_OK;
+}
+
 static flash_status loop_build(loop *L, flash_error *err)
 {
     const flash_cfg *root = L->o->root, *slot;
@@ -530,6 +559,7 @@ static flash_status loop_build(loop *L, flash_error *err)
     }
     if (flash_params_count(L->P) == 0)
         return flash_cfg_error(slot, err, "strategy '%s': the trained model has no parameters", L->strategy.comp->name);
+    if ((st = apply_lr_scale(L->P, flash_cfg_get(flash_cfg_get(root, "train"), "lr_scale"), err))) return st;
     if ((st = flash_params_to_device(L->P, L->device, err))) {
         flash_error_prefix(err, "%s", L->who);
         return st;

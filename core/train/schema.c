@@ -13,7 +13,7 @@
 static const char *const train_keys[] = {"steps",        "batch_size",   "optimizer",   "lr",         "beta1",
                                          "beta2",        "eps",          "weight_decay", "warmup_steps", "lr_schedule",
                                          "min_lr",       "grad_clip",    "ema_decay",   "ckpt_every", "log_every",
-                                         "eval_every",   "eval_batches", "snapshots",   NULL};
+                                         "eval_every",   "eval_batches", "snapshots",   "lr_scale",   NULL};
 static const char *const run_keys[] = {"samples", "noise_seed", "batch", "plots", "variants", NULL};
 static const char *const run_variant_keys[] = {"name", "model", "from", "set", "snapshot", NULL};
 static const char *const teacher_train_keys[] = {"strategy", "train", NULL};

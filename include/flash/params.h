@@ -78,6 +78,10 @@ typedef struct flash_adam {
     float weight_decay; /* decoupled (AdamW) when > 0 */
 } flash_adam;
 
+/* Adam's rate for every tensor whose name starts with prefix: lr times
+ * scale (a parameter group of its own, as torch's per-group lr; weight
+ * decay scales with it). Returns how many tensors matched. */
+FLASH_EXPORT size_t flash_params_set_lr_scale(flash_params *p, const char *prefix, float scale);
 /* One Adam(W) step with bias correction; step counts from 1. */
 FLASH_EXPORT flash_status flash_adam_step(flash_params *p, const flash_adam *opt, int64_t step, flash_error *err);
 /* ema = decay * ema + (1 - decay) * data; the first call copies data. */

@@ -75,7 +75,7 @@ static void adam_ref(double *w, double *m, double *v, const double *g, size_t n,
 static void check_adam(float wd) {
     flash_params *P = make(0.5f, -0.25f);
     const size_t n = flash_params_count(P);
-    double w[8], m[8] = {0}, v[8] = {0}, g[8];
+    double w[8], m[8] = {0}, v[8] = {0}, g[8] = {0};
     for (size_t i = 0; i < n; i++) w[i] = flash_params_data(P)[i];
     flash_adam opt = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = wd};
     for (int step = 1; step <= 3; step++) {
@@ -113,6 +113,30 @@ START_TEST(test_adamw) {
     ck_assert_int_eq(flash_adam_step(P, &opt, 1, NULL), FLASH_OK);
     ck_assert_float_eq_tol(flash_params_find(P, "layer.w")->data[0], 2.0f * 0.95f, 1e-6);
     ck_assert_float_eq_tol(flash_params_find(P, "layer.b")->data[1], -0.95f, 1e-6);
+    flash_params_destroy(P);
+}
+END_TEST
+
+/* a tensor with an lr_scale steps as AdamW at lr * scale (its decay too);
+ * the others as before */
+START_TEST(test_adam_lr_scale) {
+    flash_params *P = make(0.5f, -0.25f);
+    ck_assert_uint_eq(flash_params_set_lr_scale(P, "layer.b", 5.0f), 1);
+    ck_assert_uint_eq(flash_params_set_lr_scale(P, "nothing.", 5.0f), 0);
+    const size_t n = flash_params_count(P), nw = 6;
+    double w[8], m[8] = {0}, v[8] = {0}, g[8] = {0};
+    for (size_t i = 0; i < n; i++) w[i] = flash_params_data(P)[i];
+    flash_adam opt = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f};
+    for (int step = 1; step <= 3; step++) {
+        for (size_t i = 0; i < n; i++) {
+            g[i] = cos(0.3 + (double)i * 0.9 + step);
+            flash_params_grad(P)[i] = (float)g[i];
+        }
+        ck_assert_int_eq(flash_adam_step(P, &opt, step, NULL), FLASH_OK);
+        adam_ref(w, m, v, g, nw, step, opt.lr, opt.beta1, opt.beta2, opt.eps, 0.1);
+        adam_ref(w + nw, m + nw, v + nw, g + nw, n - nw, step, 5.0 * opt.lr, opt.beta1, opt.beta2, opt.eps, 0.1);
+        for (size_t i = 0; i < n; i++) ck_assert_double_eq_tol(flash_params_data(P)[i], w[i], 1e-6);
+    }
     flash_params_destroy(P);
 }
 END_TEST
@@ -275,6 +299,7 @@ static Suite *params_suite(void) {
     tcase_add_test(tc, test_layout);
     tcase_add_test(tc, test_adam);
     tcase_add_test(tc, test_adamw);
+    tcase_add_test(tc, test_adam_lr_scale);
     tcase_add_test(tc, test_ema_and_swap);
     tcase_add_test(tc, test_clip_and_finite);
     tcase_add_test(tc, test_copy_by_name);
