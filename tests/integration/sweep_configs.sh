@@ -12,7 +12,7 @@
 source "${BASH_SOURCE%/*}/common.bash"
 sweeps=$FLASH_SOURCE_DIR/configs/sweeps
 
-for t in smoke:9 table1:22 table3:5; do
+for t in smoke:9 table1:23 table3:5; do
   name=${t%%:*} n=${t##*:}
   "$FLASH" sweep "$sweeps/$name.yaml" --out "$tmp/$name" --dry-run >"$tmp/$name.plan" 2>"$tmp/err" ||
     fail "$name --dry-run: $(cat "$tmp/err")"
