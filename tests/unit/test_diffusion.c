@@ -356,6 +356,22 @@ static int all_finite(const flash_tensor *t) {
     return 1;
 }
 
+/* how many of the n 2-D samples lie within 4 std of a GMM3 component */
+static int near_components(const flash_tensor *x0, int n) {
+    const double mu[3][2] = {{-2, 0}, {2, 1}, {0, -2.5}}, sd[3] = {0.3, 0.5, 0.2};
+    int near = 0;
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < 3; j++) {
+            double dx = x0->data[2 * i] - mu[j][0], dy = x0->data[2 * i + 1] - mu[j][1];
+            if (sqrt(dx * dx + dy * dy) < 4 * sd[j]) {
+                near++;
+                break;
+            }
+        }
+    }
+    return near;
+}
+
 START_TEST(test_zero_terminal_snr)
 {
     int64_t nr, nc;
@@ -399,17 +415,7 @@ START_TEST(test_zero_terminal_snr)
         ck_assert_msg(x0 != NULL, "case %d: %s", k, flash_ctx_error(p.c));
         ck_assert_msg(all_finite(x0), "case %d not finite", k);
         /* and lands on the data: every sample within 4 std of a component */
-        const double mu[3][2] = {{-2, 0}, {2, 1}, {0, -2.5}}, sd[3] = {0.3, 0.5, 0.2};
-        int near = 0;
-        for (int i = 0; i < 64; i++) {
-            for (int j = 0; j < 3; j++) {
-                double dx = x0->data[2 * i] - mu[j][0], dy = x0->data[2 * i + 1] - mu[j][1];
-                if (sqrt(dx * dx + dy * dy) < 4 * sd[j]) {
-                    near++;
-                    break;
-                }
-            }
-        }
+        const int near = near_components(x0, 64);
         ck_assert_msg(near >= 60, "case %d: only %d of 64 samples near a component", k, near);
         pipe_close(&p);
     }
@@ -458,17 +464,7 @@ START_TEST(test_zero_snr_floor)
         flash_tensor *x0 = pipe_sample(&p, xT, 64, 2, NULL);
         ck_assert_msg(x0 != NULL, "%s", flash_ctx_error(p.c));
         ck_assert(all_finite(x0));
-        const double mu[3][2] = {{-2, 0}, {2, 1}, {0, -2.5}}, sd[3] = {0.3, 0.5, 0.2};
-        int near = 0;
-        for (int i = 0; i < 64; i++) {
-            for (int j = 0; j < 3; j++) {
-                double dx = x0->data[2 * i] - mu[j][0], dy = x0->data[2 * i + 1] - mu[j][1];
-                if (sqrt(dx * dx + dy * dy) < 4 * sd[j]) {
-                    near++;
-                    break;
-                }
-            }
-        }
+        const int near = near_components(x0, 64);
         ck_assert_msg(near >= 60, "noise_correction %d: only %d of 64 samples near a component", corr, near);
         pipe_close(&p);
     }
