@@ -356,6 +356,14 @@ static int all_finite(const flash_tensor *t) {
     return 1;
 }
 
+/* the first 64 2-D rows of the reference noise bank */
+static void load_xT128(float xT[128]) {
+    int64_t nr, nc;
+    double *bank = ref_load("xT.npy", &nr, &nc);
+    for (int i = 0; i < 128; i++) xT[i] = (float)bank[i];
+    free(bank);
+}
+
 /* how many of the n 2-D samples lie within 4 std of a GMM3 component */
 static int near_components(const flash_tensor *x0, int n) {
     const double mu[3][2] = {{-2, 0}, {2, 1}, {0, -2.5}}, sd[3] = {0.3, 0.5, 0.2};
@@ -374,11 +382,8 @@ static int near_components(const flash_tensor *x0, int n) {
 
 START_TEST(test_zero_terminal_snr)
 {
-    int64_t nr, nc;
-    double *bank = ref_load("xT.npy", &nr, &nc);
     float xT[128];
-    for (int i = 0; i < 128; i++) xT[i] = (float)bank[i];
-    free(bank);
+    load_xT128(xT);
     /* epsilon model from t = 999 where alpha_t = 0: undefined, said clearly */
     for (int corr = 0; corr < 2; corr++) {
         for (int k = 0; k < 2; k++) {
@@ -447,11 +452,8 @@ START_TEST(test_zero_snr_floor)
     pipe_close(&p0);
     pipe_close(&p1);
 
-    int64_t nr, nc;
-    double *bank = ref_load("xT.npy", &nr, &nc);
     float xT[128];
-    for (int i = 0; i < 128; i++) xT[i] = (float)bank[i];
-    free(bank);
+    load_xT128(xT);
     for (int corr = 0; corr < 2; corr++) {
         char yaml[1024];
         snprintf(yaml, sizeof yaml,
