@@ -66,5 +66,11 @@ fi
     fi
     echo "| $1.safetensors | $3 | $4 | ${step_of[$1]} | $(sha256sum "$f" | cut -c1-64) |"
   done
-} >"$out/README.md"
+  # what was written by hand below the table (what the checkpoints give)
+  # is kept as it was
+  if [[ -f $out/README.md ]]; then
+    awk 'tail { print; next } /^\| [^|]*\.safetensors \|/ { seen = 1; next } seen && !/^\|/ { tail = 1; print }' "$out/README.md"
+  fi
+} >"$tmp/README.md"
+mv "$tmp/README.md" "$out/README.md"
 cat "$out/README.md"
